@@ -1,0 +1,506 @@
+//! The signaling wire protocol: JSON text frames, one object each, tagged by `type`.
+//!
+//! Shared by the server and the meshdrop client so that the two can never disagree.
+//! `signaling/PROTOCOL.md` is the prose version of this module; keep them in step.
+//!
+//! Parsing goes through flat structs with optional fields rather than a tagged enum:
+//! one pass over the input, a precise error code for each kind of bad frame, and the
+//! opaque `data` payload kept as raw JSON (serde cannot hand a `RawValue` through an
+//! internally tagged enum).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Largest text frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Longest room name, in bytes (rooms are `[A-Za-z0-9_-]`).
+pub const MAX_ROOM_LEN: usize = 64;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Shortest accepted client secret, in characters: it is the only thing that makes a
+/// stable peer id unforgeable, so it must carry real entropy.
+pub const MIN_SECRET_LEN: usize = 32;
+/// Longest accepted client secret, in characters.
+pub const MAX_SECRET_LEN: usize = 128;
+
+/// A peer as the server describes it to the others in its room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's id, stamped by the server.
+    pub id: String,
+    /// The display name the peer joined with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Stable machine-readable error codes carried by `{"type":"error"}` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON (or not a JSON object).
+    BadJson,
+    /// Valid JSON, but a field is missing or of the wrong kind.
+    BadMessage,
+    /// The `type` field names no known message.
+    UnknownType,
+    /// A `signal` was sent before a successful `join`.
+    NotJoined,
+    /// A second `join` on a connection that already joined.
+    AlreadyJoined,
+    /// The room is not 1–64 characters of `[A-Za-z0-9_-]`.
+    BadRoom,
+    /// The name is longer than 64 characters or contains control characters.
+    BadName,
+    /// The secret is not 32–128 characters of `[A-Za-z0-9_-]`.
+    BadSecret,
+    /// The room already holds the configured maximum of peers.
+    RoomFull,
+    /// The `to` of a signal names no peer in the sender's room.
+    UnknownPeer,
+    /// The frame is larger than 64 KiB (the server then closes the connection).
+    TooLarge,
+    /// The client sends frames faster than the configured rate.
+    RateLimited,
+    /// Binary frames are not part of the protocol.
+    BinaryFrame,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `"room-full"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad-json",
+            ErrorCode::BadMessage => "bad-message",
+            ErrorCode::UnknownType => "unknown-type",
+            ErrorCode::NotJoined => "not-joined",
+            ErrorCode::AlreadyJoined => "already-joined",
+            ErrorCode::BadRoom => "bad-room",
+            ErrorCode::BadName => "bad-name",
+            ErrorCode::BadSecret => "bad-secret",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::BinaryFrame => "binary-frame",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A frame that could not be accepted: the code and a short human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl ProtocolError {
+    /// An error with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+// ---------------------------------------------------------------------------------------
+// client -> server
+
+/// A frame a client sends, ready to serialize.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage<'a> {
+    /// Enter a room; must be the first frame.
+    Join {
+        /// The room to enter.
+        room: &'a str,
+        /// Optional display name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+        /// Optional client secret: the server derives the peer id from it, so the same
+        /// secret gives the same id across reconnects and server restarts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<&'a str>,
+    },
+    /// Relay `data` to the peer `to` in the same room.
+    Signal {
+        /// The receiving peer's id.
+        to: &'a str,
+        /// Any JSON value, forwarded untouched.
+        data: &'a RawValue,
+    },
+}
+
+/// A validated client frame, borrowing from the text it was parsed from.
+#[derive(Debug)]
+pub enum ClientRequest<'a> {
+    /// `{"type":"join",...}`
+    Join {
+        /// Valid room name.
+        room: Cow<'a, str>,
+        /// Valid display name, if given.
+        name: Option<Cow<'a, str>>,
+        /// Valid secret, if given.
+        secret: Option<Cow<'a, str>>,
+    },
+    /// `{"type":"signal",...}`
+    Signal {
+        /// Receiving peer id (not yet checked against the room).
+        to: Cow<'a, str>,
+        /// The payload, as raw JSON text.
+        data: &'a RawValue,
+    },
+}
+
+impl PartialEq for ClientRequest<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        use ClientRequest::*;
+        match (self, other) {
+            (Join { room: r1, name: n1, secret: s1 }, Join { room: r2, name: n2, secret: s2 }) => r1 == r2 && n1 == n2 && s1 == s2,
+            // Raw payloads compare by their exact text.
+            (Signal { to: t1, data: d1 }, Signal { to: t2, data: d2 }) => t1 == t2 && d1.get() == d2.get(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ClientFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    secret: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parses and validates one client text frame.
+pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(ProtocolError::new(ErrorCode::TooLarge, "frame exceeds 64 KiB"));
+    }
+    let frame: ClientFrame<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
+    let kind = frame
+        .kind
+        .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "missing field `type`"))?;
+    match kind.as_ref() {
+        "join" => {
+            let room = frame
+                .room
+                .ok_or_else(|| ProtocolError::new(ErrorCode::BadRoom, "join needs a `room`"))?;
+            validate_room(&room)?;
+            if let Some(name) = &frame.name {
+                validate_name(name)?;
+            }
+            if let Some(secret) = &frame.secret {
+                validate_secret(secret)?;
+            }
+            Ok(ClientRequest::Join { room, name: frame.name, secret: frame.secret })
+        }
+        "signal" => {
+            let to = frame
+                .to
+                .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs a `to`"))?;
+            let data = frame
+                .data
+                .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs `data`"))?;
+            Ok(ClientRequest::Signal { to, data })
+        }
+        other => Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type `{}`", truncate(other, 32)),
+        )),
+    }
+}
+
+/// Syntax errors are `bad-json`; well-formed JSON of the wrong shape is `bad-message`.
+fn classify_json_error(err: serde_json::Error) -> ProtocolError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ProtocolError::new(ErrorCode::BadJson, format!("malformed JSON: {err}"))
+        }
+        Category::Data => ProtocolError::new(ErrorCode::BadMessage, format!("bad message: {err}")),
+    }
+}
+
+/// Checks a room name: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_ROOM_LEN
+        && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(ErrorCode::BadRoom, "room must be 1-64 characters of A-Z a-z 0-9 _ -"))
+    }
+}
+
+/// Checks a display name: at most 64 characters, no control characters.
+pub fn validate_name(name: &str) -> Result<(), ProtocolError> {
+    if name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(ErrorCode::BadName, "name must be at most 64 characters, without control characters"))
+    }
+}
+
+/// Checks a client secret: 32–128 characters of `[A-Za-z0-9_-]`.
+pub fn validate_secret(secret: &str) -> Result<(), ProtocolError> {
+    let ok = (MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(ErrorCode::BadSecret, "secret must be 32-128 characters of A-Z a-z 0-9 _ -"))
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// server -> client
+
+/// A frame the server sends, ready to serialize.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage<'a> {
+    /// Answer to a successful join.
+    Welcome {
+        /// The joiner's id.
+        id: &'a str,
+        /// Everybody else already in the room.
+        peers: Vec<PeerInfo>,
+    },
+    /// Someone entered the room.
+    PeerJoined {
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Someone left the room (closed, timed out, or was replaced).
+    PeerLeft {
+        /// Who.
+        id: &'a str,
+    },
+    /// A relayed signal.
+    Signal {
+        /// The sender, stamped by the server.
+        from: &'a str,
+        /// The payload, exactly as the sender wrote it.
+        data: &'a RawValue,
+    },
+    /// A frame was refused.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Reason for people.
+        message: &'a str,
+    },
+}
+
+impl ServerMessage<'_> {
+    /// Serializes the message to its JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: every key is a string and the raw
+        // payloads were validated as JSON when they were parsed.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+/// A server frame as the client sees it.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// `welcome`
+    Welcome {
+        /// Our id.
+        id: String,
+        /// Peers already in the room.
+        peers: Vec<PeerInfo>,
+    },
+    /// `peer-joined`
+    PeerJoined(PeerInfo),
+    /// `peer-left`
+    PeerLeft {
+        /// Who left.
+        id: String,
+    },
+    /// `signal`
+    Signal {
+        /// Sender, stamped by the server.
+        from: String,
+        /// Raw JSON payload.
+        data: Box<RawValue>,
+    },
+    /// `error`
+    Error {
+        /// The code; `None` if the server sent one this client does not know.
+        code: Option<ErrorCode>,
+        /// The code as sent.
+        code_text: String,
+        /// The server's message.
+        message: String,
+    },
+}
+
+impl PartialEq for ServerEvent {
+    fn eq(&self, other: &Self) -> bool {
+        use ServerEvent::*;
+        match (self, other) {
+            (Welcome { id: i1, peers: p1 }, Welcome { id: i2, peers: p2 }) => i1 == i2 && p1 == p2,
+            (PeerJoined(a), PeerJoined(b)) => a == b,
+            (PeerLeft { id: a }, PeerLeft { id: b }) => a == b,
+            (Signal { from: f1, data: d1 }, Signal { from: f2, data: d2 }) => f1 == f2 && d1.get() == d2.get(),
+            (Error { code: c1, code_text: t1, message: m1 }, Error { code: c2, code_text: t2, message: m2 }) => c1 == c2 && t1 == t2 && m1 == m2,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ServerFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    peers: Option<Vec<PeerInfo>>,
+    #[serde(default)]
+    peer: Option<PeerInfo>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Parses one server text frame (the client side of the protocol).
+pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
+    let frame: ServerFrame = serde_json::from_str(text).map_err(classify_json_error)?;
+    let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("{} frame without `{field}`", frame.kind));
+    Ok(match frame.kind.as_str() {
+        "welcome" => ServerEvent::Welcome {
+            id: frame.id.clone().ok_or_else(|| missing("id"))?,
+            peers: frame.peers.clone().unwrap_or_default(),
+        },
+        "peer-joined" => ServerEvent::PeerJoined(frame.peer.clone().ok_or_else(|| missing("peer"))?),
+        "peer-left" => ServerEvent::PeerLeft { id: frame.id.clone().ok_or_else(|| missing("id"))? },
+        "signal" => ServerEvent::Signal {
+            from: frame.from.clone().ok_or_else(|| missing("from"))?,
+            data: frame.data.clone().ok_or_else(|| missing("data"))?,
+        },
+        "error" => {
+            let code_text = frame.code.clone().unwrap_or_default();
+            let code = serde_json::from_value(serde_json::Value::String(code_text.clone())).ok();
+            ServerEvent::Error { code, code_text, message: frame.message.clone().unwrap_or_default() }
+        }
+        other => {
+            return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32))))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_round_trips() {
+        let text = serde_json::to_string(&ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None }).unwrap();
+        assert_eq!(text, r#"{"type":"join","room":"lobby","name":"alice"}"#);
+        assert_eq!(
+            parse_client(&text).unwrap(),
+            ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None }
+        );
+    }
+
+    #[test]
+    fn signal_keeps_data_raw() {
+        let text = r#"{"type":"signal","to":"abc","data":{"b": [1, 2],"a":"x"}}"#;
+        match parse_client(text).unwrap() {
+            ClientRequest::Signal { to, data } => {
+                assert_eq!(to, "abc");
+                assert_eq!(data.get(), r#"{"b": [1, 2],"a":"x"}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_codes_for_bad_frames() {
+        let code = |t: &str| parse_client(t).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"room":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRoom);
+        assert_eq!(code(r#"{"type":"join","room":""}"#), ErrorCode::BadRoom);
+        assert_eq!(code(r#"{"type":"join","room":"a b"}"#), ErrorCode::BadRoom);
+        assert_eq!(code(&format!(r#"{{"type":"join","room":"{}"}}"#, "a".repeat(65))), ErrorCode::BadRoom);
+        assert_eq!(code(&format!(r#"{{"type":"join","room":"r","name":"{}"}}"#, "n".repeat(65))), ErrorCode::BadName);
+        assert_eq!(code(r#"{"type":"join","room":"r","name":"a\nb"}"#), ErrorCode::BadName);
+        assert_eq!(code(r#"{"type":"join","room":"r","secret":"short"}"#), ErrorCode::BadSecret);
+        assert_eq!(code(r#"{"type":"signal","data":1}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"signal","to":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"join","room":5}"#), ErrorCode::BadMessage);
+        assert_eq!(code(&" ".repeat(MAX_FRAME_BYTES + 1)), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn names_count_characters_not_bytes() {
+        let name = "é".repeat(64);
+        assert!(validate_name(&name).is_ok());
+    }
+
+    #[test]
+    fn server_frames_parse() {
+        let welcome = ServerMessage::Welcome { id: "me", peers: vec![PeerInfo { id: "p".into(), name: None }] }.to_json();
+        assert_eq!(welcome, r#"{"type":"welcome","id":"me","peers":[{"id":"p"}]}"#);
+        assert_eq!(
+            parse_server(&welcome).unwrap(),
+            ServerEvent::Welcome { id: "me".into(), peers: vec![PeerInfo { id: "p".into(), name: None }] }
+        );
+        let data = RawValue::from_string("[1,{\"x\":null}]".into()).unwrap();
+        let signal = ServerMessage::Signal { from: "a", data: &data }.to_json();
+        match parse_server(&signal).unwrap() {
+            ServerEvent::Signal { from, data } => {
+                assert_eq!(from, "a");
+                assert_eq!(data.get(), "[1,{\"x\":null}]");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = ServerMessage::Error { code: ErrorCode::RoomFull, message: "full" }.to_json();
+        assert_eq!(err, r#"{"type":"error","code":"room-full","message":"full"}"#);
+        assert!(matches!(parse_server(&err).unwrap(), ServerEvent::Error { code: Some(ErrorCode::RoomFull), .. }));
+        assert_eq!(parse_server(r#"{"type":"welcome"}"#).unwrap_err().code, ErrorCode::BadMessage);
+    }
+}
