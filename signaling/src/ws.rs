@@ -195,7 +195,18 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
     if let Some((code, reason)) = close {
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         // Bounded: a peer that stopped reading must not hold this task forever.
-        let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
+        let goodbye = async {
+            sink.send(Message::Close(Some(frame))).await?;
+            // Finish the closing handshake: dropping the socket with the client's frames
+            // unread makes the kernel reset it, and the client would lose our close frame.
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
+            }
+            Ok::<_, axum::Error>(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), goodbye).await;
     }
     state.live_connections.fetch_sub(1, Ordering::Relaxed);
     state.connections_changed.notify_waiters();

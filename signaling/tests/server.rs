@@ -1,0 +1,344 @@
+//! The real server on an ephemeral port, driven by real WebSocket clients: every frame
+//! a client receives is asserted in order.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use meshdrop_signal::{bind, serve, Config};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Generous: only reached when a test is failing.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(config: Config) -> Server {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let done = tokio::spawn(serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Server { addr, stop: Some(stop), done }
+    }
+
+    async fn client(&self) -> Ws {
+        connect_async(format!("ws://{}/ws", self.addr)).await.unwrap().0
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, self.done).await.unwrap().unwrap().unwrap();
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text frame as JSON (pings are answered by tungstenite while reading).
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("timed out waiting for a frame").unwrap().unwrap();
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn expect_error(ws: &mut Ws, code: &str) {
+    let v = recv(ws).await;
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+/// The close frame's code, skipping any text frames before it.
+async fn expect_close(ws: &mut Ws) -> CloseCode {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("timed out waiting for close") {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => panic!("closed without a close code"),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn join(ws: &mut Ws, room: &str, name: Option<&str>) -> (String, Vec<Value>) {
+    let mut frame = json!({"type": "join", "room": room});
+    if let Some(name) = name {
+        frame["name"] = json!(name);
+    }
+    send(ws, frame).await;
+    let welcome = recv(ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (welcome["id"].as_str().unwrap().to_owned(), welcome["peers"].as_array().unwrap().clone())
+}
+
+#[tokio::test]
+async fn healthz_and_presence() {
+    let server = Server::start(Config::default()).await;
+    let mut http = TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let mut a = server.client().await;
+    let (a_id, peers) = join(&mut a, "lobby", Some("alice")).await;
+    assert!(peers.is_empty());
+    assert_eq!(a_id.len(), 32);
+    let mut b = server.client().await;
+    let (b_id, peers) = join(&mut b, "lobby", None).await;
+    assert_ne!(a_id, b_id);
+    assert_eq!(peers, vec![json!({"id": a_id, "name": "alice"})]);
+    assert_eq!(recv(&mut a).await, json!({"type": "peer-joined", "peer": {"id": b_id}}));
+
+    b.close(None).await.unwrap();
+    assert_eq!(recv(&mut a).await, json!({"type": "peer-left", "id": b_id}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn relay_stamps_from_and_keeps_data() {
+    let server = Server::start(Config::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let (a_id, _) = join(&mut a, "r", None).await;
+    let (b_id, _) = join(&mut b, "r", None).await;
+    recv(&mut a).await; // peer-joined b
+    let data = json!({"kind": "offer", "sdp": "v=0\r\n...", "nested": [1, {"x": null}]});
+    // A forged `from` is ignored: the server stamps the real sender.
+    send(&mut a, json!({"type": "signal", "to": b_id, "from": "someone-else", "data": data})).await;
+    assert_eq!(recv(&mut b).await, json!({"type": "signal", "from": a_id, "data": data}));
+    send(&mut b, json!({"type": "signal", "to": a_id, "data": "pong"})).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "signal", "from": b_id, "data": "pong"}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_code_and_the_connection_stays_usable() {
+    let server = Server::start(Config { max_room_peers: 2, ..Config::default() }).await;
+    let mut c = server.client().await;
+    c.send(Message::text("{oops")).await.unwrap();
+    expect_error(&mut c, "bad-json").await;
+    send(&mut c, json!({"type": "teleport"})).await;
+    expect_error(&mut c, "unknown-type").await;
+    send(&mut c, json!({"room": "r"})).await;
+    expect_error(&mut c, "bad-message").await;
+    send(&mut c, json!({"type": "signal", "to": "x", "data": 1})).await;
+    expect_error(&mut c, "not-joined").await;
+    send(&mut c, json!({"type": "join", "room": "no spaces"})).await;
+    expect_error(&mut c, "bad-room").await;
+    send(&mut c, json!({"type": "join", "room": "r", "name": "x".repeat(65)})).await;
+    expect_error(&mut c, "bad-name").await;
+    send(&mut c, json!({"type": "join", "room": "r", "secret": "too-short"})).await;
+    expect_error(&mut c, "bad-secret").await;
+    c.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    expect_error(&mut c, "binary-frame").await;
+    // Still usable: a valid join now succeeds.
+    let (_, _) = join(&mut c, "r", None).await;
+    send(&mut c, json!({"type": "join", "room": "r"})).await;
+    expect_error(&mut c, "already-joined").await;
+    send(&mut c, json!({"type": "signal", "to": "nobody", "data": 1})).await;
+    expect_error(&mut c, "unknown-peer").await;
+
+    let mut d = server.client().await;
+    join(&mut d, "r", None).await;
+    let mut e = server.client().await;
+    send(&mut e, json!({"type": "join", "room": "r"})).await;
+    expect_error(&mut e, "room-full").await;
+    // The refused client can still join another room.
+    join(&mut e, "other", None).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let server = Server::start(Config::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let (a_id, _) = join(&mut a, "one", None).await;
+    let (_, peers) = join(&mut b, "two", None).await;
+    assert!(peers.is_empty(), "b must not learn of a");
+    send(&mut b, json!({"type": "signal", "to": a_id, "data": "psst"})).await;
+    expect_error(&mut b, "unknown-peer").await;
+    // a heard nothing at all: the next frame it gets is the relay from its own room.
+    let mut c = server.client().await;
+    let (c_id, _) = join(&mut c, "one", None).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "peer-joined", "peer": {"id": c_id}}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_frame_gets_error_then_close() {
+    let server = Server::start(Config::default()).await;
+    let mut c = server.client().await;
+    join(&mut c, "r", None).await;
+    let big = json!({"type": "signal", "to": "x", "data": "y".repeat(70 * 1024)});
+    send(&mut c, big).await;
+    expect_error(&mut c, "too-large").await;
+    assert_eq!(expect_close(&mut c).await, CloseCode::Size);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn flood_is_rate_limited_then_closed() {
+    let server = Server::start(Config { max_frames_per_sec: 10, ..Config::default() }).await;
+    let mut c = server.client().await;
+    join(&mut c, "r", None).await;
+    let mut peer = server.client().await;
+    let (peer_id, _) = join(&mut peer, "r", None).await;
+    recv(&mut c).await; // peer-joined
+    // The burst allowance (20) passes; then refusals, one error, and a close.
+    for i in 0..200 {
+        if c.send(Message::text(json!({"type": "signal", "to": peer_id, "data": i}).to_string())).await.is_err() {
+            break;
+        }
+    }
+    let mut relayed = 0;
+    loop {
+        let v = recv(&mut peer).await;
+        assert_eq!(v["type"], "signal");
+        relayed += 1;
+        if relayed >= 19 {
+            break;
+        }
+    }
+    expect_error(&mut c, "rate-limited").await;
+    assert_eq!(expect_close(&mut c).await, CloseCode::Policy);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_by_ping_timeout() {
+    let config = Config { ping_interval: Duration::from_millis(100), idle_timeout: Duration::from_millis(400), ..Config::default() };
+    let server = Server::start(config).await;
+    let mut a = server.client().await;
+    join(&mut a, "r", None).await;
+    let mut silent = server.client().await;
+    let (silent_id, _) = join(&mut silent, "r", None).await;
+    assert_eq!(recv(&mut a).await["type"], "peer-joined");
+    // `silent` never reads again, so it never answers pings; `a` reads (and pongs).
+    assert_eq!(recv(&mut a).await, json!({"type": "peer-left", "id": silent_id}));
+    drop(silent);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn same_secret_keeps_id_across_restarts_and_replaces_old_connection() {
+    let secret = "s3cr3t-".repeat(6);
+    let server = Server::start(Config::default()).await;
+    let mut a = server.client().await;
+    send(&mut a, json!({"type": "join", "room": "r", "secret": secret})).await;
+    let first = recv(&mut a).await["id"].as_str().unwrap().to_owned();
+    let mut watcher = server.client().await;
+    join(&mut watcher, "r", None).await;
+    // Same secret again while the first connection is alive: it takes over.
+    let mut again = server.client().await;
+    send(&mut again, json!({"type": "join", "room": "r", "secret": secret})).await;
+    let second = recv(&mut again).await;
+    assert_eq!(second["id"], first.as_str());
+    assert_eq!(expect_close(&mut a).await, CloseCode::Policy);
+    assert_eq!(recv(&mut watcher).await, json!({"type": "peer-left", "id": first}));
+    assert_eq!(recv(&mut watcher).await, json!({"type": "peer-joined", "peer": {"id": first}}));
+    // Only the secret's owner can hold that id; nobody can claim it without it.
+    let other = {
+        let mut o = server.client().await;
+        join(&mut o, "r", None).await.0
+    };
+    assert_ne!(other, first);
+    server.stop().await;
+
+    // A new server process derives the same id from the same secret.
+    let server = Server::start(Config::default()).await;
+    let mut b = server.client().await;
+    send(&mut b, json!({"type": "join", "room": "r", "secret": secret})).await;
+    assert_eq!(recv(&mut b).await["id"], first.as_str());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_going_away() {
+    let server = Server::start(Config::default()).await;
+    let mut a = server.client().await;
+    join(&mut a, "r", None).await;
+    server.stop().await;
+    assert_eq!(expect_close(&mut a).await, CloseCode::Away);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_churn_of_200_clients_loses_nothing() {
+    const N: usize = 200;
+    let server = Server::start(Config { max_room_peers: N, max_frames_per_sec: 1000, ..Config::default() }).await;
+    // Everybody joins; each must see exactly the others (from welcome + peer-joined).
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        let mut c = server.client().await;
+        let (id, _) = join(&mut c, "churn", None).await;
+        ids.push(id);
+        clients.push(c);
+    }
+    let ids = std::sync::Arc::new(ids);
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            // Peers after me announce themselves to me, in join order.
+            for later in &ids[i + 1..] {
+                assert_eq!(recv(&mut c).await, json!({"type": "peer-joined", "peer": {"id": later}}));
+            }
+            // Then everyone signals everyone (ring of 5 neighbours) and every signal arrives.
+            for k in 1..=5 {
+                let to = &ids[(i + k) % N];
+                send(&mut c, json!({"type": "signal", "to": to, "data": {"k": k}})).await;
+            }
+            let mut got = std::collections::HashSet::new();
+            while got.len() < 5 {
+                let v = recv(&mut c).await;
+                assert_eq!(v["type"], "signal", "{v}");
+                let k = v["data"]["k"].as_u64().unwrap() as usize;
+                assert_eq!(v["from"], ids[(i + N - k) % N].as_str());
+                assert!(got.insert(k), "duplicate signal {v}");
+            }
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    // Half of them leave; the other half see exactly those departures.
+    let leavers: Vec<_> = clients.drain(N / 2..).collect();
+    for mut c in leavers {
+        c.close(None).await.unwrap();
+    }
+    let departed: std::collections::HashSet<_> = ids[N / 2..].iter().cloned().collect();
+    for c in clients.iter_mut() {
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < departed.len() {
+            let v = recv(c).await;
+            assert_eq!(v["type"], "peer-left", "{v}");
+            assert!(departed.contains(v["id"].as_str().unwrap()));
+            assert!(seen.insert(v["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    server.stop().await;
+}
