@@ -1,1 +1,35 @@
-//! placeholder
+//! meshdrop: browser tabs talking directly over WebRTC data channels.
+//!
+//! The crate is two layers. [`core`] is the whole protocol as a sans-IO state machine
+//! (peer roles, negotiation, candidate buffering, message framing, flow control,
+//! signaling reconnects) that builds and tests natively. On `wasm32`, a thin browser
+//! driver runs it against `RTCPeerConnection` and `WebSocket`, and the `Peer` class is
+//! the JavaScript API.
+//!
+//! Every driver runs the same loop, written once:
+//!
+//! ```
+//! use meshdrop::core::{Mesh, MeshConfig, Millis, Output};
+//!
+//! let mut mesh = Mesh::new(MeshConfig::new("lobby", None, "x".repeat(32)), 42);
+//! let now = Millis(0);
+//! // 1. feed an input (a WebSocket frame, a channel event, ...), e.g.:
+//! mesh.handle_timeout(now);
+//! // 2. perform every output until there is none
+//! while let Some(output) = mesh.poll_output() {
+//!     match output {
+//!         Output::OpenSignaling => { /* open the WebSocket */ }
+//!         _ => { /* create connections, send frames, dispatch events */ }
+//!     }
+//! }
+//! // 3. arm one timer for `mesh.poll_timeout()` and wait for the next input.
+//! let _next = mesh.poll_timeout();
+//! ```
+#![warn(missing_docs)]
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod web;

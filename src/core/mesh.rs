@@ -1,0 +1,670 @@
+//! All of one peer's relationships: the signaling connection (join, reconnect with
+//! backoff), the room roster, and a [`Session`] per peer (negotiation, data channel
+//! framing, flow control). Sans-IO: `handle_*` feeds inputs, [`Mesh::poll_output`]
+//! yields what the driver must do, [`Mesh::poll_timeout`] when to call
+//! [`Mesh::handle_timeout`].
+//!
+//! Who offers: of two peers, the one with the smaller id. Each side learns of the other
+//! from the server exactly once (one from `welcome`, the other from `peer-joined`), so
+//! the offerer offers and the answerer says `hello` (in case the offerer thinks it
+//! already has a connection, e.g. after the answerer reloaded). Collisions that remain
+//! possible are settled the perfect-negotiation way: the answerer is polite.
+
+use std::collections::{HashMap, VecDeque};
+
+use meshdrop_signal::protocol::{parse_server, ClientMessage, ServerEvent};
+use serde_json::value::RawValue;
+
+use super::error::{JoinError, SendError};
+use super::rng::Rng;
+use super::session::Session;
+use super::signal::PeerSignal;
+use super::time::backoff;
+use super::wire::{encode, Payload};
+use super::{ConnId, Millis, PeerId};
+
+/// Settings for one mesh.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Room to join.
+    pub room: String,
+    /// Display name, if any.
+    pub name: Option<String>,
+    /// Random secret (32–128 of `[A-Za-z0-9_-]`) from which the server derives our id:
+    /// the same secret keeps the same id across reconnects.
+    pub secret: String,
+    /// Largest message accepted from a peer, in bytes.
+    pub max_message_bytes: u64,
+    /// Give up on a connection attempt that has not opened after this long.
+    pub connect_timeout_ms: u64,
+}
+
+impl MeshConfig {
+    /// Defaults: 16 MiB messages, 20 s connect timeout.
+    pub fn new(room: impl Into<String>, name: Option<String>, secret: impl Into<String>) -> Self {
+        MeshConfig {
+            room: room.into(),
+            name,
+            secret: secret.into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            connect_timeout_ms: 20_000,
+        }
+    }
+}
+
+/// Where the signaling connection stands, as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalingState {
+    /// Joined; new peers can be met.
+    Connected,
+    /// Lost; retrying with backoff. Open peer connections are unaffected.
+    Reconnecting,
+    /// Closed for good (`leave()`, or the first join failed).
+    Closed,
+}
+
+impl SignalingState {
+    /// The state's name in the JS API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalingState::Connected => "connected",
+            SignalingState::Reconnecting => "reconnecting",
+            SignalingState::Closed => "closed",
+        }
+    }
+}
+
+/// An SDP's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    /// `offer`
+    Offer,
+    /// `answer`
+    Answer,
+}
+
+/// Things that happened, for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The server welcomed us for the first time.
+    Joined {
+        /// Our id for the life of this mesh.
+        id: PeerId,
+    },
+    /// The first join failed; the mesh is closed.
+    JoinFailed(JoinError),
+    /// The signaling connection changed state.
+    Signaling(SignalingState),
+    /// A data channel to this peer opened.
+    PeerJoined {
+        /// Who.
+        id: PeerId,
+        /// Their display name.
+        name: Option<String>,
+    },
+    /// The data channel to this peer closed.
+    PeerLeft {
+        /// Who.
+        id: PeerId,
+    },
+    /// A whole message arrived.
+    Message {
+        /// Sender.
+        from: PeerId,
+        /// What they sent.
+        payload: Payload,
+    },
+    /// Something went wrong that needs no action: a peer's bad frame, a refused signal.
+    Warning(String),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open the WebSocket to the signaling server; report `handle_signaling_open` or
+    /// `handle_signaling_closed`.
+    OpenSignaling,
+    /// Send this text frame on the WebSocket.
+    SendSignaling(String),
+    /// Close the WebSocket; no further signaling events are expected from it.
+    CloseSignaling,
+    /// Create an RTCPeerConnection and its pre-negotiated data channel.
+    CreateConnection {
+        /// Remote peer.
+        peer: PeerId,
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// Create an offer, set it as local description, report `handle_local_description`.
+    CreateOffer {
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// Apply a remote description; report `handle_remote_description_set`.
+    SetRemoteDescription {
+        /// The attempt.
+        conn: ConnId,
+        /// Offer or answer.
+        kind: SdpKind,
+        /// The SDP text.
+        sdp: String,
+    },
+    /// Create an answer, set it as local description, report `handle_local_description`.
+    CreateAnswer {
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// Add a remote ICE candidate (JSON of an `RTCIceCandidateInit`).
+    AddIceCandidate {
+        /// The attempt.
+        conn: ConnId,
+        /// The candidate.
+        candidate: String,
+    },
+    /// Send one frame on the data channel.
+    Transmit {
+        /// The attempt.
+        conn: ConnId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// Close and forget this connection; no further events are expected from it.
+    CloseConnection {
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// Tell the user.
+    Event(Event),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Connecting,
+    Joined,
+    Waiting { until: Millis },
+    Closed,
+}
+
+/// One peer's view of its room.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    rng: Rng,
+    id: Option<PeerId>,
+    link: Link,
+    reconnect_attempt: u32,
+    /// Who the server says is in the room, with their names.
+    roster: HashMap<PeerId, Option<String>>,
+    sessions: HashMap<PeerId, Session>,
+    conns: HashMap<ConnId, PeerId>,
+    /// When to try a peer again, and how many tries it has had.
+    retries: HashMap<PeerId, Millis>,
+    attempts: HashMap<PeerId, u32>,
+    outputs: VecDeque<Output>,
+}
+
+impl Mesh {
+    /// Starts a mesh: the first output asks the driver to open signaling.
+    /// `seed` should come from a secure random source (ids and jitter derive from it).
+    pub fn new(config: MeshConfig, seed: u64) -> Self {
+        let mut outputs = VecDeque::new();
+        outputs.push_back(Output::OpenSignaling);
+        Mesh {
+            config,
+            rng: Rng::new(seed),
+            id: None,
+            link: Link::Connecting,
+            reconnect_attempt: 0,
+            roster: HashMap::new(),
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            retries: HashMap::new(),
+            attempts: HashMap::new(),
+            outputs,
+        }
+    }
+
+    /// Our id, once welcomed.
+    pub fn id(&self) -> Option<&PeerId> {
+        self.id.as_ref()
+    }
+
+    /// The room.
+    pub fn room(&self) -> &str {
+        &self.config.room
+    }
+
+    /// Peers with an open data channel, with their names, sorted by id.
+    pub fn peers(&self) -> Vec<(PeerId, Option<String>)> {
+        let mut peers: Vec<_> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.open)
+            .map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten()))
+            .collect();
+        peers.sort();
+        peers
+    }
+
+    /// Whether `leave` was called or the first join failed.
+    pub fn is_closed(&self) -> bool {
+        self.link == Link::Closed
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Mesh::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let link = match self.link {
+            Link::Waiting { until } => Some(until),
+            _ => None,
+        };
+        let deadlines = self.sessions.values().filter_map(|s| s.deadline);
+        link.into_iter().chain(deadlines).chain(self.retries.values().copied()).min()
+    }
+
+    // -- signaling ---------------------------------------------------------------------
+
+    /// The WebSocket opened: join (again) with our secret so the id stays the same.
+    pub fn handle_signaling_open(&mut self, _now: Millis) {
+        if self.link != Link::Connecting {
+            return;
+        }
+        let join = ClientMessage::Join {
+            room: &self.config.room,
+            name: self.config.name.as_deref(),
+            secret: Some(&self.config.secret),
+        };
+        self.outputs.push_back(Output::SendSignaling(serde_json::to_string(&join).unwrap_or_default()));
+    }
+
+    /// The WebSocket closed or failed to open.
+    pub fn handle_signaling_closed(&mut self, now: Millis) {
+        match self.link {
+            Link::Connecting if self.id.is_none() => self.fail_join(JoinError::Unreachable),
+            Link::Connecting | Link::Joined => self.schedule_reconnect(now),
+            Link::Waiting { .. } | Link::Closed => {}
+        }
+    }
+
+    /// A text frame from the server.
+    pub fn handle_signaling_frame(&mut self, now: Millis, text: &str) {
+        let event = match parse_server(text) {
+            Ok(event) => event,
+            Err(err) => return self.warn(format!("bad frame from signaling server: {err}")),
+        };
+        match event {
+            ServerEvent::Welcome { id, peers } => self.welcomed(now, PeerId::new(id), peers),
+            ServerEvent::PeerJoined(info) => {
+                if self.link != Link::Joined {
+                    return;
+                }
+                let peer = PeerId::new(info.id);
+                self.roster.insert(peer.clone(), info.name);
+                self.meet(now, peer);
+            }
+            ServerEvent::PeerLeft { id } => {
+                let peer = PeerId::new(id);
+                self.roster.remove(&peer);
+                self.retries.remove(&peer);
+                self.attempts.remove(&peer);
+                // An open channel is the truth about a peer; signaling only introduces.
+                if self.sessions.get(&peer).is_some_and(|s| !s.open) {
+                    self.close_session(&peer);
+                }
+            }
+            ServerEvent::Signal { from, data } => self.peer_signal(now, PeerId::new(from), &data),
+            ServerEvent::Error { code_text, message, .. } => match self.link {
+                Link::Connecting if self.id.is_none() => {
+                    self.outputs.push_back(Output::CloseSignaling);
+                    self.fail_join(JoinError::Refused { code: code_text, message });
+                }
+                Link::Connecting => {
+                    self.warn(format!("signaling server refused to rejoin: {code_text}: {message}"));
+                    self.outputs.push_back(Output::CloseSignaling);
+                    self.schedule_reconnect(now);
+                }
+                _ => self.warn(format!("signaling server: {code_text}: {message}")),
+            },
+        }
+    }
+
+    fn welcomed(&mut self, now: Millis, id: PeerId, peers: Vec<meshdrop_signal::protocol::PeerInfo>) {
+        if self.link != Link::Connecting {
+            return;
+        }
+        self.link = Link::Joined;
+        self.reconnect_attempt = 0;
+        match &self.id {
+            None => {
+                self.id = Some(id.clone());
+                self.emit(Event::Joined { id });
+            }
+            Some(ours) if *ours != id => {
+                self.warn(format!("signaling server gave us a new id {id}; keeping {ours}"));
+            }
+            Some(_) => {}
+        }
+        self.emit(Event::Signaling(SignalingState::Connected));
+        self.roster = peers.into_iter().map(|p| (PeerId::new(p.id), p.name)).collect();
+        let mut known: Vec<_> = self.roster.keys().cloned().collect();
+        known.sort();
+        for peer in known {
+            self.meet(now, peer);
+        }
+    }
+
+    fn fail_join(&mut self, err: JoinError) {
+        self.link = Link::Closed;
+        self.emit(Event::JoinFailed(err));
+        self.emit(Event::Signaling(SignalingState::Closed));
+    }
+
+    fn schedule_reconnect(&mut self, now: Millis) {
+        if self.link == Link::Joined {
+            self.emit(Event::Signaling(SignalingState::Reconnecting));
+        }
+        let delay = backoff(self.reconnect_attempt, 250, 10_000, self.rng.next_u64());
+        self.reconnect_attempt = self.reconnect_attempt.saturating_add(1);
+        self.link = Link::Waiting { until: now + delay };
+    }
+
+    fn send_signal(&mut self, to: &PeerId, signal: PeerSignal) {
+        if self.link != Link::Joined {
+            // Nobody to carry it; the attempt times out and is retried after reconnect.
+            return;
+        }
+        let json = signal.to_json();
+        let Ok(data) = RawValue::from_string(json) else { return };
+        let frame = ClientMessage::Signal { to: to.as_str(), data: &data };
+        self.outputs.push_back(Output::SendSignaling(serde_json::to_string(&frame).unwrap_or_default()));
+    }
+
+    // -- negotiation -------------------------------------------------------------------
+
+    fn we_offer(&self, peer: &PeerId) -> bool {
+        self.id.as_ref().is_some_and(|ours| ours < peer)
+    }
+
+    /// The server told us about `peer`: connect unless we already are.
+    fn meet(&mut self, now: Millis, peer: PeerId) {
+        if Some(&peer) == self.id.as_ref() || self.sessions.contains_key(&peer) {
+            return;
+        }
+        self.initiate(now, peer);
+    }
+
+    fn initiate(&mut self, now: Millis, peer: PeerId) {
+        if self.we_offer(&peer) {
+            let conn = ConnId::from_raw(self.rng.next_u64());
+            self.start_session(now, peer, conn, true);
+        } else {
+            self.send_signal(&peer, PeerSignal::Hello);
+            // If the offer never comes, ask again.
+            self.schedule_retry(now, &peer, self.config.connect_timeout_ms);
+        }
+    }
+
+    fn start_session(&mut self, now: Millis, peer: PeerId, conn: ConnId, offerer: bool) {
+        let deadline = now + self.config.connect_timeout_ms;
+        self.sessions.insert(peer.clone(), Session::new(conn, offerer, deadline, self.config.max_message_bytes));
+        self.conns.insert(conn, peer.clone());
+        self.retries.remove(&peer);
+        self.outputs.push_back(Output::CreateConnection { peer, conn });
+        if offerer {
+            self.outputs.push_back(Output::CreateOffer { conn });
+        }
+    }
+
+    fn peer_signal(&mut self, now: Millis, from: PeerId, data: &RawValue) {
+        if self.link == Link::Closed || Some(&from) == self.id.as_ref() {
+            return;
+        }
+        let signal = match PeerSignal::parse(data.get()) {
+            Ok(signal) => signal,
+            Err(err) => return self.warn(format!("bad signal from {from}: {err}")),
+        };
+        // The server relays only within our room, so the sender is a member.
+        self.roster.entry(from.clone()).or_insert(None);
+        match signal {
+            PeerSignal::Hello => {
+                if !self.we_offer(&from) {
+                    return self.warn(format!("peer {from} asked us to offer, but it is the offerer"));
+                }
+                match self.sessions.get(&from) {
+                    // Our offer is on its way; it answers that.
+                    Some(s) if s.awaiting_answer => {}
+                    // It has lost the connection we still hold (it reloaded): start over.
+                    Some(_) => {
+                        self.close_session(&from);
+                        self.initiate(now, from);
+                    }
+                    None => self.initiate(now, from),
+                }
+            }
+            PeerSignal::Offer { conn, sdp } => {
+                if let Some(s) = self.sessions.get(&from) {
+                    if s.conn == conn {
+                        return; // duplicate
+                    }
+                    let polite = !self.we_offer(&from);
+                    if s.offerer && s.awaiting_answer && !polite {
+                        return; // glare: the impolite side keeps its own offer
+                    }
+                    self.close_session(&from);
+                }
+                self.start_session(now, from, conn, false);
+                self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp });
+            }
+            PeerSignal::Answer { conn, sdp } => match self.sessions.get_mut(&from) {
+                Some(s) if s.conn == conn && s.awaiting_answer => {
+                    s.awaiting_answer = false;
+                    self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp });
+                }
+                _ => self.warn(format!("unexpected answer from {from}")),
+            },
+            PeerSignal::Candidate { conn, candidate } => {
+                if let Some(s) = self.sessions.get_mut(&from).filter(|s| s.conn == conn) {
+                    if let Some(candidate) = s.remote_candidate(candidate) {
+                        self.outputs.push_back(Output::AddIceCandidate { conn, candidate });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The browser created and set our local description.
+    pub fn handle_local_description(&mut self, _now: Millis, conn: ConnId, kind: SdpKind, sdp: String) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let signal = match kind {
+            SdpKind::Offer => PeerSignal::Offer { conn, sdp },
+            SdpKind::Answer => PeerSignal::Answer { conn, sdp },
+        };
+        self.send_signal(&peer, signal);
+    }
+
+    /// The browser gathered a local ICE candidate (JSON of `RTCIceCandidateInit`).
+    pub fn handle_local_candidate(&mut self, _now: Millis, conn: ConnId, candidate: String) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        self.send_signal(&peer, PeerSignal::Candidate { conn, candidate });
+    }
+
+    /// The browser applied the remote description.
+    pub fn handle_remote_description_set(&mut self, _now: Millis, conn: ConnId) {
+        let Some(s) = self.session_mut(conn) else { return };
+        let early = s.remote_description_set();
+        let answer = !s.offerer;
+        self.outputs.extend(early.into_iter().map(|candidate| Output::AddIceCandidate { conn, candidate }));
+        if answer {
+            self.outputs.push_back(Output::CreateAnswer { conn });
+        }
+    }
+
+    // -- data channel ------------------------------------------------------------------
+
+    /// The data channel opened. `max_message_size` is `pc.sctp.maxMessageSize` (0 if
+    /// the browser does not say).
+    pub fn handle_channel_open(&mut self, _now: Millis, conn: ConnId, max_message_size: u64) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        if s.open {
+            return;
+        }
+        s.opened(max_message_size);
+        self.retries.remove(&peer);
+        self.attempts.remove(&peer);
+        let name = self.roster.get(&peer).cloned().flatten();
+        self.emit(Event::PeerJoined { id: peer, name });
+    }
+
+    /// A frame arrived on the data channel.
+    pub fn handle_channel_message(&mut self, _now: Millis, conn: ConnId, frame: &[u8]) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.open) else { return };
+        match s.reassembler.push(frame) {
+            Ok(Some(payload)) => self.emit(Event::Message { from: peer, payload }),
+            Ok(None) => {}
+            Err(err) => self.warn(format!("bad frame from {peer}: {err}")),
+        }
+    }
+
+    /// The channel's `bufferedAmount` fell to `buffered` (on `bufferedamountlow`).
+    pub fn handle_buffered_amount_low(&mut self, _now: Millis, conn: ConnId, buffered: u64) {
+        if let Some(s) = self.session_mut(conn) {
+            s.set_buffered(buffered);
+            self.flush(conn);
+        }
+    }
+
+    /// The connection failed or its channel closed.
+    pub fn handle_connection_closed(&mut self, now: Millis, conn: ConnId, reason: &str) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        if self.sessions.get(&peer).is_some_and(|s| !s.open) {
+            self.warn(format!("connection to {peer} failed: {reason}"));
+        }
+        self.close_session(&peer);
+        // The peer may still be there (a network blip): try again while it is listed.
+        let delay = backoff(self.attempts.get(&peer).copied().unwrap_or(0), 1_000, 15_000, self.rng.next_u64());
+        self.schedule_retry(now, &peer, delay);
+    }
+
+    /// Time passed: reconnect signaling, expire stalled attempts, retry peers.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if let Link::Waiting { until } = self.link {
+            if now >= until {
+                self.link = Link::Connecting;
+                self.outputs.push_back(Output::OpenSignaling);
+            }
+        }
+        let mut stalled: Vec<_> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.deadline.is_some_and(|d| d <= now))
+            .map(|(_, s)| s.conn)
+            .collect();
+        stalled.sort();
+        for conn in stalled {
+            self.handle_connection_closed(now, conn, "timed out");
+        }
+        let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        due.sort();
+        for peer in due {
+            self.retries.remove(&peer);
+            if self.link == Link::Joined && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
+                *self.attempts.entry(peer.clone()).or_default() += 1;
+                self.initiate(now, peer);
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self, now: Millis, peer: &PeerId, delay: u64) {
+        if self.roster.contains_key(peer) && self.link != Link::Closed {
+            self.retries.insert(peer.clone(), now + delay);
+        }
+    }
+
+    // -- sending -----------------------------------------------------------------------
+
+    /// Queues a message for `peer`; it is delivered whole, in order.
+    pub fn send(&mut self, _now: Millis, peer: &PeerId, payload: &Payload) -> Result<(), SendError> {
+        if self.link == Link::Closed {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > self.config.max_message_bytes {
+            return Err(SendError::TooLarge { size: payload.len(), max: self.config.max_message_bytes });
+        }
+        let s = self.sessions.get_mut(peer).filter(|s| s.open).ok_or_else(|| SendError::NotConnected(peer.clone()))?;
+        if !s.enqueue(encode(payload, s.max_frame())) {
+            return Err(SendError::QueueFull(peer.clone()));
+        }
+        let conn = s.conn;
+        self.flush(conn);
+        Ok(())
+    }
+
+    /// Queues a message for every peer with an open channel; returns how many.
+    pub fn broadcast(&mut self, now: Millis, payload: &Payload) -> Result<usize, SendError> {
+        let peers: Vec<_> = self.peers().into_iter().map(|(id, _)| id).collect();
+        let mut sent = 0;
+        for peer in peers {
+            match self.send(now, &peer, payload) {
+                Ok(()) => sent += 1,
+                Err(SendError::QueueFull(p)) => self.warn(format!("broadcast skipped {p}: send queue full")),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(sent)
+    }
+
+    fn flush(&mut self, conn: ConnId) {
+        let Some(peer) = self.conns.get(&conn) else { return };
+        let Some(s) = self.sessions.get_mut(peer) else { return };
+        self.outputs.extend(s.release().map(|frame| Output::Transmit { conn, frame }));
+    }
+
+    /// Closes every connection and the signaling link. Final.
+    pub fn leave(&mut self, _now: Millis) {
+        if self.link == Link::Closed {
+            return;
+        }
+        let mut conns: Vec<_> = self.conns.keys().copied().collect();
+        conns.sort();
+        self.outputs.extend(conns.into_iter().map(|conn| Output::CloseConnection { conn }));
+        self.sessions.clear();
+        self.conns.clear();
+        self.retries.clear();
+        self.outputs.push_back(Output::CloseSignaling);
+        if self.id.is_none() {
+            self.emit(Event::JoinFailed(JoinError::Cancelled));
+        }
+        self.link = Link::Closed;
+        self.emit(Event::Signaling(SignalingState::Closed));
+    }
+
+    // -- helpers -----------------------------------------------------------------------
+
+    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        let peer = self.conns.get(&conn)?;
+        self.sessions.get_mut(peer).filter(|s| s.conn == conn)
+    }
+
+    fn close_session(&mut self, peer: &PeerId) {
+        let Some(s) = self.sessions.remove(peer) else { return };
+        self.conns.remove(&s.conn);
+        self.outputs.push_back(Output::CloseConnection { conn: s.conn });
+        if s.open {
+            self.emit(Event::PeerLeft { id: peer.clone() });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn warn(&mut self, message: String) {
+        self.emit(Event::Warning(message));
+    }
+}

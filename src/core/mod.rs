@@ -1,0 +1,18 @@
+//! The sans-IO protocol core: plain Rust, no browser APIs, no clock. Drivers feed it
+//! inputs (`handle_*`), perform what [`Mesh::poll_output`] asks, and call
+//! [`Mesh::handle_timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop.
+
+mod error;
+mod id;
+mod mesh;
+pub(crate) mod rng;
+mod session;
+mod signal;
+mod time;
+pub mod wire;
+
+pub use error::{JoinError, SendError};
+pub use id::{ConnId, PeerId};
+pub use mesh::{Event, Mesh, MeshConfig, Output, SdpKind, SignalingState};
+pub use time::Millis;
+pub use wire::Payload;

@@ -1,0 +1,154 @@
+//! One connection attempt with one peer: where its negotiation stands, the ICE
+//! candidates that arrived too early, and the flow-controlled queue of outgoing frames.
+
+use std::collections::VecDeque;
+
+use super::wire::Reassembler;
+use super::{ConnId, Millis};
+
+/// Keep at most this much in the data channel's send buffer. Chromium stalls for
+/// seconds with ≥ 1 MiB queued on a fresh connection (see NOTES.md); chat needs little.
+pub(crate) const HIGH_WATER: u64 = 256 * 1024;
+/// Most bytes queued in the core for one peer before `send` refuses.
+pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
+/// Largest frame we send, even if the peer's SCTP allows more.
+pub(crate) const MAX_FRAME: u64 = 256 * 1024;
+/// Frame size when the browser reports no max message size (the interoperable minimum).
+pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
+/// A peer may trickle this many candidates before its description arrives.
+const MAX_EARLY_CANDIDATES: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) conn: ConnId,
+    /// We create the offer for this connection.
+    pub(crate) offerer: bool,
+    /// The offer went out and no answer came back yet.
+    pub(crate) awaiting_answer: bool,
+    pub(crate) remote_set: bool,
+    pub(crate) open: bool,
+    /// While connecting: when to give up.
+    pub(crate) deadline: Option<Millis>,
+    early_candidates: Vec<String>,
+    max_frame: usize,
+    /// Our estimate of the channel's `bufferedAmount`.
+    buffered: u64,
+    outbox: VecDeque<Vec<u8>>,
+    queued: u64,
+    pub(crate) reassembler: Reassembler,
+}
+
+impl Session {
+    pub(crate) fn new(conn: ConnId, offerer: bool, deadline: Millis, max_message: u64) -> Self {
+        Session {
+            conn,
+            offerer,
+            awaiting_answer: offerer,
+            remote_set: false,
+            open: false,
+            deadline: Some(deadline),
+            early_candidates: Vec::new(),
+            max_frame: DEFAULT_FRAME as usize,
+            buffered: 0,
+            outbox: VecDeque::new(),
+            queued: 0,
+            reassembler: Reassembler::new(max_message),
+        }
+    }
+
+    /// Marks the channel open; `max_message_size` is the browser's SCTP limit (0 if
+    /// unknown).
+    pub(crate) fn opened(&mut self, max_message_size: u64) {
+        self.open = true;
+        self.deadline = None;
+        let size = if max_message_size == 0 { DEFAULT_FRAME } else { max_message_size.min(MAX_FRAME) };
+        self.max_frame = size as usize;
+    }
+
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// A remote candidate: returned if it can be applied now, kept if the remote
+    /// description is not set yet (the browser would reject it).
+    pub(crate) fn remote_candidate(&mut self, candidate: String) -> Option<String> {
+        if self.remote_set {
+            return Some(candidate);
+        }
+        if self.early_candidates.len() < MAX_EARLY_CANDIDATES {
+            self.early_candidates.push(candidate);
+        }
+        None
+    }
+
+    /// The remote description is applied: the candidates that waited for it.
+    pub(crate) fn remote_description_set(&mut self) -> Vec<String> {
+        self.remote_set = true;
+        std::mem::take(&mut self.early_candidates)
+    }
+
+    /// Queues frames unless that would pass [`MAX_QUEUED`].
+    pub(crate) fn enqueue(&mut self, frames: Vec<Vec<u8>>) -> bool {
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        if self.queued + bytes > MAX_QUEUED && self.queued > 0 {
+            return false;
+        }
+        self.queued += bytes;
+        self.outbox.extend(frames);
+        true
+    }
+
+    /// The browser reported its real `bufferedAmount`.
+    pub(crate) fn set_buffered(&mut self, amount: u64) {
+        self.buffered = amount;
+    }
+
+    /// Frames that may go to the channel now without passing [`HIGH_WATER`]; one frame
+    /// always may when the buffer is empty, so a frame larger than the mark still goes.
+    pub(crate) fn release(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        std::iter::from_fn(move || {
+            let next = self.outbox.front()?.len() as u64;
+            if self.buffered > 0 && self.buffered + next > HIGH_WATER {
+                return None;
+            }
+            let frame = self.outbox.pop_front()?;
+            self.buffered += next;
+            self.queued -= next;
+            Some(frame)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_respects_high_water_and_resumes_on_low() {
+        let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 20);
+        s.opened(256 * 1024);
+        assert!(s.enqueue(vec![vec![0; 100 * 1024]; 5]));
+        assert_eq!(s.release().count(), 2);
+        assert_eq!(s.release().count(), 0);
+        s.set_buffered(0);
+        assert_eq!(s.release().count(), 2);
+        s.set_buffered(10);
+        assert_eq!(s.release().count(), 1);
+    }
+
+    #[test]
+    fn early_candidates_wait_for_the_description() {
+        let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
+        assert_eq!(s.remote_candidate("a".into()), None);
+        assert_eq!(s.remote_candidate("b".into()), None);
+        assert_eq!(s.remote_description_set(), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(s.remote_candidate("c".into()), Some("c".into()));
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
+        assert!(s.enqueue(vec![vec![0; (MAX_QUEUED / 2) as usize]]));
+        assert!(!s.enqueue(vec![vec![0; (MAX_QUEUED / 2 + 1) as usize]]));
+    }
+}

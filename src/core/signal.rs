@@ -1,0 +1,133 @@
+//! What peers say to each other through the signaling server: the `data` of a
+//! `signal` frame. The server forwards it untouched, so only peers parse it, and a
+//! hostile peer's garbage is rejected here.
+//!
+//! ```json
+//! {"kind":"hello"}                                       answerer: "please offer me"
+//! {"kind":"offer","conn":"<16 hex>","sdp":"v=0..."}
+//! {"kind":"answer","conn":"<16 hex>","sdp":"v=0..."}
+//! {"kind":"candidate","conn":"<16 hex>","candidate":{RTCIceCandidateInit}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::ConnId;
+
+/// Largest SDP we accept from a peer; real data-channel SDPs are ~1 KiB.
+const MAX_SDP_BYTES: usize = 32 * 1024;
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum PeerSignal {
+    Hello,
+    Offer { conn: ConnId, sdp: String },
+    Answer { conn: ConnId, sdp: String },
+    /// The candidate as raw JSON (an `RTCIceCandidateInit`), handed to the browser.
+    Candidate { conn: ConnId, candidate: String },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Wire<'a> {
+    Hello,
+    Offer { conn: &'a str, sdp: String },
+    Answer { conn: &'a str, sdp: String },
+    Candidate {
+        conn: &'a str,
+        #[serde(borrow)]
+        candidate: &'a RawValue,
+    },
+}
+
+impl PeerSignal {
+    pub(crate) fn to_json(&self) -> String {
+        let conn_text;
+        let wire = match self {
+            PeerSignal::Hello => Wire::Hello,
+            PeerSignal::Offer { conn, sdp } => {
+                conn_text = conn.to_string();
+                Wire::Offer { conn: &conn_text, sdp: sdp.clone() }
+            }
+            PeerSignal::Answer { conn, sdp } => {
+                conn_text = conn.to_string();
+                Wire::Answer { conn: &conn_text, sdp: sdp.clone() }
+            }
+            PeerSignal::Candidate { conn, candidate } => {
+                conn_text = conn.to_string();
+                return format!(r#"{{"kind":"candidate","conn":"{conn_text}","candidate":{candidate}}}"#);
+            }
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    pub(crate) fn parse(json: &str) -> Result<PeerSignal, String> {
+        // Tagged enums cannot borrow RawValue, so candidates are recognised by a probe.
+        #[derive(Deserialize)]
+        struct CandidateProbe<'a> {
+            kind: &'a str,
+            #[serde(default)]
+            conn: Option<&'a str>,
+            #[serde(borrow, default)]
+            candidate: Option<&'a RawValue>,
+        }
+        let probe: CandidateProbe<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
+        let conn = |text: Option<&str>| text.and_then(ConnId::parse).ok_or_else(|| "signal with a bad conn id".to_owned());
+        match probe.kind {
+            "hello" => Ok(PeerSignal::Hello),
+            "candidate" => {
+                let candidate = probe.candidate.ok_or("candidate signal without a candidate")?;
+                if !candidate.get().starts_with('{') {
+                    return Err("candidate must be an object".into());
+                }
+                Ok(PeerSignal::Candidate { conn: conn(probe.conn)?, candidate: candidate.get().to_owned() })
+            }
+            "offer" | "answer" => {
+                let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
+                match wire {
+                    Wire::Offer { conn: c, sdp } | Wire::Answer { conn: c, sdp } if sdp.len() > MAX_SDP_BYTES => {
+                        let _ = c;
+                        Err("sdp too large".into())
+                    }
+                    Wire::Offer { conn: c, sdp } => Ok(PeerSignal::Offer { conn: conn(Some(c))?, sdp }),
+                    Wire::Answer { conn: c, sdp } => Ok(PeerSignal::Answer { conn: conn(Some(c))?, sdp }),
+                    _ => Err("malformed signal".into()),
+                }
+            }
+            other => Err(format!("unknown signal kind `{}`", other.chars().take(32).collect::<String>())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let conn = ConnId::from_raw(42);
+        for s in [
+            PeerSignal::Hello,
+            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into() },
+            PeerSignal::Answer { conn, sdp: "v=0".into() },
+            PeerSignal::Candidate { conn, candidate: r#"{"candidate":"c","sdpMid":"0"}"#.into() },
+        ] {
+            assert_eq!(PeerSignal::parse(&s.to_json()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        for bad in [
+            "nope",
+            "{}",
+            r#"{"kind":"offer"}"#,
+            r#"{"kind":"offer","conn":"zz","sdp":"x"}"#,
+            r#"{"kind":"candidate","conn":"000000000000002a","candidate":"str"}"#,
+            r#"{"kind":"fly"}"#,
+        ] {
+            assert!(PeerSignal::parse(bad).is_err(), "{bad}");
+        }
+        let huge = format!(r#"{{"kind":"offer","conn":"000000000000002a","sdp":"{}"}}"#, "a".repeat(40_000));
+        assert!(PeerSignal::parse(&huge).is_err());
+    }
+}

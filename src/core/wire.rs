@@ -1,0 +1,313 @@
+//! Application messages on the data channel: versioned binary frames, with messages
+//! larger than the channel's max message size split into a first frame that announces
+//! the total length and continuation frames.
+//!
+//! ```text
+//! byte 0      high nibble: version (1); low nibble: kind
+//! kind 0      whole text message      [hdr][utf-8 ...]
+//! kind 1      whole binary message    [hdr][bytes ...]
+//! kind 2      first frame, text       [hdr][total: u64 big-endian][utf-8 ...]
+//! kind 3      first frame, binary     [hdr][total: u64 big-endian][bytes ...]
+//! kind 4      continuation            [hdr][bytes ...]
+//! ```
+//! The message is complete when `total` bytes have arrived; the channel is ordered and
+//! reliable, so frames of one message are never interleaved with another's.
+//!
+//! This is the fuzz surface for hostile peers: decoding never panics, never trusts a
+//! claimed length for allocation, and reports every violation as a [`WireError`].
+
+use thiserror::Error;
+
+const VERSION: u8 = 1;
+const KIND_TEXT: u8 = 0;
+const KIND_BINARY: u8 = 1;
+const KIND_FIRST_TEXT: u8 = 2;
+const KIND_FIRST_BINARY: u8 = 3;
+const KIND_CONTINUE: u8 = 4;
+const FIRST_HEADER: usize = 9;
+/// Reassembly grows its buffer as bytes arrive, never on a peer's word alone.
+const MAX_PREALLOC: u64 = 1 << 20;
+
+/// An application message: text or bytes, delivered as it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A string.
+    Text(String),
+    /// Raw bytes.
+    Binary(Vec<u8>),
+}
+
+impl Payload {
+    /// Size on the wire, in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Text(t) => t.len() as u64,
+            Payload::Binary(b) => b.len() as u64,
+        }
+    }
+
+    /// True for an empty string or empty byte array.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A frame that breaks the framing rules.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    /// A frame with no bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// A version this build does not speak.
+    #[error("unsupported frame version {0}")]
+    Version(u8),
+    /// An unknown kind.
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    /// A first frame too short to hold its length.
+    #[error("truncated first frame")]
+    Truncated,
+    /// A continuation with no message in progress.
+    #[error("continuation frame without a first frame")]
+    UnexpectedContinuation,
+    /// A new message began before the previous one was complete.
+    #[error("new message started before the previous one completed")]
+    Interleaved,
+    /// More bytes than the first frame announced.
+    #[error("message longer than announced")]
+    Overrun,
+    /// The announced length exceeds our limit; its bytes are skipped.
+    #[error("message of {0} bytes exceeds the receive limit")]
+    TooLarge(u64),
+    /// A first frame that announces no more than fits in one whole frame.
+    #[error("fragmented message announces a total it already holds")]
+    NeedlessFragment,
+    /// A text message that is not UTF-8.
+    #[error("text message is not valid UTF-8")]
+    BadUtf8,
+}
+
+/// Splits `payload` into frames of at most `max_frame` bytes (at least 16).
+pub fn encode(payload: &Payload, max_frame: usize) -> Vec<Vec<u8>> {
+    let max_frame = max_frame.max(16);
+    let (bytes, text) = match payload {
+        Payload::Text(t) => (t.as_bytes(), true),
+        Payload::Binary(b) => (b.as_slice(), false),
+    };
+    if bytes.len() < max_frame {
+        let kind = if text { KIND_TEXT } else { KIND_BINARY };
+        let mut frame = Vec::with_capacity(bytes.len() + 1);
+        frame.push(header(kind));
+        frame.extend_from_slice(bytes);
+        return vec![frame];
+    }
+    let first_room = max_frame - FIRST_HEADER;
+    let mut frames = Vec::with_capacity(1 + (bytes.len() - first_room).div_ceil(max_frame - 1));
+    let mut first = Vec::with_capacity(max_frame);
+    first.push(header(if text { KIND_FIRST_TEXT } else { KIND_FIRST_BINARY }));
+    first.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    first.extend_from_slice(&bytes[..first_room]);
+    frames.push(first);
+    for chunk in bytes[first_room..].chunks(max_frame - 1) {
+        let mut frame = Vec::with_capacity(chunk.len() + 1);
+        frame.push(header(KIND_CONTINUE));
+        frame.extend_from_slice(chunk);
+        frames.push(frame);
+    }
+    frames
+}
+
+fn header(kind: u8) -> u8 {
+    (VERSION << 4) | kind
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Idle,
+    Assembling { text: bool, total: u64, buf: Vec<u8> },
+    /// Dropping the rest of a message that was refused.
+    Skipping { remaining: u64 },
+}
+
+/// Turns frames back into messages, one channel's worth.
+#[derive(Debug)]
+pub struct Reassembler {
+    state: State,
+    max_message: u64,
+}
+
+impl Reassembler {
+    /// Accepts messages up to `max_message` bytes.
+    pub fn new(max_message: u64) -> Self {
+        Reassembler { state: State::Idle, max_message }
+    }
+
+    /// Feeds one frame; returns a message when one is complete. On an error the
+    /// message in progress is dropped and the next valid first frame starts afresh.
+    pub fn push(&mut self, frame: &[u8]) -> Result<Option<Payload>, WireError> {
+        let (&hdr, body) = frame.split_first().ok_or(WireError::Empty)?;
+        if hdr >> 4 != VERSION {
+            self.state = State::Idle;
+            return Err(WireError::Version(hdr >> 4));
+        }
+        let kind = hdr & 0x0f;
+        match std::mem::take(&mut self.state) {
+            State::Idle => self.start(kind, body),
+            State::Skipping { remaining } if kind == KIND_CONTINUE => {
+                let remaining = remaining.saturating_sub(body.len() as u64);
+                if remaining > 0 {
+                    self.state = State::Skipping { remaining };
+                }
+                Ok(None)
+            }
+            State::Skipping { .. } => self.start(kind, body),
+            State::Assembling { text, total, mut buf } => {
+                if kind != KIND_CONTINUE {
+                    // Both the unfinished message and this frame are dropped: the sender
+                    // broke framing, so neither can be trusted.
+                    return Err(WireError::Interleaved);
+                }
+                if buf.len() as u64 + body.len() as u64 > total {
+                    return Err(WireError::Overrun);
+                }
+                buf.extend_from_slice(body);
+                if buf.len() as u64 == total {
+                    finish(text, buf).map(Some)
+                } else {
+                    self.state = State::Assembling { text, total, buf };
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, kind: u8, body: &[u8]) -> Result<Option<Payload>, WireError> {
+        match kind {
+            KIND_TEXT | KIND_BINARY => {
+                if body.len() as u64 > self.max_message {
+                    return Err(WireError::TooLarge(body.len() as u64));
+                }
+                finish(kind == KIND_TEXT, body.to_vec()).map(Some)
+            }
+            KIND_FIRST_TEXT | KIND_FIRST_BINARY => {
+                let (len, rest) = body.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
+                let total = u64::from_be_bytes(*len);
+                if total > self.max_message {
+                    let remaining = total.saturating_sub(rest.len() as u64);
+                    if remaining > 0 {
+                        self.state = State::Skipping { remaining };
+                    }
+                    return Err(WireError::TooLarge(total));
+                }
+                if rest.len() as u64 >= total {
+                    return Err(WireError::NeedlessFragment);
+                }
+                let mut buf = Vec::with_capacity(total.min(MAX_PREALLOC) as usize);
+                buf.extend_from_slice(rest);
+                self.state = State::Assembling { text: kind == KIND_FIRST_TEXT, total, buf };
+                Ok(None)
+            }
+            KIND_CONTINUE => Err(WireError::UnexpectedContinuation),
+            other => Err(WireError::Kind(other)),
+        }
+    }
+}
+
+fn finish(text: bool, buf: Vec<u8>) -> Result<Payload, WireError> {
+    if text {
+        String::from_utf8(buf).map(Payload::Text).map_err(|_| WireError::BadUtf8)
+    } else {
+        Ok(Payload::Binary(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(payload: Payload, max_frame: usize) -> usize {
+        let frames = encode(&payload, max_frame);
+        assert!(frames.iter().all(|f| f.len() <= max_frame.max(16)), "frame over the max");
+        let mut r = Reassembler::new(1 << 30);
+        let mut out = None;
+        for (i, f) in frames.iter().enumerate() {
+            let got = r.push(f).unwrap();
+            assert_eq!(got.is_some(), i == frames.len() - 1);
+            out = out.or(got);
+        }
+        assert_eq!(out.unwrap(), payload);
+        frames.len()
+    }
+
+    #[test]
+    fn small_and_empty_messages_are_one_frame() {
+        assert_eq!(round_trip(Payload::Text(String::new()), 64), 1);
+        assert_eq!(round_trip(Payload::Binary(vec![]), 64), 1);
+        assert_eq!(round_trip(Payload::Text("héllo".into()), 64), 1);
+        assert_eq!(round_trip(Payload::Binary(vec![7; 63]), 64), 1);
+    }
+
+    #[test]
+    fn large_messages_split_at_every_boundary() {
+        for len in [64, 65, 64 * 3, 64 * 3 + 1, 1000, 4096] {
+            let n = round_trip(Payload::Binary((0..len).map(|i| i as u8).collect()), 64);
+            assert!(n > 1);
+        }
+        round_trip(Payload::Text("ü".repeat(5000)), 100);
+        round_trip(Payload::Binary(vec![1; (1 << 20) + 3]), 256 * 1024);
+    }
+
+    #[test]
+    fn hostile_frames_are_errors_not_panics() {
+        let mut r = Reassembler::new(1000);
+        assert_eq!(r.push(&[]), Err(WireError::Empty));
+        assert_eq!(r.push(&[0x20]), Err(WireError::Version(2)));
+        assert_eq!(r.push(&[0x1f]), Err(WireError::Kind(15)));
+        assert_eq!(r.push(&[0x14, 1, 2]), Err(WireError::UnexpectedContinuation));
+        assert_eq!(r.push(&[0x12, 0, 0]), Err(WireError::Truncated));
+        assert_eq!(r.push(&[0x10, 0xff, 0xfe]), Err(WireError::BadUtf8));
+        // A lie about the total: claims 4 bytes, then sends 6.
+        assert_eq!(r.push(&[0x13, 0, 0, 0, 0, 0, 0, 0, 4, 9]), Ok(None));
+        assert_eq!(r.push(&[0x14, 1, 2, 3, 4, 5]), Err(WireError::Overrun));
+        // Announces everything in the first frame.
+        assert_eq!(r.push(&[0x13, 0, 0, 0, 0, 0, 0, 0, 1, 9]), Err(WireError::NeedlessFragment));
+        // A new message in the middle of another.
+        assert_eq!(r.push(&[0x13, 0, 0, 0, 0, 0, 0, 0, 3, 9]), Ok(None));
+        assert_eq!(r.push(&[0x11, 5]), Err(WireError::Interleaved));
+        // After all that, valid traffic still flows.
+        assert_eq!(r.push(&[0x11, 5]), Ok(Some(Payload::Binary(vec![5]))));
+    }
+
+    #[test]
+    fn oversized_message_is_skipped_without_allocating() {
+        let mut r = Reassembler::new(10);
+        let mut first = vec![0x13];
+        first.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(r.push(&first), Err(WireError::TooLarge(u64::MAX)));
+        let mut r = Reassembler::new(10);
+        let mut first = vec![0x13];
+        first.extend_from_slice(&20u64.to_be_bytes());
+        first.extend_from_slice(&[0; 5]);
+        assert_eq!(r.push(&first), Err(WireError::TooLarge(20)));
+        assert_eq!(r.push(&[0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Ok(None));
+        assert_eq!(r.push(&[0x14, 0, 0, 0, 0]), Ok(None));
+        assert_eq!(r.push(&[0x10, b'o', b'k']), Ok(Some(Payload::Text("ok".into()))));
+        assert_eq!(r.push(&[0x11; 12]), Err(WireError::TooLarge(11)));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic fuzz pass; `fuzz/` does this properly.
+        let mut rng = crate::core::rng::Rng::new(7);
+        let mut r = Reassembler::new(4096);
+        for _ in 0..20_000 {
+            let len = (rng.next_u64() % 40) as usize;
+            let mut frame: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if let Some(h) = frame.first_mut() {
+                *h = 0x10 | (*h & 0x07);
+            }
+            let _ = r.push(&frame);
+        }
+    }
+}
