@@ -17,7 +17,6 @@ pub mod protocol;
 
 #[cfg(feature = "server")]
 mod identity;
-#[cfg(feature = "server")]
 pub mod rooms;
 #[cfg(feature = "server")]
 mod ws;

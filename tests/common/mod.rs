@@ -1,0 +1,375 @@
+//! A simulated world for driving several [`Mesh`]es in lockstep: a signaling server
+//! built on the real `Rooms` routing, and fake RTCPeerConnections that "connect" once
+//! both sides have exchanged descriptions and candidates. Time moves only when a test
+//! says so.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use meshdrop::core::{ConnId, Event, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind};
+use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
+use meshdrop_signal::rooms::Rooms;
+
+/// SCTP max message size the fake connections report.
+pub const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
+
+#[derive(Default)]
+struct FakePc {
+    local: bool,
+    remote: bool,
+    candidates_added: usize,
+    open: bool,
+}
+
+pub struct Node {
+    pub mesh: Mesh,
+    pub events: Vec<Event>,
+    /// The WebSocket is open (the server accepted it).
+    ws_open: bool,
+    joined: Option<(String, String)>,
+    pcs: HashMap<ConnId, FakePc>,
+}
+
+impl Node {
+    /// Every event so far, removing them.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn peers(&self) -> Vec<String> {
+        self.mesh.peers().into_iter().map(|(id, _)| id.as_str().to_owned()).collect()
+    }
+
+    pub fn open_conns(&self) -> usize {
+        self.pcs.values().filter(|pc| pc.open).count()
+    }
+
+    pub fn id(&self) -> String {
+        self.mesh.id().map(|id| id.as_str().to_owned()).unwrap_or_default()
+    }
+}
+
+pub struct World {
+    pub now: Millis,
+    pub nodes: Vec<Node>,
+    rooms: Rooms<usize>,
+    server_up: bool,
+    max_room_peers: usize,
+    /// Frames from the server to a node, in order.
+    to_node: VecDeque<(usize, String)>,
+    /// Data-channel frames in flight: (receiving node, conn, frame).
+    frames: VecDeque<(usize, ConnId, Vec<u8>)>,
+    /// Remote closes to report: (node, conn).
+    closes: VecDeque<(usize, ConnId)>,
+    /// Connections the test broke: they never open again.
+    broken: HashSet<ConnId>,
+    /// Every frame the server sent, for assertions.
+    pub server_log: Vec<(usize, String)>,
+}
+
+/// A secret whose derived id (in this world) sorts as `label` does.
+pub fn secret(label: &str) -> String {
+    format!("{label:_<32}")
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with_room_limit(64)
+    }
+
+    pub fn with_room_limit(max_room_peers: usize) -> World {
+        World {
+            now: Millis(1_000),
+            nodes: Vec::new(),
+            rooms: Rooms::new(max_room_peers),
+            server_up: true,
+            max_room_peers,
+            to_node: VecDeque::new(),
+            frames: VecDeque::new(),
+            closes: VecDeque::new(),
+            broken: HashSet::new(),
+            server_log: Vec::new(),
+        }
+    }
+
+    /// Adds a peer that starts joining `room`; its id will be `label` padded with `_`.
+    pub fn add(&mut self, room: &str, label: &str) -> usize {
+        let config = MeshConfig::new(room, Some(format!("name-{label}")), secret(label));
+        let seed = 0x5eed ^ (self.nodes.len() as u64 * 7919);
+        self.nodes.push(Node { mesh: Mesh::new(config, seed), events: Vec::new(), ws_open: false, joined: None, pcs: HashMap::new() });
+        self.nodes.len() - 1
+    }
+
+    /// The id the server derives for `label`.
+    pub fn id_of(label: &str) -> String {
+        secret(label)
+    }
+
+    /// Runs until nothing is left to deliver without time passing.
+    pub fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let mut progress = false;
+            for n in 0..self.nodes.len() {
+                while let Some(output) = self.nodes[n].mesh.poll_output() {
+                    progress = true;
+                    self.perform(n, output);
+                }
+            }
+            if let Some((n, text)) = self.to_node.pop_front() {
+                progress = true;
+                if self.nodes[n].ws_open {
+                    let now = self.now;
+                    self.nodes[n].mesh.handle_signaling_frame(now, &text);
+                }
+            }
+            if let Some((n, conn, frame)) = self.frames.pop_front() {
+                progress = true;
+                if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
+                    let now = self.now;
+                    self.nodes[n].mesh.handle_channel_message(now, conn, &frame);
+                }
+            }
+            if let Some((n, conn)) = self.closes.pop_front() {
+                progress = true;
+                if self.nodes[n].pcs.remove(&conn).is_some() {
+                    let now = self.now;
+                    self.nodes[n].mesh.handle_connection_closed(now, conn, "remote closed");
+                }
+            }
+            progress |= self.open_ready_connections();
+            if !progress {
+                return;
+            }
+        }
+        panic!("world did not settle");
+    }
+
+    /// Moves time forward in steps, firing every timer that falls due, settling after each.
+    pub fn advance(&mut self, ms: u64) {
+        let end = self.now + ms;
+        self.settle();
+        loop {
+            let next = self.nodes.iter().filter_map(|n| n.mesh.poll_timeout()).min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    for node in &mut self.nodes {
+                        if node.mesh.poll_timeout().is_some_and(|t| t <= now) {
+                            node.mesh.handle_timeout(now);
+                        }
+                    }
+                    self.settle();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    /// Stops the server: every WebSocket closes, and new ones fail until `server_start`.
+    pub fn server_stop(&mut self) {
+        self.server_up = false;
+        self.rooms = Rooms::new(self.max_room_peers);
+        self.to_node.clear();
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].ws_open {
+                self.nodes[n].ws_open = false;
+                self.nodes[n].joined = None;
+                let now = self.now;
+                self.nodes[n].mesh.handle_signaling_closed(now);
+            }
+        }
+        self.settle();
+    }
+
+    pub fn server_start(&mut self) {
+        self.server_up = true;
+    }
+
+    /// Breaks a connection: both ends see it close, as after an ICE failure.
+    pub fn break_conn(&mut self, conn: ConnId) {
+        self.broken.insert(conn);
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].pcs.contains_key(&conn) {
+                self.closes.push_back((n, conn));
+            }
+        }
+        self.settle();
+    }
+
+    /// The open connection between two nodes.
+    pub fn conn_between(&self, a: usize, b: usize) -> Option<ConnId> {
+        self.nodes[a].pcs.iter().find(|(c, pc)| pc.open && self.nodes[b].pcs.get(c).is_some_and(|p| p.open)).map(|(c, _)| *c)
+    }
+
+    /// Sends a raw signal as node `from` (a hostile peer speaking through the server).
+    pub fn inject_signal(&mut self, from: usize, to: &str, data: &str) {
+        let text = format!(r#"{{"type":"signal","to":"{to}","data":{data}}}"#);
+        self.server_receive(from, &text);
+        self.settle();
+    }
+
+    /// Puts raw bytes on the data channel from `from` to `to` (a hostile peer).
+    pub fn inject_frame(&mut self, from: usize, to: usize, frame: Vec<u8>) {
+        let conn = self.conn_between(from, to).expect("no open connection");
+        self.frames.push_back((to, conn, frame));
+        self.settle();
+    }
+
+    fn perform(&mut self, n: usize, output: Output) {
+        let now = self.now;
+        match output {
+            Output::OpenSignaling => {
+                if self.server_up {
+                    self.nodes[n].ws_open = true;
+                    self.nodes[n].mesh.handle_signaling_open(now);
+                } else {
+                    self.nodes[n].mesh.handle_signaling_closed(now);
+                }
+            }
+            Output::SendSignaling(text) => {
+                if self.nodes[n].ws_open {
+                    self.server_receive(n, &text);
+                }
+            }
+            Output::CloseSignaling => {
+                self.nodes[n].ws_open = false;
+                self.server_disconnect(n);
+            }
+            Output::CreateConnection { conn, .. } => {
+                self.nodes[n].pcs.insert(conn, FakePc::default());
+            }
+            Output::CreateOffer { conn } | Output::CreateAnswer { conn } => {
+                let kind = if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.remote) { SdpKind::Answer } else { SdpKind::Offer };
+                if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                    pc.local = true;
+                    let mesh = &mut self.nodes[n].mesh;
+                    mesh.handle_local_description(now, conn, kind, format!("v=0 {kind:?} {conn}"));
+                    mesh.handle_local_candidate(now, conn, format!(r#"{{"candidate":"host {n}","sdpMid":"0"}}"#));
+                }
+            }
+            Output::SetRemoteDescription { conn, .. } => {
+                if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                    pc.remote = true;
+                    self.nodes[n].mesh.handle_remote_description_set(now, conn);
+                }
+            }
+            Output::AddIceCandidate { conn, candidate } => {
+                assert!(candidate.starts_with('{'), "candidate handed to the browser must be JSON: {candidate}");
+                let pc = self.nodes[n].pcs.get_mut(&conn).expect("candidate for an unknown connection");
+                assert!(pc.remote, "candidate added before the remote description");
+                pc.candidates_added += 1;
+            }
+            Output::Transmit { conn, frame } => {
+                assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
+                assert!(self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open), "transmit on a closed channel");
+                if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
+                    self.frames.push_back((m, conn, frame));
+                }
+                // The fake channel drains instantly.
+                self.nodes[n].mesh.handle_buffered_amount_low(now, conn, 0);
+            }
+            Output::CloseConnection { conn } => {
+                if self.nodes[n].pcs.remove(&conn).is_some() {
+                    for m in 0..self.nodes.len() {
+                        if m != n && self.nodes[m].pcs.contains_key(&conn) {
+                            self.closes.push_back((m, conn));
+                        }
+                    }
+                }
+            }
+            Output::Event(event) => self.nodes[n].events.push(event),
+        }
+    }
+
+    fn open_ready_connections(&mut self) -> bool {
+        let mut opened = false;
+        let mut ready: Vec<(usize, ConnId)> = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            for (conn, pc) in &node.pcs {
+                if pc.open || !pc.local || !pc.remote || pc.candidates_added == 0 || self.broken.contains(conn) {
+                    continue;
+                }
+                let other = self.nodes.iter().enumerate().find(|(m, o)| *m != n && o.pcs.contains_key(conn));
+                if let Some((_, o)) = other {
+                    let opc = &o.pcs[conn];
+                    if opc.local && opc.remote && opc.candidates_added > 0 {
+                        ready.push((n, *conn));
+                    }
+                }
+            }
+        }
+        for (n, conn) in ready {
+            let now = self.now;
+            if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                pc.open = true;
+                opened = true;
+                self.nodes[n].mesh.handle_channel_open(now, conn, MAX_MESSAGE_SIZE);
+            }
+        }
+        opened
+    }
+
+    fn server_receive(&mut self, n: usize, text: &str) {
+        let request = match parse_client(text) {
+            Ok(r) => r,
+            Err(err) => {
+                let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
+                self.to_node.push_back((n, frame));
+                return;
+            }
+        };
+        match request {
+            ClientRequest::Join { room, name, secret } => {
+                let id = secret.map(|s| s.into_owned()).unwrap_or_else(|| format!("anon{n}"));
+                match self.rooms.join(n, &room, &id, name.as_deref()) {
+                    Ok(joined) => {
+                        self.nodes[n].joined = Some((room.into_owned(), id));
+                        self.to_node.extend(joined.outbox.iter().cloned());
+                        self.server_log.extend(joined.outbox);
+                    }
+                    Err(err) => {
+                        let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
+                        self.to_node.push_back((n, frame));
+                    }
+                }
+            }
+            ClientRequest::Signal { to, data } => {
+                let Some((room, from)) = self.nodes[n].joined.clone() else { return };
+                match self.rooms.relay(&room, &from, &to, data) {
+                    Ok(delivery) => {
+                        self.server_log.push(delivery.clone());
+                        self.to_node.push_back(delivery);
+                    }
+                    Err(err) => {
+                        let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
+                        self.to_node.push_back((n, frame));
+                    }
+                }
+            }
+        }
+    }
+
+    fn server_disconnect(&mut self, n: usize) {
+        if let Some((room, id)) = self.nodes[n].joined.take() {
+            let out = self.rooms.leave(&room, &id, &n);
+            self.to_node.extend(out);
+        }
+    }
+}
+
+/// The ids from `PeerJoined` events, in order.
+pub fn joined(events: &[Event]) -> Vec<String> {
+    events.iter().filter_map(|e| if let Event::PeerJoined { id, .. } = e { Some(id.as_str().to_owned()) } else { None }).collect()
+}
+
+/// The ids from `PeerLeft` events, in order.
+pub fn left(events: &[Event]) -> Vec<String> {
+    events.iter().filter_map(|e| if let Event::PeerLeft { id } = e { Some(id.as_str().to_owned()) } else { None }).collect()
+}
+
+/// The `PeerId` of a connected peer, as `node` knows it.
+pub fn pid(node: &Node, id: &str) -> PeerId {
+    node.mesh.peers().into_iter().map(|(p, _)| p).find(|p| p.as_str() == id).expect("peer not connected")
+}

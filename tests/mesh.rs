@@ -1,0 +1,303 @@
+//! Mesh scenarios with simulated peers, server and time.
+
+mod common;
+
+use common::{joined, left, pid, World};
+use meshdrop::core::{Event, JoinError, Payload, SendError, SignalingState};
+
+fn messages(events: &[Event]) -> Vec<(String, Payload)> {
+    events
+        .iter()
+        .filter_map(|e| if let Event::Message { from, payload } = e { Some((from.as_str().to_owned(), payload.clone())) } else { None })
+        .collect()
+}
+
+fn signaling_states(events: &[Event]) -> Vec<SignalingState> {
+    events.iter().filter_map(|e| if let Event::Signaling(s) = e { Some(*s) } else { None }).collect()
+}
+
+fn warnings(events: &[Event]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::Warning(_))).count()
+}
+
+#[test]
+fn two_peers_meet_and_exchange_messages_of_any_size() {
+    let mut w = World::new();
+    let a = w.add("lobby", "a");
+    let b = w.add("lobby", "b");
+    w.settle();
+    let (ida, idb) = (World::id_of("a"), World::id_of("b"));
+    let ea = w.nodes[a].take_events();
+    let eb = w.nodes[b].take_events();
+    assert!(matches!(&ea[0], Event::Joined { id } if id.as_str() == ida));
+    assert_eq!(signaling_states(&ea), vec![SignalingState::Connected]);
+    assert_eq!(joined(&ea), vec![idb.clone()]);
+    assert_eq!(joined(&eb), vec![ida.clone()]);
+    assert_eq!(w.nodes[a].mesh.peers(), vec![(pid(&w.nodes[a], &idb), Some("name-b".into()))]);
+    assert_eq!(w.nodes[a].open_conns(), 1, "exactly one connection, no glare");
+
+    let big: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i * 31 % 251) as u8).collect();
+    let sent = [Payload::Text("hi ✓".into()), Payload::Binary(vec![]), Payload::Binary(big), Payload::Text("x".repeat(300_000))];
+    let to_b = pid(&w.nodes[a], &idb);
+    let now = w.now;
+    for p in &sent {
+        w.nodes[a].mesh.send(now, &to_b, p).unwrap();
+    }
+    w.settle();
+    let got = messages(&w.nodes[b].take_events());
+    assert_eq!(got.len(), sent.len());
+    for ((from, p), s) in got.iter().zip(&sent) {
+        assert_eq!(from, &ida);
+        assert_eq!(p, s, "delivered whole and in order");
+    }
+}
+
+#[test]
+fn eight_peers_form_a_full_mesh_and_broadcast_reaches_everyone() {
+    let mut w = World::new();
+    let labels = ["h", "c", "f", "a", "g", "b", "e", "d"];
+    for l in labels {
+        w.add("room", l);
+    }
+    w.settle();
+    for n in 0..labels.len() {
+        assert_eq!(w.nodes[n].peers().len(), labels.len() - 1, "node {n}");
+        assert_eq!(w.nodes[n].open_conns(), labels.len() - 1);
+        w.nodes[n].take_events();
+    }
+    let now = w.now;
+    assert_eq!(w.nodes[3].mesh.broadcast(now, &Payload::Text("all".into())).unwrap(), 7);
+    w.settle();
+    for n in (0..labels.len()).filter(|&n| n != 3) {
+        assert_eq!(messages(&w.nodes[n].take_events()), vec![(World::id_of("a"), Payload::Text("all".into()))]);
+    }
+}
+
+#[test]
+fn rooms_do_not_mix() {
+    let mut w = World::new();
+    let a = w.add("one", "a");
+    let b = w.add("two", "b");
+    w.settle();
+    assert!(w.nodes[a].peers().is_empty());
+    assert!(w.nodes[b].peers().is_empty());
+}
+
+#[test]
+fn a_leaving_peer_is_reported_once_and_not_chased() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    let c = w.add("r", "c");
+    w.settle();
+    for n in [a, b, c] {
+        w.nodes[n].take_events();
+    }
+    let now = w.now;
+    w.nodes[b].mesh.leave(now);
+    w.settle();
+    assert_eq!(signaling_states(&w.nodes[b].take_events()), vec![SignalingState::Closed]);
+    assert!(w.nodes[b].mesh.is_closed());
+    for n in [a, c] {
+        assert_eq!(left(&w.nodes[n].take_events()), vec![World::id_of("b")]);
+    }
+    // A minute later nobody has tried to reach b again.
+    w.advance(60_000);
+    for n in [a, c] {
+        let events = w.nodes[n].take_events();
+        assert!(joined(&events).is_empty() && left(&events).is_empty(), "{events:?}");
+        assert_eq!(w.nodes[n].peers().len(), 1);
+    }
+    let now = w.now;
+    let c_id = pid(&w.nodes[a], &World::id_of("c"));
+    assert_eq!(w.nodes[b].mesh.send(now, &c_id, &Payload::Text("x".into())), Err(SendError::Closed));
+}
+
+#[test]
+fn channels_survive_the_server_going_away_and_newcomers_meet_everyone_after_restart() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    let c = w.add("r", "c");
+    w.settle();
+    for n in [a, b, c] {
+        w.nodes[n].take_events();
+    }
+    w.server_stop();
+    w.advance(30_000); // reconnect attempts fail for a while
+    let now = w.now;
+    let to_c = pid(&w.nodes[a], &World::id_of("c"));
+    w.nodes[a].mesh.send(now, &to_c, &Payload::Text("still here".into())).unwrap();
+    w.settle();
+    for n in [a, b, c] {
+        let events = w.nodes[n].take_events();
+        if n == c {
+            assert_eq!(messages(&events), vec![(World::id_of("a"), Payload::Text("still here".into()))]);
+        }
+        assert_eq!(signaling_states(&events), vec![SignalingState::Reconnecting], "node {n}");
+        assert!(left(&events).is_empty(), "no peer lost with the server");
+    }
+
+    w.server_start();
+    w.advance(15_000); // backoff is capped at 10 s (+25 % jitter)
+    for n in [a, b, c] {
+        assert_eq!(signaling_states(&w.nodes[n].take_events()), vec![SignalingState::Connected], "node {n}");
+        assert_eq!(w.nodes[n].open_conns(), 2, "the old connections were kept, none duplicated");
+    }
+    let d = w.add("r", "d");
+    w.settle();
+    assert_eq!(w.nodes[d].peers().len(), 3);
+    assert_eq!(w.nodes[d].id(), World::id_of("d"));
+    assert_eq!(w.nodes[a].id(), World::id_of("a"), "id unchanged across reconnects");
+}
+
+#[test]
+fn rejoining_after_an_outage_with_no_connection_never_glares() {
+    // Both lose their connection while the server is down, then both rejoin: each
+    // learns of the other again, and still exactly one connection results.
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    w.settle();
+    let conn = w.conn_between(a, b).unwrap();
+    w.server_stop();
+    w.break_conn(conn);
+    w.server_start();
+    w.advance(20_000);
+    assert_eq!(w.nodes[a].open_conns(), 1);
+    assert_eq!(w.nodes[b].open_conns(), 1);
+    assert!(w.conn_between(a, b).is_some());
+    // A stray hello while connected with an offer in flight changes nothing either.
+    w.inject_signal(b, &World::id_of("a"), r#"{"kind":"hello"}"#);
+    assert_eq!(w.nodes[a].open_conns(), 1);
+    assert_eq!(w.nodes[b].open_conns(), 1);
+}
+
+#[test]
+fn a_reloaded_answerer_is_reconnected_by_its_hello() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let _b = w.add("r", "b");
+    w.settle();
+    w.nodes[a].take_events();
+    // "b" comes back as a fresh mesh with the same secret (same id) before a noticed
+    // anything: the server replaces its connection and b says hello.
+    let b2 = w.add("r", "b");
+    w.settle();
+    assert_eq!(w.nodes[b2].peers(), vec![World::id_of("a")]);
+    let ea = w.nodes[a].take_events();
+    assert_eq!(left(&ea), vec![World::id_of("b")], "old channel reported gone");
+    assert_eq!(joined(&ea), vec![World::id_of("b")], "new channel reported");
+    let now = w.now;
+    let to_b = pid(&w.nodes[a], &World::id_of("b"));
+    w.nodes[a].mesh.send(now, &to_b, &Payload::Text("welcome back".into())).unwrap();
+    w.settle();
+    assert_eq!(messages(&w.nodes[b2].take_events()).len(), 1);
+}
+
+#[test]
+fn a_broken_connection_is_retried_while_the_peer_is_listed() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    w.settle();
+    w.nodes[a].take_events();
+    w.nodes[b].take_events();
+    let conn = w.conn_between(a, b).unwrap();
+    w.break_conn(conn);
+    assert_eq!(left(&w.nodes[a].take_events()), vec![World::id_of("b")]);
+    assert_eq!(left(&w.nodes[b].take_events()), vec![World::id_of("a")]);
+    w.advance(3_000);
+    assert_eq!(joined(&w.nodes[a].take_events()), vec![World::id_of("b")]);
+    assert_eq!(joined(&w.nodes[b].take_events()), vec![World::id_of("a")]);
+    assert_ne!(w.conn_between(a, b), Some(conn));
+}
+
+#[test]
+fn join_failures_are_reported() {
+    let mut w = World::new();
+    w.server_stop();
+    let a = w.add("r", "a");
+    w.settle();
+    let ea = w.nodes[a].take_events();
+    assert!(ea.contains(&Event::JoinFailed(JoinError::Unreachable)), "{ea:?}");
+    assert!(w.nodes[a].mesh.is_closed());
+    w.advance(60_000);
+    assert!(w.nodes[a].take_events().is_empty(), "no retries after a failed first join");
+
+    let mut w = World::with_room_limit(1);
+    w.add("r", "a");
+    let b = w.add("r", "b");
+    w.settle();
+    let eb = w.nodes[b].take_events();
+    assert!(
+        eb.iter().any(|e| matches!(e, Event::JoinFailed(JoinError::Refused { code, .. }) if code == "room-full")),
+        "{eb:?}"
+    );
+}
+
+#[test]
+fn sending_to_strangers_or_too_much_is_an_error() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    w.settle();
+    let to_b = pid(&w.nodes[a], &World::id_of("b"));
+    let now = w.now;
+    let too_big = Payload::Binary(vec![0; 16 * 1024 * 1024 + 1]);
+    assert!(matches!(w.nodes[a].mesh.send(now, &to_b, &too_big), Err(SendError::TooLarge { .. })));
+    w.nodes[b].mesh.leave(now);
+    w.settle();
+    assert_eq!(w.nodes[a].mesh.send(now, &to_b, &Payload::Text("?".into())), Err(SendError::NotConnected(to_b.clone())));
+}
+
+#[test]
+fn hostile_signals_and_frames_change_nothing() {
+    let mut w = World::new();
+    let a = w.add("r", "a");
+    let b = w.add("r", "b");
+    let m = w.add("r", "m"); // the hostile one
+    w.settle();
+    for n in [a, b, m] {
+        w.nodes[n].take_events();
+    }
+    let ida = World::id_of("a");
+    for garbage in [
+        r#""just a string""#,
+        r#"{"kind":"offer"}"#,
+        r#"{"kind":"answer","conn":"0000000000000001","sdp":"v=0"}"#,
+        r#"{"kind":"candidate","conn":"0000000000000001","candidate":{"candidate":"x"}}"#,
+        r#"{"kind":"candidate","conn":"nothex!!nothex!!","candidate":{}}"#,
+        r#"{"kind":"warp","conn":"0000000000000001"}"#,
+        r#"[1,2,3]"#,
+    ] {
+        w.inject_signal(m, &ida, garbage);
+    }
+    for frame in [vec![], vec![0xff, 1, 2], vec![0x14, 1], vec![0x13, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], vec![0x10, 0xc3]] {
+        w.inject_frame(m, a, frame);
+    }
+    let ea = w.nodes[a].take_events();
+    assert!(warnings(&ea) >= 6, "each is reported: {ea:?}");
+    assert!(messages(&ea).is_empty(), "nothing bogus delivered");
+    assert!(left(&ea).is_empty(), "nobody disconnected");
+    // Everything still works.
+    let now = w.now;
+    let to_a = pid(&w.nodes[b], &ida);
+    w.nodes[b].mesh.send(now, &to_a, &Payload::Text("ok".into())).unwrap();
+    let to_a = pid(&w.nodes[m], &ida);
+    w.nodes[m].mesh.send(now, &to_a, &Payload::Text("me too".into())).unwrap();
+    w.settle();
+    assert_eq!(messages(&w.nodes[a].take_events()).len(), 2);
+}
+
+#[test]
+fn thirty_two_peers_connect_fully() {
+    let mut w = World::new();
+    for i in 0..32 {
+        w.add("big", &format!("p{:02}", (i * 17) % 32));
+    }
+    w.settle();
+    for n in 0..32 {
+        assert_eq!(w.nodes[n].peers().len(), 31);
+    }
+}
