@@ -32,4 +32,6 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod api;
 #[cfg(target_arch = "wasm32")]
+pub use api::Peer;
+#[cfg(target_arch = "wasm32")]
 mod web;

@@ -246,6 +246,15 @@ impl Mesh {
         peers
     }
 
+    /// The signaling link as users see it.
+    pub fn signaling_state(&self) -> SignalingState {
+        match self.link {
+            Link::Joined => SignalingState::Connected,
+            Link::Closed => SignalingState::Closed,
+            Link::Connecting | Link::Waiting { .. } => SignalingState::Reconnecting,
+        }
+    }
+
     /// Whether `leave` was called or the first join failed.
     pub fn is_closed(&self) -> bool {
         self.link == Link::Closed

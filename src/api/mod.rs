@@ -1,0 +1,9 @@
+//! The JavaScript surface: `#[wasm_bindgen]` lives only here. camelCase names,
+//! Promises, typed events, and errors with stable `name`s, converted at this boundary.
+
+mod error;
+mod events;
+mod options;
+mod peer;
+
+pub use peer::Peer;

@@ -1,0 +1,75 @@
+//! `Peer.join` options, read from a plain JS object and checked before anything starts.
+
+use js_sys::{Array, Object, Reflect};
+use meshdrop_signal::protocol::{validate_name, validate_room};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::RtcConfiguration;
+
+use super::error::type_error;
+
+pub(crate) struct JoinSettings {
+    pub(crate) signaling_url: String,
+    pub(crate) room: String,
+    pub(crate) name: Option<String>,
+    pub(crate) rtc: RtcConfiguration,
+    pub(crate) max_message_bytes: Option<u64>,
+    pub(crate) connect_timeout_ms: Option<u64>,
+}
+
+fn field(options: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(options, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn string_field(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    match field(options, key) {
+        None => Ok(None),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| type_error(&format!("options.{key} must be a string"))),
+    }
+}
+
+fn number_field(options: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
+    match field(options, key) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(n) if n.is_finite() && n >= 1.0 => Ok(Some(n as u64)),
+            _ => Err(type_error(&format!("options.{key} must be a positive number"))),
+        },
+    }
+}
+
+pub(crate) fn parse(options: &JsValue) -> Result<JoinSettings, JsValue> {
+    if !options.is_object() {
+        return Err(type_error("Peer.join needs an options object: { signalingUrl, room }"));
+    }
+    let signaling_url = string_field(options, "signalingUrl")?
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| type_error("options.signalingUrl is required, e.g. \"ws://127.0.0.1:8080/ws\""))?;
+    let room = string_field(options, "room")?.ok_or_else(|| type_error("options.room is required"))?;
+    validate_room(&room).map_err(|e| type_error(&format!("options.room: {}", e.message)))?;
+    let name = string_field(options, "name")?;
+    if let Some(name) = &name {
+        validate_name(name).map_err(|e| type_error(&format!("options.name: {}", e.message)))?;
+    }
+
+    let rtc = Object::new();
+    let ice_servers = match field(options, "iceServers") {
+        None => Array::new().into(),
+        Some(v) if Array::is_array(&v) => v,
+        Some(_) => return Err(type_error("options.iceServers must be an array of RTCIceServer")),
+    };
+    Reflect::set(&rtc, &JsValue::from_str("iceServers"), &ice_servers)?;
+    if let Some(policy) = string_field(options, "iceTransportPolicy")? {
+        if policy != "all" && policy != "relay" {
+            return Err(type_error("options.iceTransportPolicy must be \"all\" or \"relay\""));
+        }
+        Reflect::set(&rtc, &JsValue::from_str("iceTransportPolicy"), &JsValue::from_str(&policy))?;
+    }
+    Ok(JoinSettings {
+        signaling_url,
+        room,
+        name,
+        rtc: rtc.unchecked_into(),
+        max_message_bytes: number_field(options, "maxMessageBytes")?,
+        connect_timeout_ms: number_field(options, "connectTimeoutMs")?,
+    })
+}

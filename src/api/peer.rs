@@ -1,0 +1,188 @@
+//! `Peer`: one member of a room, talking to the others over data channels.
+
+use std::rc::Rc;
+
+use js_sys::{Array, ArrayBuffer, Function, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use super::error::{join_error, send_error, type_error};
+use super::events::{peer_info, ListenerSink, Listeners, EVENT_TYPES_LIST};
+use super::options;
+use crate::core::{MeshConfig, Payload, PeerId};
+use crate::web::platform_secret_and_seed;
+use crate::web::{Driver, DriverConfig};
+
+#[wasm_bindgen]
+extern "C" {
+    /// Options for `Peer.join` (see the `JoinOptions` interface).
+    #[wasm_bindgen(typescript_type = "JoinOptions")]
+    pub type JoinOptions;
+    /// A string or bytes.
+    #[wasm_bindgen(typescript_type = "MessageData")]
+    pub type MessageData;
+    /// A promise of nothing.
+    #[wasm_bindgen(typescript_type = "Promise<void>")]
+    pub type PromiseVoid;
+    /// A promise of a count.
+    #[wasm_bindgen(typescript_type = "Promise<number>")]
+    pub type PromiseNumber;
+    /// `PeerInfo[]`.
+    #[wasm_bindgen(typescript_type = "PeerInfo[]")]
+    pub type PeerInfoList;
+    /// `"connected" | "reconnecting" | "closed"`.
+    #[wasm_bindgen(typescript_type = "SignalingState")]
+    pub type SignalingStateName;
+}
+
+/// A member of a room. Every other member it meets gets a direct, reliable, ordered
+/// data channel; the signaling server only introduces them.
+///
+/// ```js
+/// const peer = await Peer.join({ signalingUrl: "ws://127.0.0.1:8080/ws", room: "lobby", name: "alice" });
+/// peer.on("peer-joined", ({ id, name }) => peer.send(id, `hello ${name}`));
+/// peer.on("message", ({ from, data }) => console.log(from, data));
+/// ```
+#[wasm_bindgen]
+pub struct Peer {
+    driver: Rc<Driver>,
+    listeners: Rc<Listeners>,
+    id: String,
+    room: String,
+    name: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Peer {
+    /// Connects to the signaling server and joins the room. Resolves once the server
+    /// has welcomed us; `peer-joined` then fires for every peer, already present or
+    /// arriving later, as its channel opens. Rejects with a `SignalingError` (with a
+    /// `code`: `unreachable`, or the server's code such as `room-full`) or a
+    /// `TypeError` for bad options.
+    pub async fn join(options: JoinOptions) -> Result<Peer, JsValue> {
+        let settings = options::parse(&options)?;
+        let (secret, seed) = platform_secret_and_seed()?;
+        let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), secret);
+        if let Some(max) = settings.max_message_bytes {
+            mesh.max_message_bytes = max;
+        }
+        if let Some(timeout) = settings.connect_timeout_ms {
+            mesh.connect_timeout_ms = timeout;
+        }
+        let listeners = Rc::new(Listeners::default());
+        let config = DriverConfig { signaling_url: settings.signaling_url.clone(), rtc: settings.rtc, mesh, seed };
+        let (driver, joined) = Driver::start(config, Box::new(ListenerSink(listeners.clone())));
+        match joined.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(join_error(&err, &settings.signaling_url)),
+            Err(_) => return Err(join_error(&crate::core::JoinError::Cancelled, &settings.signaling_url)),
+        }
+        let id = driver.read(|mesh| mesh.id().map(|id| id.as_str().to_owned())).unwrap_or_default();
+        Ok(Peer { driver, listeners, id, room: settings.room, name: settings.name })
+    }
+
+    /// Our id, the same for the life of this `Peer` (also across signaling reconnects).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    /// The room we joined.
+    #[wasm_bindgen(getter)]
+    pub fn room(&self) -> String {
+        self.room.clone()
+    }
+
+    /// The name we joined with, if any.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
+    /// Peers with an open data channel: `[{ id, name }]`, sorted by id.
+    pub fn peers(&self) -> PeerInfoList {
+        let list = Array::new();
+        for (id, name) in self.driver.read(|mesh| mesh.peers()) {
+            list.push(&peer_info(id.as_str(), name.as_deref()));
+        }
+        list.unchecked_into()
+    }
+
+    /// Adds a listener for `type`: "peer-joined", "peer-left", "message", "signaling"
+    /// or "warning". Throws a `TypeError` for other types.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
+        let kind = EVENT_TYPES_LIST
+            .iter()
+            .find(|k| **k == kind)
+            .ok_or_else(|| type_error(&format!("unknown event type \"{kind}\"; expected one of {}", EVENT_TYPES_LIST.join(", "))))?;
+        self.listeners.add(kind, listener);
+        Ok(())
+    }
+
+    /// Removes a listener added with `on`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, kind: &str, listener: Function) {
+        self.listeners.remove(kind, &listener);
+    }
+
+    /// Sends a message to one peer, reliably and in order. A string arrives as a
+    /// string, bytes as a `Uint8Array`; messages larger than the channel's max message
+    /// size are split and rejoined. Rejects with `NotConnectedError` for an unknown or
+    /// disconnected peer, `MessageTooLargeError`, `QueueFullError` or `ClosedError`.
+    pub fn send(&self, peer_id: &str, data: MessageData) -> PromiseVoid {
+        let result = to_payload(&data).and_then(|payload| {
+            let peer = PeerId::new(peer_id);
+            self.driver.with_mesh(|mesh, now| mesh.send(now, &peer, &payload)).map_err(|e| send_error(&e))
+        });
+        settle(result.map(|()| JsValue::UNDEFINED)).unchecked_into()
+    }
+
+    /// Sends a message to every peer with an open channel; resolves to how many.
+    pub fn broadcast(&self, data: MessageData) -> PromiseNumber {
+        let result = to_payload(&data).and_then(|payload| {
+            self.driver.with_mesh(|mesh, now| mesh.broadcast(now, &payload)).map_err(|e| send_error(&e))
+        });
+        settle(result.map(|n| JsValue::from_f64(n as f64))).unchecked_into()
+    }
+
+    /// The signaling connection's state: "connected", "reconnecting" or "closed".
+    #[wasm_bindgen(getter, js_name = signalingState)]
+    pub fn signaling_state(&self) -> SignalingStateName {
+        JsValue::from_str(self.driver.read(|mesh| mesh.signaling_state()).as_str()).unchecked_into()
+    }
+
+    /// Closes every data channel and leaves the room. Final: make a new `Peer` to
+    /// join again.
+    pub fn leave(&self) -> PromiseVoid {
+        self.driver.with_mesh(|mesh, now| mesh.leave(now));
+        Promise::resolve(&JsValue::UNDEFINED).unchecked_into()
+    }
+}
+
+fn settle(result: Result<JsValue, JsValue>) -> Promise {
+    match result {
+        Ok(value) => Promise::resolve(&value),
+        Err(err) => Promise::reject(&err),
+    }
+}
+
+/// A string stays text; any byte container becomes bytes (copied once into wasm).
+fn to_payload(data: &JsValue) -> Result<Payload, JsValue> {
+    if let Some(text) = data.as_string() {
+        return Ok(Payload::Text(text));
+    }
+    if let Some(bytes) = data.dyn_ref::<Uint8Array>() {
+        return Ok(Payload::Binary(bytes.to_vec()));
+    }
+    if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
+        return Ok(Payload::Binary(Uint8Array::new(buffer).to_vec()));
+    }
+    if ArrayBuffer::is_view(data) {
+        let buffer = js_sys::Reflect::get(data, &JsValue::from_str("buffer"))?;
+        let offset = js_sys::Reflect::get(data, &JsValue::from_str("byteOffset"))?.as_f64().unwrap_or(0.0);
+        let length = js_sys::Reflect::get(data, &JsValue::from_str("byteLength"))?.as_f64().unwrap_or(0.0);
+        let view = Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32);
+        return Ok(Payload::Binary(view.to_vec()));
+    }
+    Err(type_error("data must be a string, Uint8Array, ArrayBuffer or ArrayBufferView"))
+}

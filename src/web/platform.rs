@@ -1,0 +1,39 @@
+//! Clock and randomness from whatever global scope we run in (window or worker).
+
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::core::Millis;
+
+/// Milliseconds from `performance.now()` (monotonic), or `Date.now()` without it.
+pub(crate) fn now() -> Millis {
+    let performance = Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
+    let ms = performance.map_or_else(js_sys::Date::now, |p| p.now());
+    Millis(ms.max(0.0) as u64)
+}
+
+/// Fills `buf` from `crypto.getRandomValues`.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), JsValue> {
+    let crypto: web_sys::Crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?
+        .dyn_into()
+        .map_err(|_| JsValue::from_str("crypto.getRandomValues is unavailable"))?;
+    crypto.get_random_values_with_u8_array(buf)?;
+    Ok(())
+}
+
+/// A random secret of 32 URL-safe characters (192 bits), as the server expects.
+pub(crate) fn random_secret() -> Result<String, JsValue> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 32];
+    random_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| ALPHABET[usize::from(b & 63)] as char).collect())
+}
+
+/// A random seed for the core's id generator.
+pub(crate) fn random_seed() -> Result<u64, JsValue> {
+    let mut bytes = [0u8; 8];
+    random_bytes(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}

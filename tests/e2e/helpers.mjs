@@ -1,0 +1,83 @@
+// Shared setup for the end-to-end tests and benchmarks: the real signaling server
+// binary serving the real demo page, and Debian's Chromium driven by playwright-core.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const SERVER_BIN = process.env.MESHDROP_SIGNAL_BIN ?? path.join(ROOT, "target/release/meshdrop-signal");
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, "close");
+  return port;
+}
+
+/** Starts meshdrop-signal serving www/ on `port`; resolves when /healthz answers. */
+export async function startServer(port, extraArgs = []) {
+  const child = spawn(SERVER_BIN, ["--listen", `127.0.0.1:${port}`, "--www", path.join(ROOT, "www"), ...extraArgs], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, MESHDROP_LOG: process.env.MESHDROP_LOG ?? "warn" },
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = once(child, "exit");
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`meshdrop-signal exited: ${stderr}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (r.ok) return { child, port, url: `http://127.0.0.1:${port}`, stop: () => stopServer(child, exited) };
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`meshdrop-signal did not start: ${stderr}`);
+}
+
+async function stopServer(child, exited) {
+  if (child.exitCode === null) {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+  "--disable-gpu",
+  "--disable-background-timer-throttling",
+  "--disable-renderer-backgrounding",
+  "--disable-backgrounding-occluded-windows",
+];
+
+export async function launchBrowser(extraArgs = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+/** Opens the demo page in a fresh browser context (its own storage, like another person). */
+export async function openDemo(browser, baseUrl, room, name) {
+  const context = await browser.newContext();
+  await context.addInitScript((n) => localStorage.setItem("meshdrop.name", n), name);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[${name}] pageerror:`, e));
+  await page.goto(`${baseUrl}/#room=${room}`);
+  return { context, page, name };
+}
