@@ -111,6 +111,7 @@ fn a_leaving_peer_is_reported_once_and_not_chased() {
     let now = w.now;
     let c_id = pid(&w.nodes[a], &World::id_of("c"));
     assert_eq!(w.nodes[b].mesh.send(now, &c_id, &Payload::Text("x".into())), Err(SendError::Closed));
+    assert_eq!(w.nodes[b].mesh.broadcast(now, &Payload::Text("x".into())), Err(SendError::Closed));
 }
 
 #[test]

@@ -616,6 +616,9 @@ impl Mesh {
 
     /// Queues a message for every peer with an open channel; returns how many.
     pub fn broadcast(&mut self, now: Millis, payload: &Payload) -> Result<usize, SendError> {
+        if self.link == Link::Closed {
+            return Err(SendError::Closed);
+        }
         let peers: Vec<_> = self.peers().into_iter().map(|(id, _)| id).collect();
         let mut sent = 0;
         for peer in peers {

@@ -7,6 +7,7 @@ mod id;
 mod mesh;
 pub(crate) mod rng;
 mod session;
+pub use session::BUFFERED_LOW_THRESHOLD;
 mod signal;
 mod time;
 pub mod wire;

@@ -13,6 +13,11 @@ pub(crate) const HIGH_WATER: u64 = 256 * 1024;
 pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
 /// Largest frame we send, even if the peer's SCTP allows more.
 pub(crate) const MAX_FRAME: u64 = 256 * 1024;
+/// The `bufferedAmountLowThreshold` drivers must set. `bufferedamountlow` fires once,
+/// when the buffer falls to this; whatever it then reports, the next frame must fit
+/// under [`HIGH_WATER`], or sending would stall forever. Hence
+/// `HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME` (checked by a test).
+pub const BUFFERED_LOW_THRESHOLD: u64 = 0;
 /// Frame size when the browser reports no max message size (the interoperable minimum).
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
@@ -134,6 +139,19 @@ mod tests {
         assert_eq!(s.release().count(), 2);
         s.set_buffered(10);
         assert_eq!(s.release().count(), 1);
+    }
+
+    #[test]
+    fn a_low_event_always_releases_the_next_frame() {
+        assert!(HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME);
+        let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 30);
+        s.opened(MAX_FRAME);
+        assert!(s.enqueue(vec![vec![0; MAX_FRAME as usize]; 3]));
+        assert_eq!(s.release().count(), 1);
+        for _ in 0..2 {
+            s.set_buffered(BUFFERED_LOW_THRESHOLD);
+            assert_eq!(s.release().count(), 1, "stalled after a low event");
+        }
     }
 
     #[test]

@@ -10,13 +10,11 @@ use web_sys::{
     RtcIceConnectionState, RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-use crate::core::SdpKind;
+use crate::core::{SdpKind, BUFFERED_LOW_THRESHOLD};
 
 /// The data channel's id; both sides create it with `negotiated: true`, which saves
 /// the `ondatachannel` round trip.
 const CHANNEL_ID: u16 = 0;
-/// `bufferedamountlow` fires when the send buffer drains below this.
-const LOW_WATER: u32 = 64 * 1024;
 
 /// What a connection reports.
 pub(crate) enum RtcEvent {
@@ -42,7 +40,8 @@ impl RtcConn {
         init.set_ordered(true);
         let channel = pc.create_data_channel_with_data_channel_dict("meshdrop", &init);
         channel.set_binary_type(RtcDataChannelType::Arraybuffer);
-        channel.set_buffered_amount_low_threshold(LOW_WATER);
+        // The core's flow control relies on this exact threshold.
+        channel.set_buffered_amount_low_threshold(BUFFERED_LOW_THRESHOLD as u32);
 
         let mut listeners = Vec::with_capacity(7);
         let report = on_event.clone();

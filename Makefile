@@ -1,0 +1,51 @@
+# meshdrop: `make demo` to try it, `make test` to check everything.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+LISTEN ?= 127.0.0.1:8080
+SERVER := target/release/meshdrop-signal
+
+.PHONY: demo test build tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
+
+## demo: build everything and serve the page and signaling on http://$(LISTEN)
+demo: build
+	@echo "meshdrop demo: open http://$(LISTEN)/#room=lobby in two or more windows (Ctrl-C stops)"
+	$(SERVER) --listen $(LISTEN) --www www
+
+## test: every suite (native, browser, end-to-end, TypeScript types)
+test: tools-test build test-native test-types test-browser test-e2e
+
+## build: the npm package (pkg/), the demo's package (www/pkg/) and the server
+build: tools-build wasm server
+
+tools-build:
+	@scripts/ensure-tools.sh build
+
+tools-test:
+	@scripts/ensure-tools.sh test
+
+wasm:
+	node scripts/build-wasm.mjs
+
+server:
+	cargo build --release -p meshdrop-signal
+
+test-native:
+	cargo test --workspace
+
+test-types: wasm
+	tsc -p tests/types
+
+test-browser: server
+	scripts/browser-tests.sh
+
+test-e2e: wasm server
+	node --test --test-concurrency=1 tests/e2e/
+
+## bench: side-by-side benchmarks; results in bench/results/
+bench: tools-test build
+	node bench/mesh.mjs
+
+clean:
+	cargo clean
+	rm -rf pkg www/pkg node_modules bench/results
