@@ -34,7 +34,7 @@ export async function startServer(port, extraArgs = []) {
     if (child.exitCode !== null) throw new Error(`meshdrop-signal exited: ${stderr}`);
     try {
       const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.ok) return { child, port, url: `http://127.0.0.1:${port}`, stop: () => stopServer(child, exited) };
+      if (r.ok) return { child, port, url: `http://127.0.0.1:${port}`, stop: (signal) => stopServer(child, exited, signal) };
     } catch {
       /* not listening yet */
     }
@@ -44,9 +44,10 @@ export async function startServer(port, extraArgs = []) {
   throw new Error(`meshdrop-signal did not start: ${stderr}`);
 }
 
-async function stopServer(child, exited) {
-  if (child.exitCode === null) {
-    child.kill("SIGTERM");
+/** Stops the server the way a person would (Ctrl-C sends SIGINT) and waits for exit. */
+async function stopServer(child, exited, signal = "SIGINT") {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill(signal);
     await exited;
   }
 }
@@ -80,4 +81,29 @@ export async function openDemo(browser, baseUrl, room, name) {
   page.on("pageerror", (e) => console.error(`[${name}] pageerror:`, e));
   await page.goto(`${baseUrl}/#room=${room}`);
   return { context, page, name };
+}
+
+/** Waits until the page lists exactly `n` peers. */
+export async function waitForPeerCount(person, n, timeout = 20000) {
+  await person.page.waitForFunction((k) => document.querySelectorAll("#peers li").length === k, n, { timeout });
+}
+
+/** Types a chat message and sends it to everyone. */
+export async function chat(person, text) {
+  await person.page.fill("#chat-input", text);
+  await person.page.click("#send");
+}
+
+/** Waits for a chat line containing `text` from someone else. */
+export async function waitForMessage(person, text, timeout = 10000) {
+  await person.page.waitForFunction(
+    (t) => [...document.querySelectorAll("#log li.msg:not(.mine)")].some((li) => li.textContent.includes(t)),
+    text,
+    { timeout },
+  );
+}
+
+/** The peer names a page lists. */
+export async function listedNames(person) {
+  return person.page.$$eval("#peers li .name", (els) => els.map((e) => e.textContent).sort());
 }

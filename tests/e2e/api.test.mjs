@@ -1,0 +1,149 @@
+// The JS API in real pages: identity across a server restart, hostile peers written
+// here (raw WebSocket clients speaking the signaling protocol), and the page's module.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { freePort, launchBrowser, startServer } from "./helpers.mjs";
+
+let browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** A page on the server's origin with the package loaded as `window.meshdrop`. */
+async function apiPage(server) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("pageerror:", e));
+  await page.goto(`${server.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import("/pkg/meshdrop.js");
+    await mod.default();
+    window.meshdrop = mod;
+    window.events = [];
+  });
+  return { page, context };
+}
+
+/** Joins in the page; records every event in window.events. */
+async function join(page, url, room, name) {
+  return page.evaluate(
+    async ({ url, room, name }) => {
+      const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room, name });
+      window.peer = peer;
+      for (const type of ["peer-joined", "peer-left", "message", "signaling", "warning"]) {
+        peer.on(type, (e) => window.events.push({ type, ...e, data: e.data instanceof Uint8Array ? [...e.data] : e.data }));
+      }
+      return peer.id;
+    },
+    { url, room, name },
+  );
+}
+
+async function waitForEvent(page, predicateSource, arg, timeout = 20000) {
+  await page.waitForFunction(
+    ({ src, arg }) => window.events.some((e) => new Function("e", "arg", `return ${src}`)(e, arg)),
+    { src: predicateSource, arg },
+    { timeout },
+  );
+}
+
+test("ids survive a server restart and newcomers reach old peers by them", async () => {
+  const port = await freePort();
+  let server = await startServer(port);
+  const ws = `ws://127.0.0.1:${port}/ws`;
+  const a = await apiPage(server);
+  const b = await apiPage(server);
+  try {
+    const idA = await join(a.page, ws, "ident", "a");
+    const idB = await join(b.page, ws, "ident", "b");
+    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
+    await server.stop("SIGTERM");
+    await waitForEvent(a.page, "e.type === 'signaling' && e.state === 'reconnecting'");
+    server = await startServer(port);
+    await waitForEvent(a.page, "e.type === 'signaling' && e.state === 'connected'");
+    await waitForEvent(b.page, "e.type === 'signaling' && e.state === 'connected'");
+    assert.equal(await a.page.evaluate(() => window.peer.id), idA);
+    const c = await apiPage(server);
+    await join(c.page, ws, "ident", "c");
+    await waitForEvent(c.page, "e.type === 'peer-joined' && e.id === arg", idA);
+    await waitForEvent(c.page, "e.type === 'peer-joined' && e.id === arg", idB);
+    const peers = await c.page.evaluate(() => window.peer.peers());
+    assert.deepEqual(peers.map((p) => p.name).sort(), ["a", "b"]);
+    await c.context.close();
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
+
+test("a hostile peer's garbage signals are reported and change nothing", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const a = await apiPage(server);
+  const b = await apiPage(server);
+  try {
+    const idA = await join(a.page, ws, "hostile", "a");
+    const idB = await join(b.page, ws, "hostile", "b");
+    await waitForEvent(a.page, "e.type === 'peer-joined'");
+    // The attacker is a raw WebSocket client in a third page, written here.
+    const attacker = await apiPage(server);
+    await attacker.page.evaluate(
+      async ({ ws, target }) => {
+        const sock = new WebSocket(ws);
+        await new Promise((r) => (sock.onopen = r));
+        sock.send(JSON.stringify({ type: "join", room: "hostile", name: "mallory" }));
+        await new Promise((r) => (sock.onmessage = r)); // welcome
+        const garbage = [
+          "not an object",
+          { kind: "offer" },
+          { kind: "offer", conn: "zzzz", sdp: "v=0" },
+          { kind: "answer", conn: "0000000000000001", sdp: "v=0" },
+          { kind: "candidate", conn: "0000000000000001", candidate: "nope" },
+          { kind: "offer", conn: "0000000000000002", sdp: "this is not SDP" },
+          { kind: "teleport" },
+        ];
+        for (const data of garbage) sock.send(JSON.stringify({ type: "signal", to: target, data }));
+        await new Promise((r) => setTimeout(r, 200)); // let the frames leave before closing
+        sock.close();
+      },
+      { ws, target: idA },
+    );
+    await a.page.waitForFunction(() => window.events.filter((e) => e.type === "warning").length >= 5, null, { timeout: 10000 });
+    // The real peers still talk.
+    await b.page.evaluate((to) => window.peer.send(to, new Uint8Array([1, 2, 3])), idA);
+    await waitForEvent(a.page, "e.type === 'message' && e.from === arg && e.data.join() === '1,2,3'", idB);
+    const left = await a.page.evaluate(() => window.events.filter((e) => e.type === "peer-left" && e.id !== undefined).length);
+    assert.equal(left, 0);
+    await attacker.context.close();
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
+
+test("join rejects with the server's code when the room is full", async () => {
+  const server = await startServer(await freePort(), ["--max-room-peers", "1"]);
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const a = await apiPage(server);
+  try {
+    await join(a.page, ws, "tiny", "first");
+    const err = await a.page.evaluate(async (ws) => {
+      try {
+        await window.meshdrop.Peer.join({ signalingUrl: ws, room: "tiny", name: "second" });
+        return null;
+      } catch (e) {
+        return { name: e.name, code: e.code, message: e.message };
+      }
+    }, ws);
+    assert.equal(err?.name, "SignalingError");
+    assert.equal(err.code, "room-full");
+  } finally {
+    await a.context.close();
+    await server.stop();
+  }
+});
