@@ -21,15 +21,68 @@ const stats = (xs) => {
 const fmt = ({ min, median, max }) => `${median.toFixed(0)} (${min.toFixed(0)}–${max.toFixed(0)})`;
 
 const server = await startServer(await freePort(), ["--max-room-peers", "64", "--max-frames-per-sec", "1000"]);
-const browser = await launchBrowser();
+const browser = await launchBrowser((process.env.BENCH_CHROMIUM_ARGS ?? "").split(" ").filter(Boolean));
 const ws = `ws://127.0.0.1:${server.port}/ws`;
 
-async function round(n, rep) {
+// The ceiling: hand-written RTCPeerConnection + negotiated data channel, trickle ICE,
+// the same server and the same rule for who offers. No library, no wasm.
+const RAW_PEER = `
+window.rawJoin = (ws, room, expected) => new Promise((resolve, reject) => {
+  const t0 = performance.now();
+  const sock = new WebSocket(ws);
+  const pcs = new Map();
+  let me, joinedAt, first = null, open = 0;
+  const send = (to, data) => sock.send(JSON.stringify({ type: "signal", to, data }));
+  const connect = (id) => {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const dc = pc.createDataChannel("raw", { negotiated: true, id: 0 });
+    dc.onopen = () => {
+      open += 1;
+      if (first === null) first = performance.now() - t0;
+      if (open === expected) resolve({ joinedAt, first, all: performance.now() - t0 });
+    };
+    pc.onicecandidate = (e) => e.candidate && send(id, { c: e.candidate.toJSON() });
+    pcs.set(id, pc);
+    return pc;
+  };
+  const offer = async (id) => {
+    const pc = connect(id);
+    await pc.setLocalDescription();
+    send(id, { sdp: pc.localDescription });
+  };
+  sock.onopen = () => sock.send(JSON.stringify({ type: "join", room }));
+  sock.onerror = reject;
+  sock.onmessage = async (e) => {
+    const m = JSON.parse(e.data);
+    if (m.type === "welcome") {
+      me = m.id;
+      joinedAt = performance.now() - t0;
+      for (const p of m.peers) if (me < p.id) offer(p.id);
+    } else if (m.type === "peer-joined") {
+      if (me < m.peer.id) offer(m.peer.id);
+    } else if (m.type === "signal") {
+      const pc = pcs.get(m.from) ?? connect(m.from);
+      if (m.data.sdp) {
+        await pc.setRemoteDescription(m.data.sdp);
+        if (m.data.sdp.type === "offer") {
+          await pc.setLocalDescription();
+          send(m.from, { sdp: pc.localDescription });
+        }
+      } else if (m.data.c) {
+        await pc.addIceCandidate(m.data.c);
+      }
+    }
+  };
+  window.rawSockets = (window.rawSockets ?? []).concat([sock, pcs]);
+});`;
+
+async function round(kind, n, rep) {
   const context = await browser.newContext();
   const pages = await Promise.all(Array.from({ length: n }, () => context.newPage()));
   await Promise.all(
     pages.map(async (page) => {
       await page.goto(`${server.url}/healthz`);
+      await page.addScriptTag({ content: RAW_PEER });
       await page.evaluate(async () => {
         const mod = await import("/pkg/meshdrop.js");
         await mod.default();
@@ -37,11 +90,12 @@ async function round(n, rep) {
       });
     }),
   );
-  const room = `bench-${n}-${rep}-${Date.now()}`;
+  const room = `bench-${kind}-${n}-${rep}-${Date.now()}`;
   const results = await Promise.all(
     pages.map((page) =>
       page.evaluate(
-        async ({ ws, room, expected }) => {
+        async ({ kind, ws, room, expected }) => {
+          if (kind === "raw") return window.rawJoin(ws, room, expected);
           const t0 = performance.now();
           let first = null;
           const peer = await window.Peer.join({ signalingUrl: ws, room });
@@ -58,27 +112,31 @@ async function round(n, rep) {
               }
             });
           });
-          const all = performance.now() - t0;
           window.peer = peer;
-          return { joinedAt, first, all };
+          return { joinedAt, first, all: performance.now() - t0 };
         },
-        { ws, room, expected: n - 1 },
+        { kind, ws, room, expected: n - 1 },
       ),
     ),
   );
-  await Promise.all(pages.map((p) => p.evaluate(() => window.peer.leave())));
   await context.close();
   return results;
 }
 
+const KINDS = ["meshdrop", "raw"];
 const rows = [];
-const samples = Object.fromEntries(sizes.map((n) => [n, []]));
+const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 for (let rep = 0; rep < reps; rep++) {
-  for (const n of sizes) samples[n].push(...(await round(n, rep))); // interleaved sizes
+  // Interleaved: sizes and implementations alternate, so drift hits all alike.
+  for (const n of sizes) for (const kind of rep % 2 ? [...KINDS].reverse() : KINDS) samples[`${kind}/${n}`].push(...(await round(kind, n, rep)));
 }
 for (const n of sizes) {
-  const s = samples[n];
-  rows.push(`| ${n} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} |`);
+  const median = (kind, key) => stats(samples[`${kind}/${n}`].map((r) => r[key])).median;
+  for (const kind of KINDS) {
+    const s = samples[`${kind}/${n}`];
+    const ratio = kind === "raw" ? "1.00" : (median(kind, "all") / median("raw", "all")).toFixed(2);
+    rows.push(`| ${n} | ${kind} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} |`);
+  }
 }
 await browser.close();
 await server.stop();
@@ -91,14 +149,15 @@ const wasm = size("meshdrop_bg.wasm");
 const js = size("meshdrop.js");
 const kib = (b) => (b / 1024).toFixed(1);
 
-const chromium = (await import("node:child_process")).execSync("/usr/bin/chromium --version").toString().trim();
+const chromium = (await import("node:child_process")).execSync("/usr/bin/chromium --version 2>/dev/null").toString().trim();
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
 All peers of a room call \`Peer.join\` at the same moment. Times in ms from that call: median (min–max).
+"raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server (bench/mesh.mjs).
 
-| peers | samples | join resolved | first \`peer-joined\` | all \`peer-joined\` |
-|---:|---:|---:|---:|---:|
+| peers | implementation | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw |
+|---:|---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 
 ## Bundle size (pkg/, release, wasm-opt -Oz)

@@ -150,6 +150,8 @@ pub enum Output {
         sdp: String,
     },
     /// Create an answer, set it as local description, report `handle_local_description`.
+    /// Follows `SetRemoteDescription` of the offer immediately: perform it after that
+    /// one in the browser's order (RTCPeerConnection's operations chain does).
     CreateAnswer {
         /// The attempt.
         conn: ConnId,
@@ -467,6 +469,9 @@ impl Mesh {
                 }
                 self.start_session(now, from, conn, false);
                 self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp });
+                // Issued without waiting: the browser's operations chain applies the
+                // offer first, and skipping a round trip through us saves a task hop.
+                self.outputs.push_back(Output::CreateAnswer { conn });
             }
             PeerSignal::Answer { conn, sdp } => match self.sessions.get_mut(&from) {
                 Some(s) if s.conn == conn && s.awaiting_answer => {
@@ -505,11 +510,7 @@ impl Mesh {
     pub fn handle_remote_description_set(&mut self, _now: Millis, conn: ConnId) {
         let Some(s) = self.session_mut(conn) else { return };
         let early = s.remote_description_set();
-        let answer = !s.offerer;
         self.outputs.extend(early.into_iter().map(|candidate| Output::AddIceCandidate { conn, candidate }));
-        if answer {
-            self.outputs.push_back(Output::CreateAnswer { conn });
-        }
     }
 
     // -- data channel ------------------------------------------------------------------

@@ -222,7 +222,7 @@ impl Driver {
         let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
         let weak = self.this.clone();
         spawn_local(async move {
-            let result = rtc::create_local_description(pc, kind).await;
+            let result = rtc::create_local_description(pc).await;
             Driver::input(&weak, move |mesh, now| match result {
                 Ok(sdp) => mesh.handle_local_description(now, conn, kind, sdp),
                 Err(_) => mesh.handle_connection_closed(now, conn, "cannot create local description"),
