@@ -85,14 +85,8 @@ fn rooms_do_not_mix() {
 
 #[test]
 fn a_leaving_peer_is_reported_once_and_not_chased() {
-    let mut w = World::new();
-    let a = w.add("r", "a");
-    let b = w.add("r", "b");
-    let c = w.add("r", "c");
-    w.settle();
-    for n in [a, b, c] {
-        w.nodes[n].take_events();
-    }
+    let (mut w, n) = World::connected("r", &["a", "b", "c"]);
+    let (a, b, c) = (n[0], n[1], n[2]);
     let now = w.now;
     w.nodes[b].mesh.leave(now);
     w.settle();
@@ -116,14 +110,8 @@ fn a_leaving_peer_is_reported_once_and_not_chased() {
 
 #[test]
 fn channels_survive_the_server_going_away_and_newcomers_meet_everyone_after_restart() {
-    let mut w = World::new();
-    let a = w.add("r", "a");
-    let b = w.add("r", "b");
-    let c = w.add("r", "c");
-    w.settle();
-    for n in [a, b, c] {
-        w.nodes[n].take_events();
-    }
+    let (mut w, n) = World::connected("r", &["a", "b", "c"]);
+    let (a, b, c) = (n[0], n[1], n[2]);
     w.server_stop();
     w.advance(30_000); // reconnect attempts fail for a while
     let now = w.now;
@@ -198,12 +186,8 @@ fn a_reloaded_answerer_is_reconnected_by_its_hello() {
 
 #[test]
 fn a_broken_connection_is_retried_while_the_peer_is_listed() {
-    let mut w = World::new();
-    let a = w.add("r", "a");
-    let b = w.add("r", "b");
-    w.settle();
-    w.nodes[a].take_events();
-    w.nodes[b].take_events();
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let (a, b) = (n[0], n[1]);
     let conn = w.conn_between(a, b).unwrap();
     w.break_conn(conn);
     assert_eq!(left(&w.nodes[a].take_events()), vec![World::id_of("b")]);
@@ -254,14 +238,8 @@ fn sending_to_strangers_or_too_much_is_an_error() {
 
 #[test]
 fn hostile_signals_and_frames_change_nothing() {
-    let mut w = World::new();
-    let a = w.add("r", "a");
-    let b = w.add("r", "b");
-    let m = w.add("r", "m"); // the hostile one
-    w.settle();
-    for n in [a, b, m] {
-        w.nodes[n].take_events();
-    }
+    let (mut w, n) = World::connected("r", &["a", "b", "m"]); // m is the hostile one
+    let (a, b, m) = (n[0], n[1], n[2]);
     let ida = World::id_of("a");
     for garbage in [
         r#""just a string""#,

@@ -16,8 +16,9 @@ pub(crate) const MAX_FRAME: u64 = 256 * 1024;
 /// The `bufferedAmountLowThreshold` drivers must set. `bufferedamountlow` fires once,
 /// when the buffer falls to this; whatever it then reports, the next frame must fit
 /// under [`HIGH_WATER`], or sending would stall forever. Hence
-/// `HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME` (checked by a test).
+/// `HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME`, checked at compile time.
 pub const BUFFERED_LOW_THRESHOLD: u64 = 0;
+const _: () = assert!(HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME, "sending could stall after a low event");
 /// Frame size when the browser reports no max message size (the interoperable minimum).
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
@@ -143,7 +144,6 @@ mod tests {
 
     #[test]
     fn a_low_event_always_releases_the_next_frame() {
-        assert!(HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME);
         let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 30);
         s.opened(MAX_FRAME);
         assert!(s.enqueue(vec![vec![0; MAX_FRAME as usize]; 3]));

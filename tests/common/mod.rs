@@ -100,6 +100,17 @@ impl World {
         self.nodes.len() - 1
     }
 
+    /// A world where `labels` joined `room`, everything settled and no event pending.
+    pub fn connected(room: &str, labels: &[&str]) -> (World, Vec<usize>) {
+        let mut w = World::new();
+        let nodes: Vec<usize> = labels.iter().map(|l| w.add(room, l)).collect();
+        w.settle();
+        for &n in &nodes {
+            w.nodes[n].take_events();
+        }
+        (w, nodes)
+    }
+
     /// The id the server derives for `label`.
     pub fn id_of(label: &str) -> String {
         secret(label)
