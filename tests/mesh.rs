@@ -33,6 +33,11 @@ fn two_peers_meet_and_exchange_messages_of_any_size() {
     assert_eq!(signaling_states(&ea), vec![SignalingState::Connected]);
     assert_eq!(joined(&ea), vec![idb.clone()]);
     assert_eq!(joined(&eb), vec![ida.clone()]);
+    for (events, other) in [(&ea, &idb), (&eb, &ida)] {
+        let connecting = events.iter().position(|e| matches!(e, Event::PeerConnecting { id, .. } if id.as_str() == other));
+        let open = events.iter().position(|e| matches!(e, Event::PeerJoined { .. }));
+        assert!(connecting.unwrap() < open.unwrap(), "connecting is announced before the channel opens");
+    }
     assert_eq!(w.nodes[a].mesh.peers(), vec![(pid(&w.nodes[a], &idb), Some("name-b".into()))]);
     assert_eq!(w.nodes[a].open_conns(), 1, "exactly one connection, no glare");
 
@@ -71,6 +76,25 @@ fn eight_peers_form_a_full_mesh_and_broadcast_reaches_everyone() {
     for n in (0..labels.len()).filter(|&n| n != 3) {
         assert_eq!(messages(&w.nodes[n].take_events()), vec![(World::id_of("a"), Payload::Text("all".into()))]);
     }
+}
+
+#[test]
+fn an_attempt_abandoned_because_the_peer_left_is_reported() {
+    let (mut w, n) = World::connected("r", &["a"]);
+    let a = n[0];
+    let c = w.add("r", "c");
+    w.partition(a, c);
+    w.advance(5_000);
+    let events = w.nodes[a].take_events();
+    assert!(matches!(&events[..], [Event::PeerConnecting { id, name }] if id.as_str() == World::id_of("c") && name.as_deref() == Some("name-c")), "{events:?}");
+    // c gives up and leaves before any channel opened: a hears that the attempt is over.
+    let now = w.now;
+    w.nodes[c].mesh.leave(now);
+    w.advance(60_000);
+    let events = w.nodes[a].take_events();
+    assert_eq!(left(&events), vec![World::id_of("c")]);
+    assert!(joined(&events).is_empty());
+    assert!(!events.iter().any(|e| matches!(e, Event::PeerConnecting { .. })), "not chased after leaving: {events:?}");
 }
 
 #[test]

@@ -17,7 +17,8 @@ function defaultName() {
   return localStorage.getItem("meshdrop.name") || `guest-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-const state = { peer: null, room: roomFromHash(), names: new Map() };
+// id -> { name, state: "connecting" | "connected" }, in the order peers appeared.
+const state = { peer: null, room: roomFromHash(), names: new Map(), peers: new Map() };
 
 function log(text, { from, mine = false, system = false } = {}) {
   const li = document.createElement("li");
@@ -42,22 +43,26 @@ function setStatus(stateName, text = stateName) {
 function renderPeers() {
   const list = $("peers");
   list.replaceChildren();
-  const peers = state.peer ? state.peer.peers() : [];
-  for (const { id, name } of peers) {
+  for (const [id, { name, state: connection }] of state.peers) {
     const li = document.createElement("li");
     li.dataset.id = id;
+    li.dataset.state = connection;
     const label = document.createElement("span");
     label.className = "name";
     label.textContent = name ?? "anonymous";
+    const status = document.createElement("span");
+    status.className = "conn";
+    status.textContent = connection === "connected" ? "" : "connecting…";
     const short = document.createElement("span");
     short.className = "id";
     short.textContent = id.slice(0, 8);
     short.title = id;
-    li.append(label, short);
+    li.append(label, status, short);
     list.append(li);
   }
-  $("peer-count").textContent = String(peers.length);
-  $("no-peers").hidden = peers.length > 0;
+  const connected = [...state.peers.values()].filter((p) => p.state === "connected").length;
+  $("peer-count").textContent = String(connected);
+  $("no-peers").hidden = state.peers.size > 0;
 }
 
 async function join(name) {
@@ -66,13 +71,20 @@ async function join(name) {
   state.peer = peer;
   $("me").textContent = `${name} (${peer.id.slice(0, 8)})`;
   $("me").title = peer.id;
+  peer.on("peer-connecting", ({ id, name }) => {
+    state.peers.set(id, { name, state: "connecting" });
+    renderPeers();
+  });
   peer.on("peer-joined", ({ id, name }) => {
     state.names.set(id, name ?? "anonymous");
+    state.peers.set(id, { name, state: "connected" });
     log(`${name ?? "anonymous"} joined`, { system: true });
     renderPeers();
   });
   peer.on("peer-left", ({ id }) => {
-    log(`${state.names.get(id) ?? id.slice(0, 8)} left`, { system: true });
+    const was = state.peers.get(id);
+    state.peers.delete(id);
+    if (was?.state === "connected") log(`${state.names.get(id) ?? id.slice(0, 8)} left`, { system: true });
     renderPeers();
   });
   peer.on("message", ({ from, data }) => {
@@ -122,6 +134,7 @@ $("name-form").addEventListener("submit", async (e) => {
   localStorage.setItem("meshdrop.name", name);
   if (state.peer) await state.peer.leave();
   state.peer = null;
+  state.peers.clear();
   renderPeers();
   try {
     await join(name);

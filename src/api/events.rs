@@ -25,9 +25,11 @@ export type SignalingState = "connected" | "reconnecting" | "closed";
 
 /** Event payloads by event type. */
 export interface PeerEventMap {
+  /** We started connecting to this peer; "peer-joined" or "peer-left" follows. */
+  "peer-connecting": PeerInfo;
   /** A data channel to this peer opened (also for peers present before we joined). */
   "peer-joined": PeerInfo;
-  /** The data channel to this peer closed. */
+  /** The data channel to this peer closed, or an announced attempt ended because it left. */
   "peer-left": { id: string };
   /** A whole message: a string if a string was sent, else a Uint8Array. */
   "message": { from: string; data: string | Uint8Array };
@@ -70,7 +72,7 @@ export interface Peer {
 "#;
 
 /// The event types `on` accepts.
-pub(crate) const EVENT_TYPES_LIST: [&str; 5] = ["peer-joined", "peer-left", "message", "signaling", "warning"];
+pub(crate) const EVENT_TYPES_LIST: [&str; 6] = ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning"];
 
 #[derive(Default)]
 pub(crate) struct Listeners {
@@ -108,6 +110,7 @@ pub(crate) struct ListenerSink(pub(crate) Rc<Listeners>);
 impl EventSink for ListenerSink {
     fn deliver(&self, event: Event) {
         let (kind, payload) = match event {
+            Event::PeerConnecting { id, name } => ("peer-connecting", peer_info(id.as_str(), name.as_deref())),
             Event::PeerJoined { id, name } => ("peer-joined", peer_info(id.as_str(), name.as_deref())),
             Event::PeerLeft { id } => ("peer-left", object(&[("id", id.as_str().into())])),
             Event::Message { from, payload } => {

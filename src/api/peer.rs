@@ -76,6 +76,7 @@ impl Peer {
             Ok(Err(err)) => return Err(join_error(&err, &settings.signaling_url)),
             Err(_) => return Err(join_error(&crate::core::JoinError::Cancelled, &settings.signaling_url)),
         }
+        driver.release_events();
         let id = driver.read(|mesh| mesh.id().map(|id| id.as_str().to_owned())).unwrap_or_default();
         Ok(Peer { driver, listeners, id, room: settings.room, name: settings.name })
     }
@@ -107,8 +108,8 @@ impl Peer {
         list.unchecked_into()
     }
 
-    /// Adds a listener for `type`: "peer-joined", "peer-left", "message", "signaling"
-    /// or "warning". Throws a `TypeError` for other types.
+    /// Adds a listener for `type`: "peer-connecting", "peer-joined", "peer-left",
+    /// "message", "signaling" or "warning". Throws a `TypeError` for other types.
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
         let kind = EVENT_TYPES_LIST

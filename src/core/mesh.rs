@@ -10,7 +10,7 @@
 //! already has a connection, e.g. after the answerer reloaded). Collisions that remain
 //! possible are settled the perfect-negotiation way: the answerer is polite.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop_signal::protocol::{parse_server, ClientMessage, ServerEvent};
 use serde_json::value::RawValue;
@@ -95,6 +95,13 @@ pub enum Event {
     JoinFailed(JoinError),
     /// The signaling connection changed state.
     Signaling(SignalingState),
+    /// We started connecting to this peer; `PeerJoined` or `PeerLeft` follows.
+    PeerConnecting {
+        /// Who.
+        id: PeerId,
+        /// Their display name.
+        name: Option<String>,
+    },
     /// A data channel to this peer opened.
     PeerJoined {
         /// Who.
@@ -102,7 +109,8 @@ pub enum Event {
         /// Their display name.
         name: Option<String>,
     },
-    /// The data channel to this peer closed.
+    /// The data channel to this peer closed, or an announced attempt was abandoned
+    /// because the peer left the room.
     PeerLeft {
         /// Who.
         id: PeerId,
@@ -202,6 +210,8 @@ pub struct Mesh {
     /// When to try a peer again, and how many tries it has had.
     retries: HashMap<PeerId, Millis>,
     attempts: HashMap<PeerId, u32>,
+    /// Announced with `PeerConnecting`, neither joined nor left since.
+    connecting: HashSet<PeerId>,
     outputs: VecDeque<Output>,
 }
 
@@ -222,6 +232,7 @@ impl Mesh {
             conns: HashMap::new(),
             retries: HashMap::new(),
             attempts: HashMap::new(),
+            connecting: HashSet::new(),
             outputs,
         }
     }
@@ -323,8 +334,12 @@ impl Mesh {
                 self.retries.remove(&peer);
                 self.attempts.remove(&peer);
                 // An open channel is the truth about a peer; signaling only introduces.
-                if self.sessions.get(&peer).is_some_and(|s| !s.open) {
+                let open = self.sessions.get(&peer).is_some_and(|s| s.open);
+                if !open {
                     self.close_session(&peer);
+                    if self.connecting.remove(&peer) {
+                        self.emit(Event::PeerLeft { id: peer });
+                    }
                 }
             }
             ServerEvent::Signal { from, data } => self.peer_signal(now, PeerId::new(from), &data),
@@ -409,6 +424,10 @@ impl Mesh {
     }
 
     fn initiate(&mut self, now: Millis, peer: PeerId) {
+        if self.connecting.insert(peer.clone()) {
+            let name = self.roster.get(&peer).cloned().flatten();
+            self.emit(Event::PeerConnecting { id: peer.clone(), name });
+        }
         if self.we_offer(&peer) {
             let conn = ConnId::from_raw(self.rng.next_u64());
             self.start_session(now, peer, conn, true);
@@ -524,6 +543,7 @@ impl Mesh {
             return;
         }
         s.opened(max_message_size);
+        self.connecting.remove(&peer);
         self.retries.remove(&peer);
         self.attempts.remove(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
@@ -649,6 +669,7 @@ impl Mesh {
         self.sessions.clear();
         self.conns.clear();
         self.retries.clear();
+        self.connecting.clear();
         self.outputs.push_back(Output::CloseSignaling);
         if self.id.is_none() {
             self.emit(Event::JoinFailed(JoinError::Cancelled));

@@ -50,6 +50,9 @@ pub(crate) struct Driver {
     pending: RefCell<Vec<Input>>,
     pumping: Cell<bool>,
     sink: Box<dyn EventSink>,
+    /// Events held back until the user can have attached listeners (see `release_events`).
+    held: RefCell<Option<Vec<Event>>>,
+    release: RefCell<Option<Timeout>>,
     this: Weak<Driver>,
 }
 
@@ -70,6 +73,8 @@ impl Driver {
             pending: RefCell::new(Vec::new()),
             pumping: Cell::new(false),
             sink,
+            held: RefCell::new(Some(Vec::new())),
+            release: RefCell::new(None),
             this: this.clone(),
         });
         driver.pump();
@@ -82,6 +87,24 @@ impl Driver {
         let result = f(&mut self.state.borrow_mut().mesh, now());
         self.pump();
         result
+    }
+
+    /// Delivers held events, and every later one directly, from the next task. Events
+    /// that happen with the welcome (e.g. `peer-connecting` for peers already in the
+    /// room) would otherwise fire before `await Peer.join()` returns to the caller, who
+    /// attaches listeners only then; the continuation of that `await` runs before any
+    /// timer task.
+    pub(crate) fn release_events(&self) {
+        let weak = self.this.clone();
+        let timeout = Timeout::new(0, move || {
+            if let Some(driver) = weak.upgrade() {
+                let held = driver.held.borrow_mut().take().unwrap_or_default();
+                for event in held {
+                    driver.sink.deliver(event);
+                }
+            }
+        });
+        *self.release.borrow_mut() = Some(timeout);
     }
 
     /// Reads the core without changing it.
@@ -117,6 +140,13 @@ impl Driver {
                 }
                 self.arm_timer(&mut state);
             }
+            let events = match self.held.borrow_mut().as_mut() {
+                Some(held) => {
+                    held.extend(events);
+                    Vec::new()
+                }
+                None => events,
+            };
             for event in events {
                 self.sink.deliver(event);
             }

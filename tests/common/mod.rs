@@ -63,6 +63,8 @@ pub struct World {
     closes: VecDeque<(usize, ConnId)>,
     /// Connections the test broke: they never open again.
     broken: HashSet<ConnId>,
+    /// Node pairs whose connections never open (no network path between them).
+    partitions: HashSet<(usize, usize)>,
     /// Every frame the server sent, for assertions.
     pub server_log: Vec<(usize, String)>,
 }
@@ -88,6 +90,7 @@ impl World {
             frames: VecDeque::new(),
             closes: VecDeque::new(),
             broken: HashSet::new(),
+            partitions: HashSet::new(),
             server_log: Vec::new(),
         }
     }
@@ -209,6 +212,11 @@ impl World {
         self.settle();
     }
 
+    /// No connection between `a` and `b` will ever open (signaling still works).
+    pub fn partition(&mut self, a: usize, b: usize) {
+        self.partitions.insert((a.min(b), a.max(b)));
+    }
+
     /// The open connection between two nodes.
     pub fn conn_between(&self, a: usize, b: usize) -> Option<ConnId> {
         self.nodes[a].pcs.iter().find(|(c, pc)| pc.open && self.nodes[b].pcs.get(c).is_some_and(|p| p.open)).map(|(c, _)| *c)
@@ -303,7 +311,10 @@ impl World {
                     continue;
                 }
                 let other = self.nodes.iter().enumerate().find(|(m, o)| *m != n && o.pcs.contains_key(conn));
-                if let Some((_, o)) = other {
+                if let Some((m, o)) = other {
+                    if self.partitions.contains(&(n.min(m), n.max(m))) {
+                        continue;
+                    }
                     let opc = &o.pcs[conn];
                     if opc.local && opc.remote && opc.candidates_added > 0 {
                         ready.push((n, *conn));

@@ -33,7 +33,7 @@ async function join(page, url, room, name) {
     async ({ url, room, name }) => {
       const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room, name });
       window.peer = peer;
-      for (const type of ["peer-joined", "peer-left", "message", "signaling", "warning"]) {
+      for (const type of ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning"]) {
         peer.on(type, (e) => window.events.push({ type, ...e, data: e.data instanceof Uint8Array ? [...e.data] : e.data }));
       }
       return peer.id;
@@ -72,6 +72,8 @@ test("ids survive a server restart and newcomers reach old peers by them", async
     await waitForEvent(c.page, "e.type === 'peer-joined' && e.id === arg", idB);
     const peers = await c.page.evaluate(() => window.peer.peers());
     assert.deepEqual(peers.map((p) => p.name).sort(), ["a", "b"]);
+    const order = await c.page.evaluate((id) => window.events.filter((e) => e.id === id).map((e) => e.type), idA);
+    assert.deepEqual(order, ["peer-connecting", "peer-joined"], "connecting is announced first, once");
     await c.context.close();
   } finally {
     await a.context.close();
@@ -116,8 +118,8 @@ test("a hostile peer's garbage signals are reported and change nothing", async (
     // The real peers still talk.
     await b.page.evaluate((to) => window.peer.send(to, new Uint8Array([1, 2, 3])), idA);
     await waitForEvent(a.page, "e.type === 'message' && e.from === arg && e.data.join() === '1,2,3'", idB);
-    const left = await a.page.evaluate(() => window.events.filter((e) => e.type === "peer-left" && e.id !== undefined).length);
-    assert.equal(left, 0);
+    const left = await a.page.evaluate((b) => window.events.filter((e) => e.type === "peer-left" && e.id === b).length, idB);
+    assert.equal(left, 0, "the real peer was never dropped");
     await attacker.context.close();
   } finally {
     await a.context.close();

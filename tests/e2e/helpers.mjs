@@ -83,9 +83,13 @@ export async function openDemo(browser, baseUrl, room, name) {
   return { context, page, name };
 }
 
-/** Waits until the page lists exactly `n` peers. */
+/** Waits until the page lists exactly `n` peers, all connected. */
 export async function waitForPeerCount(person, n, timeout = 20000) {
-  await person.page.waitForFunction((k) => document.querySelectorAll("#peers li").length === k, n, { timeout });
+  await person.page.waitForFunction(
+    (k) => document.querySelectorAll("#peers li").length === k && document.querySelectorAll('#peers li[data-state="connected"]').length === k,
+    n,
+    { timeout },
+  );
 }
 
 /** Types a chat message and sends it to everyone. */

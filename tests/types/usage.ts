@@ -17,6 +17,7 @@ export async function usage(): Promise<void> {
   const peers: PeerInfo[] = peer.peers();
   const state: SignalingState = peer.signalingState;
 
+  peer.on("peer-connecting", ({ id, name }) => console.log("connecting", id, name));
   peer.on("peer-joined", ({ id, name }) => console.log(id.toUpperCase(), name?.length));
   peer.on("peer-left", ({ id }) => console.log(id));
   const onMessage = ({ from, data }: PeerEventMap["message"]) => {
