@@ -488,6 +488,7 @@ impl Mesh {
                 }
                 self.start_session(now, from, conn, false);
                 self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp });
+                self.remote_description_issued(conn);
                 // Issued without waiting: the browser's operations chain applies the
                 // offer first, and skipping a round trip through us saves a task hop.
                 self.outputs.push_back(Output::CreateAnswer { conn });
@@ -496,6 +497,7 @@ impl Mesh {
                 Some(s) if s.conn == conn && s.awaiting_answer => {
                     s.awaiting_answer = false;
                     self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp });
+                    self.remote_description_issued(conn);
                 }
                 _ => self.warn(format!("unexpected answer from {from}")),
             },
@@ -525,8 +527,14 @@ impl Mesh {
         self.send_signal(&peer, PeerSignal::Candidate { conn, candidate });
     }
 
-    /// The browser applied the remote description.
-    pub fn handle_remote_description_set(&mut self, _now: Millis, conn: ConnId) {
+    /// The browser applied the remote description. Nothing waits for this: candidates
+    /// are released as soon as the description is issued (see below).
+    pub fn handle_remote_description_set(&mut self, _now: Millis, _conn: ConnId) {}
+
+    /// Candidates that arrived before the remote description may follow it now: the
+    /// driver performs outputs in order and RTCPeerConnection's operations chain applies
+    /// them after the description, without a round trip through us first.
+    fn remote_description_issued(&mut self, conn: ConnId) {
         let Some(s) = self.session_mut(conn) else { return };
         let early = s.remote_description_set();
         self.outputs.extend(early.into_iter().map(|candidate| Output::AddIceCandidate { conn, candidate }));

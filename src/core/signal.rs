@@ -83,14 +83,14 @@ impl PeerSignal {
             }
             "offer" | "answer" => {
                 let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
-                match wire {
-                    Wire::Offer { conn: c, sdp } | Wire::Answer { conn: c, sdp } if sdp.len() > MAX_SDP_BYTES => {
-                        let _ = c;
-                        Err("sdp too large".into())
-                    }
-                    Wire::Offer { conn: c, sdp } => Ok(PeerSignal::Offer { conn: conn(Some(c))?, sdp }),
-                    Wire::Answer { conn: c, sdp } => Ok(PeerSignal::Answer { conn: conn(Some(c))?, sdp }),
-                    _ => Err("malformed signal".into()),
+                let signal = match wire {
+                    Wire::Offer { conn: c, sdp } => PeerSignal::Offer { conn: conn(Some(c))?, sdp },
+                    Wire::Answer { conn: c, sdp } => PeerSignal::Answer { conn: conn(Some(c))?, sdp },
+                    _ => return Err("malformed signal".into()),
+                };
+                match &signal {
+                    PeerSignal::Offer { sdp, .. } | PeerSignal::Answer { sdp, .. } if sdp.len() > MAX_SDP_BYTES => Err("sdp too large".into()),
+                    _ => Ok(signal),
                 }
             }
             other => Err(format!("unknown signal kind `{}`", other.chars().take(32).collect::<String>())),
