@@ -45,6 +45,7 @@ test-e2e: wasm server
 ## bench: side-by-side benchmarks; results in bench/results/
 bench: tools-test build
 	node bench/mesh.mjs
+	node bench/signal.mjs
 
 clean:
 	cargo clean

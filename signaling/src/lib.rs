@@ -107,7 +107,8 @@ mod server {
     async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
         // Small buffers keep an idle connection cheap; the protocol's frames are small.
         ws.read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
+            // Frames collect up to this before a write; every batch ends with a flush.
+            .write_buffer_size(16 * 1024)
             .max_write_buffer_size(256 * 1024)
             .max_message_size(HARD_MESSAGE_CAP)
             .max_frame_size(HARD_MESSAGE_CAP)

@@ -26,6 +26,9 @@ mod close_code {
 
 /// Frames queued for one connection before it counts as too slow and is dropped.
 const QUEUE_DEPTH: usize = 1024;
+/// Most extra frames written per flush, so one busy connection cannot starve the
+/// others sharing its worker thread.
+const WRITE_BATCH: usize = 64;
 
 /// What other connections hand to this one.
 pub(crate) enum Outgoing {
@@ -167,8 +170,27 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
             }
             outgoing = rx.recv() => match outgoing {
                 Some(Outgoing::Frame(frame)) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(frame))).await.is_err() {
+                    // Write everything already queued with one flush: one syscall per
+                    // frame cannot keep up with a peer whose frames arrive in batches.
+                    let mut written = sink.feed(Message::Text(Utf8Bytes::from(frame))).await;
+                    let mut close = None;
+                    for _ in 0..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(Outgoing::Frame(frame)) if written.is_ok() => {
+                                written = sink.feed(Message::Text(Utf8Bytes::from(frame))).await;
+                            }
+                            Ok(Outgoing::Close(code, reason)) => {
+                                close = Some((code, reason));
+                                break;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if written.is_err() || sink.flush().await.is_err() {
                         break None;
+                    }
+                    if close.is_some() {
+                        break close;
                     }
                 }
                 Some(Outgoing::Close(code, reason)) => break Some((code, reason)),
