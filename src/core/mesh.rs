@@ -148,7 +148,9 @@ pub enum Output {
         /// The attempt.
         conn: ConnId,
     },
-    /// Apply a remote description; report `handle_remote_description_set`.
+    /// Apply a remote description; report `handle_connection_closed` if it is rejected.
+    /// `AddIceCandidate`s for the same connection may follow at once: apply them after
+    /// it, in order (RTCPeerConnection's operations chain does).
     SetRemoteDescription {
         /// The attempt.
         conn: ConnId,
@@ -526,10 +528,6 @@ impl Mesh {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         self.send_signal(&peer, PeerSignal::Candidate { conn, candidate });
     }
-
-    /// The browser applied the remote description. Nothing waits for this: candidates
-    /// are released as soon as the description is issued (see below).
-    pub fn handle_remote_description_set(&mut self, _now: Millis, _conn: ConnId) {}
 
     /// Candidates that arrived before the remote description may follow it now: the
     /// driver performs outputs in order and RTCPeerConnection's operations chain applies

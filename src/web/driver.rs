@@ -208,11 +208,9 @@ impl Driver {
             Output::SetRemoteDescription { conn, kind, sdp } => {
                 let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
                 spawn_local(async move {
-                    let result = rtc::set_remote_description(pc, kind, sdp).await;
-                    Driver::input(&weak, move |mesh, now| match result {
-                        Ok(()) => mesh.handle_remote_description_set(now, conn),
-                        Err(_) => mesh.handle_connection_closed(now, conn, "remote description rejected"),
-                    });
+                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
+                        Driver::input(&weak, move |mesh, now| mesh.handle_connection_closed(now, conn, "remote description rejected"));
+                    }
                 });
             }
             Output::AddIceCandidate { conn, candidate } => {

@@ -271,7 +271,6 @@ impl World {
             Output::SetRemoteDescription { conn, .. } => {
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                     pc.remote = true;
-                    self.nodes[n].mesh.handle_remote_description_set(now, conn);
                 }
             }
             Output::AddIceCandidate { conn, candidate } => {
