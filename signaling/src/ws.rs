@@ -130,17 +130,10 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                     }
                 };
                 last_heard = Instant::now();
+                // Every data frame, text or binary, goes through the one rate limiter.
                 let text = match message {
-                    Message::Text(text) => text,
-                    Message::Binary(_) => {
-                        if !bucket.take(last_heard) && bucket.flooding() {
-                            break Some((close_code::POLICY, "rate limit exceeded"));
-                        }
-                        if send_error(&mut sink, &ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")).await.is_err() {
-                            break None;
-                        }
-                        continue;
-                    }
+                    Message::Text(text) => Some(text),
+                    Message::Binary(_) => None,
                     Message::Close(_) => break None,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
@@ -158,7 +151,11 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                     }
                     continue;
                 }
-                if let Err(err) = handle_text(&text, &conn, &mut joined, &state) {
+                let handled = match text {
+                    Some(text) => handle_text(&text, &conn, &mut joined, &state),
+                    None => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
+                };
+                if let Err(err) = handled {
                     if err.code == ErrorCode::TooLarge {
                         let _ = send_error(&mut sink, &err).await;
                         break Some((close_code::TOO_BIG, "frame too large"));

@@ -342,3 +342,36 @@ async fn room_churn_of_200_clients_loses_nothing() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn binary_flood_is_limited_like_text_and_not_amplified() {
+    let server = Server::start(Config { max_frames_per_sec: 10, ..Config::default() }).await;
+    let mut c = server.client().await;
+    join(&mut c, "r", None).await;
+    for _ in 0..200 {
+        if c.send(Message::binary(vec![0u8; 8])).await.is_err() {
+            break;
+        }
+    }
+    let (mut binary_errors, mut rate_limited) = (0, 0);
+    let code = loop {
+        match tokio::time::timeout(WAIT, c.next()).await.expect("timed out") {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v["code"].as_str() {
+                    Some("binary-frame") => binary_errors += 1,
+                    Some("rate-limited") => rate_limited += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Some(Ok(Message::Close(Some(frame)))) => break frame.code,
+            Some(Ok(_)) => continue,
+            other => panic!("closed without a close code: {other:?}"),
+        }
+    };
+    // The burst allowance (20) is answered; the refused rest gets one error, not 180.
+    assert!(binary_errors <= 20, "{binary_errors} binary-frame errors");
+    assert_eq!(rate_limited, 1);
+    assert_eq!(code, CloseCode::Policy);
+    server.stop().await;
+}
