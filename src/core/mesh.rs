@@ -244,11 +244,6 @@ impl Mesh {
         self.id.as_ref()
     }
 
-    /// The room.
-    pub fn room(&self) -> &str {
-        &self.config.room
-    }
-
     /// Peers with an open data channel, with their names, sorted by id.
     pub fn peers(&self) -> Vec<(PeerId, Option<String>)> {
         let mut peers: Vec<_> = self
@@ -534,7 +529,7 @@ impl Mesh {
     /// them after the description, without a round trip through us first.
     fn remote_description_issued(&mut self, conn: ConnId) {
         let Some(s) = self.session_mut(conn) else { return };
-        let early = s.remote_description_set();
+        let early = s.remote_description_issued();
         self.outputs.extend(early.into_iter().map(|candidate| Output::AddIceCandidate { conn, candidate }));
     }
 

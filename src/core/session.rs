@@ -31,7 +31,8 @@ pub(crate) struct Session {
     pub(crate) offerer: bool,
     /// The offer went out and no answer came back yet.
     pub(crate) awaiting_answer: bool,
-    pub(crate) remote_set: bool,
+    /// The remote description has been handed to the browser.
+    remote_issued: bool,
     pub(crate) open: bool,
     /// While connecting: when to give up.
     pub(crate) deadline: Option<Millis>,
@@ -50,7 +51,7 @@ impl Session {
             conn,
             offerer,
             awaiting_answer: offerer,
-            remote_set: false,
+            remote_issued: false,
             open: false,
             deadline: Some(deadline),
             early_candidates: Vec::new(),
@@ -76,9 +77,9 @@ impl Session {
     }
 
     /// A remote candidate: returned if it can be applied now, kept if the remote
-    /// description is not set yet (the browser would reject it).
+    /// description has not been issued yet (the browser would reject it).
     pub(crate) fn remote_candidate(&mut self, candidate: String) -> Option<String> {
-        if self.remote_set {
+        if self.remote_issued {
             return Some(candidate);
         }
         if self.early_candidates.len() < MAX_EARLY_CANDIDATES {
@@ -87,9 +88,9 @@ impl Session {
         None
     }
 
-    /// The remote description is applied: the candidates that waited for it.
-    pub(crate) fn remote_description_set(&mut self) -> Vec<String> {
-        self.remote_set = true;
+    /// The remote description was issued: the candidates that waited for it.
+    pub(crate) fn remote_description_issued(&mut self) -> Vec<String> {
+        self.remote_issued = true;
         std::mem::take(&mut self.early_candidates)
     }
 
@@ -159,7 +160,7 @@ mod tests {
         let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
         assert_eq!(s.remote_candidate("a".into()), None);
         assert_eq!(s.remote_candidate("b".into()), None);
-        assert_eq!(s.remote_description_set(), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(s.remote_description_issued(), vec!["a".to_string(), "b".to_string()]);
         assert_eq!(s.remote_candidate("c".into()), Some("c".into()));
     }
 

@@ -26,17 +26,14 @@ pub(crate) enum PeerSignal {
     Candidate { conn: ConnId, candidate: String },
 }
 
+/// Hello, offer and answer; candidates carry raw JSON, which a tagged enum cannot
+/// borrow, so they are written and probed separately.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Wire<'a> {
     Hello,
     Offer { conn: &'a str, sdp: String },
     Answer { conn: &'a str, sdp: String },
-    Candidate {
-        conn: &'a str,
-        #[serde(borrow)]
-        candidate: &'a RawValue,
-    },
 }
 
 impl PeerSignal {
