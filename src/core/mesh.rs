@@ -18,6 +18,8 @@ use serde_json::value::RawValue;
 use super::error::{JoinError, SendError};
 use super::rng::Rng;
 use super::session::Session;
+use super::transfer::frame::{Control, CONTROL};
+use super::transfer::{BulkItem, FileMeta, Progress, RecvLane, Transfer, TransferError, TransferId, Hash};
 use super::signal::PeerSignal;
 use super::time::backoff;
 use super::wire::{encode, Payload};
@@ -37,10 +39,13 @@ pub struct MeshConfig {
     pub max_message_bytes: u64,
     /// Give up on a connection attempt that has not opened after this long.
     pub connect_timeout_ms: u64,
+    /// How long a transfer waits for a peer that left to come back.
+    pub resume_timeout_ms: u64,
 }
 
 impl MeshConfig {
-    /// Defaults: 16 MiB messages, 20 s connect timeout.
+    /// Defaults: 16 MiB messages, 20 s connect timeout, transfers wait 2 minutes for a
+    /// peer that left.
     pub fn new(room: impl Into<String>, name: Option<String>, secret: impl Into<String>) -> Self {
         MeshConfig {
             room: room.into(),
@@ -48,6 +53,7 @@ impl MeshConfig {
             secret: secret.into(),
             max_message_bytes: 16 * 1024 * 1024,
             connect_timeout_ms: 20_000,
+            resume_timeout_ms: 120_000,
         }
     }
 }
@@ -124,6 +130,60 @@ pub enum Event {
     },
     /// Something went wrong that needs no action: a peer's bad frame, a refused signal.
     Warning(String),
+    /// A peer offers us a file; answer with [`Mesh::accept_file`] or [`Mesh::reject_file`].
+    FileOffer {
+        /// The transfer.
+        id: TransferId,
+        /// Who offers it.
+        from: PeerId,
+        /// What it is.
+        meta: FileMeta,
+        /// Its content hash, if the sender knows it already.
+        hash: Option<Hash>,
+        /// Bytes of it we hold already from an earlier, interrupted download.
+        have: u64,
+    },
+    /// A transfer we receive started without an offer: the same sender came back with
+    /// content we were receiving from it before (one of us reloaded).
+    TransferStarted {
+        /// The transfer.
+        id: TransferId,
+        /// The sender.
+        peer: PeerId,
+        /// What it is.
+        meta: FileMeta,
+    },
+    /// The peer left mid-transfer; it continues if the peer comes back in time.
+    TransferPaused {
+        /// The transfer.
+        id: TransferId,
+    },
+    /// The transfer is (again) moving bytes.
+    TransferResumed {
+        /// The transfer.
+        id: TransferId,
+    },
+    /// Bytes done so far, at most every 200 ms.
+    TransferProgress {
+        /// The transfer.
+        id: TransferId,
+        /// Where it stands.
+        progress: Progress,
+    },
+    /// Sent: the receiver verified and stored it. Received: verified and stored.
+    TransferDone {
+        /// The transfer.
+        id: TransferId,
+        /// The content hash.
+        hash: Hash,
+    },
+    /// The transfer (or an offer not yet answered) ended without the file.
+    TransferFailed {
+        /// The transfer.
+        id: TransferId,
+        /// Why.
+        error: TransferError,
+    },
 }
 
 /// What the driver must do.
@@ -187,6 +247,73 @@ pub enum Output {
     },
     /// Tell the user.
     Event(Event),
+    /// Read bytes `offset..offset + len` of transfer `id`'s file; report
+    /// [`Mesh::handle_block_read`] or [`Mesh::handle_block_unreadable`].
+    ReadBlock {
+        /// The transfer.
+        id: TransferId,
+        /// The block.
+        block: u32,
+        /// Where in the file.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// Send this on the bulk channel.
+    TransmitBulk {
+        /// The attempt.
+        conn: ConnId,
+        /// What.
+        item: BulkItem,
+    },
+    /// Drop every block of transfer `id` kept for slices: none will be asked for.
+    ReleaseBlocks {
+        /// The transfer.
+        id: TransferId,
+    },
+    /// Look for a partial download stored under `key`; report [`Mesh::handle_store_probed`].
+    ProbeStore {
+        /// The transfer.
+        id: TransferId,
+        /// The content key.
+        key: String,
+    },
+    /// Open (or create) storage for the content under `key`; report
+    /// [`Mesh::handle_store_opened`]. Keep `from` and `meta` with it.
+    OpenStore {
+        /// The transfer.
+        id: TransferId,
+        /// The content key.
+        key: String,
+        /// The sender.
+        from: PeerId,
+        /// What it is.
+        meta: FileMeta,
+    },
+    /// Every byte of `block` has been stored: record its hash after them; report
+    /// [`Mesh::handle_block_committed`].
+    CommitBlock {
+        /// The transfer.
+        id: TransferId,
+        /// The block.
+        block: u32,
+        /// Its verified hash.
+        hash: Hash,
+    },
+    /// The file is complete and verified: flush and close its storage, and make it
+    /// available; report [`Mesh::handle_store_finished`].
+    FinishStore {
+        /// The transfer.
+        id: TransferId,
+    },
+    /// Close the storage of a transfer that ended without the file; `delete` drops
+    /// what was stored (it was cancelled), otherwise it stays for a later resume.
+    CloseStore {
+        /// The transfer.
+        id: TransferId,
+        /// Remove the partial download.
+        delete: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +327,7 @@ enum Link {
 /// One peer's view of its room.
 #[derive(Debug)]
 pub struct Mesh {
-    config: MeshConfig,
+    pub(crate) config: MeshConfig,
     rng: Rng,
     id: Option<PeerId>,
     link: Link,
@@ -215,6 +342,8 @@ pub struct Mesh {
     /// Announced with `PeerConnecting`, neither joined nor left since.
     connecting: HashSet<PeerId>,
     outputs: VecDeque<Output>,
+    /// Every transfer in progress, both directions.
+    pub(crate) transfers: HashMap<TransferId, Transfer>,
 }
 
 impl Mesh {
@@ -236,6 +365,7 @@ impl Mesh {
             attempts: HashMap::new(),
             connecting: HashSet::new(),
             outputs,
+            transfers: HashMap::new(),
         }
     }
 
@@ -282,7 +412,8 @@ impl Mesh {
             _ => None,
         };
         let deadlines = self.sessions.values().filter_map(|s| s.deadline);
-        link.into_iter().chain(deadlines).chain(self.retries.values().copied()).min()
+        let paused = self.transfers.values().filter_map(Transfer::paused_until);
+        link.into_iter().chain(deadlines).chain(self.retries.values().copied()).chain(paused).min()
     }
 
     // -- signaling ---------------------------------------------------------------------
@@ -333,7 +464,7 @@ impl Mesh {
                 // An open channel is the truth about a peer; signaling only introduces.
                 let open = self.sessions.get(&peer).is_some_and(|s| s.open);
                 if !open {
-                    self.close_session(&peer);
+                    self.close_session(now, &peer);
                     if self.connecting.remove(&peer) {
                         self.emit(Event::PeerLeft { id: peer });
                     }
@@ -466,7 +597,7 @@ impl Mesh {
                     Some(s) if s.awaiting_answer => {}
                     // It has lost the connection we still hold (it reloaded): start over.
                     Some(_) => {
-                        self.close_session(&from);
+                        self.close_session(now, &from);
                         self.initiate(now, from);
                     }
                     None => self.initiate(now, from),
@@ -481,7 +612,7 @@ impl Mesh {
                     if s.offerer && s.awaiting_answer && !polite {
                         return; // glare: the impolite side keeps its own offer
                     }
-                    self.close_session(&from);
+                    self.close_session(now, &from);
                 }
                 self.start_session(now, from, conn, false);
                 self.outputs.push_back(Output::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp });
@@ -537,7 +668,7 @@ impl Mesh {
 
     /// The data channel opened. `max_message_size` is `pc.sctp.maxMessageSize` (0 if
     /// the browser does not say).
-    pub fn handle_channel_open(&mut self, _now: Millis, conn: ConnId, max_message_size: u64) {
+    pub fn handle_channel_open(&mut self, now: Millis, conn: ConnId, max_message_size: u64) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         if s.open {
@@ -548,13 +679,17 @@ impl Mesh {
         self.retries.remove(&peer);
         self.attempts.remove(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
-        self.emit(Event::PeerJoined { id: peer, name });
+        self.emit(Event::PeerJoined { id: peer.clone(), name });
+        self.resume_sends(now, &peer);
     }
 
     /// A frame arrived on the data channel.
-    pub fn handle_channel_message(&mut self, _now: Millis, conn: ConnId, frame: &[u8]) {
+    pub fn handle_channel_message(&mut self, now: Millis, conn: ConnId, frame: &[u8]) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.open) else { return };
+        if frame.first() == Some(&CONTROL) {
+            return self.transfer_control(now, &peer, frame);
+        }
         match s.reassembler.push(frame) {
             Ok(Some(payload)) => self.emit(Event::Message { from: peer, payload }),
             Ok(None) => {}
@@ -570,13 +705,23 @@ impl Mesh {
         }
     }
 
+    /// The bulk channel's `bufferedAmount` fell to `buffered`.
+    pub fn handle_bulk_buffered_low(&mut self, now: Millis, conn: ConnId, buffered: u64) {
+        let Some(peer) = self.peer_of(conn) else { return };
+        if let Some(s) = self.session_mut(conn) {
+            s.bulk.set_buffered(buffered);
+        }
+        self.bulk_flush(&peer);
+        self.pump_peer_sends(now, &peer);
+    }
+
     /// The connection failed or its channel closed.
     pub fn handle_connection_closed(&mut self, now: Millis, conn: ConnId, reason: &str) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         if self.sessions.get(&peer).is_some_and(|s| !s.open) {
             self.warn(format!("connection to {peer} failed: {reason}"));
         }
-        self.close_session(&peer);
+        self.close_session(now, &peer);
         // The peer may still be there (a network blip): try again while it is listed.
         let delay = backoff(self.attempts.get(&peer).copied().unwrap_or(0), 1_000, 15_000, self.rng.next_u64());
         self.schedule_retry(now, &peer, delay);
@@ -599,6 +744,16 @@ impl Mesh {
         stalled.sort();
         for conn in stalled {
             self.handle_connection_closed(now, conn, "timed out");
+        }
+        let mut expired: Vec<_> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.paused_until().is_some_and(|until| until <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort();
+        for id in expired {
+            self.fail(now, id, TransferError::PeerLeft(self.config.resume_timeout_ms), false);
         }
         let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
         due.sort();
@@ -660,9 +815,14 @@ impl Mesh {
     }
 
     /// Closes every connection and the signaling link. Final.
-    pub fn leave(&mut self, _now: Millis) {
+    pub fn leave(&mut self, now: Millis) {
         if self.link == Link::Closed {
             return;
+        }
+        let mut ids: Vec<_> = self.transfers.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(now, id, TransferError::Closed, true);
         }
         let mut conns: Vec<_> = self.conns.keys().copied().collect();
         conns.sort();
@@ -686,20 +846,150 @@ impl Mesh {
         self.sessions.get_mut(peer).filter(|s| s.conn == conn)
     }
 
-    fn close_session(&mut self, peer: &PeerId) {
+    fn close_session(&mut self, now: Millis, peer: &PeerId) {
         let Some(s) = self.sessions.remove(peer) else { return };
         self.conns.remove(&s.conn);
         self.outputs.push_back(Output::CloseConnection { conn: s.conn });
         if s.open {
             self.emit(Event::PeerLeft { id: peer.clone() });
+            self.pause_transfers(now, peer);
         }
     }
 
-    fn emit(&mut self, event: Event) {
+    pub(crate) fn emit(&mut self, event: Event) {
         self.outputs.push_back(Output::Event(event));
     }
 
-    fn warn(&mut self, message: String) {
+    pub(crate) fn push_output(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    pub(crate) fn warn(&mut self, message: String) {
         self.emit(Event::Warning(message));
+    }
+
+    /// Whether `peer` has an open data channel.
+    pub(crate) fn is_open(&self, peer: &PeerId) -> bool {
+        self.sessions.get(peer).is_some_and(|s| s.open)
+    }
+
+    pub(crate) fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
+        let peer = self.conns.get(&conn)?;
+        self.sessions.get(peer).filter(|s| s.conn == conn && s.open).map(|_| peer.clone())
+    }
+
+    pub(crate) fn new_transfer_id(&mut self) -> TransferId {
+        loop {
+            let id = TransferId(self.rng.next_u64());
+            if !self.transfers.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    // -- transfers: plumbing shared by both directions ------------------------------
+
+    fn transfer_control(&mut self, now: Millis, peer: &PeerId, frame: &[u8]) {
+        let control = match Control::decode(frame) {
+            Ok(control) => control,
+            Err(err) => return self.warn(format!("bad transfer frame from {peer}: {err}")),
+        };
+        match self.transfers.get(&control.id()) {
+            Some(Transfer::Out(_)) => self.sender_control(now, peer, control),
+            _ => self.receiver_control(now, peer, control),
+        }
+    }
+
+    /// Sends a control frame if the peer's channel is open (if not, the transfer is
+    /// paused or ending anyway).
+    pub(crate) fn send_control(&mut self, peer: &PeerId, control: &Control) {
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) else { return };
+        // Control frames are small and few (one ack per MiB): never refused.
+        s.enqueue_unbounded(control.encode());
+        let conn = s.conn;
+        self.flush(conn);
+    }
+
+    /// The largest bulk frame for this peer.
+    pub(crate) fn bulk_chunk(&self, peer: &PeerId) -> u32 {
+        self.sessions.get(peer).map_or(16 * 1024, |s| s.max_frame() as u32)
+    }
+
+    pub(crate) fn bulk_queued(&self, peer: &PeerId) -> u64 {
+        self.sessions.get(peer).map_or(0, |s| s.bulk.queued())
+    }
+
+    pub(crate) fn bulk_enqueue(&mut self, peer: &PeerId, items: Vec<BulkItem>) {
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) else { return };
+        s.bulk.push(items);
+        self.bulk_flush(peer);
+    }
+
+    fn bulk_flush(&mut self, peer: &PeerId) {
+        let Some(s) = self.sessions.get_mut(peer) else { return };
+        let conn = s.conn;
+        self.outputs.extend(s.bulk.release().map(|item| Output::TransmitBulk { conn, item }));
+    }
+
+    pub(crate) fn recv_lane(&mut self, conn: ConnId) -> Option<&mut RecvLane> {
+        self.session_mut(conn).map(|s| &mut s.bulk_recv)
+    }
+
+    fn pump_peer_sends(&mut self, now: Millis, peer: &PeerId) {
+        let first = self.transfers.iter().find(|(_, t)| matches!(t, Transfer::Out(o) if o.peer == *peer)).map(|(id, _)| *id);
+        if let Some(id) = first {
+            self.pump_sends(now, id);
+        }
+    }
+
+    fn pause_transfers(&mut self, now: Millis, peer: &PeerId) {
+        let until = now + self.config.resume_timeout_ms;
+        let mut ids: Vec<_> = self.transfers.iter().filter(|(_, t)| t.peer() == peer).map(|(id, _)| *id).collect();
+        ids.sort();
+        for id in ids {
+            match self.transfers.get(&id) {
+                Some(Transfer::Out(_)) => self.pause_send(id, until),
+                Some(Transfer::In(_)) => self.pause_receive(id, until),
+                None => {}
+            }
+        }
+    }
+
+    /// Ends a transfer without the file: tells the peer (if `tell_peer` and it is
+    /// there), releases what the driver holds for it, and reports `error`.
+    pub(crate) fn fail(&mut self, now: Millis, id: TransferId, error: TransferError, tell_peer: bool) {
+        let Some(transfer) = self.transfers.remove(&id) else { return };
+        let _ = now;
+        let peer = transfer.peer().clone();
+        if tell_peer {
+            let (code, reason) = error.wire();
+            self.send_control(&peer, &Control::Cancel { id, code, reason });
+        }
+        match transfer {
+            Transfer::Out(_) => self.push_output(Output::ReleaseBlocks { id }),
+            Transfer::In(t) if t.has_store() => {
+                let delete = matches!(error, TransferError::Cancelled { .. });
+                self.push_output(Output::CloseStore { id, delete });
+            }
+            Transfer::In(_) => {}
+        }
+        self.emit(Event::TransferFailed { id, error });
+    }
+
+    /// Emits progress if due (or `force`d).
+    pub(crate) fn report_progress(&mut self, now: Millis, id: TransferId, force: bool) {
+        let Some(transfer) = self.transfers.get_mut(&id) else { return };
+        let (meter, total) = match transfer {
+            Transfer::Out(t) => (&mut t.meter, t.meta.size),
+            Transfer::In(t) => (&mut t.meter, t.meta.size),
+        };
+        if let Some(progress) = meter.report(now, total, force) {
+            self.emit(Event::TransferProgress { id, progress });
+        }
+    }
+
+    /// Cancels a transfer (either direction) or declines an open offer; the peer is told.
+    pub fn cancel_transfer(&mut self, now: Millis, id: TransferId, reason: &str) {
+        self.fail(now, id, TransferError::Cancelled { by_peer: false, reason: reason.to_owned() }, true);
     }
 }

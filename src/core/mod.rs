@@ -10,10 +10,14 @@ mod session;
 pub use session::BUFFERED_LOW_THRESHOLD;
 mod signal;
 mod time;
+pub mod transfer;
 pub mod wire;
 
 pub use error::{JoinError, SendError};
 pub use id::{ConnId, PeerId};
 pub use mesh::{Event, Mesh, MeshConfig, Output, SdpKind, SignalingState};
 pub use time::Millis;
+pub use transfer::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError, TransferError, TransferId};
+pub use transfer::blocks::Hash;
+pub use transfer::BulkVerdict;
 pub use wire::Payload;

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use super::transfer::{BulkItem, RecvLane};
 use super::wire::Reassembler;
 use super::{ConnId, Millis};
 
@@ -38,11 +39,77 @@ pub(crate) struct Session {
     pub(crate) deadline: Option<Millis>,
     early_candidates: Vec<String>,
     max_frame: usize,
-    /// Our estimate of the channel's `bufferedAmount`.
-    buffered: u64,
-    outbox: VecDeque<Vec<u8>>,
-    queued: u64,
+    /// The message channel's queue.
+    outbox: Lane<Vec<u8>>,
     pub(crate) reassembler: Reassembler,
+    /// The bulk channel: outgoing file data, flow-controlled like the message channel.
+    pub(crate) bulk: Lane<BulkItem>,
+    /// Where the incoming bulk byte stream stands.
+    pub(crate) bulk_recv: RecvLane,
+}
+
+/// A flow-controlled queue for one data channel: items wait here until the channel's
+/// buffer has room under [`HIGH_WATER`].
+#[derive(Debug)]
+pub(crate) struct Lane<T> {
+    buffered: u64,
+    queue: VecDeque<T>,
+    queued: u64,
+}
+
+/// Something with a size on the wire.
+pub(crate) trait WireLen {
+    fn wire_len(&self) -> u64;
+}
+
+impl WireLen for Vec<u8> {
+    fn wire_len(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl WireLen for BulkItem {
+    fn wire_len(&self) -> u64 {
+        self.len()
+    }
+}
+
+impl<T: WireLen> Lane<T> {
+    fn new() -> Self {
+        Lane { buffered: 0, queue: VecDeque::new(), queued: 0 }
+    }
+
+    /// Bytes waiting in the queue.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    pub(crate) fn push(&mut self, items: impl IntoIterator<Item = T>) {
+        for item in items {
+            self.queued += item.wire_len();
+            self.queue.push_back(item);
+        }
+    }
+
+    /// The browser reported the channel's real `bufferedAmount`.
+    pub(crate) fn set_buffered(&mut self, amount: u64) {
+        self.buffered = amount;
+    }
+
+    /// Items that may go to the channel now without passing [`HIGH_WATER`]; one item
+    /// always may when the buffer is empty, so an item larger than the mark still goes.
+    pub(crate) fn release(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || {
+            let next = self.queue.front()?.wire_len();
+            if self.buffered > 0 && self.buffered + next > HIGH_WATER {
+                return None;
+            }
+            let item = self.queue.pop_front()?;
+            self.buffered += next;
+            self.queued -= next;
+            Some(item)
+        })
+    }
 }
 
 impl Session {
@@ -56,10 +123,10 @@ impl Session {
             deadline: Some(deadline),
             early_candidates: Vec::new(),
             max_frame: DEFAULT_FRAME as usize,
-            buffered: 0,
-            outbox: VecDeque::new(),
-            queued: 0,
+            outbox: Lane::new(),
             reassembler: Reassembler::new(max_message),
+            bulk: Lane::new(),
+            bulk_recv: RecvLane::default(),
         }
     }
 
@@ -97,32 +164,26 @@ impl Session {
     /// Queues frames unless that would pass [`MAX_QUEUED`].
     pub(crate) fn enqueue(&mut self, frames: Vec<Vec<u8>>) -> bool {
         let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-        if self.queued + bytes > MAX_QUEUED && self.queued > 0 {
+        if self.outbox.queued() + bytes > MAX_QUEUED && self.outbox.queued() > 0 {
             return false;
         }
-        self.queued += bytes;
-        self.outbox.extend(frames);
+        self.outbox.push(frames);
         true
     }
 
-    /// The browser reported its real `bufferedAmount`.
-    pub(crate) fn set_buffered(&mut self, amount: u64) {
-        self.buffered = amount;
+    /// Queues a frame whatever the queue holds (small control frames).
+    pub(crate) fn enqueue_unbounded(&mut self, frame: Vec<u8>) {
+        self.outbox.push([frame]);
     }
 
-    /// Frames that may go to the channel now without passing [`HIGH_WATER`]; one frame
-    /// always may when the buffer is empty, so a frame larger than the mark still goes.
+    /// The browser reported the message channel's real `bufferedAmount`.
+    pub(crate) fn set_buffered(&mut self, amount: u64) {
+        self.outbox.set_buffered(amount);
+    }
+
+    /// Message frames that may go to the channel now (see [`Lane::release`]).
     pub(crate) fn release(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
-        std::iter::from_fn(move || {
-            let next = self.outbox.front()?.len() as u64;
-            if self.buffered > 0 && self.buffered + next > HIGH_WATER {
-                return None;
-            }
-            let frame = self.outbox.pop_front()?;
-            self.buffered += next;
-            self.queued -= next;
-            Some(frame)
-        })
+        self.outbox.release()
     }
 }
 

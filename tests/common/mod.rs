@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use meshdrop::core::{ConnId, Event, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind};
+use meshdrop::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, StoreError, TransferId};
 use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
 
@@ -21,8 +21,31 @@ struct FakePc {
     open: bool,
 }
 
+/// What a node keeps in its (simulated) OPFS, across reloads.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub from: String,
+    pub data: Vec<u8>,
+    pub hashes: HashMap<u32, Hash>,
+    pub complete: bool,
+}
+
 pub struct Node {
     pub mesh: Mesh,
+    config: MeshConfig,
+    /// Files this node sends, by transfer.
+    pub files: HashMap<TransferId, Vec<u8>>,
+    held: HashMap<(TransferId, u32), Vec<u8>>,
+    pub store: HashMap<String, Stored>,
+    open_stores: HashMap<TransferId, String>,
+    /// Files delivered to this node.
+    pub delivered: HashMap<TransferId, Vec<u8>>,
+    /// Data bytes this node put on bulk channels.
+    pub bulk_data_sent: u64,
+    /// Fail the next store open as if the quota were exhausted.
+    pub storage_full: bool,
+    /// Flip a byte in the data of this block when sending it.
+    pub corrupt_block: Option<u32>,
     pub events: Vec<Event>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
@@ -59,6 +82,10 @@ pub struct World {
     to_node: VecDeque<(usize, String)>,
     /// Data-channel frames in flight: (receiving node, conn, frame).
     frames: VecDeque<(usize, ConnId, Vec<u8>)>,
+    /// Bulk-channel frames in flight.
+    bulk: VecDeque<(usize, ConnId, Vec<u8>)>,
+    /// Deliver at most this many bulk frames, then stop (to cut a transfer midway).
+    pub bulk_budget: Option<usize>,
     /// Remote closes to report: (node, conn).
     closes: VecDeque<(usize, ConnId)>,
     /// Connections the test broke: they never open again.
@@ -88,6 +115,8 @@ impl World {
             max_room_peers,
             to_node: VecDeque::new(),
             frames: VecDeque::new(),
+            bulk: VecDeque::new(),
+            bulk_budget: None,
             closes: VecDeque::new(),
             broken: HashSet::new(),
             partitions: HashSet::new(),
@@ -99,7 +128,22 @@ impl World {
     pub fn add(&mut self, room: &str, label: &str) -> usize {
         let config = MeshConfig::new(room, Some(format!("name-{label}")), secret(label));
         let seed = 0x5eed ^ (self.nodes.len() as u64 * 7919);
-        self.nodes.push(Node { mesh: Mesh::new(config, seed), events: Vec::new(), ws_open: false, joined: None, pcs: HashMap::new() });
+        self.nodes.push(Node {
+            mesh: Mesh::new(config.clone(), seed),
+            config,
+            files: HashMap::new(),
+            held: HashMap::new(),
+            store: HashMap::new(),
+            open_stores: HashMap::new(),
+            delivered: HashMap::new(),
+            bulk_data_sent: 0,
+            storage_full: false,
+            corrupt_block: None,
+            events: Vec::new(),
+            ws_open: false,
+            joined: None,
+            pcs: HashMap::new(),
+        });
         self.nodes.len() - 1
     }
 
@@ -141,6 +185,25 @@ impl World {
                 if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
                     let now = self.now;
                     self.nodes[n].mesh.handle_channel_message(now, conn, &frame);
+                }
+            }
+            if self.bulk_budget != Some(0) {
+                if let Some((n, conn, frame)) = self.bulk.pop_front() {
+                    progress = true;
+                    if let Some(b) = self.bulk_budget.as_mut() {
+                        *b -= 1;
+                    }
+                    if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
+                        let now = self.now;
+                        let node = &mut self.nodes[n];
+                        if let BulkVerdict::Store { id, offset } = node.mesh.handle_bulk_frame(now, conn, &frame) {
+                            let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
+                            let stored = node.store.get_mut(key).expect("open store exists");
+                            let end = offset as usize + frame.len();
+                            assert!(end <= stored.data.len(), "write past the end of the file");
+                            stored.data[offset as usize..end].copy_from_slice(&frame);
+                        }
+                    }
                 }
             }
             if let Some((n, conn)) = self.closes.pop_front() {
@@ -298,7 +361,117 @@ impl World {
                 }
             }
             Output::Event(event) => self.nodes[n].events.push(event),
+            Output::ReadBlock { id, block, offset, len } => {
+                let node = &mut self.nodes[n];
+                let file = node.files.get(&id).expect("read of an unknown file");
+                let bytes = file[offset as usize..(offset + len) as usize].to_vec();
+                if node.mesh.handle_block_read(now, id, block, &bytes) {
+                    node.held.insert((id, block), bytes);
+                }
+            }
+            Output::TransmitBulk { conn, item } => {
+                assert!(item_len(&item) <= MAX_MESSAGE_SIZE, "bulk frame over the max message size");
+                let node = &mut self.nodes[n];
+                let frame = match item {
+                    BulkItem::Frame(frame) => frame,
+                    BulkItem::Slice { id, block, start, len, last } => {
+                        let held = node.held.get(&(id, block)).expect("slice of a block the driver does not hold");
+                        let mut bytes = held[start as usize..(start + len) as usize].to_vec();
+                        if node.corrupt_block == Some(block) && start == 0 {
+                            bytes[0] ^= 0xff;
+                        }
+                        if last {
+                            node.held.remove(&(id, block));
+                        }
+                        node.bulk_data_sent += u64::from(len);
+                        bytes
+                    }
+                };
+                if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
+                    self.bulk.push_back((m, conn, frame));
+                }
+                self.nodes[n].mesh.handle_bulk_buffered_low(now, conn, 0);
+            }
+            Output::ReleaseBlocks { id } => self.nodes[n].held.retain(|(t, _), _| *t != id),
+            Output::ProbeStore { id, key } => {
+                let node = &mut self.nodes[n];
+                let partial = node.store.get(&key).map(|s| Partial { from: s.from.clone(), blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect() });
+                node.mesh.handle_store_probed(now, id, partial);
+            }
+            Output::OpenStore { id, key, from, meta } => {
+                let node = &mut self.nodes[n];
+                if std::mem::take(&mut node.storage_full) {
+                    node.mesh.handle_store_opened(now, id, Err(StoreError { full: true, message: "quota exceeded".into() }));
+                    return;
+                }
+                let stored = node.store.entry(key.clone()).or_insert_with(|| Stored { data: vec![0; meta.size as usize], ..Stored::default() });
+                stored.from = from.as_str().to_owned();
+                node.open_stores.insert(id, key);
+                node.mesh.handle_store_opened(now, id, Ok(()));
+            }
+            Output::CommitBlock { id, block, hash } => {
+                let node = &mut self.nodes[n];
+                let key = &node.open_stores[&id];
+                node.store.get_mut(key).expect("open store").hashes.insert(block, hash);
+                node.mesh.handle_block_committed(now, id, block);
+            }
+            Output::FinishStore { id } => {
+                let node = &mut self.nodes[n];
+                let key = node.open_stores.remove(&id).expect("finish of an unopened store");
+                let stored = node.store.get_mut(&key).expect("open store");
+                stored.complete = true;
+                node.delivered.insert(id, stored.data.clone());
+                node.mesh.handle_store_finished(now, id, Ok(()));
+            }
+            Output::CloseStore { id, delete } => {
+                let node = &mut self.nodes[n];
+                if let Some(key) = node.open_stores.remove(&id) {
+                    if delete {
+                        node.store.remove(&key);
+                    }
+                }
+            }
         }
+    }
+
+    /// Offers `bytes` from node `from` to node `to`.
+    pub fn send_file(&mut self, from: usize, to: usize, name: &str, bytes: Vec<u8>) -> TransferId {
+        let peer = pid(&self.nodes[from], &self.nodes[to].id());
+        let now = self.now;
+        let meta = FileMeta { name: name.into(), size: bytes.len() as u64, mime: "application/octet-stream".into() };
+        let id = self.nodes[from].mesh.send_file(now, &peer, meta).expect("send_file");
+        self.nodes[from].files.insert(id, bytes);
+        id
+    }
+
+    /// A tab reload: node `n` disappears (its connections close, its socket drops) and
+    /// comes back with the same secret and the same storage, nothing else.
+    pub fn reload(&mut self, n: usize) {
+        let conns: Vec<ConnId> = self.nodes[n].pcs.keys().copied().collect();
+        for conn in conns {
+            for m in 0..self.nodes.len() {
+                if m != n && self.nodes[m].pcs.contains_key(&conn) {
+                    self.closes.push_back((m, conn));
+                }
+            }
+        }
+        self.bulk.retain(|(m, _, _)| *m != n);
+        self.frames.retain(|(m, _, _)| *m != n);
+        self.server_disconnect(n);
+        let node = &mut self.nodes[n];
+        node.ws_open = false;
+        node.pcs.clear();
+        node.held.clear();
+        node.files.clear();
+        node.open_stores.clear();
+        node.events.clear();
+        node.mesh = Mesh::new(node.config.clone(), 0xbeef ^ n as u64);
+        self.settle();
+    }
+
+    /// Drops bulk frames in flight (a connection cut loses what was on the wire).
+    pub fn drop_in_flight(&mut self) {
+        self.bulk.clear();
     }
 
     fn open_ready_connections(&mut self) -> bool {
@@ -393,4 +566,11 @@ pub fn left(events: &[Event]) -> Vec<String> {
 /// The `PeerId` of a connected peer, as `node` knows it.
 pub fn pid(node: &Node, id: &str) -> PeerId {
     node.mesh.peers().into_iter().map(|(p, _)| p).find(|p| p.as_str() == id).expect("peer not connected")
+}
+
+fn item_len(item: &BulkItem) -> u64 {
+    match item {
+        BulkItem::Frame(f) => f.len() as u64,
+        BulkItem::Slice { len, .. } => u64::from(*len),
+    }
 }

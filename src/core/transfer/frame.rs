@@ -1,0 +1,368 @@
+//! Transfer frames. Control frames travel on the message channel as wire kind 5; block
+//! headers (kind 6) and end frames (kind 7) travel on the bulk channel, each header
+//! followed by the block's bytes as raw frames, so file bytes are never copied to
+//! prepend a header.
+//!
+//! ```text
+//! control  [0x15][type: u8][transfer: u64] fields...
+//!   1 offer     size u64, block size u32, head hash [32], has hash u8, [hash [32]],
+//!               name (u16 length + utf-8), type (u16 length + utf-8)
+//!   2 accept    bitmap length u32, bitmap (bit i: block i is already here)
+//!   3 reject    reason (u16 length + utf-8)
+//!   4 ack       block u32 (verified and stored)
+//!   5 want      block u32 (send it again)
+//!   6 complete  (the whole file verified and stored)
+//!   7 cancel    code u8, reason (u16 length + utf-8)
+//! bulk     [0x16][transfer: u64][block: u32][length: u32][flags: u8][hash [32]]
+//!               flags bit 0: the block's bytes follow as raw frames; else the header
+//!               only tells the block's hash (the receiver has the bytes)
+//!          [0x17][transfer: u64][content hash [32]]  (every block has been sent)
+//! ```
+//! Integers are big-endian. Decoding never panics and never allocates by a peer's claim.
+
+use thiserror::Error;
+
+use super::blocks::Hash;
+use super::TransferId;
+
+pub(crate) const CONTROL: u8 = 0x15;
+pub(crate) const BLOCK: u8 = 0x16;
+pub(crate) const END: u8 = 0x17;
+const MAX_TEXT: usize = 1024;
+
+/// Why a transfer ended early, on the wire and in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelCode {
+    /// A user cancelled it.
+    Cancelled = 1,
+    /// A block or the whole file did not match its hash.
+    HashMismatch = 2,
+    /// The receiver ran out of storage.
+    StorageFull = 3,
+    /// The receiver could not store it for another reason.
+    Storage = 4,
+    /// The sender could not read the file.
+    Unreadable = 5,
+    /// A peer broke the protocol.
+    Protocol = 6,
+}
+
+impl CancelCode {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => CancelCode::Cancelled,
+            2 => CancelCode::HashMismatch,
+            3 => CancelCode::StorageFull,
+            4 => CancelCode::Storage,
+            5 => CancelCode::Unreadable,
+            _ => CancelCode::Protocol,
+        }
+    }
+}
+
+/// A control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Control {
+    Offer { id: TransferId, size: u64, block_size: u32, head: Hash, hash: Option<Hash>, name: String, mime: String },
+    Accept { id: TransferId, have: Vec<u8> },
+    Reject { id: TransferId, reason: String },
+    Ack { id: TransferId, block: u32 },
+    Want { id: TransferId, block: u32 },
+    Complete { id: TransferId },
+    Cancel { id: TransferId, code: CancelCode, reason: String },
+}
+
+/// A frame on the bulk channel that is not raw block bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BulkHeader {
+    Block { id: TransferId, block: u32, len: u32, data: bool, hash: Hash },
+    End { id: TransferId, hash: Hash },
+}
+
+/// A frame that breaks these rules.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// Shorter than its fields.
+    #[error("truncated transfer frame")]
+    Truncated,
+    /// Bytes after the last field.
+    #[error("transfer frame has trailing bytes")]
+    Trailing,
+    /// An unknown frame or message type.
+    #[error("unknown transfer frame type {0:#04x}")]
+    Type(u8),
+    /// Text that is not UTF-8 or too long.
+    #[error("bad text in transfer frame")]
+    Text,
+}
+
+impl Control {
+    pub(crate) fn id(&self) -> TransferId {
+        match self {
+            Control::Offer { id, .. }
+            | Control::Accept { id, .. }
+            | Control::Reject { id, .. }
+            | Control::Ack { id, .. }
+            | Control::Want { id, .. }
+            | Control::Complete { id }
+            | Control::Cancel { id, .. } => *id,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(CONTROL);
+        let (kind, id) = match self {
+            Control::Offer { id, .. } => (1, id),
+            Control::Accept { id, .. } => (2, id),
+            Control::Reject { id, .. } => (3, id),
+            Control::Ack { id, .. } => (4, id),
+            Control::Want { id, .. } => (5, id),
+            Control::Complete { id } => (6, id),
+            Control::Cancel { id, .. } => (7, id),
+        };
+        out.push(kind);
+        out.extend_from_slice(&id.0.to_be_bytes());
+        match self {
+            Control::Offer { size, block_size, head, hash, name, mime, .. } => {
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(&block_size.to_be_bytes());
+                out.extend_from_slice(head);
+                match hash {
+                    Some(hash) => {
+                        out.push(1);
+                        out.extend_from_slice(hash);
+                    }
+                    None => out.push(0),
+                }
+                put_text(&mut out, name);
+                put_text(&mut out, mime);
+            }
+            Control::Accept { have, .. } => {
+                out.extend_from_slice(&(have.len() as u32).to_be_bytes());
+                out.extend_from_slice(have);
+            }
+            Control::Reject { reason, .. } => put_text(&mut out, reason),
+            Control::Ack { block, .. } | Control::Want { block, .. } => out.extend_from_slice(&block.to_be_bytes()),
+            Control::Complete { .. } => {}
+            Control::Cancel { code, reason, .. } => {
+                out.push(*code as u8);
+                put_text(&mut out, reason);
+            }
+        }
+        out
+    }
+
+    /// Decodes a whole control frame (including its first byte).
+    pub(crate) fn decode(frame: &[u8]) -> Result<Control, FrameError> {
+        let mut r = Reader(frame.get(1..).ok_or(FrameError::Truncated)?);
+        let kind = r.u8()?;
+        let id = TransferId(r.u64()?);
+        let control = match kind {
+            1 => {
+                let size = r.u64()?;
+                let block_size = r.u32()?;
+                let head = r.hash()?;
+                let hash = match r.u8()? {
+                    0 => None,
+                    _ => Some(r.hash()?),
+                };
+                Control::Offer { id, size, block_size, head, hash, name: r.text()?, mime: r.text()? }
+            }
+            2 => {
+                let len = r.u32()? as usize;
+                Control::Accept { id, have: r.take(len)?.to_vec() }
+            }
+            3 => Control::Reject { id, reason: r.text()? },
+            4 => Control::Ack { id, block: r.u32()? },
+            5 => Control::Want { id, block: r.u32()? },
+            6 => Control::Complete { id },
+            7 => Control::Cancel { id, code: CancelCode::from_u8(r.u8()?), reason: r.text()? },
+            other => return Err(FrameError::Type(other)),
+        };
+        r.end()?;
+        Ok(control)
+    }
+}
+
+impl BulkHeader {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(50);
+        match self {
+            BulkHeader::Block { id, block, len, data, hash } => {
+                out.push(BLOCK);
+                out.extend_from_slice(&id.0.to_be_bytes());
+                out.extend_from_slice(&block.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                out.push(u8::from(*data));
+                out.extend_from_slice(hash);
+            }
+            BulkHeader::End { id, hash } => {
+                out.push(END);
+                out.extend_from_slice(&id.0.to_be_bytes());
+                out.extend_from_slice(hash);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(frame: &[u8]) -> Result<BulkHeader, FrameError> {
+        let (&kind, rest) = frame.split_first().ok_or(FrameError::Truncated)?;
+        let mut r = Reader(rest);
+        let header = match kind {
+            BLOCK => BulkHeader::Block {
+                id: TransferId(r.u64()?),
+                block: r.u32()?,
+                len: r.u32()?,
+                data: r.u8()? & 1 == 1,
+                hash: r.hash()?,
+            },
+            END => BulkHeader::End { id: TransferId(r.u64()?), hash: r.hash()? },
+            other => return Err(FrameError::Type(other)),
+        };
+        r.end()?;
+        Ok(header)
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    // Truncated on a character boundary: names are for display.
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&text.as_bytes()[..end]);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.0.len() < n {
+            return Err(FrameError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn hash(&mut self) -> Result<Hash, FrameError> {
+        self.array()
+    }
+
+    fn text(&mut self) -> Result<String, FrameError> {
+        let len = usize::from(u16::from_be_bytes(self.array()?));
+        if len > MAX_TEXT {
+            return Err(FrameError::Text);
+        }
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| FrameError::Text)
+    }
+
+    fn end(&self) -> Result<(), FrameError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Trailing)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_controls() -> Vec<Control> {
+        let id = TransferId(0x0102_0304_0506_0708);
+        vec![
+            Control::Offer { id, size: 5 << 30, block_size: 1 << 20, head: [7; 32], hash: None, name: "vidéo.mp4".into(), mime: "video/mp4".into() },
+            Control::Offer { id, size: 0, block_size: 1 << 20, head: [0; 32], hash: Some([9; 32]), name: String::new(), mime: String::new() },
+            Control::Accept { id, have: vec![0b101, 0] },
+            Control::Reject { id, reason: "no thanks".into() },
+            Control::Ack { id, block: 4_000_000 },
+            Control::Want { id, block: 3 },
+            Control::Complete { id },
+            Control::Cancel { id, code: CancelCode::HashMismatch, reason: "block 3".into() },
+        ]
+    }
+
+    #[test]
+    fn control_frames_round_trip() {
+        for control in all_controls() {
+            assert_eq!(Control::decode(&control.encode()), Ok(control));
+        }
+    }
+
+    #[test]
+    fn bulk_headers_round_trip() {
+        let id = TransferId(42);
+        for header in [
+            BulkHeader::Block { id, block: 1, len: 1 << 20, data: true, hash: [3; 32] },
+            BulkHeader::Block { id, block: 0, len: 0, data: false, hash: [0; 32] },
+            BulkHeader::End { id, hash: [5; 32] },
+        ] {
+            assert_eq!(BulkHeader::decode(&header.encode()), Ok(header));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_an_error() {
+        for control in all_controls() {
+            let frame = control.encode();
+            for cut in 0..frame.len() {
+                assert!(Control::decode(&frame[..cut]).is_err(), "{control:?} cut at {cut}");
+            }
+            let mut long = frame.clone();
+            long.push(0);
+            assert_eq!(Control::decode(&long), Err(FrameError::Trailing));
+        }
+        assert_eq!(Control::decode(&[CONTROL, 99, 0, 0, 0, 0, 0, 0, 0, 0]), Err(FrameError::Type(99)));
+        assert_eq!(BulkHeader::decode(&[0x99]), Err(FrameError::Type(0x99)));
+    }
+
+    #[test]
+    fn long_names_are_cut_on_a_character_boundary() {
+        let id = TransferId(1);
+        let name = "é".repeat(MAX_TEXT);
+        let frame = Control::Offer { id, size: 1, block_size: 1, head: [0; 32], hash: None, name, mime: String::new() }.encode();
+        match Control::decode(&frame) {
+            Ok(Control::Offer { name, .. }) => assert!(name.len() <= MAX_TEXT && name.chars().all(|c| c == 'é')),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut rng = crate::core::rng::Rng::new(11);
+        for _ in 0..20_000 {
+            let len = (rng.next_u64() % 80) as usize;
+            let mut frame: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if let Some(h) = frame.first_mut() {
+                *h = [CONTROL, BLOCK, END][(*h % 3) as usize];
+            }
+            if frame.len() > 1 {
+                frame[1] %= 9;
+            }
+            let _ = Control::decode(&frame);
+            let _ = BulkHeader::decode(&frame);
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! File transfers between two peers: offer, accept or reject, blocks with their hashes
+//! on the bulk channel, acks once stored, a final content-hash check, and resume from
+//! whatever blocks the receiver already holds. Sans-IO like the rest of the core: the
+//! sender's driver reads blocks when asked ([`Output::ReadBlock`]), the receiver's
+//! driver stores what it is told to; every decision is made here.
+//!
+//! [`Output::ReadBlock`]: super::Output::ReadBlock
+
+pub mod blocks;
+pub(crate) mod frame;
+mod progress;
+mod recv;
+mod send;
+
+use std::fmt;
+
+use thiserror::Error;
+
+pub use blocks::{Hash, BLOCK_SIZE};
+pub use frame::{CancelCode, FrameError};
+pub(crate) use progress::ProgressMeter;
+pub use recv::BulkVerdict;
+pub(crate) use recv::{Incoming, RecvLane};
+pub(crate) use send::Outgoing;
+
+use crate::core::{Millis, PeerId};
+
+/// Unacknowledged blocks a sender may have in flight to one receiver: bounds the
+/// receiver's memory when its storage is slower than the network.
+pub(crate) const WINDOW_BLOCKS: u32 = 8;
+/// Bytes read ahead of the bulk channel per peer, so the next block is ready before
+/// the current one drains.
+pub(crate) const READ_AHEAD: u64 = 2 * BLOCK_SIZE;
+/// Progress events at most this often per transfer (at least 4 a second while bytes flow).
+pub(crate) const PROGRESS_INTERVAL_MS: u64 = 200;
+
+/// One transfer, the same on both sides (the sender picks it at random).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub(crate) u64);
+
+impl TransferId {
+    /// Parses the 16-hex-digit form that `Display` writes.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok().map(TransferId)
+    }
+}
+
+impl fmt::Display for TransferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// We send.
+    Send,
+    /// We receive.
+    Receive,
+}
+
+impl Direction {
+    /// The direction's name in the JS API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Send => "send",
+            Direction::Receive => "receive",
+        }
+    }
+}
+
+/// What a file is, as offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// File name (display only: never used as a path).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type, possibly empty.
+    pub mime: String,
+}
+
+/// Bytes done so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Sender: verified and stored by the receiver. Receiver: arrived.
+    pub bytes: u64,
+    /// The file size.
+    pub total: u64,
+    /// Over the last two seconds.
+    pub bytes_per_second: f64,
+}
+
+/// A receiver's earlier, incomplete download of some content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// The peer that was sending it.
+    pub from: String,
+    /// Blocks already verified and stored, with their hashes.
+    pub blocks: Vec<(u32, Hash)>,
+}
+
+/// A storage failure reported by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// The quota is exhausted.
+    pub full: bool,
+    /// What the browser said.
+    pub message: String,
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransferError {
+    /// The receiver declined the offer.
+    #[error("declined: {0}")]
+    Declined(String),
+    /// Cancelled, by us or by the peer.
+    #[error("cancelled by {}{}", if *.by_peer { "the peer" } else { "us" }, if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
+    Cancelled {
+        /// The other side cancelled.
+        by_peer: bool,
+        /// Their words, if any.
+        reason: String,
+    },
+    /// The peer left and did not come back in time.
+    #[error("peer left and did not come back within {0} ms")]
+    PeerLeft(u64),
+    /// A block or the whole file did not match its hash; nothing was delivered.
+    #[error("hash mismatch: {0}")]
+    HashMismatch(String),
+    /// The receiver's storage is full.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The receiver could not store the file.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The sender could not read the file (moved, deleted, or changed while sending).
+    #[error("file unreadable: {0}")]
+    Unreadable(String),
+    /// The peer broke the transfer protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// `leave()` was called.
+    #[error("this peer has left the room")]
+    Closed,
+}
+
+impl TransferError {
+    /// What to tell the other side when this ends a transfer.
+    pub(crate) fn wire(&self) -> (CancelCode, String) {
+        match self {
+            TransferError::HashMismatch(m) => (CancelCode::HashMismatch, m.clone()),
+            TransferError::StorageFull(m) => (CancelCode::StorageFull, m.clone()),
+            TransferError::Storage(m) => (CancelCode::Storage, m.clone()),
+            TransferError::Unreadable(m) => (CancelCode::Unreadable, m.clone()),
+            TransferError::Protocol(m) => (CancelCode::Protocol, m.clone()),
+            TransferError::Cancelled { reason, .. } => (CancelCode::Cancelled, reason.clone()),
+            TransferError::Declined(m) => (CancelCode::Cancelled, m.clone()),
+            TransferError::PeerLeft(_) | TransferError::Closed => (CancelCode::Cancelled, self.to_string()),
+        }
+    }
+
+    /// The error the other side reported.
+    pub(crate) fn from_wire(code: CancelCode, reason: String) -> Self {
+        match code {
+            CancelCode::Cancelled => TransferError::Cancelled { by_peer: true, reason },
+            CancelCode::HashMismatch => TransferError::HashMismatch(reason),
+            CancelCode::StorageFull => TransferError::StorageFull(reason),
+            CancelCode::Storage => TransferError::Storage(reason),
+            CancelCode::Unreadable => TransferError::Unreadable(reason),
+            CancelCode::Protocol => TransferError::Protocol(reason),
+        }
+    }
+}
+
+/// What to put on the bulk channel: a frame the core built, or a slice of a block the
+/// driver read (held by the driver since [`Mesh::handle_block_read`] returned true).
+///
+/// [`Mesh::handle_block_read`]: super::Mesh::handle_block_read
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkItem {
+    /// Send these bytes.
+    Frame(Vec<u8>),
+    /// Send bytes `start..start + len` of block `block` of transfer `id`; after the
+    /// `last` slice the driver may drop the block.
+    Slice {
+        /// The transfer.
+        id: TransferId,
+        /// The block.
+        block: u32,
+        /// Offset within the block.
+        start: u32,
+        /// Bytes.
+        len: u32,
+        /// No more slices of this block follow.
+        last: bool,
+    },
+}
+
+impl BulkItem {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            BulkItem::Frame(f) => f.len() as u64,
+            BulkItem::Slice { len, .. } => u64::from(*len),
+        }
+    }
+}
+
+/// A transfer in progress: one of ours, or one we receive.
+#[derive(Debug)]
+pub(crate) enum Transfer {
+    Out(Outgoing),
+    In(Incoming),
+}
+
+impl Transfer {
+    pub(crate) fn peer(&self) -> &PeerId {
+        match self {
+            Transfer::Out(t) => &t.peer,
+            Transfer::In(t) => &t.peer,
+        }
+    }
+
+    /// When a paused transfer gives up on its peer.
+    pub(crate) fn paused_until(&self) -> Option<Millis> {
+        match self {
+            Transfer::Out(t) => t.paused_until(),
+            Transfer::In(t) => t.paused_until(),
+        }
+    }
+}
