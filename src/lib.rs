@@ -32,6 +32,6 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod api;
 #[cfg(target_arch = "wasm32")]
-pub use api::Peer;
+pub use api::{FileOffer, Peer, Transfer};
 #[cfg(target_arch = "wasm32")]
 mod web;

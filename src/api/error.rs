@@ -4,7 +4,7 @@
 use js_sys::{Error, Reflect};
 use wasm_bindgen::JsValue;
 
-use crate::core::{JoinError, SendError};
+use crate::core::{JoinError, SendError, TransferError};
 
 pub(crate) fn js_error(name: &str, message: &str) -> JsValue {
     let err = Error::new(message);
@@ -37,4 +37,20 @@ pub(crate) fn join_error(err: &JoinError, url: &str) -> JsValue {
     let value = js_error("SignalingError", &message);
     let _ = Reflect::set(&value, &JsValue::from_str("code"), &JsValue::from_str(&code));
     value
+}
+
+/// A transfer's failure as an `Error` whose `name` says which.
+pub(crate) fn transfer_error(err: &TransferError) -> JsValue {
+    let name = match err {
+        TransferError::Declined(_) => "DeclinedError",
+        TransferError::Cancelled { .. } => "CancelledError",
+        TransferError::PeerLeft(_) => "PeerLeftError",
+        TransferError::HashMismatch(_) => "HashMismatchError",
+        TransferError::StorageFull(_) => "StorageFullError",
+        TransferError::Storage(_) => "StorageError",
+        TransferError::Unreadable(_) => "FileUnreadableError",
+        TransferError::Protocol(_) => "ProtocolError",
+        TransferError::Closed => "ClosedError",
+    };
+    js_error(name, &err.to_string())
 }

@@ -2,13 +2,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
-use js_sys::{Function, Object, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
+use web_sys::{File, FilePropertyBag};
 
-use crate::core::{Event, Payload};
-use crate::web::driver::EventSink;
+use super::transfer::{FileOffer, Transfer, TransferShared};
+use crate::core::{Direction, Event, Payload, TransferId};
+use crate::web::driver::{Delivery, EventSink};
+use crate::web::Driver;
 
 #[wasm_bindgen(typescript_custom_section)]
 const EVENT_TYPES: &'static str = r#"
@@ -37,6 +40,35 @@ export interface PeerEventMap {
   "signaling": { state: SignalingState };
   /** Something went wrong that needs no action (e.g. a peer sent a malformed frame). */
   "warning": { message: string };
+  /** A peer offers a file: call `accept()` (returns the `Transfer`) or `reject(reason)`. */
+  "file-offer": FileOffer;
+  /** A download resumed by itself: the same sender came back with content we were
+   *  receiving from it before one of us reloaded. The user already accepted it. */
+  "transfer": Transfer;
+}
+
+/** Transfer event payloads by event type. */
+export interface TransferEventMap {
+  /** At least 4 a second while bytes flow. Sender: bytes the receiver verified and
+   *  stored; receiver: bytes arrived. */
+  "progress": { bytes: number; total: number; bytesPerSecond: number };
+  /** The peer left; the transfer continues if it comes back in time (`resumeTimeoutMs`). */
+  "paused": {};
+  /** Bytes flow again (also when the receiver accepts). */
+  "resumed": {};
+}
+
+export interface Transfer {
+  /** Calls `listener` for every event of `type` until `off`. */
+  on<K extends keyof TransferEventMap>(type: K, listener: (event: TransferEventMap[K]) => void): void;
+  /** Removes a listener added with `on`. */
+  off<K extends keyof TransferEventMap>(type: K, listener: (event: TransferEventMap[K]) => void): void;
+}
+
+/** Options for `Peer.sendFile`. */
+export interface SendFileOptions {
+  /** The name the receiver sees. Default: the File's name, or "file". */
+  name?: string;
 }
 
 /** The event types `Peer.on` accepts. */
@@ -58,6 +90,15 @@ export interface JoinOptions {
   maxMessageBytes?: number;
   /** Give up on a connection attempt after this long (it is retried). Default 20000. */
   connectTimeoutMs?: number;
+  /** How long a transfer waits for a peer that left to come back. Default 120000. */
+  resumeTimeoutMs?: number;
+  /** Stored downloads (finished or partial) untouched for this long are removed when a
+   *  Peer joins. Default 86400000 (a day). */
+  storageMaxAgeMs?: number;
+  /** "persistent" (default): this tab keeps its id across reloads (a secret kept in
+   *  localStorage, held by one tab at a time with a Web Lock), which lets transfers
+   *  resume by themselves. "ephemeral": a new id every time. */
+  identity?: "persistent" | "ephemeral";
 }
 
 /** What `send` and `broadcast` accept. */
@@ -72,7 +113,8 @@ export interface Peer {
 "#;
 
 /// The event types `on` accepts.
-pub(crate) const EVENT_TYPES_LIST: [&str; 6] = ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning"];
+pub(crate) const EVENT_TYPES_LIST: [&str; 8] =
+    ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning", "file-offer", "transfer"];
 
 #[derive(Default)]
 pub(crate) struct Listeners {
@@ -92,7 +134,7 @@ impl Listeners {
         }
     }
 
-    fn emit(&self, kind: &str, payload: &JsValue) {
+    pub(crate) fn emit(&self, kind: &str, payload: &JsValue) {
         // A copy: listeners may add or remove listeners while we iterate.
         let list = self.by_type.borrow().get(kind).cloned().unwrap_or_default();
         for listener in list {
@@ -104,11 +146,34 @@ impl Listeners {
     }
 }
 
+/// What the `Peer` and the event sink share: listeners, live transfers, the driver.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) listeners: Listeners,
+    pub(crate) transfers: RefCell<HashMap<TransferId, Rc<TransferShared>>>,
+    pub(crate) driver: RefCell<Weak<Driver>>,
+}
+
+impl Shared {
+    fn transfer(&self, id: &TransferId) -> Option<Rc<TransferShared>> {
+        self.transfers.borrow().get(id).cloned()
+    }
+
+    /// A new transfer object, registered for its events.
+    pub(crate) fn register(&self, id: TransferId, peer: &str, meta: crate::core::FileMeta, direction: Direction) -> Rc<TransferShared> {
+        let shared = TransferShared::new(id, peer, meta, direction, self.driver.borrow().clone());
+        self.transfers.borrow_mut().insert(id, shared.clone());
+        shared
+    }
+}
+
 /// Delivers core events to the listeners (shared with the `Peer`).
-pub(crate) struct ListenerSink(pub(crate) Rc<Listeners>);
+pub(crate) struct ListenerSink(pub(crate) Rc<Shared>);
 
 impl EventSink for ListenerSink {
-    fn deliver(&self, event: Event) {
+    fn deliver(&self, delivery: Delivery) {
+        let Delivery { event, file } = delivery;
+        let shared = &self.0;
         let (kind, payload) = match event {
             Event::PeerConnecting { id, name } => ("peer-connecting", peer_info(id.as_str(), name.as_deref())),
             Event::PeerJoined { id, name } => ("peer-joined", peer_info(id.as_str(), name.as_deref())),
@@ -122,10 +187,40 @@ impl EventSink for ListenerSink {
             }
             Event::Signaling(state) => ("signaling", object(&[("state", state.as_str().into())])),
             Event::Warning(message) => ("warning", object(&[("message", message.into())])),
+            Event::FileOffer { id, from, meta, hash, have } => {
+                let transfer = shared.register(id, from.as_str(), meta, Direction::Receive);
+                ("file-offer", FileOffer::new(transfer, hash.as_ref(), have).into())
+            }
+            Event::TransferStarted { id, peer, meta } => {
+                let transfer = shared.register(id, peer.as_str(), meta, Direction::Receive);
+                ("transfer", Transfer::new(transfer).into())
+            }
+            Event::TransferPaused { id } => return if let Some(t) = shared.transfer(&id) { t.state("paused") },
+            Event::TransferResumed { id } => return if let Some(t) = shared.transfer(&id) { t.state("resumed") },
+            Event::TransferProgress { id, progress } => return if let Some(t) = shared.transfer(&id) { t.progress(progress) },
+            Event::TransferDone { id, .. } => {
+                let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
+                let value = match file {
+                    Some(blob) => named_file(&blob, t.meta()),
+                    None => JsValue::UNDEFINED,
+                };
+                return t.succeed(&value);
+            }
+            Event::TransferFailed { id, error } => {
+                let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
+                return t.fail(&error);
+            }
             Event::Joined { .. } | Event::JoinFailed(_) => return,
         };
-        self.0.emit(kind, &payload);
+        shared.listeners.emit(kind, &payload);
     }
+}
+
+/// The stored bytes under the sender's name and type (no copy: a File over the Blob).
+fn named_file(blob: &web_sys::Blob, meta: &crate::core::FileMeta) -> JsValue {
+    let options = FilePropertyBag::new();
+    options.set_type(&meta.mime);
+    File::new_with_blob_sequence_and_options(&Array::of1(blob), &meta.name, &options).map_or_else(|_| blob.clone().into(), Into::into)
 }
 
 pub(crate) fn peer_info(id: &str, name: Option<&str>) -> JsValue {
@@ -136,7 +231,7 @@ pub(crate) fn peer_info(id: &str, name: Option<&str>) -> JsValue {
     info
 }
 
-fn object(fields: &[(&str, JsValue)]) -> JsValue {
+pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
     let obj = Object::new();
     for (key, value) in fields {
         let _ = Reflect::set(&obj, &JsValue::from_str(key), value);

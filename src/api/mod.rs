@@ -5,5 +5,7 @@ mod error;
 mod events;
 mod options;
 mod peer;
+mod transfer;
 
 pub use peer::Peer;
+pub use transfer::{FileOffer, Transfer};

@@ -14,6 +14,9 @@ pub(crate) struct JoinSettings {
     pub(crate) rtc: RtcConfiguration,
     pub(crate) max_message_bytes: Option<u64>,
     pub(crate) connect_timeout_ms: Option<u64>,
+    pub(crate) resume_timeout_ms: Option<u64>,
+    pub(crate) storage_max_age_ms: Option<u64>,
+    pub(crate) persistent_identity: bool,
 }
 
 fn field(options: &JsValue, key: &str) -> Option<JsValue> {
@@ -71,5 +74,12 @@ pub(crate) fn parse(options: &JsValue) -> Result<JoinSettings, JsValue> {
         rtc: rtc.unchecked_into(),
         max_message_bytes: number_field(options, "maxMessageBytes")?,
         connect_timeout_ms: number_field(options, "connectTimeoutMs")?,
+        resume_timeout_ms: number_field(options, "resumeTimeoutMs")?,
+        storage_max_age_ms: number_field(options, "storageMaxAgeMs")?,
+        persistent_identity: match string_field(options, "identity")?.as_deref() {
+            None | Some("persistent") => true,
+            Some("ephemeral") => false,
+            Some(_) => return Err(type_error("options.identity must be \"persistent\" or \"ephemeral\"")),
+        },
     })
 }

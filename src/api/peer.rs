@@ -2,14 +2,16 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, ArrayBuffer, Function, Promise, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::error::{join_error, send_error, type_error};
-use super::events::{peer_info, ListenerSink, Listeners, EVENT_TYPES_LIST};
+use super::events::{peer_info, ListenerSink, Shared, EVENT_TYPES_LIST};
 use super::options;
-use crate::core::{MeshConfig, Payload, PeerId};
-use crate::web::platform_secret_and_seed;
+use super::transfer::Transfer;
+use crate::core::{Direction, FileMeta, MeshConfig, Payload, PeerId};
+use crate::web::identity::Identity;
+use crate::web::random_seed;
 use crate::web::{Driver, DriverConfig};
 
 #[wasm_bindgen]
@@ -20,6 +22,12 @@ extern "C" {
     /// A string or bytes.
     #[wasm_bindgen(typescript_type = "MessageData")]
     pub type MessageData;
+    /// Options for `sendFile` (see the `SendFileOptions` interface).
+    #[wasm_bindgen(typescript_type = "SendFileOptions")]
+    pub type SendFileOptions;
+    /// A file or blob to send.
+    #[wasm_bindgen(typescript_type = "Blob")]
+    pub type BlobLike;
     /// A promise of nothing.
     #[wasm_bindgen(typescript_type = "Promise<void>")]
     pub type PromiseVoid;
@@ -45,7 +53,8 @@ extern "C" {
 #[wasm_bindgen]
 pub struct Peer {
     driver: Rc<Driver>,
-    listeners: Rc<Listeners>,
+    shared: Rc<Shared>,
+    _identity: Identity,
     id: String,
     room: String,
     name: Option<String>,
@@ -60,17 +69,28 @@ impl Peer {
     /// `TypeError` for bad options.
     pub async fn join(options: JoinOptions) -> Result<Peer, JsValue> {
         let settings = options::parse(&options)?;
-        let (secret, seed) = platform_secret_and_seed()?;
-        let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), secret);
+        let identity = if settings.persistent_identity { Identity::claim().await? } else { Identity::ephemeral()? };
+        let seed = random_seed()?;
+        let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
         if let Some(max) = settings.max_message_bytes {
             mesh.max_message_bytes = max;
         }
         if let Some(timeout) = settings.connect_timeout_ms {
             mesh.connect_timeout_ms = timeout;
         }
-        let listeners = Rc::new(Listeners::default());
-        let config = DriverConfig { signaling_url: settings.signaling_url.clone(), rtc: settings.rtc, mesh, seed };
-        let (driver, joined) = Driver::start(config, Box::new(ListenerSink(listeners.clone())));
+        if let Some(timeout) = settings.resume_timeout_ms {
+            mesh.resume_timeout_ms = timeout;
+        }
+        let shared = Rc::new(Shared::default());
+        let config = DriverConfig {
+            signaling_url: settings.signaling_url.clone(),
+            rtc: settings.rtc,
+            mesh,
+            seed,
+            storage_max_age_ms: settings.storage_max_age_ms.unwrap_or(24 * 60 * 60 * 1000),
+        };
+        let (driver, joined) = Driver::start(config, Box::new(ListenerSink(shared.clone())));
+        *shared.driver.borrow_mut() = Rc::downgrade(&driver);
         match joined.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(join_error(&err, &settings.signaling_url)),
@@ -78,7 +98,7 @@ impl Peer {
         }
         driver.release_events();
         let id = driver.read(|mesh| mesh.id().map(|id| id.as_str().to_owned())).unwrap_or_default();
-        Ok(Peer { driver, listeners, id, room: settings.room, name: settings.name })
+        Ok(Peer { driver, shared, _identity: identity, id, room: settings.room, name: settings.name })
     }
 
     /// Our id, the same for the life of this `Peer` (also across signaling reconnects).
@@ -116,14 +136,14 @@ impl Peer {
             .iter()
             .find(|k| **k == kind)
             .ok_or_else(|| type_error(&format!("unknown event type \"{kind}\"; expected one of {}", EVENT_TYPES_LIST.join(", "))))?;
-        self.listeners.add(kind, listener);
+        self.shared.listeners.add(kind, listener);
         Ok(())
     }
 
     /// Removes a listener added with `on`.
     #[wasm_bindgen(skip_typescript)]
     pub fn off(&self, kind: &str, listener: Function) {
-        self.listeners.remove(kind, &listener);
+        self.shared.listeners.remove(kind, &listener);
     }
 
     /// Sends a message to one peer, reliably and in order. A string arrives as a
@@ -136,6 +156,34 @@ impl Peer {
             self.driver.with_mesh(|mesh, now| mesh.send(now, &peer, &payload)).map_err(|e| send_error(&e))
         });
         settle(result.map(|()| JsValue::UNDEFINED)).unchecked_into()
+    }
+
+    /// Offers a file to a peer and returns its `Transfer`. The file is read a block at
+    /// a time (never whole) and hashed as it goes; `done` resolves once the receiver
+    /// verified and stored it. Throws `NotConnectedError` for an unknown or
+    /// disconnected peer, `ClosedError` after `leave()`, `TypeError` for a non-Blob.
+    #[wasm_bindgen(js_name = sendFile)]
+    pub fn send_file(&self, peer_id: &str, file: BlobLike, options: Option<SendFileOptions>) -> Result<Transfer, JsValue> {
+        let blob = file.dyn_into::<web_sys::Blob>().map_err(|_| type_error("sendFile needs a File or Blob"))?;
+        let option_name = options
+            .as_ref()
+            .and_then(|o| Reflect::get(o, &JsValue::from_str("name")).ok())
+            .filter(|n| !n.is_undefined() && !n.is_null());
+        let name = match option_name {
+            Some(n) => n.as_string().ok_or_else(|| type_error("options.name must be a string"))?,
+            None => Reflect::get(&blob, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "file".into()),
+        };
+        let meta = FileMeta { name, size: blob.size() as u64, mime: blob.type_() };
+        let peer = PeerId::new(peer_id);
+        let id = self.driver.send_file(&peer, blob, meta.clone()).map_err(|e| send_error(&e))?;
+        Ok(Transfer::new(self.shared.register(id, peer_id, meta, Direction::Send)))
+    }
+
+    /// Whether received files are stored on disk (OPFS) and downloads resume after a
+    /// reload; false where the browser lacks OPFS (files are then kept in memory).
+    #[wasm_bindgen(getter, js_name = persistentStorage)]
+    pub fn persistent_storage(&self) -> bool {
+        self.driver.persistent_storage()
     }
 
     /// Sends a message to every peer with an open channel; resolves to how many.

@@ -11,16 +11,18 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
-use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::spawn_local;
-use web_sys::RtcConfiguration;
+use js_sys::{ArrayBuffer, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{Blob, RtcConfiguration};
 
 use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
-use crate::core::{ConnId, Event, JoinError, Mesh, MeshConfig, Millis, Output, SdpKind};
+use super::store::{Store, StoreReply};
+use crate::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, TransferId};
 
-type Input = Box<dyn FnOnce(&mut Mesh, Millis)>;
+type Input = Box<dyn FnOnce(&mut State, Millis)>;
 
 /// Everything the driver needs besides the core's own settings.
 pub(crate) struct DriverConfig {
@@ -28,6 +30,8 @@ pub(crate) struct DriverConfig {
     pub(crate) rtc: RtcConfiguration,
     pub(crate) mesh: MeshConfig,
     pub(crate) seed: u64,
+    /// Remove stored downloads untouched for this long (at start).
+    pub(crate) storage_max_age_ms: u64,
 }
 
 struct State {
@@ -38,11 +42,27 @@ struct State {
     conns: HashMap<ConnId, RtcConn>,
     timer: Option<(Millis, Timeout)>,
     join: Option<oneshot::Sender<Result<(), JoinError>>>,
+    store: Store,
+    /// Files we send, by transfer.
+    files: HashMap<TransferId, Blob>,
+    /// Blocks read for sending, kept until their last slice went out.
+    blocks: HashMap<(TransferId, u32), Uint8Array>,
+    /// Finished downloads waiting for their `TransferDone` event.
+    finished: HashMap<TransferId, Blob>,
+    /// Reused for copying bytes into wasm memory for hashing (one allocation, not one
+    /// per frame).
+    scratch: Vec<u8>,
+}
+
+/// A user-facing event, with the received file for a finished download.
+pub(crate) struct Delivery {
+    pub(crate) event: Event,
+    pub(crate) file: Option<Blob>,
 }
 
 /// Receives the core's user-facing events.
 pub(crate) trait EventSink {
-    fn deliver(&self, event: Event);
+    fn deliver(&self, delivery: Delivery);
 }
 
 pub(crate) struct Driver {
@@ -51,7 +71,7 @@ pub(crate) struct Driver {
     pumping: Cell<bool>,
     sink: Box<dyn EventSink>,
     /// Events held back until the user can have attached listeners (see `release_events`).
-    held: RefCell<Option<Vec<Event>>>,
+    held: RefCell<Option<Vec<Delivery>>>,
     release: RefCell<Option<Timeout>>,
     this: Weak<Driver>,
 }
@@ -60,7 +80,11 @@ impl Driver {
     /// Starts the mesh; the receiver resolves when the server first welcomes us.
     pub(crate) fn start(config: DriverConfig, sink: Box<dyn EventSink>) -> (Rc<Driver>, oneshot::Receiver<Result<(), JoinError>>) {
         let (tx, rx) = oneshot::channel();
-        let driver = Rc::new_cyclic(|this| Driver {
+        let driver = Rc::new_cyclic(|this: &Weak<Driver>| {
+            let weak = this.clone();
+            let store = Store::new(move |reply| Driver::input(&weak, move |state, now| Driver::stored(state, now, reply)));
+            store.cleanup(config.storage_max_age_ms);
+            Driver {
             state: RefCell::new(State {
                 mesh: Mesh::new(config.mesh, config.seed),
                 url: config.signaling_url,
@@ -69,6 +93,11 @@ impl Driver {
                 conns: HashMap::new(),
                 timer: None,
                 join: Some(tx),
+                store,
+                files: HashMap::new(),
+                blocks: HashMap::new(),
+                finished: HashMap::new(),
+                scratch: Vec::new(),
             }),
             pending: RefCell::new(Vec::new()),
             pumping: Cell::new(false),
@@ -76,6 +105,7 @@ impl Driver {
             held: RefCell::new(Some(Vec::new())),
             release: RefCell::new(None),
             this: this.clone(),
+        }
         });
         driver.pump();
         (driver, rx)
@@ -107,13 +137,32 @@ impl Driver {
         *self.release.borrow_mut() = Some(timeout);
     }
 
+    /// Offers `file` to `peer`; its blocks are read as the core asks for them.
+    pub(crate) fn send_file(&self, peer: &PeerId, file: Blob, meta: FileMeta) -> Result<TransferId, SendError> {
+        let result = {
+            let mut state = self.state.borrow_mut();
+            let id = state.mesh.send_file(now(), peer, meta);
+            if let Ok(id) = id {
+                state.files.insert(id, file);
+            }
+            id
+        };
+        self.pump();
+        result
+    }
+
+    /// Whether received files survive a reload (OPFS), so downloads can resume.
+    pub(crate) fn persistent_storage(&self) -> bool {
+        self.state.borrow().store.persistent()
+    }
+
     /// Reads the core without changing it.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Mesh) -> R) -> R {
         f(&self.state.borrow().mesh)
     }
 
     /// A callback for browser events: queues `f` and pumps, if the driver still exists.
-    fn input(weak: &Weak<Driver>, f: impl FnOnce(&mut Mesh, Millis) + 'static) {
+    fn input(weak: &Weak<Driver>, f: impl FnOnce(&mut State, Millis) + 'static) {
         if let Some(driver) = weak.upgrade() {
             driver.pending.borrow_mut().push(Box::new(f));
             driver.pump();
@@ -132,7 +181,7 @@ impl Driver {
                 let mut state = self.state.borrow_mut();
                 let now = now();
                 for input in inputs {
-                    input(&mut state.mesh, now);
+                    input(&mut state, now);
                 }
                 while let Some(output) = state.mesh.poll_output() {
                     worked = true;
@@ -140,7 +189,7 @@ impl Driver {
                 }
                 self.arm_timer(&mut state);
             }
-            let events = match self.held.borrow_mut().as_mut() {
+            let events: Vec<Delivery> = match self.held.borrow_mut().as_mut() {
                 Some(held) => {
                     held.extend(events);
                     Vec::new()
@@ -157,12 +206,12 @@ impl Driver {
         self.pumping.set(false);
     }
 
-    fn perform(&self, state: &mut State, output: Output, events: &mut Vec<Event>) {
+    fn perform(&self, state: &mut State, output: Output, events: &mut Vec<Delivery>) {
         let weak = self.this.clone();
         match output {
             Output::OpenSignaling => {
                 let on_event = move |event: SocketEvent| {
-                    Driver::input(&weak, move |mesh, now| match event {
+                    Driver::input(&weak, move |State { mesh, .. }, now| match event {
                         SocketEvent::Open => mesh.handle_signaling_open(now),
                         SocketEvent::Frame(text) => mesh.handle_signaling_frame(now, &text),
                         SocketEvent::Closed => mesh.handle_signaling_closed(now),
@@ -184,12 +233,17 @@ impl Driver {
             Output::CloseSignaling => state.socket = None,
             Output::CreateConnection { conn, .. } => {
                 let on_event = move |event: RtcEvent| {
-                    Driver::input(&weak, move |mesh, now| match event {
-                        RtcEvent::LocalCandidate(c) => mesh.handle_local_candidate(now, conn, c),
-                        RtcEvent::Open { max_message_size } => mesh.handle_channel_open(now, conn, max_message_size),
-                        RtcEvent::Message(frame) => mesh.handle_channel_message(now, conn, &frame),
-                        RtcEvent::BufferedLow(amount) => mesh.handle_buffered_amount_low(now, conn, amount),
-                        RtcEvent::Closed(reason) => mesh.handle_connection_closed(now, conn, reason),
+                    Driver::input(&weak, move |state, now| {
+                        let mesh = &mut state.mesh;
+                        match event {
+                            RtcEvent::LocalCandidate(c) => mesh.handle_local_candidate(now, conn, c),
+                            RtcEvent::Open { max_message_size } => mesh.handle_channel_open(now, conn, max_message_size),
+                            RtcEvent::Message(frame) => mesh.handle_channel_message(now, conn, &frame),
+                            RtcEvent::BufferedLow(amount) => mesh.handle_buffered_amount_low(now, conn, amount),
+                            RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
+                            RtcEvent::BulkLow(amount) => mesh.handle_bulk_buffered_low(now, conn, amount),
+                            RtcEvent::Closed(reason) => mesh.handle_connection_closed(now, conn, reason),
+                        }
                     })
                 };
                 match RtcConn::new(&state.rtc, on_event) {
@@ -198,8 +252,9 @@ impl Driver {
                     }
                     Err(err) => {
                         let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
-                        events.push(Event::Warning(reason));
+                        events.push(Delivery { event: Event::Warning(reason), file: None });
                         state.mesh.handle_connection_closed(now(), conn, "cannot create RTCPeerConnection");
+                        let _ = events;
                     }
                 }
             }
@@ -209,7 +264,7 @@ impl Driver {
                 let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
                 spawn_local(async move {
                     if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
-                        Driver::input(&weak, move |mesh, now| mesh.handle_connection_closed(now, conn, "remote description rejected"));
+                        Driver::input(&weak, move |state, now| state.mesh.handle_connection_closed(now, conn, "remote description rejected"));
                     }
                 });
             }
@@ -241,8 +296,83 @@ impl Driver {
                         let _ = join.send(Err(err));
                     }
                 }
-                other => events.push(other),
+                other => {
+                    let mut file = None;
+                    if let Event::TransferDone { id, .. } | Event::TransferFailed { id, .. } = &other {
+                        state.files.remove(id);
+                        file = state.finished.remove(id);
+                    }
+                    events.push(Delivery { event: other, file });
+                }
             },
+            Output::ReadBlock { id, block, offset, len } => {
+                let Some(file) = state.files.get(&id) else { return };
+                let read = file.slice_with_f64_and_f64(offset as f64, (offset + len) as f64).map(|slice| slice.array_buffer());
+                spawn_local(async move {
+                    let bytes = match read {
+                        Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>().map_err(JsValue::from)),
+                        Err(err) => Err(err),
+                    };
+                    Driver::input(&weak, move |state, now| match bytes {
+                        Ok(buffer) => {
+                            let view = Uint8Array::new(&buffer);
+                            let bytes = copy_into(&mut state.scratch, &view);
+                            if state.mesh.handle_block_read(now, id, block, bytes) {
+                                state.blocks.insert((id, block), view);
+                            }
+                        }
+                        Err(err) => state.mesh.handle_block_unreadable(now, id, &describe(&err)),
+                    });
+                });
+            }
+            Output::TransmitBulk { conn, item } => {
+                let Some(rtc) = state.conns.get(&conn) else { return };
+                let sent = match item {
+                    BulkItem::Frame(frame) => rtc.send_bulk(&frame),
+                    BulkItem::Slice { id, block, start, len, last } => {
+                        let Some(view) = state.blocks.get(&(id, block)) else { return };
+                        let sent = rtc.send_bulk_view(&view.subarray(start, start + len));
+                        if last {
+                            state.blocks.remove(&(id, block));
+                        }
+                        sent
+                    }
+                };
+                if sent.is_err() {
+                    state.mesh.handle_connection_closed(now(), conn, "bulk send failed");
+                }
+            }
+            Output::ReleaseBlocks { id } => state.blocks.retain(|(t, _), _| *t != id),
+            Output::ProbeStore { id, key } => state.store.probe(id, &key),
+            Output::OpenStore { id, key, from, meta } => state.store.open(id, &key, &from, &meta),
+            Output::CommitBlock { id, block, hash } => state.store.commit(id, block, &hash),
+            Output::FinishStore { id } => state.store.finish(id),
+            Output::CloseStore { id, delete } => state.store.close(id, delete),
+        }
+    }
+
+    /// A bulk-channel frame: the core hashes a copy in wasm memory and says where the
+    /// bytes belong; the original buffer goes to storage as is.
+    fn bulk_frame(state: &mut State, now: Millis, conn: ConnId, buffer: ArrayBuffer) {
+        let bytes = copy_into(&mut state.scratch, &Uint8Array::new(&buffer));
+        if let BulkVerdict::Store { id, offset } = state.mesh.handle_bulk_frame(now, conn, bytes) {
+            state.store.write(id, offset, buffer);
+        }
+    }
+
+    fn stored(state: &mut State, now: Millis, reply: StoreReply) {
+        let mesh = &mut state.mesh;
+        match reply {
+            StoreReply::Probed(id, partial) => mesh.handle_store_probed(now, id, partial),
+            StoreReply::Opened(id, result) => mesh.handle_store_opened(now, id, result),
+            StoreReply::Committed(id, block) => mesh.handle_block_committed(now, id, block),
+            StoreReply::Finished(id, result) => {
+                let result = result.map(|file| {
+                    state.finished.insert(id, file);
+                });
+                state.mesh.handle_store_finished(now, id, result);
+            }
+            StoreReply::Failed(id, err) => mesh.handle_store_failed(now, id, err),
         }
     }
 
@@ -251,7 +381,7 @@ impl Driver {
         let weak = self.this.clone();
         spawn_local(async move {
             let result = rtc::create_local_description(pc).await;
-            Driver::input(&weak, move |mesh, now| match result {
+            Driver::input(&weak, move |State { mesh, .. }, now| match result {
                 Ok(sdp) => mesh.handle_local_description(now, conn, kind, sdp),
                 Err(_) => mesh.handle_connection_closed(now, conn, "cannot create local description"),
             });
@@ -276,10 +406,20 @@ impl Driver {
                     state.timer = None;
                 }
             }
-            Driver::input(&weak, |mesh, now| mesh.handle_timeout(now));
+            Driver::input(&weak, |state, now| state.mesh.handle_timeout(now));
         });
         state.timer = Some((at, timeout));
     }
+}
+
+/// Copies a JS byte view into `scratch` (grown once, then reused) and returns the copy.
+fn copy_into<'a>(scratch: &'a mut Vec<u8>, view: &Uint8Array) -> &'a [u8] {
+    let len = view.length() as usize;
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    view.copy_to(&mut scratch[..len]);
+    &scratch[..len]
 }
 
 /// A thrown JS value as text, for messages.

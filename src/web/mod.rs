@@ -3,13 +3,15 @@
 //! back in. No protocol decisions here.
 
 pub(crate) mod driver;
+pub(crate) mod identity;
 mod platform;
 mod rtc;
 mod socket;
+mod store;
 
 pub(crate) use driver::{Driver, DriverConfig};
 
-/// A fresh peer secret (its id derives from it) and a seed for the core.
-pub(crate) fn platform_secret_and_seed() -> Result<(String, u64), wasm_bindgen::JsValue> {
-    Ok((platform::random_secret()?, platform::random_seed()?))
+/// A random seed for the core.
+pub(crate) fn random_seed() -> Result<u64, wasm_bindgen::JsValue> {
+    platform::random_seed()
 }

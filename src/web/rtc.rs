@@ -12,9 +12,11 @@ use web_sys::{
 
 use crate::core::{SdpKind, BUFFERED_LOW_THRESHOLD};
 
-/// The data channel's id; both sides create it with `negotiated: true`, which saves
-/// the `ondatachannel` round trip.
+/// The channels' ids; both sides create them with `negotiated: true`, which saves the
+/// `ondatachannel` round trip. Messages and transfer control on one, file bytes on the
+/// other, so chat never waits behind a file.
 const CHANNEL_ID: u16 = 0;
+const BULK_CHANNEL_ID: u16 = 1;
 
 /// What a connection reports.
 pub(crate) enum RtcEvent {
@@ -22,28 +24,39 @@ pub(crate) enum RtcEvent {
     Open { max_message_size: u64 },
     Message(Vec<u8>),
     BufferedLow(u64),
+    /// A frame on the bulk channel (an `ArrayBuffer`, left in JS: file bytes go to
+    /// storage without a detour).
+    BulkMessage(js_sys::ArrayBuffer),
+    BulkLow(u64),
     Closed(&'static str),
 }
 
 pub(crate) struct RtcConn {
     pc: RtcPeerConnection,
     channel: RtcDataChannel,
+    bulk: RtcDataChannel,
     listeners: Vec<EventListener>,
+}
+
+fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataChannel {
+    let init = RtcDataChannelInit::new();
+    init.set_negotiated(true);
+    init.set_id(id);
+    init.set_ordered(true);
+    let channel = pc.create_data_channel_with_data_channel_dict(label, &init);
+    channel.set_binary_type(RtcDataChannelType::Arraybuffer);
+    // The core's flow control relies on this exact threshold.
+    channel.set_buffered_amount_low_threshold(BUFFERED_LOW_THRESHOLD as u32);
+    channel
 }
 
 impl RtcConn {
     pub(crate) fn new(config: &RtcConfiguration, on_event: impl Fn(RtcEvent) + Clone + 'static) -> Result<RtcConn, JsValue> {
         let pc = RtcPeerConnection::new_with_configuration(config)?;
-        let init = RtcDataChannelInit::new();
-        init.set_negotiated(true);
-        init.set_id(CHANNEL_ID);
-        init.set_ordered(true);
-        let channel = pc.create_data_channel_with_data_channel_dict("meshdrop", &init);
-        channel.set_binary_type(RtcDataChannelType::Arraybuffer);
-        // The core's flow control relies on this exact threshold.
-        channel.set_buffered_amount_low_threshold(BUFFERED_LOW_THRESHOLD as u32);
+        let channel = negotiated_channel(&pc, "meshdrop", CHANNEL_ID);
+        let bulk = negotiated_channel(&pc, "meshdrop-bulk", BULK_CHANNEL_ID);
 
-        let mut listeners = Vec::with_capacity(7);
+        let mut listeners = Vec::with_capacity(10);
         let report = on_event.clone();
         listeners.push(EventListener::new(&pc, "icecandidate", move |event| {
             let candidate = event.dyn_ref::<RtcPeerConnectionIceEvent>().and_then(|e| e.candidate());
@@ -87,8 +100,23 @@ impl RtcConn {
         listeners.push(EventListener::new(&channel, "bufferedamountlow", move |_| {
             report(RtcEvent::BufferedLow(u64::from(low_channel.buffered_amount())));
         }));
+        let report = on_event.clone();
+        listeners.push(EventListener::new(&bulk, "message", move |event| {
+            if let Some(data) = event.dyn_ref::<MessageEvent>().map(MessageEvent::data) {
+                if let Ok(buffer) = data.dyn_into::<js_sys::ArrayBuffer>() {
+                    report(RtcEvent::BulkMessage(buffer));
+                }
+            }
+        }));
+        let report = on_event.clone();
+        let low_bulk = bulk.clone();
+        listeners.push(EventListener::new(&bulk, "bufferedamountlow", move |_| {
+            report(RtcEvent::BulkLow(u64::from(low_bulk.buffered_amount())));
+        }));
+        let report = on_event.clone();
+        listeners.push(EventListener::new(&bulk, "close", move |_| report(RtcEvent::Closed("bulk channel closed"))));
         listeners.push(EventListener::new(&channel, "close", move |_| on_event(RtcEvent::Closed("channel closed"))));
-        Ok(RtcConn { pc, channel, listeners })
+        Ok(RtcConn { pc, channel, bulk, listeners })
     }
 
     pub(crate) fn peer_connection(&self) -> RtcPeerConnection {
@@ -101,9 +129,22 @@ impl RtcConn {
     }
 }
 
+impl RtcConn {
+    /// Sends a frame on the bulk channel.
+    pub(crate) fn send_bulk(&self, frame: &[u8]) -> Result<(), JsValue> {
+        self.bulk.send_with_u8_array(frame)
+    }
+
+    /// Sends a view of JS-held bytes on the bulk channel (the browser copies it once).
+    pub(crate) fn send_bulk_view(&self, view: &Uint8Array) -> Result<(), JsValue> {
+        self.bulk.send_with_array_buffer_view(view)
+    }
+}
+
 impl Drop for RtcConn {
     fn drop(&mut self) {
         self.listeners.clear();
+        self.bulk.close();
         self.channel.close();
         self.pc.close();
     }

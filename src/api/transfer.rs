@@ -1,0 +1,279 @@
+//! `Transfer` and `FileOffer`: one file on its way, and a peer's offer to send one.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+
+use super::error::{transfer_error, type_error};
+use super::events::{object, Listeners};
+use crate::core::transfer::blocks::hex;
+use crate::core::{Direction, FileMeta, Progress, TransferError, TransferId};
+use crate::web::Driver;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Promise<File | void>` (see the `Transfer` interface).
+    #[wasm_bindgen(typescript_type = "Promise<any>")]
+    pub type PromiseDone;
+    /// `"send" | "receive"`.
+    #[wasm_bindgen(typescript_type = "\"send\" | \"receive\"")]
+    pub type DirectionName;
+}
+
+thread_local! {
+    /// One shared no-op rejection handler (see `TransferShared::new`).
+    static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
+}
+
+/// The event types `Transfer.on` accepts.
+pub(crate) const TRANSFER_EVENTS: [&str; 3] = ["progress", "paused", "resumed"];
+
+/// What both the JS `Transfer` and the event sink hold for one transfer.
+pub(crate) struct TransferShared {
+    id: TransferId,
+    peer: String,
+    meta: FileMeta,
+    direction: Direction,
+    listeners: Listeners,
+    done: Promise,
+    resolve: Function,
+    reject: Function,
+    settled: Cell<bool>,
+    driver: Weak<Driver>,
+}
+
+impl TransferShared {
+    pub(crate) fn new(id: TransferId, peer: &str, meta: FileMeta, direction: Direction, driver: Weak<Driver>) -> Rc<Self> {
+        let mut settle = None;
+        let done = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        let (resolve, reject) = settle.expect("the Promise executor runs synchronously");
+        // Marked handled: a transfer nobody awaits must not log "uncaught"; awaiting
+        // `done` still sees the rejection.
+        IGNORE.with(|ignore| {
+            let _ = done.catch(ignore);
+        });
+        Rc::new(TransferShared {
+            id,
+            peer: peer.to_owned(),
+            meta,
+            direction,
+            listeners: Listeners::default(),
+            done,
+            resolve,
+            reject,
+            settled: Cell::new(false),
+            driver,
+        })
+    }
+
+    pub(crate) fn progress(&self, progress: Progress) {
+        let payload = object(&[
+            ("bytes", (progress.bytes as f64).into()),
+            ("total", (progress.total as f64).into()),
+            ("bytesPerSecond", progress.bytes_per_second.into()),
+        ]);
+        self.listeners.emit("progress", &payload);
+    }
+
+    pub(crate) fn state(&self, kind: &str) {
+        self.listeners.emit(kind, &object(&[]));
+    }
+
+    pub(crate) fn succeed(&self, value: &JsValue) {
+        if !self.settled.replace(true) {
+            let _ = self.resolve.call1(&JsValue::NULL, value);
+        }
+    }
+
+    pub(crate) fn fail(&self, error: &TransferError) {
+        if !self.settled.replace(true) {
+            let _ = self.reject.call1(&JsValue::NULL, &transfer_error(error));
+        }
+    }
+
+    pub(crate) fn meta(&self) -> &FileMeta {
+        &self.meta
+    }
+}
+
+/// One file on its way to or from a peer.
+///
+/// ```js
+/// const t = peer.sendFile(peerId, file);
+/// t.on("progress", ({ bytes, total, bytesPerSecond }) => render(bytes / total));
+/// await t.done; // the receiver verified and stored it
+/// ```
+#[wasm_bindgen]
+pub struct Transfer {
+    shared: Rc<TransferShared>,
+}
+
+impl Transfer {
+    pub(crate) fn new(shared: Rc<TransferShared>) -> Self {
+        Transfer { shared }
+    }
+}
+
+#[wasm_bindgen]
+impl Transfer {
+    /// The transfer's id, the same on both sides.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.shared.id.to_string()
+    }
+
+    /// The other peer's id.
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.shared.peer.clone()
+    }
+
+    /// The file name.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.shared.meta.name.clone()
+    }
+
+    /// The file size in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.shared.meta.size as f64
+    }
+
+    /// The file's MIME type (possibly empty).
+    #[wasm_bindgen(getter, js_name = type)]
+    pub fn mime(&self) -> String {
+        self.shared.meta.mime.clone()
+    }
+
+    /// `"send"` or `"receive"`.
+    #[wasm_bindgen(getter)]
+    pub fn direction(&self) -> DirectionName {
+        JsValue::from_str(self.shared.direction.as_str()).unchecked_into()
+    }
+
+    /// Sender: resolves (to nothing) once the receiver verified and stored the whole
+    /// file. Receiver: resolves to the verified `File`. Rejects with a `DeclinedError`,
+    /// `CancelledError`, `PeerLeftError`, `HashMismatchError`, `StorageFullError`,
+    /// `StorageError`, `FileUnreadableError`, `ProtocolError` or `ClosedError`.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> PromiseDone {
+        self.shared.done.clone().unchecked_into()
+    }
+
+    /// Adds a listener: "progress" ({ bytes, total, bytesPerSecond }, at least 4 a
+    /// second while bytes flow), "paused" (the peer left; it resumes if it returns) or
+    /// "resumed".
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
+        let kind = TRANSFER_EVENTS
+            .iter()
+            .find(|k| **k == kind)
+            .ok_or_else(|| type_error(&format!("unknown transfer event \"{kind}\"; expected one of {}", TRANSFER_EVENTS.join(", "))))?;
+        self.shared.listeners.add(kind, listener);
+        Ok(())
+    }
+
+    /// Removes a listener added with `on`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, kind: &str, listener: Function) {
+        self.shared.listeners.remove(kind, &listener);
+    }
+
+    /// Stops the transfer; both sides' `done` reject with a `CancelledError`. A partial
+    /// download is deleted.
+    pub fn cancel(&self, reason: Option<String>) {
+        if let Some(driver) = self.shared.driver.upgrade() {
+            let id = self.shared.id;
+            driver.with_mesh(|mesh, now| mesh.cancel_transfer(now, id, reason.as_deref().unwrap_or("")));
+        }
+    }
+}
+
+/// A peer offers to send us a file: `accept()` it or `reject()` it.
+#[wasm_bindgen]
+pub struct FileOffer {
+    shared: Rc<TransferShared>,
+    hash: Option<String>,
+    have: u64,
+    answered: RefCell<bool>,
+}
+
+impl FileOffer {
+    pub(crate) fn new(shared: Rc<TransferShared>, hash: Option<&[u8; 32]>, have: u64) -> Self {
+        FileOffer { shared, hash: hash.map(|h| hex(h)), have, answered: RefCell::new(false) }
+    }
+}
+
+#[wasm_bindgen]
+impl FileOffer {
+    /// The transfer's id (also that of the `Transfer` that `accept` returns).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.shared.id.to_string()
+    }
+
+    /// Who offers it.
+    #[wasm_bindgen(getter)]
+    pub fn from(&self) -> String {
+        self.shared.peer.clone()
+    }
+
+    /// The file name (for display; never used as a path).
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.shared.meta.name.clone()
+    }
+
+    /// Size in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.shared.meta.size as f64
+    }
+
+    /// MIME type (possibly empty).
+    #[wasm_bindgen(getter, js_name = type)]
+    pub fn mime(&self) -> String {
+        self.shared.meta.mime.clone()
+    }
+
+    /// The content hash (hex BLAKE3), when the sender knows it before sending.
+    #[wasm_bindgen(getter)]
+    pub fn hash(&self) -> Option<String> {
+        self.hash.clone()
+    }
+
+    /// Bytes of this content already stored here from an interrupted download: only
+    /// the rest is sent.
+    #[wasm_bindgen(getter, js_name = resumeBytes)]
+    pub fn resume_bytes(&self) -> f64 {
+        self.have as f64
+    }
+
+    /// Accepts: the bytes start flowing. Calling it again returns the same transfer.
+    pub fn accept(&self) -> Transfer {
+        if !self.answered.replace(true) {
+            if let Some(driver) = self.shared.driver.upgrade() {
+                let id = self.shared.id;
+                if let Err(err) = driver.with_mesh(|mesh, now| mesh.accept_file(now, id)) {
+                    self.shared.fail(&err);
+                }
+            }
+        }
+        Transfer::new(self.shared.clone())
+    }
+
+    /// Declines; the sender's `done` rejects with a `DeclinedError` carrying `reason`.
+    pub fn reject(&self, reason: Option<String>) {
+        if self.answered.replace(true) {
+            return;
+        }
+        if let Some(driver) = self.shared.driver.upgrade() {
+            let id = self.shared.id;
+            driver.with_mesh(|mesh, now| mesh.reject_file(now, id, reason.as_deref().unwrap_or("declined")));
+        }
+        self.shared.fail(&TransferError::Declined(reason.unwrap_or_else(|| "declined".into())));
+    }
+}

@@ -1,0 +1,267 @@
+// File transfers through the JS API in real pages: bytes arrive identical (hashed
+// independently here with SHA-256), decline and cancel from each side, resume after the
+// receiver reloads and after the sender's connection drops, and a corrupting sender
+// written here (it flips a byte on the wire) is caught.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { freePort, launchBrowser, startServer } from "./helpers.mjs";
+
+const MiB = 1024 * 1024;
+let browser;
+let server;
+before(async () => {
+  browser = await launchBrowser();
+  server = await startServer(await freePort());
+});
+after(async () => {
+  await server?.stop();
+  await browser?.close();
+});
+
+// Installed in sender pages: counts the file bytes put on bulk channels, and (when
+// window.corruptFrame is set) flips a byte in that bulk frame — a hostile sender.
+function senderInstruments() {
+  window.bulkBytesSent = 0;
+  window.bulkFrames = 0;
+  window.peerConnections = [];
+  const NativePc = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (...args) {
+    const pc = new NativePc(...args);
+    window.peerConnections.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = NativePc.prototype;
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (data) {
+    if (this.label === "meshdrop-bulk" && data.byteLength > 4096) {
+      window.bulkBytesSent += data.byteLength;
+      window.bulkFrames += 1;
+      if (window.corruptFrame === window.bulkFrames) {
+        const copy = new Uint8Array(data.byteLength);
+        copy.set(new Uint8Array(data.buffer ?? data, data.byteOffset ?? 0, data.byteLength));
+        copy[100] ^= 0xff;
+        return send.call(this, copy);
+      }
+    }
+    return send.call(this, data);
+  };
+}
+
+async function apiPage({ instrument = false, context } = {}) {
+  context ??= await browser.newContext();
+  if (instrument) await context.addInitScript(senderInstruments);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("pageerror:", e));
+  await loadApi(page);
+  return { page, context };
+}
+
+async function loadApi(page) {
+  await page.goto(`${server.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import("/pkg/meshdrop.js");
+    await mod.default();
+    window.meshdrop = mod;
+  });
+}
+
+/** Joins `room`; the receiver side keeps offers and transfers in window state. */
+async function join(page, room, name) {
+  return page.evaluate(
+    async ({ url, room, name }) => {
+      const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room, name });
+      window.peer = peer;
+      window.offers = [];
+      window.received = [];
+      window.autoAccept = false;
+      const track = (t) => {
+        window.transfer = t;
+        window.progress = [];
+        t.on("progress", (p) => window.progress.push(p));
+        window.outcome = t.done.then(
+          async (file) => {
+            const digest = file ? [...new Uint8Array(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()))] : null;
+            const result = { ok: true, name: file?.name, size: file?.size, type: file?.type, digest };
+            window.received.push(result);
+            return result;
+          },
+          (err) => ({ ok: false, name: err.name, message: err.message }),
+        );
+      };
+      window.track = track;
+      peer.on("file-offer", (offer) => {
+        window.offers.push({ id: offer.id, from: offer.from, name: offer.name, size: offer.size, type: offer.type, resumeBytes: offer.resumeBytes });
+        window.lastOffer = offer;
+        if (window.autoAccept) track(offer.accept());
+      });
+      peer.on("transfer", (t) => {
+        window.resumedBy = t.id;
+        track(t);
+      });
+      return peer.id;
+    },
+    { url: `ws://127.0.0.1:${server.port}/ws`, room, name },
+  );
+}
+
+async function waitPeers(page, n) {
+  await page.waitForFunction((k) => window.peer.peers().length === k, n, { timeout: 20000 });
+}
+
+/** Makes a File of `size` pseudo-random bytes in the page; returns its SHA-256. */
+async function makeFile(page, size, name = "data.bin") {
+  return page.evaluate(
+    async ({ size, name }) => {
+      const parts = [];
+      const chunk = new Uint8Array(64 * 1024);
+      for (let off = 0; off < size; off += chunk.length) {
+        crypto.getRandomValues(chunk);
+        parts.push(chunk.slice(0, Math.min(chunk.length, size - off)));
+      }
+      window.file = new File(parts, name, { type: "application/x-test" });
+      return [...new Uint8Array(await crypto.subtle.digest("SHA-256", await window.file.arrayBuffer()))];
+    },
+    { size, name },
+  );
+}
+
+/** The transfer's outcome in the page, once it has one. */
+async function outcome(page) {
+  await page.waitForFunction(() => window.outcome, null, { timeout: 60000 });
+  return page.evaluate(() => window.outcome);
+}
+
+async function pair(room, { instrument = true } = {}) {
+  const a = await apiPage({ instrument });
+  const b = await apiPage();
+  const idA = await join(a.page, room, "alice");
+  const idB = await join(b.page, room, "bob");
+  await waitPeers(a.page, 1);
+  await waitPeers(b.page, 1);
+  return { a, b, idA, idB };
+}
+
+async function send(a, idB) {
+  return a.page.evaluate((to) => {
+    window.track(window.peer.sendFile(to, window.file));
+    return window.transfer.id;
+  }, idB);
+}
+
+test("a 50 MiB file arrives byte-identical, with progress on both sides", async () => {
+  const { a, b, idB } = await pair("big");
+  const digest = await makeFile(a.page, 50 * MiB, "video.mp4");
+  await b.page.evaluate(() => (window.autoAccept = true));
+  const id = await send(a, idB);
+  const sent = await outcome(a.page);
+  const got = await outcome(b.page);
+  assert.deepEqual(sent, { ok: true, name: undefined, size: undefined, type: undefined, digest: null });
+  assert.equal(got.ok, true, JSON.stringify(got));
+  assert.deepEqual(got.digest, digest, "receiver's bytes differ from the sender's");
+  assert.deepEqual([got.name, got.size, got.type], ["video.mp4", 50 * MiB, "application/x-test"]);
+  const offers = await b.page.evaluate(() => window.offers);
+  assert.deepEqual(offers.map((o) => [o.id, o.name, o.size]), [[id, "video.mp4", 50 * MiB]]);
+  for (const side of [a, b]) {
+    const progress = await side.page.evaluate(() => window.progress);
+    assert.ok(progress.length >= 3, `only ${progress.length} progress events`);
+    assert.deepEqual(progress.at(-1).bytes, 50 * MiB);
+    assert.ok(progress.some((p) => p.bytesPerSecond > 0));
+  }
+  assert.equal(await a.page.evaluate(() => window.bulkBytesSent), 50 * MiB, "every byte sent once");
+  await a.context.close();
+  await b.context.close();
+});
+
+test("declining rejects the sender's done with DeclinedError", async () => {
+  const { a, b, idB } = await pair("decline");
+  await makeFile(a.page, 3 * MiB);
+  await send(a, idB);
+  await b.page.waitForFunction(() => window.offers.length === 1);
+  await b.page.evaluate(() => window.lastOffer.reject("too big"));
+  const sent = await outcome(a.page);
+  assert.equal(sent.name, "DeclinedError");
+  assert.match(sent.message, /too big/);
+  await a.context.close();
+  await b.context.close();
+});
+
+for (const canceller of ["sender", "receiver"]) {
+  test(`cancel from the ${canceller} mid-transfer rejects both sides with CancelledError`, async () => {
+    const { a, b, idB } = await pair(`cancel-${canceller}`);
+    await makeFile(a.page, 64 * MiB);
+    await b.page.evaluate(() => (window.autoAccept = true));
+    await send(a, idB);
+    await b.page.waitForFunction(() => window.progress?.some((p) => p.bytes > 4 * 1024 * 1024), null, { timeout: 20000 });
+    const side = canceller === "sender" ? a : b;
+    await side.page.evaluate(() => window.transfer.cancel("enough"));
+    const [sent, got] = await Promise.all([outcome(a.page), outcome(b.page)]);
+    assert.equal(sent.name, "CancelledError", JSON.stringify(sent));
+    assert.equal(got.name, "CancelledError", JSON.stringify(got));
+    await a.context.close();
+    await b.context.close();
+  });
+}
+
+test("the receiver reloads at ~40 %: the download resumes by itself, resending less than the file", async () => {
+  const size = 80 * MiB;
+  const { a, b, idB } = await pair("reload");
+  const digest = await makeFile(a.page, size, "movie.mkv");
+  await b.page.evaluate(() => (window.autoAccept = true));
+  await send(a, idB);
+  await b.page.waitForFunction((n) => window.progress?.some((p) => p.bytes > n), size * 0.4, { timeout: 30000 });
+  const before = await a.page.evaluate(() => window.bulkBytesSent);
+  await b.page.reload();
+  await loadApi(b.page);
+  const idB2 = await join(b.page, "reload", "bob");
+  assert.equal(idB2, idB, "the reloaded tab got its identity back");
+  const got = await outcome(b.page);
+  assert.equal(got.ok, true, JSON.stringify(got));
+  assert.deepEqual(got.digest, digest);
+  assert.ok(await b.page.evaluate(() => Boolean(window.resumedBy)), "resumed without a new offer");
+  assert.deepEqual(await b.page.evaluate(() => window.offers), []);
+  const sent = await outcome(a.page);
+  assert.equal(sent.ok, true);
+  const resent = (await a.page.evaluate(() => window.bulkBytesSent)) - before;
+  assert.ok(resent < size * 0.75, `resent ${resent} of ${size} bytes`);
+  await a.context.close();
+  await b.context.close();
+});
+
+test("the sender's connection drops mid-transfer: both pause, reconnect and finish", async () => {
+  const size = 64 * MiB;
+  const { a, b, idB } = await pair("drop");
+  const digest = await makeFile(a.page, size);
+  await b.page.evaluate(() => (window.autoAccept = true));
+  await send(a, idB);
+  await b.page.waitForFunction(() => window.progress?.some((p) => p.bytes > 16 * 1024 * 1024), null, { timeout: 30000 });
+  await b.page.evaluate(() => {
+    window.paused = false;
+    window.transfer.on("paused", () => (window.paused = true));
+  });
+  const before = await a.page.evaluate(() => {
+    window.peerConnections.forEach((pc) => pc.close());
+    return window.bulkBytesSent;
+  });
+  await b.page.waitForFunction(() => window.paused, null, { timeout: 20000 });
+  const got = await outcome(b.page);
+  assert.equal(got.ok, true, JSON.stringify(got));
+  assert.deepEqual(got.digest, digest);
+  const resent = (await a.page.evaluate(() => window.bulkBytesSent)) - before;
+  assert.ok(resent < size * 0.85, `resent ${resent} of ${size}`);
+  await a.context.close();
+  await b.context.close();
+});
+
+test("a sender that corrupts a block on the wire is caught: HashMismatchError, no file", async () => {
+  const { a, b, idB } = await pair("corrupt");
+  await makeFile(a.page, 8 * MiB);
+  await a.page.evaluate(() => (window.corruptFrame = 9));
+  await b.page.evaluate(() => (window.autoAccept = true));
+  await send(a, idB);
+  const [sent, got] = await Promise.all([outcome(a.page), outcome(b.page)]);
+  assert.equal(got.name, "HashMismatchError", JSON.stringify(got));
+  assert.equal(sent.name, "HashMismatchError", JSON.stringify(sent));
+  assert.deepEqual(await b.page.evaluate(() => window.received), []);
+  await a.context.close();
+  await b.context.close();
+});
