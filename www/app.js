@@ -1,4 +1,5 @@
-// The meshdrop demo: join the room named in the URL hash, list peers, chat.
+// The meshdrop demo: join the room named in the URL hash, list peers, chat, and send
+// files (drop on a peer, or send to everyone) with accept/decline, progress and resume.
 import init, { Peer } from "./pkg/meshdrop.js";
 
 const $ = (id) => document.getElementById(id);
@@ -57,7 +58,24 @@ function renderPeers() {
     short.className = "id";
     short.textContent = id.slice(0, 8);
     short.title = id;
-    li.append(label, status, short);
+    const send = document.createElement("button");
+    send.type = "button";
+    send.className = "send-file";
+    send.textContent = "Send file";
+    send.disabled = connection !== "connected";
+    send.addEventListener("click", () => pickFiles((files) => files.forEach((f) => sendFile(id, f))));
+    li.addEventListener("dragover", (e) => {
+      if (connection !== "connected") return;
+      e.preventDefault();
+      li.classList.add("drop-target");
+    });
+    li.addEventListener("dragleave", () => li.classList.remove("drop-target"));
+    li.addEventListener("drop", (e) => {
+      e.preventDefault();
+      li.classList.remove("drop-target");
+      [...(e.dataTransfer?.files ?? [])].forEach((f) => sendFile(id, f));
+    });
+    li.append(label, status, short, send);
     list.append(li);
   }
   const connected = [...state.peers.values()].filter((p) => p.state === "connected").length;
@@ -92,6 +110,8 @@ async function join(name) {
     log(text, { from: state.names.get(from) ?? from.slice(0, 8) });
   });
   peer.on("signaling", ({ state: s }) => setStatus(s));
+  peer.on("file-offer", (offer) => showOffer(offer));
+  peer.on("transfer", (t) => showTransfer(t, { resumed: true }));
   peer.on("warning", ({ message }) => console.warn("meshdrop:", message));
   setStatus("connected");
   renderPeers();
@@ -152,6 +172,152 @@ $("copy-link").addEventListener("click", async () => {
   }
   setTimeout(() => ($("copy-link").textContent = "Copy link"), 1500);
 });
+
+// -- files --------------------------------------------------------------------------
+
+function formatBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function formatEta(seconds) {
+  if (!isFinite(seconds)) return "";
+  if (seconds < 60) return `${Math.ceil(seconds)} s left`;
+  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s left`;
+}
+
+function pickFiles(then) {
+  const input = document.createElement("input");
+  input.type = "file";
+  input.multiple = true;
+  input.addEventListener("change", () => then([...input.files]));
+  input.click();
+}
+
+function peerName(id) {
+  return state.names.get(id) ?? id.slice(0, 8);
+}
+
+/** A card in the Files list; returns its parts. */
+function card(id) {
+  let li = document.querySelector(`#transfers li[data-id="${id}"]`);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.id = id;
+    $("transfers").prepend(li);
+  }
+  li.replaceChildren();
+  const title = document.createElement("div");
+  title.className = "title";
+  const detail = document.createElement("div");
+  detail.className = "detail";
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  li.append(title, detail, actions);
+  $("no-transfers").hidden = true;
+  return { li, title, detail, actions };
+}
+
+function button(text, onClick, secondary = false) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  if (secondary) b.className = "secondary";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function showOffer(offer) {
+  const { li, title, detail, actions } = card(offer.id);
+  li.dataset.state = "offered";
+  title.textContent = `${peerName(offer.from)} wants to send you ${offer.name} (${formatBytes(offer.size)})`;
+  detail.textContent = offer.resumeBytes > 0 ? `${formatBytes(offer.resumeBytes)} of it is already here from an earlier try` : offer.type || "";
+  actions.append(
+    button("Accept", () => showTransfer(offer.accept())),
+    button("Decline", () => {
+      offer.reject("declined");
+      li.dataset.state = "failed";
+      detail.textContent = "Declined";
+      actions.replaceChildren();
+    }, true),
+  );
+}
+
+function sendFile(peerId, file) {
+  try {
+    showTransfer(state.peer.sendFile(peerId, file));
+  } catch (err) {
+    log(`Cannot send ${file.name}: ${err.message}`, { system: true });
+  }
+}
+
+function showTransfer(t, { resumed = false } = {}) {
+  const { li, title, detail, actions } = card(t.id);
+  const sending = t.direction === "send";
+  li.dataset.state = "active";
+  title.textContent = sending ? `${t.name} → ${peerName(t.peerId)}` : `${t.name} from ${peerName(t.peerId)}`;
+  const bar = document.createElement("progress");
+  bar.max = t.size || 1;
+  bar.value = 0;
+  detail.textContent = sending ? "Waiting for them to accept…" : resumed ? "Resuming where it stopped…" : "Starting…";
+  li.insertBefore(bar, actions);
+  actions.append(button("Cancel", () => t.cancel("cancelled"), true));
+  t.on("progress", ({ bytes, total, bytesPerSecond }) => {
+    bar.value = bytes;
+    const rate = bytesPerSecond > 0 ? `${formatBytes(bytesPerSecond)}/s · ${formatEta((total - bytes) / bytesPerSecond)}` : "";
+    detail.textContent = `${formatBytes(bytes)} of ${formatBytes(total)} ${rate ? "· " + rate : ""}`;
+  });
+  t.on("paused", () => (detail.textContent = `Paused: ${peerName(t.peerId)} left — waiting for them to come back…`));
+  t.on("resumed", () => (detail.textContent = "Resuming…"));
+  t.done.then(
+    (file) => {
+      li.dataset.state = "done";
+      bar.value = bar.max;
+      actions.replaceChildren();
+      if (sending) {
+        detail.textContent = `Delivered and verified (${formatBytes(t.size)})`;
+        return;
+      }
+      detail.textContent = `Received and verified (${formatBytes(file.size)})`;
+      const save = document.createElement("a");
+      save.href = URL.createObjectURL(file);
+      save.download = file.name;
+      save.textContent = "Save";
+      save.className = "save";
+      actions.append(save);
+    },
+    (err) => {
+      li.dataset.state = "failed";
+      actions.replaceChildren();
+      const reasons = {
+        DeclinedError: "Declined",
+        CancelledError: "Cancelled",
+        PeerLeftError: `${peerName(t.peerId)} left and did not come back`,
+        HashMismatchError: "Failed: the data did not match its hash (nothing was saved)",
+        StorageFullError: "Failed: the receiver's storage is full",
+      };
+      detail.textContent = reasons[err.name] ?? `Failed: ${err.message}`;
+      detail.title = err.message;
+    },
+  );
+}
+
+$("send-all").addEventListener("change", (e) => {
+  const files = [...e.target.files];
+  e.target.value = "";
+  const peers = state.peer?.peers() ?? [];
+  if (peers.length === 0) log("Nobody to send to yet.", { system: true });
+  for (const { id } of peers) files.forEach((f) => sendFile(id, f));
+});
+
+// Dropping a file elsewhere on the page must not navigate away from the room.
+addEventListener("dragover", (e) => e.preventDefault());
+addEventListener("drop", (e) => e.preventDefault());
 
 addEventListener("hashchange", () => location.reload());
 start();

@@ -54,7 +54,8 @@ extern "C" {
 pub struct Peer {
     driver: Rc<Driver>,
     shared: Rc<Shared>,
-    _identity: Identity,
+    /// Held until `leave()`, so a new `Peer` in this tab can take it back.
+    identity: std::cell::RefCell<Option<Identity>>,
     id: String,
     room: String,
     name: Option<String>,
@@ -98,7 +99,7 @@ impl Peer {
         }
         driver.release_events();
         let id = driver.read(|mesh| mesh.id().map(|id| id.as_str().to_owned())).unwrap_or_default();
-        Ok(Peer { driver, shared, _identity: identity, id, room: settings.room, name: settings.name })
+        Ok(Peer { driver, shared, identity: std::cell::RefCell::new(Some(identity)), id, room: settings.room, name: settings.name })
     }
 
     /// Our id, the same for the life of this `Peer` (also across signaling reconnects).
@@ -204,6 +205,7 @@ impl Peer {
     /// join again.
     pub fn leave(&self) -> PromiseVoid {
         self.driver.with_mesh(|mesh, now| mesh.leave(now));
+        self.identity.borrow_mut().take();
         Promise::resolve(&JsValue::UNDEFINED).unchecked_into()
     }
 }
