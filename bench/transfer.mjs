@@ -1,0 +1,354 @@
+// File transfer benchmark: meshdrop `sendFile` against a hand-written RTCDataChannel
+// (the ceiling) and PeerJS, same bytes, same machine, interleaved rounds; then memory
+// growth on both sides during a large meshdrop transfer.
+// Usage: node bench/transfer.mjs [--mib 256] [--reps 3] [--memory-mib 1024]   (or `make bench`)
+//
+// Sender and receiver are two contexts of one Chromium; the receiver's has a profile on
+// disk (so OPFS is on disk, as for a real user); the file is a real file on disk picked through an
+// <input type=file>, and every implementation reads it from there.
+import { execSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { PeerServer } from "peer";
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, freePort, ROOT, startServer } from "../tests/e2e/helpers.mjs";
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const MiB = 1024 * 1024;
+const sizeMiB = Number(arg("mib", "256"));
+const reps = Number(arg("reps", "3"));
+const memoryMiB = Number(arg("memory-mib", "1024"));
+const kinds = arg("kinds", "raw,meshdrop,peerjs").split(",");
+
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: s[0], median: s[Math.floor((s.length - 1) / 2)], max: s[s.length - 1] };
+};
+
+const work = await mkdtemp(path.join(tmpdir(), "meshdrop-bench-"));
+function makeFile(mib) {
+  const file = path.join(work, `file-${mib}.bin`);
+  const fd = openSync(file, "w");
+  const chunk = randomBytes(4 * MiB);
+  for (let i = 0; i < mib / 4; i++) {
+    chunk[0] = i & 255; // no two blocks alike
+    chunk[1] = i >> 8;
+    writeSync(fd, chunk);
+  }
+  closeSync(fd);
+  return file;
+}
+
+const server = await startServer(await freePort());
+const peerjsPort = await freePort();
+const peerServer = PeerServer({ host: "127.0.0.1", port: peerjsPort, path: "/" });
+const PEERJS_LIB = readFileSync(path.join(ROOT, "node_modules/peerjs/dist/peerjs.min.js"), "utf8");
+const extraArgs = ["--enable-precise-memory-info", ...(process.env.BENCH_CHROMIUM_ARGS ?? "").split(" ").filter(Boolean)];
+const launch = async (name) =>
+  chromium.launchPersistentContext(path.join(work, `profile-${name}`), {
+    executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+// One browser, two contexts: the receiver in the profile's own context (OPFS on disk,
+// as for a real user), the sender in a second, fresh context. (Two separate Chromium
+// processes were 2-4 x slower for every implementation alike on this machine.)
+const receiver = await launch("receiver");
+const sender = await receiver.browser().newContext();
+
+// In-page helpers. The raw ceiling: negotiated channel, 256 KiB messages, at most
+// 256 KiB buffered, bufferedAmountLowThreshold 0 (the best settings measured here,
+// NOTES.md), 1 MiB Blob.slice reads with one read ahead; the receiver discards bytes.
+const PAGE_HELPERS = `
+window.rawPc = async () => {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const dc = pc.createDataChannel("raw", { negotiated: true, id: 0 });
+  dc.binaryType = "arraybuffer";
+  dc.bufferedAmountLowThreshold = 0;
+  window.raw = { pc, dc };
+  return pc;
+};
+window.rawSdp = async (remote) => {
+  const { pc } = window.raw;
+  if (remote) await pc.setRemoteDescription(remote);
+  await pc.setLocalDescription();
+  await new Promise((r) => (pc.iceGatheringState === "complete" ? r() : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r())));
+  return pc.localDescription.toJSON();
+};
+window.rawOpen = () => new Promise((r) => (window.raw.dc.readyState === "open" ? r() : (window.raw.dc.onopen = r)));
+window.rawReceive = (total) => new Promise((resolve) => {
+  let got = 0;
+  window.raw.dc.onmessage = (e) => {
+    got += e.data.byteLength;
+    if (got >= total) resolve(Date.now());
+  };
+});
+window.rawSend = async (file) => {
+  const { dc } = window.raw;
+  const CHUNK = 256 * 1024, CAP = 256 * 1024, BLOCK = 1024 * 1024;
+  const t0 = Date.now();
+  const read = (off) => off < file.size ? file.slice(off, off + BLOCK).arrayBuffer() : null;
+  let next = read(0);
+  for (let off = 0; off < file.size; off += BLOCK) {
+    const block = new Uint8Array(await next);
+    next = read(off + BLOCK);
+    for (let i = 0; i < block.length; i += CHUNK) {
+      while (dc.bufferedAmount > 0 && dc.bufferedAmount + CHUNK > CAP) await new Promise((r) => dc.addEventListener("bufferedamountlow", r, { once: true }));
+      dc.send(block.subarray(i, i + CHUNK));
+    }
+  }
+  return t0;
+};
+`;
+
+async function openPage(context, withFile) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("pageerror:", e));
+  await page.goto(`${server.url}/healthz`);
+  await page.addScriptTag({ content: PAGE_HELPERS });
+  await page.addScriptTag({ content: PEERJS_LIB });
+  await page.evaluate(async () => {
+    const mod = await import("/pkg/meshdrop.js");
+    window.wasm = await mod.default();
+    window.MeshdropPeer = mod.Peer;
+    // A clean OPFS, so no round resumes from an earlier one.
+    const root = await navigator.storage.getDirectory();
+    await root.removeEntry("meshdrop", { recursive: true }).catch(() => {});
+    document.body.innerHTML = '<input type="file" id="f">';
+  });
+  if (withFile) {
+    await page.setInputFiles("#f", withFile);
+    await page.evaluate(() => (window.file = document.getElementById("f").files[0]));
+  }
+  return page;
+}
+
+async function runRaw(a, b, size) {
+  await a.evaluate(() => window.rawPc());
+  await b.evaluate(() => window.rawPc());
+  const offer = await a.evaluate(() => window.rawSdp());
+  const answer = await b.evaluate((o) => window.rawSdp(o), offer);
+  await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
+  await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
+  const done = b.evaluate((n) => window.rawReceive(n), size);
+  const t0 = await a.evaluate(() => window.rawSend(window.file));
+  return (await done) - t0;
+}
+
+async function runMeshdrop(a, b, size, room) {
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  await b.evaluate(async ({ ws, room, size }) => {
+    const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room, identity: "ephemeral" });
+    window.peer = peer;
+    window.received = new Promise((resolve, reject) =>
+      peer.on("file-offer", (offer) =>
+        offer.accept().done.then((file) => (file.size === size ? resolve(Date.now()) : reject(new Error(`got ${file.size} bytes`))), reject),
+      ),
+    );
+  }, { ws, room, size });
+  const bId = await b.evaluate(() => window.peer.id);
+  await a.evaluate(async ({ ws, room, bId }) => {
+    const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room, identity: "ephemeral" });
+    window.peer = peer;
+    await new Promise((r) => (peer.peers().some((p) => p.id === bId) ? r() : peer.on("peer-joined", ({ id }) => id === bId && r())));
+  }, { ws, room, bId });
+  const t0 = await a.evaluate((bId) => {
+    const t0 = Date.now();
+    window.transfer = window.peer.sendFile(bId, window.file);
+    return t0;
+  }, bId);
+  const t1 = await b.evaluate(() => window.received);
+  await a.evaluate(() => window.transfer.done);
+  await a.evaluate(() => window.peer.leave());
+  await b.evaluate(() => window.peer.leave());
+  return t1 - t0;
+}
+
+// PeerJS the way its docs show: register, connect by id, `conn.send(file)` with the
+// default binary serialization; the receiver's "data" event gets the whole file.
+async function runPeerjs(a, b, size, room) {
+  const config = { host: "127.0.0.1", port: peerjsPort, path: "/", config: { iceServers: [] } };
+  await b.evaluate(({ id, config, size }) => new Promise((resolve, reject) => {
+    const peer = new window.peerjs.Peer(id, config);
+    window.pj = peer;
+    window.received = new Promise((done) =>
+      peer.on("connection", (conn) => conn.on("data", (data) => {
+        const n = data.byteLength ?? data.size;
+        if (n === size) done(Date.now());
+      })),
+    );
+    peer.on("open", resolve);
+    peer.on("error", reject);
+  }), { id: `${room}-b`, config, size });
+  await a.evaluate(({ id, to, config }) => new Promise((resolve, reject) => {
+    const peer = new window.peerjs.Peer(id, config);
+    window.pj = peer;
+    peer.on("open", () => {
+      const conn = peer.connect(to, { reliable: true });
+      window.conn = conn;
+      conn.on("open", resolve);
+    });
+    peer.on("error", reject);
+  }), { id: `${room}-a`, to: `${room}-b`, config });
+  const t0 = await a.evaluate(() => {
+    const t0 = Date.now();
+    window.conn.send(window.file);
+    return t0;
+  });
+  const t1 = await b.evaluate(() => window.received);
+  await a.evaluate(() => window.pj.destroy());
+  await b.evaluate(() => window.pj.destroy());
+  return t1 - t0;
+}
+
+const log = (...a) => process.env.BENCH_DEBUG && console.error(...a);
+const RUN = { raw: runRaw, meshdrop: runMeshdrop, peerjs: runPeerjs };
+const samples = Object.fromEntries(kinds.map((k) => [k, []]));
+const file = makeFile(sizeMiB);
+for (let rep = 0; rep < reps; rep++) {
+  const order = kinds.map((_, i) => kinds[(i + rep) % kinds.length]);
+  for (const kind of order) {
+    log("open pages", kind);
+    const a = await openPage(sender, file);
+    const b = await openPage(receiver);
+    log("run", kind);
+    const ms = await RUN[kind](a, b, sizeMiB * MiB, `bench-${kind}-${rep}-${Date.now()}`);
+    samples[kind].push(ms);
+    console.error(`${kind} round ${rep + 1}: ${ms} ms (${((sizeMiB * MiB) / 1e6 / (ms / 1000)).toFixed(1)} MB/s)`);
+    await a.close();
+    await b.close();
+  }
+}
+
+// Memory: sample both renderers while a large file goes through meshdrop.
+async function rendererPids() {
+  const cdp = await receiver.browser().newBrowserCDPSession();
+  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
+  await cdp.detach();
+  return new Set(processInfo.filter((p) => p.type === "renderer").map((p) => p.id));
+}
+
+/** Opens a page and finds its renderer process (the one that appeared with it). */
+async function openMeasuredPage(context, withFile) {
+  const before = await rendererPids();
+  const page = await openPage(context, withFile);
+  const pids = [...(await rendererPids())].filter((pid) => !before.has(pid));
+  return { page, pids };
+}
+
+function rendererRss(pids) {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      kib += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
+    } catch {
+      /* gone */
+    }
+  }
+  return kib * 1024;
+}
+
+/** JS heap of the page and of its workers (the OPFS worker), and wasm memory. */
+async function heaps(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const { usedSize: pageHeap } = await cdp.send("Runtime.getHeapUsage");
+  let workerHeap = 0;
+  for (const worker of page.workers()) {
+    // Each worker's heap through its own target (non-flat attach: messages in envelopes).
+    workerHeap += await workerHeapUsage(cdp, worker.url());
+  }
+  await cdp.detach();
+  const wasm = await page.evaluate(() => window.wasm.memory.buffer.byteLength);
+  return { pageHeap, workerHeap, wasm };
+}
+
+async function workerHeapUsage(cdp, url) {
+  const attached = new Promise((resolve) => cdp.on("Target.attachedToTarget", (e) => e.targetInfo.url === url && resolve(e.sessionId)));
+  await cdp.send("Target.setAutoAttach", { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
+  const sessionId = await Promise.race([attached, new Promise((r) => setTimeout(() => r(null), 1000))]);
+  if (!sessionId) return 0;
+  const reply = new Promise((resolve) =>
+    cdp.on("Target.receivedMessageFromTarget", (e) => {
+      const m = JSON.parse(e.message);
+      if (m.id === 1) resolve(m.result?.usedSize ?? 0);
+    }),
+  );
+  await cdp.send("Target.sendMessageToTarget", { sessionId, message: JSON.stringify({ id: 1, method: "Runtime.getHeapUsage" }) });
+  return Promise.race([reply, new Promise((r) => setTimeout(() => r(0), 1000))]);
+}
+
+async function measureMemory(mib) {
+  const bigFile = makeFile(mib);
+  const { page: a, pids: aPids } = await openMeasuredPage(sender, bigFile);
+  const { page: b, pids: bPids } = await openMeasuredPage(receiver);
+  if (aPids.length !== 1 || bPids.length !== 1) console.error(`renderer processes: sender ${aPids}, receiver ${bPids}`);
+  const before = { a: await heaps(a), b: await heaps(b), aRss: rendererRss(aPids), bRss: rendererRss(bPids) };
+  const peak = { aRss: 0, bRss: 0, aHeap: 0, bHeap: 0, bWorker: 0, aWasm: 0, bWasm: 0 };
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      const [ha, hb] = await Promise.all([heaps(a), heaps(b)]);
+      const [ra, rb] = [rendererRss(aPids), rendererRss(bPids)];
+      peak.aRss = Math.max(peak.aRss, ra - before.aRss);
+      peak.bRss = Math.max(peak.bRss, rb - before.bRss);
+      peak.aHeap = Math.max(peak.aHeap, ha.pageHeap + ha.workerHeap - before.a.pageHeap - before.a.workerHeap);
+      peak.bHeap = Math.max(peak.bHeap, hb.pageHeap - before.b.pageHeap);
+      peak.bWorker = Math.max(peak.bWorker, hb.workerHeap - before.b.workerHeap);
+      peak.aWasm = Math.max(peak.aWasm, ha.wasm - before.a.wasm);
+      peak.bWasm = Math.max(peak.bWasm, hb.wasm - before.b.wasm);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  const ms = await runMeshdrop(a, b, mib * MiB, `bench-memory-${Date.now()}`);
+  running = false;
+  await sampler;
+  await a.close();
+  await b.close();
+  return { ms, peak };
+}
+const memory = memoryMiB > 0 ? await measureMemory(memoryMiB) : null;
+
+await sender.close();
+await receiver.close();
+await server.stop();
+peerServer.close?.();
+await rm(work, { recursive: true, force: true });
+
+const mbps = (ms) => (sizeMiB * MiB) / 1e6 / (ms / 1000);
+const rawMedian = stats(samples.raw ?? [1]).median;
+const peerjsMedian = samples.peerjs ? stats(samples.peerjs).median : null;
+const rows = kinds.map((kind) => {
+  const s = stats(samples[kind]);
+  const vsRaw = (rawMedian / s.median).toFixed(2);
+  const vsPeerjs = peerjsMedian ? (peerjsMedian / s.median).toFixed(2) : "–";
+  return `| ${kind} | ${samples[kind].length} | ${s.median} (${s.min}–${s.max}) | ${mbps(s.median).toFixed(1)} (${mbps(s.max).toFixed(1)}–${mbps(s.min).toFixed(1)}) | ${vsRaw} | ${vsPeerjs} |`;
+});
+const m = (b) => (b / MiB).toFixed(1);
+const chromiumVersion = execSync("/usr/bin/chromium --version 2>/dev/null").toString().trim();
+const report = `# meshdrop file transfer benchmark
+
+${new Date().toISOString()} · ${chromiumVersion} (headless; sender and receiver in two contexts of one browser, the receiver's with an on-disk profile) · loopback · ${sizeMiB} MiB file on disk, picked through <input type=file> · ${reps} interleaved rounds.
+Time from the send call to the receiver holding all bytes: meshdrop's receiver has verified every block and the content hash and stored the file in OPFS (its \`done\` resolved to the File); raw's receiver counted the bytes and discarded them; PeerJS's receiver got its "data" event. Speed ratios are of medians within this run (higher is faster). Code: bench/transfer.mjs.
+
+| implementation | rounds | ms: median (min–max) | MB/s: median (min–max) | speed ÷ raw | speed ÷ PeerJS |
+|---|---:|---:|---:|---:|---:|
+${rows.join("\n")}
+${memory ? `
+## Memory during a ${memoryMiB} MiB meshdrop transfer (${memory.ms} ms, ${((memoryMiB * MiB) / 1e6 / (memory.ms / 1000)).toFixed(1)} MB/s)
+
+Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its OPFS worker, Blink's buffers).
+
+| side | JS heap (page) | OPFS worker heap | wasm memory | renderer RSS |
+|---|---:|---:|---:|---:|
+| sender | ${m(memory.peak.aHeap)} MiB | – | ${m(memory.peak.aWasm)} MiB | ${m(memory.peak.aRss)} MiB |
+| receiver | ${m(memory.peak.bHeap)} MiB | ${m(memory.peak.bWorker)} MiB | ${m(memory.peak.bWasm)} MiB | ${m(memory.peak.bRss)} MiB |
+` : ""}`;
+mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
+writeFileSync(path.join(ROOT, "bench/results/transfer.md"), report);
+console.log(report);
