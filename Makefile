@@ -44,9 +44,11 @@ test-e2e: wasm server
 
 ## bench: side-by-side benchmarks; results in bench/results/
 bench: tools-test build
+	node bench/transfer.mjs
+	node bench/hash.mjs
 	node bench/mesh.mjs
 	node bench/signal.mjs
 
 clean:
 	cargo clean
-	rm -rf pkg www/pkg node_modules bench/results
+	rm -rf pkg www/pkg node_modules bench/results bench/hash/out bench/hash/target bench/hash/target-simd

@@ -147,9 +147,11 @@ async function runMeshdrop(a, b, size, room) {
     const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room, identity: "ephemeral" });
     window.peer = peer;
     window.received = new Promise((resolve, reject) =>
-      peer.on("file-offer", (offer) =>
-        offer.accept().done.then((file) => (file.size === size ? resolve(Date.now()) : reject(new Error(`got ${file.size} bytes`))), reject),
-      ),
+      peer.on("file-offer", (offer) => {
+        const t = offer.accept();
+        t.on("progress", ({ bytes, total }) => bytes === total && (window.lastByteAt ??= Date.now()));
+        t.done.then((file) => (file.size === size ? resolve(Date.now()) : reject(new Error(`got ${file.size} bytes`))), reject);
+      }),
     );
   }, { ws, room, size });
   const bId = await b.evaluate(() => window.peer.id);
@@ -164,6 +166,7 @@ async function runMeshdrop(a, b, size, room) {
     return t0;
   }, bId);
   const t1 = await b.evaluate(() => window.received);
+  log("meshdrop: last byte to done", t1 - (await b.evaluate(() => window.lastByteAt)), "ms");
   await a.evaluate(() => window.transfer.done);
   await a.evaluate(() => window.peer.leave());
   await b.evaluate(() => window.peer.leave());

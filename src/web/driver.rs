@@ -310,7 +310,7 @@ impl Driver {
                 let read = file.slice_with_f64_and_f64(offset as f64, (offset + len) as f64).map(|slice| slice.array_buffer());
                 spawn_local(async move {
                     let bytes = match read {
-                        Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>().map_err(JsValue::from)),
+                        Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>()),
                         Err(err) => Err(err),
                     };
                     Driver::input(&weak, move |state, now| match bytes {

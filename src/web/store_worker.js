@@ -74,8 +74,8 @@ const ops = {
     const entry = open.get(id);
     if (!entry) return failure(id, "finished", new Error("storage is not open"));
     try {
-      entry.data.flush();
-      entry.hashes.flush();
+      // No flush(): it would wait for the disk (seconds for large files on slow disks)
+      // for no gain a reload needs; the OS writes the data back as usual.
       entry.data.close();
       entry.hashes.close();
       open.delete(id);
@@ -89,7 +89,6 @@ const ops = {
     if (!entry) return null;
     open.delete(id);
     try {
-      entry.data.flush();
       entry.data.close();
       entry.hashes.close();
       if (remove) await (await root()).removeEntry(entry.key, { recursive: true });

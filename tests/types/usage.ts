@@ -1,7 +1,7 @@
 // Compiled by `make test` (tsc -p tests/types) against the generated pkg/meshdrop.d.ts:
 // the README's usage must type-check, and misuse must not. Each @ts-expect-error
 // fails the build if the line below it stops being an error.
-import init, { Peer, type PeerEventMap, type PeerInfo, type SignalingState } from "meshdrop";
+import init, { Peer, Transfer, FileOffer, type PeerEventMap, type PeerInfo, type SignalingState, type TransferEventMap } from "meshdrop";
 
 export async function usage(): Promise<void> {
   await init();
@@ -49,4 +49,38 @@ export async function usage(): Promise<void> {
   await peer.send("x", 42);
   // @ts-expect-error: iceTransportPolicy is "all" | "relay"
   await Peer.join({ signalingUrl: "ws://x", room: "r", iceTransportPolicy: "sometimes" });
+
+}
+
+export async function files(peer: Peer, file: File): Promise<void> {
+  const t: Transfer = peer.sendFile("someone", file, { name: "video.mp4" });
+  const meta: [string, string, string, number, string] = [t.id, t.peerId, t.name, t.size, t.type];
+  const direction: "send" | "receive" = t.direction;
+  t.on("progress", ({ bytes, total, bytesPerSecond }) => console.log(bytes / total, bytesPerSecond));
+  t.on("paused", () => console.log("paused"));
+  const onProgress = (p: TransferEventMap["progress"]) => console.log(p.bytes);
+  t.off("progress", onProgress);
+  t.cancel("no longer needed");
+  await t.done;
+  peer.sendFile("someone", new Blob(["x"]));
+  peer.on("file-offer", (offer: FileOffer) => {
+    const info: [string, string, string, number, string, string | undefined, number] = [
+      offer.id, offer.from, offer.name, offer.size, offer.type, offer.hash, offer.resumeBytes,
+    ];
+    console.log(info);
+    if (offer.size > 1e9) return offer.reject("too big");
+    offer.accept().done.then((received: File) => console.log(received.name));
+  });
+  peer.on("transfer", (resumed: Transfer) => console.log(resumed.direction));
+  const persistent: boolean = peer.persistentStorage;
+  console.log(meta, direction, persistent);
+
+  // @ts-expect-error: sendFile takes a Blob, not a string
+  peer.sendFile("someone", "not a file");
+  // @ts-expect-error: unknown transfer event
+  t.on("finished", () => {});
+  // @ts-expect-error: progress carries numbers
+  t.on("progress", ({ bytes }) => bytes.toUpperCase());
+  // @ts-expect-error: identity is "persistent" | "ephemeral"
+  await Peer.join({ signalingUrl: "ws://x", room: "r", identity: "forever" });
 }
