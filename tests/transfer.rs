@@ -313,6 +313,7 @@ fn hostile_transfer_frames_are_errors_not_panics() {
     offer.extend_from_slice(&[0; 32]);
     offer.push(0);
     offer.extend_from_slice(&[0, 1, b'x', 0, 0]);
+    offer.extend_from_slice(&7u64.to_be_bytes()); // nonce
     w.inject_frame(n[0], n[1], offer);
     let events = w.nodes[n[1]].take_events();
     assert!(offers(&events).is_empty() && events.iter().any(|e| matches!(e, Event::Warning(m) if m.contains("larger than"))), "{events:?}");
@@ -326,4 +327,35 @@ fn hostile_transfer_frames_are_errors_not_panics() {
     let t = transfer(&mut w, n[0], n[1], &bytes);
     assert_eq!(w.nodes[n[1]].delivered.get(&t), Some(&bytes));
     assert_eq!(w.nodes[n[0]].open_conns(), 1);
+}
+
+/// The signaling server could hand a reloaded receiver's id to someone else: that
+/// impostor gets the offer again, but cannot prove it accepted before, so no bytes go
+/// to it; the real receiver, back with its key, resumes.
+#[test]
+fn only_the_receiver_that_accepted_can_resume() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let bytes = pattern(8 * B, 14);
+    let id = w.send_file(n[0], n[1], "secret.pdf", bytes.clone());
+    w.settle();
+    w.nodes[n[1]].take_events();
+    w.bulk_budget = Some(15);
+    accept(&mut w, n[1], id);
+    let b = n[1];
+    w.leave_for_good(b);
+    w.bulk_budget = None;
+    w.settle();
+    let sent_before = w.nodes[n[0]].bulk_data_sent;
+    // The impostor has b's secret (the server sees it) but not b's local key.
+    let impostor = w.add_with_key("r", "b", [0x66; 32]);
+    w.advance(10_000);
+    let events = w.nodes[impostor].take_events();
+    let offered = offers(&events);
+    assert_eq!(offered, vec![id], "the sender re-offers to the id: {events:?}");
+    accept(&mut w, impostor, id);
+    w.advance(1_000);
+    assert_eq!(w.nodes[n[0]].bulk_data_sent, sent_before, "bytes went to an impostor");
+    let failures = failed(&w.nodes[n[0]].take_events());
+    assert!(matches!(failures.as_slice(), [(t, TransferError::Protocol(m))] if *t == id && m.contains("not the one that accepted")), "{failures:?}");
+    assert!(w.nodes[impostor].delivered.is_empty());
 }

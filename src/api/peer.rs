@@ -73,6 +73,7 @@ impl Peer {
         let identity = if settings.persistent_identity { Identity::claim().await? } else { Identity::ephemeral()? };
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
+        mesh.local_key = identity.local_key;
         if let Some(max) = settings.max_message_bytes {
             mesh.max_message_bytes = max;
         }

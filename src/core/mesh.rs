@@ -41,19 +41,28 @@ pub struct MeshConfig {
     pub connect_timeout_ms: u64,
     /// How long a transfer waits for a peer that left to come back.
     pub resume_timeout_ms: u64,
+    /// A key that never leaves this device (unlike `secret`, which the server sees):
+    /// a receiver proves with it that it is the one that accepted a transfer before,
+    /// so a transfer resumes only with the same browser. Persist it with the secret.
+    pub local_key: [u8; 32],
 }
 
 impl MeshConfig {
     /// Defaults: 16 MiB messages, 20 s connect timeout, transfers wait 2 minutes for a
     /// peer that left.
+    /// `local_key` defaults to one derived from the secret: set a separate random one
+    /// (as the browser driver does) for resume proofs the server cannot forge.
     pub fn new(room: impl Into<String>, name: Option<String>, secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key from secret").update(secret.as_bytes()).finalize().as_bytes();
         MeshConfig {
             room: room.into(),
             name,
-            secret: secret.into(),
+            secret,
             max_message_bytes: 16 * 1024 * 1024,
             connect_timeout_ms: 20_000,
             resume_timeout_ms: 120_000,
+            local_key,
         }
     }
 }
@@ -876,6 +885,10 @@ impl Mesh {
     pub(crate) fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
         let peer = self.conns.get(&conn)?;
         self.sessions.get(peer).filter(|s| s.conn == conn && s.open).map(|_| peer.clone())
+    }
+
+    pub(crate) fn rng_u64(&mut self) -> u64 {
+        self.rng.next_u64()
     }
 
     pub(crate) fn new_transfer_id(&mut self) -> TransferId {

@@ -1,7 +1,9 @@
 //! A tab's persistent identity: a secret kept in localStorage (the server derives our
 //! id from it), held by one tab at a time through a Web Lock, so a reloaded tab comes
-//! back as the same peer while two open tabs never share an id. Falls back to a fresh
-//! secret where either API is missing.
+//! back as the same peer while two open tabs never share an id; and with it a local key
+//! that never leaves the browser, with which a receiver proves it is the one that
+//! accepted a transfer (the server sees the secret, so it could claim the id, but it
+//! never sees the key). Falls back to fresh ones where either API is missing.
 
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
@@ -22,18 +24,18 @@ export async function claimIdentity(storageKey) {
       return new Promise((release) => resolve({ secret, release }));
     }).catch(() => resolve(null));
   });
-  for (const secret of pool) {
-    if (typeof secret !== "string") continue;
-    const held = await hold(secret);
-    if (held) return held;
+  const random = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24)))).replace(/\+/g, "-").replace(/\//g, "_");
+  for (const entry of pool) {
+    if (!entry || typeof entry.secret !== "string" || typeof entry.key !== "string") continue;
+    const held = await hold(entry.secret);
+    if (held) return { ...held, key: entry.key };
   }
-  const bytes = crypto.getRandomValues(new Uint8Array(24));
-  const secret = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
-  const held = await hold(secret);
+  const entry = { secret: random(), key: random() };
+  const held = await hold(entry.secret);
   if (!held) return null;
-  pool.push(secret);
+  pool.push(entry);
   storage.setItem(storageKey, JSON.stringify(pool.slice(-64)));
-  return held;
+  return { ...held, key: entry.key };
 }
 "#)]
 extern "C" {
@@ -41,30 +43,34 @@ extern "C" {
     fn claim_identity(storage_key: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
-/// A claimed secret; dropping it releases the lock for the next tab.
+/// A claimed secret and local key; dropping it releases the lock for the next tab.
 pub(crate) struct Identity {
     pub(crate) secret: String,
+    pub(crate) local_key: [u8; 32],
     release: Option<Function>,
 }
 
 impl Identity {
     /// A persistent secret if the browser allows, else a fresh one.
     pub(crate) async fn claim() -> Result<Identity, JsValue> {
-        if let Ok(promise) = claim_identity("meshdrop.identities") {
+        if let Ok(promise) = claim_identity("meshdrop.identities/v2") {
             if let Ok(held) = JsFuture::from(promise).await {
-                let secret = Reflect::get(&held, &"secret".into()).ok().and_then(|s| s.as_string());
+                let text = |key: &str| Reflect::get(&held, &key.into()).ok().and_then(|s| s.as_string());
                 let release = Reflect::get(&held, &"release".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
-                if let Some(secret) = secret {
-                    return Ok(Identity { secret, release });
+                if let (Some(secret), Some(key)) = (text("secret"), text("key")) {
+                    let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key").update(key.as_bytes()).finalize().as_bytes();
+                    return Ok(Identity { secret, local_key, release });
                 }
             }
         }
         Identity::ephemeral()
     }
 
-    /// A fresh secret, used once.
+    /// A fresh secret and key, used once.
     pub(crate) fn ephemeral() -> Result<Identity, JsValue> {
-        Ok(Identity { secret: super::platform::random_secret()?, release: None })
+        let mut local_key = [0; 32];
+        super::platform::random_bytes(&mut local_key)?;
+        Ok(Identity { secret: super::platform::random_secret()?, local_key, release: None })
     }
 }
 

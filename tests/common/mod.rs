@@ -126,7 +126,19 @@ impl World {
 
     /// Adds a peer that starts joining `room`; its id will be `label` padded with `_`.
     pub fn add(&mut self, room: &str, label: &str) -> usize {
-        let config = MeshConfig::new(room, Some(format!("name-{label}")), secret(label));
+        let key = *blake3_key(label);
+        self.add_with_key(room, label, key)
+    }
+
+    /// A node's tab closes for good: its connections and socket go, nothing else.
+    pub fn leave_for_good(&mut self, n: usize) {
+        self.restart_node(n, false);
+    }
+
+    /// Adds a peer with an explicit local key (the one that never leaves its device).
+    pub fn add_with_key(&mut self, room: &str, label: &str, local_key: [u8; 32]) -> usize {
+        let mut config = MeshConfig::new(room, Some(format!("name-{label}")), secret(label));
+        config.local_key = local_key;
         let seed = 0x5eed ^ (self.nodes.len() as u64 * 7919);
         self.nodes.push(Node {
             mesh: Mesh::new(config.clone(), seed),
@@ -447,6 +459,10 @@ impl World {
     /// A tab reload: node `n` disappears (its connections close, its socket drops) and
     /// comes back with the same secret and the same storage, nothing else.
     pub fn reload(&mut self, n: usize) {
+        self.restart_node(n, true);
+    }
+
+    fn restart_node(&mut self, n: usize, rejoin: bool) {
         let conns: Vec<ConnId> = self.nodes[n].pcs.keys().copied().collect();
         for conn in conns {
             for m in 0..self.nodes.len() {
@@ -466,6 +482,11 @@ impl World {
         node.open_stores.clear();
         node.events.clear();
         node.mesh = Mesh::new(node.config.clone(), 0xbeef ^ n as u64);
+        if !rejoin {
+            // A mesh that never starts: it has no connections to close or tell.
+            node.mesh.leave(self.now);
+            while node.mesh.poll_output().is_some() {}
+        }
         self.settle();
     }
 
@@ -573,4 +594,13 @@ fn item_len(item: &BulkItem) -> u64 {
         BulkItem::Frame(f) => f.len() as u64,
         BulkItem::Slice { len, .. } => u64::from(*len),
     }
+}
+
+fn blake3_key(label: &str) -> Box<[u8; 32]> {
+    let mut key = [0u8; 32];
+    for (i, b) in label.bytes().enumerate() {
+        key[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    key[31] ^= 0xa5;
+    Box::new(key)
 }

@@ -56,6 +56,24 @@ pub fn content_hash<'a>(size: u64, blocks: impl IntoIterator<Item = &'a Hash>) -
     *hasher.finalize().as_bytes()
 }
 
+/// A receiver's resume token for transfer `id` from `sender`: keyed by a key that never
+/// leaves the receiver's browser, and the same after it reloads.
+pub(crate) fn resume_token(local_key: &Hash, id: u64, sender: &str) -> Hash {
+    let mut hasher = blake3::Hasher::new_keyed(local_key);
+    hasher.update(b"meshdrop resume token v1");
+    hasher.update(&id.to_be_bytes());
+    hasher.update(sender.as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// The answer to a resumed offer's nonce: proves the token without revealing it.
+pub(crate) fn resume_response(token: &Hash, nonce: u64) -> Hash {
+    let mut hasher = blake3::Hasher::new_keyed(token);
+    hasher.update(b"meshdrop resume response v1");
+    hasher.update(&nonce.to_be_bytes());
+    *hasher.finalize().as_bytes()
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

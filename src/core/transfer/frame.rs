@@ -6,8 +6,9 @@
 //! ```text
 //! control  [0x15][type: u8][transfer: u64] fields...
 //!   1 offer     size u64, block size u32, head hash [32], has hash u8, [hash [32]],
-//!               name (u16 length + utf-8), type (u16 length + utf-8)
-//!   2 accept    bitmap length u32, bitmap (bit i: block i is already here)
+//!               name (u16 length + utf-8), type (u16 length + utf-8), nonce u64
+//!   2 accept    bitmap length u32, bitmap (bit i: block i is already here),
+//!               proof kind u8, proof [32] (see `recv.rs`: who may resume)
 //!   3 reject    reason (u16 length + utf-8)
 //!   4 ack       block u32 (verified and stored)
 //!   5 want      block u32 (send it again)
@@ -63,13 +64,23 @@ impl CancelCode {
 /// A control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
-    Offer { id: TransferId, size: u64, block_size: u32, head: Hash, hash: Option<Hash>, name: String, mime: String },
-    Accept { id: TransferId, have: Vec<u8> },
+    Offer { id: TransferId, size: u64, block_size: u32, head: Hash, hash: Option<Hash>, name: String, mime: String, nonce: u64 },
+    Accept { id: TransferId, have: Vec<u8>, proof: Proof },
     Reject { id: TransferId, reason: String },
     Ack { id: TransferId, block: u32 },
     Want { id: TransferId, block: u32 },
     Complete { id: TransferId },
     Cancel { id: TransferId, code: CancelCode, reason: String },
+}
+
+/// How a receiver shows it is the one that accepted a transfer before (the signaling
+/// server, which could claim its id, cannot): on a first accept it hands the sender a
+/// token derived from a key that never leaves its browser; when resuming it answers
+/// the offer's nonce with a hash of that token instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proof {
+    Token(Hash),
+    Response(Hash),
 }
 
 /// A frame on the bulk channel that is not raw block bytes.
@@ -124,7 +135,7 @@ impl Control {
         out.push(kind);
         out.extend_from_slice(&id.0.to_be_bytes());
         match self {
-            Control::Offer { size, block_size, head, hash, name, mime, .. } => {
+            Control::Offer { size, block_size, head, hash, name, mime, nonce, .. } => {
                 out.extend_from_slice(&size.to_be_bytes());
                 out.extend_from_slice(&block_size.to_be_bytes());
                 out.extend_from_slice(head);
@@ -137,10 +148,17 @@ impl Control {
                 }
                 put_text(&mut out, name);
                 put_text(&mut out, mime);
+                out.extend_from_slice(&nonce.to_be_bytes());
             }
-            Control::Accept { have, .. } => {
+            Control::Accept { have, proof, .. } => {
                 out.extend_from_slice(&(have.len() as u32).to_be_bytes());
                 out.extend_from_slice(have);
+                let (kind, bytes) = match proof {
+                    Proof::Token(t) => (0, t),
+                    Proof::Response(r) => (1, r),
+                };
+                out.push(kind);
+                out.extend_from_slice(bytes);
             }
             Control::Reject { reason, .. } => put_text(&mut out, reason),
             Control::Ack { block, .. } | Control::Want { block, .. } => out.extend_from_slice(&block.to_be_bytes()),
@@ -167,11 +185,17 @@ impl Control {
                     0 => None,
                     _ => Some(r.hash()?),
                 };
-                Control::Offer { id, size, block_size, head, hash, name: r.text()?, mime: r.text()? }
+                let (name, mime) = (r.text()?, r.text()?);
+                Control::Offer { id, size, block_size, head, hash, name, mime, nonce: r.u64()? }
             }
             2 => {
                 let len = r.u32()? as usize;
-                Control::Accept { id, have: r.take(len)?.to_vec() }
+                let have = r.take(len)?.to_vec();
+                let proof = match r.u8()? {
+                    0 => Proof::Token(r.hash()?),
+                    _ => Proof::Response(r.hash()?),
+                };
+                Control::Accept { id, have, proof }
             }
             3 => Control::Reject { id, reason: r.text()? },
             4 => Control::Ack { id, block: r.u32()? },
@@ -293,9 +317,10 @@ mod tests {
     fn all_controls() -> Vec<Control> {
         let id = TransferId(0x0102_0304_0506_0708);
         vec![
-            Control::Offer { id, size: 5 << 30, block_size: 1 << 20, head: [7; 32], hash: None, name: "vidéo.mp4".into(), mime: "video/mp4".into() },
-            Control::Offer { id, size: 0, block_size: 1 << 20, head: [0; 32], hash: Some([9; 32]), name: String::new(), mime: String::new() },
-            Control::Accept { id, have: vec![0b101, 0] },
+            Control::Offer { id, size: 5 << 30, block_size: 1 << 20, head: [7; 32], hash: None, name: "vidéo.mp4".into(), mime: "video/mp4".into(), nonce: 7 },
+            Control::Offer { id, size: 0, block_size: 1 << 20, head: [0; 32], hash: Some([9; 32]), name: String::new(), mime: String::new(), nonce: u64::MAX },
+            Control::Accept { id, have: vec![0b101, 0], proof: Proof::Token([4; 32]) },
+            Control::Accept { id, have: vec![], proof: Proof::Response([5; 32]) },
             Control::Reject { id, reason: "no thanks".into() },
             Control::Ack { id, block: 4_000_000 },
             Control::Want { id, block: 3 },
@@ -342,7 +367,7 @@ mod tests {
     fn long_names_are_cut_on_a_character_boundary() {
         let id = TransferId(1);
         let name = "é".repeat(MAX_TEXT);
-        let frame = Control::Offer { id, size: 1, block_size: 1, head: [0; 32], hash: None, name, mime: String::new() }.encode();
+        let frame = Control::Offer { id, size: 1, block_size: 1, head: [0; 32], hash: None, name, mime: String::new(), nonce: 0 }.encode();
         match Control::decode(&frame) {
             Ok(Control::Offer { name, .. }) => assert!(name.len() <= MAX_TEXT && name.chars().all(|c| c == 'é')),
             other => panic!("{other:?}"),

@@ -3,8 +3,8 @@
 //! block against its hash as its bytes arrive, have the driver store and commit it,
 //! acknowledge it, and finish when the content hash over all blocks matches.
 
-use super::blocks::{block_count, block_len, block_offset, content_hash, content_key, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE};
-use super::frame::{BulkHeader, Control};
+use super::blocks::{resume_response, resume_token, block_count, block_len, block_offset, content_hash, content_key, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE};
+use super::frame::{BulkHeader, Control, Proof};
 use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
 use crate::core::mesh::{Event, Mesh, Output};
 use crate::core::{ConnId, Millis, PeerId};
@@ -41,6 +41,11 @@ pub(crate) struct Incoming {
     end_hash: Option<Hash>,
     /// The user accepted it once: resume without asking again.
     accepted: bool,
+    /// Continuing what was accepted before (after a pause, or a reload found the
+    /// partial): prove it with a response to `nonce`, never the token itself.
+    resuming: bool,
+    /// The nonce of the sender's latest offer.
+    nonce: u64,
     pub(crate) meter: ProgressMeter,
 }
 
@@ -89,8 +94,8 @@ impl Mesh {
     pub(crate) fn receiver_control(&mut self, now: Millis, from: &PeerId, control: Control) {
         let id = control.id();
         match control {
-            Control::Offer { size, block_size, head, hash, name, mime, .. } => {
-                self.offered(now, from, id, FileMeta { name, size, mime }, block_size, head, hash)
+            Control::Offer { size, block_size, head, hash, name, mime, nonce, .. } => {
+                self.offered(now, from, id, FileMeta { name, size, mime }, block_size, head, hash, nonce)
             }
             Control::Cancel { code, reason, .. } => match self.transfers.get(&id) {
                 Some(Transfer::In(t)) if t.peer == *from => self.fail(now, id, TransferError::from_wire(code, reason), false),
@@ -101,12 +106,14 @@ impl Mesh {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn offered(&mut self, now: Millis, from: &PeerId, id: TransferId, meta: FileMeta, block_size: u32, head: Hash, hash: Option<Hash>) {
+    fn offered(&mut self, now: Millis, from: &PeerId, id: TransferId, meta: FileMeta, block_size: u32, head: Hash, hash: Option<Hash>, nonce: u64) {
         match self.transfers.get_mut(&id) {
             Some(Transfer::In(t)) if t.peer == *from && t.meta == meta => {
                 // The sender came back (or repeats itself): pick up where we are.
                 if let RecvPhase::Paused { .. } = t.phase {
                     t.phase = RecvPhase::Receiving;
+                    t.nonce = nonce;
+                    t.resuming = t.accepted;
                     t.meter.restart();
                     self.emit(Event::TransferResumed { id });
                     self.send_accept(id);
@@ -138,6 +145,8 @@ impl Mesh {
                 committed: BlockSet::new(blocks),
                 end_hash: None,
                 accepted: false,
+                resuming: false,
+                nonce,
                 meter: ProgressMeter::default(),
                 meta,
             }),
@@ -173,6 +182,7 @@ impl Mesh {
         if same_sender && have > 0 {
             // The same browser offers what it was sending us before (one of the two
             // reloaded): the user already accepted it.
+            t.resuming = true;
             let (peer, meta) = (t.peer.clone(), t.meta.clone());
             self.emit(Event::TransferStarted { id, peer, meta });
             self.open_store(id);
@@ -235,7 +245,9 @@ impl Mesh {
 
     fn send_accept(&mut self, id: TransferId) {
         let Some(Transfer::In(t)) = self.transfers.get(&id) else { return };
-        let accept = Control::Accept { id, have: t.committed.as_bytes().to_vec() };
+        let token = resume_token(&self.config.local_key, id.0, t.peer.as_str());
+        let proof = if t.resuming { Proof::Response(resume_response(&token, t.nonce)) } else { Proof::Token(token) };
+        let accept = Control::Accept { id, have: t.committed.as_bytes().to_vec(), proof };
         let peer = t.peer.clone();
         self.send_control(&peer, &accept);
     }
@@ -319,6 +331,11 @@ impl Mesh {
                 }
                 if !data {
                     // The sender says we hold this block: check our copy is theirs.
+                    let resuming = matches!(self.transfers.get(&id), Some(Transfer::In(t)) if t.resuming);
+                    if ours != Some(hash) && resuming && ours.is_some() {
+                        let message = format!("the resumed sender's block {block} differs from the one kept");
+                        return self.fail(now, id, TransferError::Protocol(message), true);
+                    }
                     if ours != Some(hash) {
                         if let Some(Transfer::In(t)) = self.transfers.get_mut(&id) {
                             t.committed.remove(block);

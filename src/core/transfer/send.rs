@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use super::blocks::{block_count, block_len, block_offset, content_hash, hash_block, BlockSet, Hash, BLOCK_SIZE};
-use super::frame::{BulkHeader, Control};
+use super::blocks::resume_response;
+use super::frame::{BulkHeader, Control, Proof};
 use super::{BulkItem, FileMeta, ProgressMeter, Transfer, TransferError, TransferId, READ_AHEAD, WINDOW_BLOCKS};
 use crate::core::mesh::{Event, Mesh, Output};
 use crate::core::{Millis, PeerId, SendError};
@@ -53,6 +54,10 @@ pub(crate) struct Outgoing {
     unacked: u32,
     end_sent: bool,
     pub(crate) meter: ProgressMeter,
+    /// The receiver's resume token, from its first accept: later accepts must prove it.
+    token: Option<Hash>,
+    /// The nonce of our latest offer.
+    nonce: u64,
 }
 
 impl Outgoing {
@@ -120,6 +125,8 @@ impl Mesh {
             unacked: 0,
             end_sent: false,
             meter: ProgressMeter::default(),
+            token: None,
+            nonce: 0,
             meta,
         };
         self.transfers.insert(id, Transfer::Out(out));
@@ -147,8 +154,10 @@ impl Mesh {
             }
             return self.pause_send(id, until);
         }
+        let nonce = self.rng_u64();
         let Some(Transfer::Out(t)) = self.transfers.get_mut(&id) else { return };
         t.phase = SendPhase::Offered;
+        t.nonce = nonce;
         let head = if t.blocks == 0 { hash_block(&[]) } else { t.hashes[0].unwrap_or_default() };
         let hash = t.hashes.iter().copied().collect::<Option<Vec<_>>>().map(|all| content_hash(t.meta.size, &all));
         let offer = Control::Offer {
@@ -159,6 +168,7 @@ impl Mesh {
             hash,
             name: t.meta.name.clone(),
             mime: t.meta.mime.clone(),
+            nonce,
         };
         let peer = t.peer.clone();
         self.send_control(&peer, &offer);
@@ -228,10 +238,25 @@ impl Mesh {
             return self.warn(format!("peer {from} sent a frame for a transfer that is not theirs"));
         }
         match control {
-            Control::Accept { have, .. } if t.phase == SendPhase::Offered => {
+            Control::Accept { have, proof, .. } if t.phase == SendPhase::Offered => {
                 let Some(have) = BlockSet::from_bytes(t.blocks, &have) else {
                     return self.fail(now, id, TransferError::Protocol("accept with a bitmap of the wrong length".into()), true);
                 };
+                // Only the receiver that accepted first may continue: whoever else got
+                // its id (the signaling server could) cannot answer our nonce.
+                let proven = match (t.token, proof) {
+                    (None, Proof::Token(token)) => {
+                        t.token = Some(token);
+                        true
+                    }
+                    (Some(known), Proof::Token(token)) => known == token,
+                    (Some(known), Proof::Response(r)) => resume_response(&known, t.nonce) == r,
+                    (None, Proof::Response(_)) => false,
+                };
+                if !proven {
+                    let message = "the peer resuming this transfer is not the one that accepted it".to_owned();
+                    return self.fail(now, id, TransferError::Protocol(message), true);
+                }
                 t.meter.restart();
                 t.meter.set(now, have.bytes(t.meta.size));
                 t.have = have;
