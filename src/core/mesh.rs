@@ -275,10 +275,14 @@ pub enum Output {
         /// What.
         item: BulkItem,
     },
-    /// Drop every block of transfer `id` kept for slices: none will be asked for.
+    /// Drop every block of transfer `id` kept for slices, except `except`, whose
+    /// remaining slices are still to be sent (a block half on the wire must be
+    /// finished, or the receiver would read what follows as its bytes).
     ReleaseBlocks {
         /// The transfer.
         id: TransferId,
+        /// A block still being sent.
+        except: Option<u32>,
     },
     /// Look for a partial download stored under `key`; report [`Mesh::handle_store_probed`].
     ProbeStore {
@@ -353,6 +357,8 @@ pub struct Mesh {
     outputs: VecDeque<Output>,
     /// Every transfer in progress, both directions.
     pub(crate) transfers: HashMap<TransferId, Transfer>,
+    /// Per peer, the transfer that got the last read (for round-robin).
+    pub(crate) send_cursor: HashMap<PeerId, TransferId>,
 }
 
 impl Mesh {
@@ -375,6 +381,7 @@ impl Mesh {
             connecting: HashSet::new(),
             outputs,
             transfers: HashMap::new(),
+            send_cursor: HashMap::new(),
         }
     }
 
@@ -979,7 +986,10 @@ impl Mesh {
             self.send_control(&peer, &Control::Cancel { id, code, reason });
         }
         match transfer {
-            Transfer::Out(_) => self.push_output(Output::ReleaseBlocks { id }),
+            Transfer::Out(_) => {
+                let except = self.sessions.get_mut(&peer).and_then(|s| s.bulk.purge_transfer(id));
+                self.push_output(Output::ReleaseBlocks { id, except });
+            }
             Transfer::In(t) if t.has_store() => {
                 let delete = matches!(error, TransferError::Cancelled { .. });
                 self.push_output(Output::CloseStore { id, delete });

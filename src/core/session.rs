@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::transfer::{BulkItem, RecvLane};
+use super::transfer::{BulkItem, RecvLane, TransferId};
 use super::wire::Reassembler;
 use super::{ConnId, Millis};
 
@@ -71,6 +71,37 @@ impl WireLen for Vec<u8> {
 impl WireLen for BulkItem {
     fn wire_len(&self) -> u64 {
         self.len()
+    }
+}
+
+impl Lane<BulkItem> {
+    /// Removes transfer `id`'s queued items, except the rest of a block already on the
+    /// wire (its header went out: the receiver expects its bytes). Returns that block.
+    pub(crate) fn purge_transfer(&mut self, id: TransferId) -> Option<u32> {
+        let header_of = |frame: &[u8]| -> Option<TransferId> {
+            if !matches!(frame.first(), Some(0x16 | 0x17)) {
+                return None;
+            }
+            let raw: [u8; 8] = frame.get(1..9)?.try_into().ok()?;
+            Some(TransferId(u64::from_be_bytes(raw)))
+        };
+        // The first queued item of this transfer tells whether a block is under way: a
+        // slice before any of its headers means the header was sent already.
+        let started = self.queue.iter().find_map(|item| match item {
+            BulkItem::Slice { id: t, block, .. } if *t == id => Some(Some(*block)),
+            BulkItem::Frame(f) if header_of(f) == Some(id) => Some(None),
+            _ => None,
+        });
+        let started = started.flatten();
+        let before = self.queue.len();
+        self.queue.retain(|item| match item {
+            BulkItem::Slice { id: t, block, .. } => *t != id || Some(*block) == started,
+            BulkItem::Frame(f) => header_of(f) != Some(id),
+        });
+        if self.queue.len() != before {
+            self.queued = self.queue.iter().map(WireLen::wire_len).sum();
+        }
+        started
     }
 }
 

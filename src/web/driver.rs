@@ -342,7 +342,7 @@ impl Driver {
                     state.mesh.handle_connection_closed(now(), conn, "bulk send failed");
                 }
             }
-            Output::ReleaseBlocks { id } => state.blocks.retain(|(t, _), _| *t != id),
+            Output::ReleaseBlocks { id, except } => state.blocks.retain(|(t, b), _| *t != id || Some(*b) == except),
             Output::ProbeStore { id, key } => state.store.probe(id, &key),
             Output::OpenStore { id, key, from, meta } => state.store.open(id, &key, &from, &meta),
             Output::CommitBlock { id, block, hash } => state.store.commit(id, block, &hash),

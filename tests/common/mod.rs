@@ -42,6 +42,8 @@ pub struct Node {
     pub delivered: HashMap<TransferId, Vec<u8>>,
     /// Data bytes this node put on bulk channels.
     pub bulk_data_sent: u64,
+    /// The transfer of every block header (with data) this node sent, in order.
+    pub data_blocks_sent: Vec<u64>,
     /// Fail the next store open as if the quota were exhausted.
     pub storage_full: bool,
     /// Flip a byte in the data of this block when sending it.
@@ -149,6 +151,7 @@ impl World {
             open_stores: HashMap::new(),
             delivered: HashMap::new(),
             bulk_data_sent: 0,
+            data_blocks_sent: Vec::new(),
             storage_full: false,
             corrupt_block: None,
             events: Vec::new(),
@@ -204,6 +207,12 @@ impl World {
                     progress = true;
                     if let Some(b) = self.bulk_budget.as_mut() {
                         *b -= 1;
+                    }
+                    let drained = !self.bulk.iter().any(|(m, c, _)| *c == conn && *m == n);
+                    let sender = (0..self.nodes.len()).find(|&s| s != n && self.nodes[s].pcs.get(&conn).is_some_and(|pc| pc.open));
+                    if let (true, Some(s)) = (drained, sender) {
+                        let now = self.now;
+                        self.nodes[s].mesh.handle_bulk_buffered_low(now, conn, 0);
                     }
                     if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
                         let now = self.now;
@@ -385,7 +394,13 @@ impl World {
                 assert!(item_len(&item) <= MAX_MESSAGE_SIZE, "bulk frame over the max message size");
                 let node = &mut self.nodes[n];
                 let frame = match item {
-                    BulkItem::Frame(frame) => frame,
+                    BulkItem::Frame(frame) => {
+                        // A block header whose data follows: [0x16][transfer u64][block][len][flags]...
+                        if frame.len() > 17 && frame[0] == 0x16 && frame[17] & 1 == 1 {
+                            node.data_blocks_sent.push(u64::from_be_bytes(frame[1..9].try_into().expect("8 bytes")));
+                        }
+                        frame
+                    }
                     BulkItem::Slice { id, block, start, len, last } => {
                         let held = node.held.get(&(id, block)).expect("slice of a block the driver does not hold");
                         let mut bytes = held[start as usize..(start + len) as usize].to_vec();
@@ -399,12 +414,13 @@ impl World {
                         bytes
                     }
                 };
+                // Like a real channel, the buffer drains as the peer receives: the sender
+                // hears `bufferedamountlow` when its last frame in flight is delivered.
                 if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
                     self.bulk.push_back((m, conn, frame));
                 }
-                self.nodes[n].mesh.handle_bulk_buffered_low(now, conn, 0);
             }
-            Output::ReleaseBlocks { id } => self.nodes[n].held.retain(|(t, _), _| *t != id),
+            Output::ReleaseBlocks { id, except } => self.nodes[n].held.retain(|(t, b), _| *t != id || Some(*b) == except),
             Output::ProbeStore { id, key } => {
                 let node = &mut self.nodes[n];
                 let partial = node.store.get(&key).map(|s| Partial { from: s.from.clone(), blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect() });

@@ -265,3 +265,38 @@ test("a sender that corrupts a block on the wire is caught: HashMismatchError, n
   await a.context.close();
   await b.context.close();
 });
+
+test("stored downloads older than storageMaxAgeMs are removed when a Peer joins", async () => {
+  const { a, b, idB } = await pair("cleanup");
+  await makeFile(a.page, 3 * MiB);
+  await b.page.evaluate(() => (window.autoAccept = true));
+  await send(a, idB);
+  assert.equal((await outcome(b.page)).ok, true);
+  const stored = () =>
+    b.page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle("meshdrop", { create: true });
+      const names = [];
+      for await (const name of dir.keys()) names.push(name);
+      return names;
+    });
+  assert.equal((await stored()).length, 1, "the download is kept in OPFS");
+  await b.page.evaluate(async (url) => {
+    await window.peer.leave();
+    window.peer = await window.meshdrop.Peer.join({ signalingUrl: url, room: "cleanup-2", storageMaxAgeMs: 1 });
+  }, `ws://127.0.0.1:${server.port}/ws`);
+  // The cleanup reports nothing when done: look at OPFS until it is empty (or 10 s).
+  const emptied = await b.page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("meshdrop");
+    for (let i = 0; i < 100; i++) {
+      let empty = true;
+      for await (const _ of dir.keys()) empty = false;
+      if (empty) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+  });
+  assert.ok(emptied, "the old download is still stored");
+  await a.context.close();
+  await b.context.close();
+});

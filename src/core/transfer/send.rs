@@ -294,7 +294,7 @@ impl Mesh {
                 let hash = content_hash(t.meta.size, &hash);
                 self.report_progress(now, id, true);
                 self.transfers.remove(&id);
-                self.push_output(Output::ReleaseBlocks { id });
+                self.push_output(Output::ReleaseBlocks { id, except: None });
                 self.emit(Event::TransferDone { id, hash });
             }
             Control::Cancel { code, reason, .. } => {
@@ -315,10 +315,16 @@ impl Mesh {
             return;
         }
         let peer = t.peer.clone();
-        // Round-robin over this peer's transfers: one read each per turn.
+        // Round-robin over this peer's transfers: one read each per turn, starting after
+        // the one served last (or the lowest id would win every freed slot).
         loop {
             let mut progressed = false;
-            for id in self.sending_to(&peer) {
+            let mut ids = self.sending_to(&peer);
+            if let Some(last) = self.send_cursor.get(&peer) {
+                let next = ids.iter().position(|id| id > last).unwrap_or(0);
+                ids.rotate_left(next);
+            }
+            for id in ids {
                 if self.bulk_queued(&peer) + self.reading_bytes(&peer) >= READ_AHEAD {
                     return;
                 }
@@ -326,6 +332,7 @@ impl Mesh {
                 let size = t.meta.size;
                 match t.next_action() {
                     Some(Action::Read(block, purpose)) => {
+                        self.send_cursor.insert(peer.clone(), id);
                         self.read(id, block, purpose);
                         progressed = true;
                         continue;
@@ -399,7 +406,7 @@ impl Mesh {
         t.reading.clear();
         t.unacked = 0;
         t.meter.restart();
-        self.push_output(Output::ReleaseBlocks { id });
+        self.push_output(Output::ReleaseBlocks { id, except: None });
         self.emit(Event::TransferPaused { id });
     }
 }
