@@ -127,8 +127,9 @@ pub enum TransferError {
         /// Their words, if any.
         reason: String,
     },
-    /// The peer left and did not come back in time.
-    #[error("peer left and did not come back within {0} ms")]
+    /// The peer left and did not come back within this many ms (0: an offer whose
+    /// sender left before it was answered).
+    #[error("peer left{}", if *.0 > 0 { format!(" and did not come back within {} ms", .0) } else { String::new() })]
     PeerLeft(u64),
     /// A block or the whole file did not match its hash; nothing was delivered.
     #[error("hash mismatch: {0}")]
