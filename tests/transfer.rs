@@ -36,6 +36,17 @@ fn expected_hash(bytes: &[u8]) -> [u8; 32] {
     content_hash(bytes.len() as u64, &hashes)
 }
 
+/// Offers `bytes` from a to b and accepts, delivering only `budget` bulk frames (the
+/// transfer is then cut off midway); the budget stays in force until the test lifts it.
+fn start_cut_short(w: &mut World, a: usize, b: usize, bytes: &[u8], budget: usize) -> TransferId {
+    let id = w.send_file(a, b, "x", bytes.to_vec());
+    w.settle();
+    w.nodes[b].take_events();
+    w.bulk_budget = Some(budget);
+    accept(w, b, id);
+    id
+}
+
 /// Sends `bytes` from a to b, accepting the offer; returns the transfer.
 fn transfer(w: &mut World, a: usize, b: usize, bytes: &[u8]) -> TransferId {
     let id = w.send_file(a, b, "f.bin", bytes.to_vec());
@@ -159,11 +170,7 @@ fn receiver_reload_resumes_by_itself_and_resends_only_what_is_missing() {
 fn a_dropped_connection_pauses_then_resumes() {
     let (mut w, n) = World::connected("r", &["a", "b"]);
     let bytes = pattern(12 * B, 6);
-    let id = w.send_file(n[0], n[1], "x", bytes.clone());
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(25);
-    accept(&mut w, n[1], id);
+    let id = start_cut_short(&mut w, n[0], n[1], &bytes, 25);
     let kept = w.nodes[n[1]].store.values().next().expect("partial stored").hashes.len() as u64;
     let sent_before = w.nodes[n[0]].bulk_data_sent;
     let conn = w.conn_between(n[0], n[1]).unwrap();
@@ -183,11 +190,7 @@ fn a_dropped_connection_pauses_then_resumes() {
 #[test]
 fn a_peer_that_never_returns_fails_both_sides_after_the_timeout() {
     let (mut w, n) = World::connected("r", &["a", "b", "c"]);
-    let id = w.send_file(n[0], n[1], "x", pattern(6 * B, 7));
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(8);
-    accept(&mut w, n[1], id);
+    let id = start_cut_short(&mut w, n[0], n[1], &pattern(6 * B, 7), 8);
     w.bulk_budget = None;
     let conn = w.conn_between(n[0], n[1]).unwrap();
     w.partition(n[0], n[1]);
@@ -203,11 +206,7 @@ fn a_peer_that_never_returns_fails_both_sides_after_the_timeout() {
 fn the_same_content_from_another_peer_sends_only_missing_blocks() {
     let (mut w, n) = World::connected("r", &["a", "b", "c"]);
     let bytes = pattern(10 * B, 8);
-    let first = w.send_file(n[0], n[1], "x", bytes.clone());
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(35);
-    accept(&mut w, n[1], first);
+    let first = start_cut_short(&mut w, n[0], n[1], &bytes, 35);
     let now = w.now;
     w.nodes[n[0]].mesh.cancel_transfer(now, first, "");
     // Cancelled by the sender: the receiver deletes it. Interrupt differently: the
@@ -216,11 +215,7 @@ fn the_same_content_from_another_peer_sends_only_missing_blocks() {
     w.settle();
     assert!(w.nodes[n[1]].store.is_empty());
 
-    let first = w.send_file(n[0], n[1], "x", bytes.clone());
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(35);
-    accept(&mut w, n[1], first);
+    start_cut_short(&mut w, n[0], n[1], &bytes, 35);
     w.reload(n[0]);
     w.bulk_budget = None;
     w.settle();
@@ -244,11 +239,7 @@ fn a_partial_of_different_content_under_the_same_key_is_repaired() {
     let old = pattern(6 * B, 9);
     let mut new = old.clone();
     new[4 * B + 17] ^= 1;
-    let id = w.send_file(n[0], n[1], "x", old);
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(30);
-    accept(&mut w, n[1], id);
+    start_cut_short(&mut w, n[0], n[1], &old, 30);
     w.reload(n[0]);
     w.bulk_budget = None;
     w.settle();
@@ -342,11 +333,7 @@ fn hostile_transfer_frames_are_errors_not_panics() {
 fn only_the_receiver_that_accepted_can_resume() {
     let (mut w, n) = World::connected("r", &["a", "b"]);
     let bytes = pattern(8 * B, 14);
-    let id = w.send_file(n[0], n[1], "secret.pdf", bytes.clone());
-    w.settle();
-    w.nodes[n[1]].take_events();
-    w.bulk_budget = Some(15);
-    accept(&mut w, n[1], id);
+    let id = start_cut_short(&mut w, n[0], n[1], &bytes, 15);
     let b = n[1];
     w.leave_for_good(b);
     w.bulk_budget = None;

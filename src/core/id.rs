@@ -41,12 +41,16 @@ impl ConnId {
 
     /// Parses the 16-hex-digit wire form.
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        // from_str_radix alone would also take a sign.
-        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u64::from_str_radix(text, 16).ok().map(ConnId)
+        parse_hex_u64(text).map(ConnId)
     }
+}
+
+/// Exactly 16 hex digits as a `u64` (`from_str_radix` alone would also take a sign).
+pub(crate) fn parse_hex_u64(text: &str) -> Option<u64> {
+    if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
 }
 
 impl fmt::Display for ConnId {

@@ -41,10 +41,7 @@ pub struct TransferId(pub(crate) u64);
 impl TransferId {
     /// Parses the 16-hex-digit form that `Display` writes.
     pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u64::from_str_radix(text, 16).ok().map(TransferId)
+        crate::core::id::parse_hex_u64(text).map(TransferId)
     }
 }
 
