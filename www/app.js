@@ -237,6 +237,11 @@ function showOffer(offer) {
   li.dataset.state = "offered";
   title.textContent = `${peerName(offer.from)} wants to send you ${offer.name} (${formatBytes(offer.size)})`;
   detail.textContent = offer.resumeBytes > 0 ? `${formatBytes(offer.resumeBytes)} of it is already here from an earlier try` : offer.type || "";
+  offer.on("withdrawn", ({ name }) => {
+    li.dataset.state = "failed";
+    detail.textContent = name === "CancelledError" ? `${peerName(offer.from)} cancelled the offer` : `${peerName(offer.from)} left; the offer is gone`;
+    actions.replaceChildren();
+  });
   actions.append(
     button("Accept", () => showTransfer(offer.accept())),
     button("Decline", () => {

@@ -65,6 +65,14 @@ export interface Transfer {
   off<K extends keyof TransferEventMap>(type: K, listener: (event: TransferEventMap[K]) => void): void;
 }
 
+export interface FileOffer {
+  /** "withdrawn": the offer ended before an answer (the sender cancelled, or left and
+   *  did not come back); `name` is the error's name, e.g. "CancelledError". */
+  on(type: "withdrawn", listener: (event: { name: string; reason: string }) => void): void;
+  /** Removes a listener added with `on`. */
+  off(type: "withdrawn", listener: (event: { name: string; reason: string }) => void): void;
+}
+
 /** Options for `Peer.sendFile`. */
 export interface SendFileOptions {
   /** The name the receiver sees. Default: the File's name, or "file". */

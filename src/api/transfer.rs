@@ -1,6 +1,6 @@
 //! `Transfer` and `FileOffer`: one file on its way, and a peer's offer to send one.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
@@ -29,6 +29,8 @@ thread_local! {
 
 /// The event types `Transfer.on` accepts.
 pub(crate) const TRANSFER_EVENTS: [&str; 3] = ["progress", "paused", "resumed"];
+/// The event types `FileOffer.on` accepts.
+pub(crate) const OFFER_EVENTS: [&str; 1] = ["withdrawn"];
 
 /// What both the JS `Transfer` and the event sink hold for one transfer.
 pub(crate) struct TransferShared {
@@ -41,6 +43,8 @@ pub(crate) struct TransferShared {
     resolve: Function,
     reject: Function,
     settled: Cell<bool>,
+    /// False while an offer waits for the user's accept or reject.
+    answered: Cell<bool>,
     driver: Weak<Driver>,
 }
 
@@ -64,6 +68,7 @@ impl TransferShared {
             resolve,
             reject,
             settled: Cell::new(false),
+            answered: Cell::new(true),
             driver,
         })
     }
@@ -88,9 +93,17 @@ impl TransferShared {
     }
 
     pub(crate) fn fail(&self, error: &TransferError) {
-        if !self.settled.replace(true) {
-            let _ = self.reject.call1(&JsValue::NULL, &transfer_error(error));
+        if self.settled.replace(true) {
+            return;
         }
+        let error = transfer_error(error);
+        if !self.answered.replace(true) {
+            // Nobody holds this transfer's `done` yet: tell the offer's listeners.
+            let reason = js_sys::Reflect::get(&error, &"message".into()).unwrap_or_default();
+            let name = js_sys::Reflect::get(&error, &"name".into()).unwrap_or_default();
+            self.listeners.emit("withdrawn", &object(&[("name", name), ("reason", reason)]));
+        }
+        let _ = self.reject.call1(&JsValue::NULL, &error);
     }
 
     pub(crate) fn meta(&self) -> &FileMeta {
@@ -198,12 +211,12 @@ pub struct FileOffer {
     shared: Rc<TransferShared>,
     hash: Option<String>,
     have: u64,
-    answered: RefCell<bool>,
 }
 
 impl FileOffer {
     pub(crate) fn new(shared: Rc<TransferShared>, hash: Option<&[u8; 32]>, have: u64) -> Self {
-        FileOffer { shared, hash: hash.map(|h| hex(h)), have, answered: RefCell::new(false) }
+        shared.answered.set(false);
+        FileOffer { shared, hash: hash.map(|h| hex(h)), have }
     }
 }
 
@@ -252,9 +265,27 @@ impl FileOffer {
         self.have as f64
     }
 
+    /// Adds a listener: "withdrawn" ({ name, reason }) when the offer ends before an
+    /// answer (the sender cancelled, or left and did not come back).
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
+        let kind = OFFER_EVENTS
+            .iter()
+            .find(|k| **k == kind)
+            .ok_or_else(|| type_error(&format!("unknown offer event \"{kind}\"; expected one of {}", OFFER_EVENTS.join(", "))))?;
+        self.shared.listeners.add(kind, listener);
+        Ok(())
+    }
+
+    /// Removes a listener added with `on`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, kind: &str, listener: Function) {
+        self.shared.listeners.remove(kind, &listener);
+    }
+
     /// Accepts: the bytes start flowing. Calling it again returns the same transfer.
     pub fn accept(&self) -> Transfer {
-        if !self.answered.replace(true) {
+        if !self.shared.answered.replace(true) {
             if let Some(driver) = self.shared.driver.upgrade() {
                 let id = self.shared.id;
                 if let Err(err) = driver.with_mesh(|mesh, now| mesh.accept_file(now, id)) {
@@ -267,7 +298,7 @@ impl FileOffer {
 
     /// Declines; the sender's `done` rejects with a `DeclinedError` carrying `reason`.
     pub fn reject(&self, reason: Option<String>) {
-        if self.answered.replace(true) {
+        if self.shared.answered.replace(true) {
             return;
         }
         if let Some(driver) = self.shared.driver.upgrade() {

@@ -92,6 +92,7 @@ async function join(page, room, name) {
       peer.on("file-offer", (offer) => {
         window.offers.push({ id: offer.id, from: offer.from, name: offer.name, size: offer.size, type: offer.type, resumeBytes: offer.resumeBytes });
         window.lastOffer = offer;
+        offer.on("withdrawn", (e) => (window.withdrawn = e));
         if (window.autoAccept) track(offer.accept());
       });
       peer.on("transfer", (t) => {
@@ -297,6 +298,21 @@ test("stored downloads older than storageMaxAgeMs are removed when a Peer joins"
     return false;
   });
   assert.ok(emptied, "the old download is still stored");
+  await a.context.close();
+  await b.context.close();
+});
+
+test("an offer the sender cancels before an answer is withdrawn on the receiver", async () => {
+  const { a, b, idB } = await pair("withdraw");
+  await makeFile(a.page, 1 * MiB);
+  await send(a, idB);
+  await b.page.waitForFunction(() => window.offers.length === 1);
+  await a.page.evaluate(() => window.transfer.cancel("changed my mind"));
+  await b.page.waitForFunction(() => window.withdrawn, null, { timeout: 10000 });
+  const withdrawn = await b.page.evaluate(() => window.withdrawn);
+  assert.equal(withdrawn.name, "CancelledError");
+  assert.match(withdrawn.reason, /changed my mind/);
+  assert.equal((await outcome(a.page)).name, "CancelledError");
   await a.context.close();
   await b.context.close();
 });

@@ -68,6 +68,7 @@ export async function files(peer: Peer, file: File): Promise<void> {
       offer.id, offer.from, offer.name, offer.size, offer.type, offer.hash, offer.resumeBytes,
     ];
     console.log(info);
+    offer.on("withdrawn", ({ name, reason }) => console.log(name, reason));
     if (offer.size > 1e9) return offer.reject("too big");
     offer.accept().done.then((received: File) => console.log(received.name));
   });
