@@ -134,6 +134,17 @@ impl Listeners {
         self.by_type.borrow_mut().entry(kind).or_default().push(listener);
     }
 
+    /// Adds a listener for `kind` if it is one of `allowed`; else a `TypeError` naming
+    /// `what` was asked for and what exists.
+    pub(crate) fn add_checked(&self, allowed: &[&'static str], what: &str, kind: &str, listener: Function) -> Result<(), JsValue> {
+        let kind = allowed
+            .iter()
+            .find(|k| **k == kind)
+            .ok_or_else(|| super::error::type_error(&format!("unknown {what} \"{kind}\"; expected one of {}", allowed.join(", "))))?;
+        self.add(kind, listener);
+        Ok(())
+    }
+
     pub(crate) fn remove(&self, kind: &str, listener: &Function) {
         if let Some(list) = self.by_type.borrow_mut().get_mut(kind) {
             if let Some(i) = list.iter().position(|l| l == listener) {

@@ -134,12 +134,7 @@ impl Peer {
     /// "message", "signaling" or "warning". Throws a `TypeError` for other types.
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
-        let kind = EVENT_TYPES_LIST
-            .iter()
-            .find(|k| **k == kind)
-            .ok_or_else(|| type_error(&format!("unknown event type \"{kind}\"; expected one of {}", EVENT_TYPES_LIST.join(", "))))?;
-        self.shared.listeners.add(kind, listener);
-        Ok(())
+        self.shared.listeners.add_checked(&EVENT_TYPES_LIST, "event type", kind, listener)
     }
 
     /// Removes a listener added with `on`.

@@ -6,7 +6,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use super::error::{transfer_error, type_error};
+use super::error::transfer_error;
 use super::events::{object, Listeners};
 use crate::core::transfer::blocks::hex;
 use crate::core::{Direction, FileMeta, Progress, TransferError, TransferId};
@@ -181,12 +181,7 @@ impl Transfer {
     /// "resumed".
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
-        let kind = TRANSFER_EVENTS
-            .iter()
-            .find(|k| **k == kind)
-            .ok_or_else(|| type_error(&format!("unknown transfer event \"{kind}\"; expected one of {}", TRANSFER_EVENTS.join(", "))))?;
-        self.shared.listeners.add(kind, listener);
-        Ok(())
+        self.shared.listeners.add_checked(&TRANSFER_EVENTS, "transfer event", kind, listener)
     }
 
     /// Removes a listener added with `on`.
@@ -269,12 +264,7 @@ impl FileOffer {
     /// answer (the sender cancelled, or left and did not come back).
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, kind: &str, listener: Function) -> Result<(), JsValue> {
-        let kind = OFFER_EVENTS
-            .iter()
-            .find(|k| **k == kind)
-            .ok_or_else(|| type_error(&format!("unknown offer event \"{kind}\"; expected one of {}", OFFER_EVENTS.join(", "))))?;
-        self.shared.listeners.add(kind, listener);
-        Ok(())
+        self.shared.listeners.add_checked(&OFFER_EVENTS, "offer event", kind, listener)
     }
 
     /// Removes a listener added with `on`.
