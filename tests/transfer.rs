@@ -379,3 +379,19 @@ fn cancelling_one_of_two_transfers_leaves_the_other_intact() {
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }
+
+/// An offer still waiting for an answer must not hold up another transfer to the same
+/// peer.
+#[test]
+fn an_unanswered_offer_does_not_stall_an_accepted_one() {
+    for seed in 0..8u8 {
+        let (mut w, n) = World::connected("r", &["a", "b"]);
+        let waiting = w.send_file(n[0], n[1], "later", pattern(B, seed));
+        w.settle();
+        assert_eq!(offers(&w.nodes[n[1]].take_events()), vec![waiting]);
+        let bytes = pattern(10 * B, seed.wrapping_add(100));
+        let id = transfer(&mut w, n[0], n[1], &bytes);
+        assert_eq!(w.nodes[n[1]].delivered.get(&id), Some(&bytes), "seed {seed}");
+        assert!(!w.nodes[n[1]].delivered.contains_key(&waiting));
+    }
+}

@@ -728,7 +728,7 @@ impl Mesh {
             s.bulk.set_buffered(buffered);
         }
         self.bulk_flush(&peer);
-        self.pump_peer_sends(now, &peer);
+        self.pump_sends(now, &peer);
     }
 
     /// The connection failed or its channel closed.
@@ -953,13 +953,6 @@ impl Mesh {
 
     pub(crate) fn recv_lane(&mut self, conn: ConnId) -> Option<&mut RecvLane> {
         self.session_mut(conn).map(|s| &mut s.bulk_recv)
-    }
-
-    fn pump_peer_sends(&mut self, now: Millis, peer: &PeerId) {
-        let first = self.transfers.iter().find(|(_, t)| matches!(t, Transfer::Out(o) if o.peer == *peer)).map(|(id, _)| *id);
-        if let Some(id) = first {
-            self.pump_sends(now, id);
-        }
     }
 
     fn pause_transfers(&mut self, now: Millis, peer: &PeerId) {

@@ -178,6 +178,7 @@ impl Mesh {
     /// the driver must keep the bytes for the [`BulkItem::Slice`]s that follow.
     pub fn handle_block_read(&mut self, now: Millis, id: TransferId, block: u32, bytes: &[u8]) -> bool {
         let Some(Transfer::Out(t)) = self.transfers.get_mut(&id) else { return false };
+        let peer = t.peer.clone();
         let Some(at) = t.reading.iter().position(|(b, _)| *b == block) else { return false };
         let (_, purpose) = t.reading.swap_remove(at);
         if bytes.len() as u64 != block_len(t.meta.size, block) {
@@ -197,7 +198,6 @@ impl Mesh {
                 false
             }
             SendPhase::Sending => {
-                let peer = t.peer.clone();
                 let data = purpose == Purpose::Send;
                 if data {
                     t.unacked += 1;
@@ -219,7 +219,7 @@ impl Mesh {
             }
             SendPhase::Offered | SendPhase::Paused { .. } => false,
         };
-        self.pump_sends(now, id);
+        self.pump_sends(now, &peer);
         keep
     }
 
@@ -267,7 +267,7 @@ impl Mesh {
                 t.unacked = 0;
                 t.end_sent = false;
                 self.emit(Event::TransferResumed { id });
-                self.pump_sends(now, id);
+                self.pump_sends(now, from);
             }
             Control::Reject { reason, .. } if t.phase == SendPhase::Offered => {
                 self.fail(now, id, TransferError::Declined(reason), false);
@@ -278,7 +278,7 @@ impl Mesh {
                     let bytes = t.have.bytes(t.meta.size);
                     t.meter.set(now, bytes);
                     self.report_progress(now, id, false);
-                    self.pump_sends(now, id);
+                    self.pump_sends(now, from);
                 }
             }
             Control::Want { block, .. } if t.phase == SendPhase::Sending && block < t.blocks => {
@@ -287,7 +287,7 @@ impl Mesh {
                 if !t.wants.contains(&block) {
                     t.wants.push_back(block);
                 }
-                self.pump_sends(now, id);
+                self.pump_sends(now, from);
             }
             Control::Complete { .. } if t.phase == SendPhase::Sending && t.end_sent && t.have.is_full() => {
                 let hash = t.hashes.iter().flatten().copied().collect::<Vec<_>>();
@@ -307,14 +307,10 @@ impl Mesh {
         }
     }
 
-    /// Issues reads while the window and the read-ahead allow, then sends the end
-    /// frame once every block went out.
-    pub(crate) fn pump_sends(&mut self, _now: Millis, id: TransferId) {
-        let Some(Transfer::Out(t)) = self.transfers.get(&id) else { return };
-        if t.phase != SendPhase::Sending {
-            return;
-        }
-        let peer = t.peer.clone();
+    /// Issues reads for `peer`'s sending transfers while the windows and the read-ahead
+    /// allow, then sends each one's end frame once every block went out.
+    pub(crate) fn pump_sends(&mut self, _now: Millis, peer: &PeerId) {
+        let peer = peer.clone();
         // Round-robin over this peer's transfers: one read each per turn, starting after
         // the one served last (or the lowest id would win every freed slot).
         loop {
