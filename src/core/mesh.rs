@@ -970,9 +970,8 @@ impl Mesh {
 
     /// Ends a transfer without the file: tells the peer (if `tell_peer` and it is
     /// there), releases what the driver holds for it, and reports `error`.
-    pub(crate) fn fail(&mut self, now: Millis, id: TransferId, error: TransferError, tell_peer: bool) {
+    pub(crate) fn fail(&mut self, _now: Millis, id: TransferId, error: TransferError, tell_peer: bool) {
         let Some(transfer) = self.transfers.remove(&id) else { return };
-        let _ = now;
         let peer = transfer.peer().clone();
         if tell_peer {
             let (code, reason) = error.wire();

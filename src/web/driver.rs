@@ -254,7 +254,6 @@ impl Driver {
                         let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
                         events.push(Delivery { event: Event::Warning(reason), file: None });
                         state.mesh.handle_connection_closed(now(), conn, "cannot create RTCPeerConnection");
-                        let _ = events;
                     }
                 }
             }

@@ -106,7 +106,7 @@ impl Mesh {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn offered(&mut self, now: Millis, from: &PeerId, id: TransferId, meta: FileMeta, block_size: u32, head: Hash, hash: Option<Hash>, nonce: u64) {
+    fn offered(&mut self, _now: Millis, from: &PeerId, id: TransferId, meta: FileMeta, block_size: u32, head: Hash, hash: Option<Hash>, nonce: u64) {
         match self.transfers.get_mut(&id) {
             Some(Transfer::In(t)) if t.peer == *from && t.meta == meta => {
                 // The sender came back (or repeats itself): pick up where we are.
@@ -151,7 +151,6 @@ impl Mesh {
                 meta,
             }),
         );
-        let _ = now;
         self.push_output(Output::ProbeStore { id, key });
     }
 
