@@ -51,6 +51,7 @@ pub(crate) fn transfer_error(err: &TransferError) -> JsValue {
         TransferError::Unreadable(_) => "FileUnreadableError",
         TransferError::Protocol(_) => "ProtocolError",
         TransferError::Closed => "ClosedError",
+        TransferError::NotShared(_) => "NotSharedError",
     };
     js_error(name, &err.to_string())
 }

@@ -15,14 +15,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use meshdrop_signal::protocol::{parse_server, ClientMessage, ServerEvent};
 use serde_json::value::RawValue;
 
+use super::discovery::{Discovery, Hit, QueryId, ShareId};
 use super::error::{JoinError, SendError};
+use super::request::{RequestError, RequestId, Requests};
 use super::rng::Rng;
+use super::service::Service;
 use super::session::Session;
 use super::transfer::frame::{Control, CONTROL};
 use super::transfer::{BulkItem, FileMeta, Progress, RecvLane, Transfer, TransferError, TransferId, Hash};
 use super::signal::PeerSignal;
 use super::time::backoff;
-use super::wire::{encode, Payload};
+use super::wire::{encode, encode_service, Message, Payload};
 use super::{ConnId, Millis, PeerId};
 
 /// Settings for one mesh.
@@ -193,6 +196,39 @@ pub enum Event {
         /// Why.
         error: TransferError,
     },
+    /// Bytes each holder of a multi-source download served so far (verified), with
+    /// each progress report and once more before it ends.
+    TransferSources {
+        /// The download.
+        id: TransferId,
+        /// Holders in the order given, with their bytes.
+        sources: Vec<(PeerId, u64)>,
+    },
+    /// A query ended: every asked peer answered (or left), or time ran out.
+    FindDone {
+        /// The query.
+        id: QueryId,
+        /// What the peers have, sorted by name, then peer.
+        hits: Vec<Hit>,
+    },
+    /// A peer calls a method we handle; answer with [`Mesh::respond`].
+    Request {
+        /// The caller.
+        from: PeerId,
+        /// The caller's id for it (pass to `respond`).
+        id: u64,
+        /// The method.
+        method: String,
+        /// Its argument.
+        payload: Payload,
+    },
+    /// One of our requests ended.
+    Response {
+        /// The request.
+        id: RequestId,
+        /// The reply, or why there is none.
+        result: Result<Payload, RequestError>,
+    },
 }
 
 /// What the driver must do.
@@ -261,6 +297,20 @@ pub enum Output {
     ReadBlock {
         /// The transfer.
         id: TransferId,
+        /// The block.
+        block: u32,
+        /// Where in the file.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// Read bytes `offset..offset + len` of shared file `share` for transfer `id`;
+    /// report like [`Output::ReadBlock`].
+    ReadShared {
+        /// The transfer (a download we serve).
+        id: TransferId,
+        /// The shared file.
+        share: ShareId,
         /// The block.
         block: u32,
         /// Where in the file.
@@ -359,6 +409,10 @@ pub struct Mesh {
     pub(crate) transfers: HashMap<TransferId, Transfer>,
     /// Per peer, the transfer that got the last read (for round-robin).
     pub(crate) send_cursor: HashMap<PeerId, TransferId>,
+    /// Shared files and queries.
+    pub(crate) discovery: Discovery,
+    /// Requests both ways, and the methods we handle.
+    pub(crate) requests: Requests,
 }
 
 impl Mesh {
@@ -382,6 +436,8 @@ impl Mesh {
             outputs,
             transfers: HashMap::new(),
             send_cursor: HashMap::new(),
+            discovery: Discovery::default(),
+            requests: Requests::default(),
         }
     }
 
@@ -429,7 +485,8 @@ impl Mesh {
         };
         let deadlines = self.sessions.values().filter_map(|s| s.deadline);
         let paused = self.transfers.values().filter_map(Transfer::paused_until);
-        link.into_iter().chain(deadlines).chain(self.retries.values().copied()).chain(paused).min()
+        let services = self.discovery.next_deadline().into_iter().chain(self.requests.next_deadline());
+        link.into_iter().chain(deadlines).chain(self.retries.values().copied()).chain(paused).chain(services).min()
     }
 
     // -- signaling ---------------------------------------------------------------------
@@ -697,6 +754,7 @@ impl Mesh {
         let name = self.roster.get(&peer).cloned().flatten();
         self.emit(Event::PeerJoined { id: peer.clone(), name });
         self.resume_sends(now, &peer);
+        self.sources_rejoined(now, &peer);
     }
 
     /// A frame arrived on the data channel.
@@ -707,7 +765,8 @@ impl Mesh {
             return self.transfer_control(now, &peer, frame);
         }
         match s.reassembler.push(frame) {
-            Ok(Some(payload)) => self.emit(Event::Message { from: peer, payload }),
+            Ok(Some(Message::App(payload))) => self.emit(Event::Message { from: peer, payload }),
+            Ok(Some(Message::Service(bytes))) => self.service_message(now, &peer, &bytes),
             Ok(None) => {}
             Err(err) => self.warn(format!("bad frame from {peer}: {err}")),
         }
@@ -771,6 +830,8 @@ impl Mesh {
         for id in expired {
             self.fail(now, id, TransferError::PeerLeft(self.config.resume_timeout_ms), false);
         }
+        self.expire_queries(now);
+        self.expire_requests(now);
         let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
         due.sort();
         for peer in due {
@@ -840,6 +901,8 @@ impl Mesh {
         for id in ids {
             self.fail(now, id, TransferError::Closed, true);
         }
+        self.close_requests();
+        self.expire_queries(Millis(u64::MAX));
         let mut conns: Vec<_> = self.conns.keys().copied().collect();
         conns.sort();
         self.outputs.extend(conns.into_iter().map(|conn| Output::CloseConnection { conn }));
@@ -869,6 +932,8 @@ impl Mesh {
         if s.open {
             self.emit(Event::PeerLeft { id: peer.clone() });
             self.pause_transfers(now, peer);
+            self.queries_peer_left(peer);
+            self.requests_peer_left(peer);
         }
     }
 
@@ -916,8 +981,45 @@ impl Mesh {
         };
         match self.transfers.get(&control.id()) {
             Some(Transfer::Out(_)) => self.sender_control(now, peer, control),
+            Some(Transfer::Down(_)) => self.download_control(now, peer, control),
+            Some(Transfer::Serve(_)) => self.serve_control(now, peer, control),
             _ => self.receiver_control(now, peer, control),
         }
+    }
+
+    fn service_message(&mut self, now: Millis, peer: &PeerId, bytes: &[u8]) {
+        let message = match Service::decode(bytes) {
+            Ok(message) => message,
+            Err(err) => return self.warn(format!("bad service message from {peer}: {err}")),
+        };
+        match message {
+            Service::Query { id, substring, text } => self.query_received(peer, id, substring, &text),
+            Service::Answer { id, hits } => self.answer_received(peer, id, hits),
+            Service::Request { id, method, payload } => self.request_received(peer, id, method, payload),
+            Service::Reply { id, payload } => self.reply_received(peer, id, Ok(payload)),
+            Service::Failure { id, code, message } => self.reply_received(peer, id, Err((code, message))),
+            Service::Fetch { transfer, share, manifest } => self.fetch_received(now, peer, transfer, ShareId(share), manifest),
+            Service::Manifest { transfer, hashes } => self.manifest_received(now, peer, transfer, hashes),
+            Service::Get { transfer, blocks } => self.get_received(now, peer, transfer, blocks),
+        }
+    }
+
+    /// Queues a service message for `peer`; false if it is not connected or its queue
+    /// is full.
+    pub(crate) fn send_service(&mut self, peer: &PeerId, message: &Service) -> bool {
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) else { return false };
+        if !s.enqueue(encode_service(&message.encode(), s.max_frame())) {
+            return false;
+        }
+        let conn = s.conn;
+        self.flush(conn);
+        true
+    }
+
+    /// Drops a transfer's items from `peer`'s bulk lane; returns a block half on the
+    /// wire, whose remaining slices must still go.
+    pub(crate) fn purge_bulk(&mut self, peer: &PeerId, id: TransferId) -> Option<u32> {
+        self.sessions.get_mut(peer).and_then(|s| s.bulk.purge_transfer(id))
     }
 
     /// Sends a control frame if the peer's channel is open (if not, the transfer is
@@ -957,12 +1059,15 @@ impl Mesh {
 
     fn pause_transfers(&mut self, now: Millis, peer: &PeerId) {
         let until = now + self.config.resume_timeout_ms;
-        let mut ids: Vec<_> = self.transfers.iter().filter(|(_, t)| t.peer() == peer).map(|(id, _)| *id).collect();
+        let mut ids: Vec<_> = self.transfers.iter().filter(|(_, t)| t.involves(peer)).map(|(id, _)| *id).collect();
         ids.sort();
         for id in ids {
             match self.transfers.get(&id) {
                 Some(Transfer::Out(_)) => self.pause_send(id, until),
                 Some(Transfer::In(_)) => self.pause_receive(id, until),
+                Some(Transfer::Down(_)) => self.source_left(now, id, peer),
+                // The downloader asks again when it is back.
+                Some(Transfer::Serve(_)) => self.end_serve(now, id),
                 None => {}
             }
         }
@@ -972,23 +1077,38 @@ impl Mesh {
     /// there), releases what the driver holds for it, and reports `error`.
     pub(crate) fn fail(&mut self, _now: Millis, id: TransferId, error: TransferError, tell_peer: bool) {
         let Some(transfer) = self.transfers.remove(&id) else { return };
-        let peer = transfer.peer().clone();
+        let peers = match &transfer {
+            Transfer::Out(t) => vec![t.peer.clone()],
+            Transfer::In(t) => vec![t.peer.clone()],
+            Transfer::Serve(s) => vec![s.peer.clone()],
+            Transfer::Down(d) => d.live_peers(),
+        };
         if tell_peer {
             let (code, reason) = error.wire();
-            self.send_control(&peer, &Control::Cancel { id, code, reason });
+            for peer in &peers {
+                self.send_control(peer, &Control::Cancel { id, code, reason: reason.clone() });
+            }
         }
+        let delete = matches!(error, TransferError::Cancelled { .. });
+        // Serving has no user-facing transfer to fail.
+        let serving = matches!(transfer, Transfer::Serve(_));
         match transfer {
-            Transfer::Out(_) => {
-                let except = self.sessions.get_mut(&peer).and_then(|s| s.bulk.purge_transfer(id));
+            Transfer::Out(_) | Transfer::Serve(_) => {
+                let except = self.purge_bulk(&peers[0], id);
                 self.push_output(Output::ReleaseBlocks { id, except });
             }
-            Transfer::In(t) if t.has_store() => {
-                let delete = matches!(error, TransferError::Cancelled { .. });
-                self.push_output(Output::CloseStore { id, delete });
+            Transfer::In(t) if t.has_store() => self.push_output(Output::CloseStore { id, delete }),
+            Transfer::Down(d) => {
+                self.emit(Event::TransferSources { id, sources: d.served() });
+                if d.has_store() {
+                    self.push_output(Output::CloseStore { id, delete });
+                }
             }
             Transfer::In(_) => {}
         }
-        self.emit(Event::TransferFailed { id, error });
+        if !serving {
+            self.emit(Event::TransferFailed { id, error });
+        }
     }
 
     /// Emits progress if due (or `force`d).
@@ -997,10 +1117,15 @@ impl Mesh {
         let (meter, total) = match transfer {
             Transfer::Out(t) => (&mut t.meter, t.meta.size),
             Transfer::In(t) => (&mut t.meter, t.meta.size),
+            Transfer::Down(d) => (&mut d.meter, d.meta.size),
+            Transfer::Serve(_) => return,
         };
-        if let Some(progress) = meter.report(now, total, force) {
-            self.emit(Event::TransferProgress { id, progress });
+        let Some(progress) = meter.report(now, total, force) else { return };
+        if let Transfer::Down(d) = transfer {
+            let sources = d.served();
+            self.emit(Event::TransferSources { id, sources });
         }
+        self.emit(Event::TransferProgress { id, progress });
     }
 
     /// Cancels a transfer (either direction) or declines an open offer; the peer is told.

@@ -2,10 +2,13 @@
 //! inputs (`handle_*`), perform what [`Mesh::poll_output`] asks, and call
 //! [`Mesh::handle_timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop.
 
+pub mod discovery;
 mod error;
 mod id;
 mod mesh;
 pub(crate) mod rng;
+pub mod request;
+pub(crate) mod service;
 mod session;
 pub use session::BUFFERED_LOW_THRESHOLD;
 mod signal;
@@ -21,3 +24,5 @@ pub use transfer::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError,
 pub use transfer::blocks::Hash;
 pub use transfer::BulkVerdict;
 pub use wire::Payload;
+pub use discovery::{Hit, Match, QueryId, ShareId, SharedFile};
+pub use request::{RequestError, RequestId};

@@ -9,7 +9,12 @@
 //! kind 2      first frame, text       [hdr][total: u64 big-endian][utf-8 ...]
 //! kind 3      first frame, binary     [hdr][total: u64 big-endian][bytes ...]
 //! kind 4      continuation            [hdr][bytes ...]
+//! kind 8      whole service message   [hdr][bytes ...]
+//! kind 9      first frame, service    [hdr][total: u64 big-endian][bytes ...]
 //! ```
+//! Service messages carry meshdrop's own traffic (queries, requests, manifests: see
+//! `service.rs`) with the same splitting as application messages; kinds 5–7 are the
+//! single-frame transfer frames (`transfer/frame.rs`).
 //! The message is complete when `total` bytes have arrived; the channel is ordered and
 //! reliable, so frames of one message are never interleaved with another's.
 //!
@@ -24,6 +29,11 @@ const KIND_BINARY: u8 = 1;
 const KIND_FIRST_TEXT: u8 = 2;
 const KIND_FIRST_BINARY: u8 = 3;
 const KIND_CONTINUE: u8 = 4;
+const KIND_SERVICE: u8 = 8;
+const KIND_FIRST_SERVICE: u8 = 9;
+/// Service messages may exceed the application limit: a manifest of a 1 TiB file is
+/// 32 MiB of block hashes.
+const MIN_SERVICE_LIMIT: u64 = 32 * 1024 * 1024 + 64 * 1024;
 const FIRST_HEADER: usize = 9;
 /// Reassembly grows its buffer as bytes arrive, never on a peer's word alone.
 const MAX_PREALLOC: u64 = 1 << 20;
@@ -49,6 +59,42 @@ impl Payload {
     /// True for an empty string or empty byte array.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A whole message off the channel: the application's, or meshdrop's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// For the user.
+    App(Payload),
+    /// A service message (see `service.rs`), still encoded.
+    Service(Vec<u8>),
+}
+
+/// What a message is, for framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Text,
+    Binary,
+    Service,
+}
+
+impl Class {
+    fn kinds(self) -> (u8, u8) {
+        match self {
+            Class::Text => (KIND_TEXT, KIND_FIRST_TEXT),
+            Class::Binary => (KIND_BINARY, KIND_FIRST_BINARY),
+            Class::Service => (KIND_SERVICE, KIND_FIRST_SERVICE),
+        }
+    }
+
+    fn of(kind: u8) -> Option<Class> {
+        match kind {
+            KIND_TEXT | KIND_FIRST_TEXT => Some(Class::Text),
+            KIND_BINARY | KIND_FIRST_BINARY => Some(Class::Binary),
+            KIND_SERVICE | KIND_FIRST_SERVICE => Some(Class::Service),
+            _ => None,
+        }
     }
 }
 
@@ -89,22 +135,30 @@ pub enum WireError {
 
 /// Splits `payload` into frames of at most `max_frame` bytes (at least 16).
 pub fn encode(payload: &Payload, max_frame: usize) -> Vec<Vec<u8>> {
+    match payload {
+        Payload::Text(t) => encode_class(t.as_bytes(), Class::Text, max_frame),
+        Payload::Binary(b) => encode_class(b, Class::Binary, max_frame),
+    }
+}
+
+/// Splits an encoded service message into frames of at most `max_frame` bytes.
+pub(crate) fn encode_service(bytes: &[u8], max_frame: usize) -> Vec<Vec<u8>> {
+    encode_class(bytes, Class::Service, max_frame)
+}
+
+fn encode_class(bytes: &[u8], class: Class, max_frame: usize) -> Vec<Vec<u8>> {
     let max_frame = max_frame.max(16);
-    let (bytes, text) = match payload {
-        Payload::Text(t) => (t.as_bytes(), true),
-        Payload::Binary(b) => (b.as_slice(), false),
-    };
+    let (whole, first_kind) = class.kinds();
     if bytes.len() < max_frame {
-        let kind = if text { KIND_TEXT } else { KIND_BINARY };
         let mut frame = Vec::with_capacity(bytes.len() + 1);
-        frame.push(header(kind));
+        frame.push(header(whole));
         frame.extend_from_slice(bytes);
         return vec![frame];
     }
     let first_room = max_frame - FIRST_HEADER;
     let mut frames = Vec::with_capacity(1 + (bytes.len() - first_room).div_ceil(max_frame - 1));
     let mut first = Vec::with_capacity(max_frame);
-    first.push(header(if text { KIND_FIRST_TEXT } else { KIND_FIRST_BINARY }));
+    first.push(header(first_kind));
     first.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
     first.extend_from_slice(&bytes[..first_room]);
     frames.push(first);
@@ -125,7 +179,7 @@ fn header(kind: u8) -> u8 {
 enum State {
     #[default]
     Idle,
-    Assembling { text: bool, total: u64, buf: Vec<u8> },
+    Assembling { class: Class, total: u64, buf: Vec<u8> },
     /// Dropping the rest of a message that was refused.
     Skipping { remaining: u64 },
 }
@@ -135,17 +189,19 @@ enum State {
 pub struct Reassembler {
     state: State,
     max_message: u64,
+    max_service: u64,
 }
 
 impl Reassembler {
-    /// Accepts messages up to `max_message` bytes.
+    /// Accepts application messages up to `max_message` bytes (service messages up to
+    /// that or 32 MiB, whichever is more).
     pub fn new(max_message: u64) -> Self {
-        Reassembler { state: State::Idle, max_message }
+        Reassembler { state: State::Idle, max_message, max_service: max_message.max(MIN_SERVICE_LIMIT) }
     }
 
     /// Feeds one frame; returns a message when one is complete. On an error the
     /// message in progress is dropped and the next valid first frame starts afresh.
-    pub fn push(&mut self, frame: &[u8]) -> Result<Option<Payload>, WireError> {
+    pub fn push(&mut self, frame: &[u8]) -> Result<Option<Message>, WireError> {
         let (&hdr, body) = frame.split_first().ok_or(WireError::Empty)?;
         if hdr >> 4 != VERSION {
             self.state = State::Idle;
@@ -162,7 +218,7 @@ impl Reassembler {
                 Ok(None)
             }
             State::Skipping { .. } => self.start(kind, body),
-            State::Assembling { text, total, mut buf } => {
+            State::Assembling { class, total, mut buf } => {
                 if kind != KIND_CONTINUE {
                     // Both the unfinished message and this frame are dropped: the sender
                     // broke framing, so neither can be trusted.
@@ -173,52 +229,51 @@ impl Reassembler {
                 }
                 buf.extend_from_slice(body);
                 if buf.len() as u64 == total {
-                    finish(text, buf).map(Some)
+                    finish(class, buf).map(Some)
                 } else {
-                    self.state = State::Assembling { text, total, buf };
+                    self.state = State::Assembling { class, total, buf };
                     Ok(None)
                 }
             }
         }
     }
 
-    fn start(&mut self, kind: u8, body: &[u8]) -> Result<Option<Payload>, WireError> {
-        match kind {
-            KIND_TEXT | KIND_BINARY => {
-                if body.len() as u64 > self.max_message {
-                    return Err(WireError::TooLarge(body.len() as u64));
-                }
-                finish(kind == KIND_TEXT, body.to_vec()).map(Some)
-            }
-            KIND_FIRST_TEXT | KIND_FIRST_BINARY => {
-                let (len, rest) = body.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
-                let total = u64::from_be_bytes(*len);
-                if total > self.max_message {
-                    let remaining = total.saturating_sub(rest.len() as u64);
-                    if remaining > 0 {
-                        self.state = State::Skipping { remaining };
-                    }
-                    return Err(WireError::TooLarge(total));
-                }
-                if rest.len() as u64 >= total {
-                    return Err(WireError::NeedlessFragment);
-                }
-                let mut buf = Vec::with_capacity(total.min(MAX_PREALLOC) as usize);
-                buf.extend_from_slice(rest);
-                self.state = State::Assembling { text: kind == KIND_FIRST_TEXT, total, buf };
-                Ok(None)
-            }
-            KIND_CONTINUE => Err(WireError::UnexpectedContinuation),
-            other => Err(WireError::Kind(other)),
+    fn start(&mut self, kind: u8, body: &[u8]) -> Result<Option<Message>, WireError> {
+        if kind == KIND_CONTINUE {
+            return Err(WireError::UnexpectedContinuation);
         }
+        let class = Class::of(kind).ok_or(WireError::Kind(kind))?;
+        let limit = if class == Class::Service { self.max_service } else { self.max_message };
+        if kind == class.kinds().0 {
+            if body.len() as u64 > limit {
+                return Err(WireError::TooLarge(body.len() as u64));
+            }
+            return finish(class, body.to_vec()).map(Some);
+        }
+        let (len, rest) = body.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
+        let total = u64::from_be_bytes(*len);
+        if total > limit {
+            let remaining = total.saturating_sub(rest.len() as u64);
+            if remaining > 0 {
+                self.state = State::Skipping { remaining };
+            }
+            return Err(WireError::TooLarge(total));
+        }
+        if rest.len() as u64 >= total {
+            return Err(WireError::NeedlessFragment);
+        }
+        let mut buf = Vec::with_capacity(total.min(MAX_PREALLOC) as usize);
+        buf.extend_from_slice(rest);
+        self.state = State::Assembling { class, total, buf };
+        Ok(None)
     }
 }
 
-fn finish(text: bool, buf: Vec<u8>) -> Result<Payload, WireError> {
-    if text {
-        String::from_utf8(buf).map(Payload::Text).map_err(|_| WireError::BadUtf8)
-    } else {
-        Ok(Payload::Binary(buf))
+fn finish(class: Class, buf: Vec<u8>) -> Result<Message, WireError> {
+    match class {
+        Class::Text => String::from_utf8(buf).map(|t| Message::App(Payload::Text(t))).map_err(|_| WireError::BadUtf8),
+        Class::Binary => Ok(Message::App(Payload::Binary(buf))),
+        Class::Service => Ok(Message::Service(buf)),
     }
 }
 
@@ -236,7 +291,7 @@ mod tests {
             assert_eq!(got.is_some(), i == frames.len() - 1);
             out = out.or(got);
         }
-        assert_eq!(out.unwrap(), payload);
+        assert_eq!(out.unwrap(), Message::App(payload));
         frames.len()
     }
 
@@ -276,7 +331,7 @@ mod tests {
         assert_eq!(r.push(&[0x13, 0, 0, 0, 0, 0, 0, 0, 3, 9]), Ok(None));
         assert_eq!(r.push(&[0x11, 5]), Err(WireError::Interleaved));
         // After all that, valid traffic still flows.
-        assert_eq!(r.push(&[0x11, 5]), Ok(Some(Payload::Binary(vec![5]))));
+        assert_eq!(r.push(&[0x11, 5]), Ok(Some(Message::App(Payload::Binary(vec![5])))));
     }
 
     #[test]
@@ -292,8 +347,27 @@ mod tests {
         assert_eq!(r.push(&first), Err(WireError::TooLarge(20)));
         assert_eq!(r.push(&[0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Ok(None));
         assert_eq!(r.push(&[0x14, 0, 0, 0, 0]), Ok(None));
-        assert_eq!(r.push(&[0x10, b'o', b'k']), Ok(Some(Payload::Text("ok".into()))));
+        assert_eq!(r.push(&[0x10, b'o', b'k']), Ok(Some(Message::App(Payload::Text("ok".into())))));
         assert_eq!(r.push(&[0x11; 12]), Err(WireError::TooLarge(11)));
+    }
+
+    #[test]
+    fn service_messages_split_and_rejoin_apart_from_app_messages() {
+        let bytes: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let mut r = Reassembler::new(100);
+        let frames = encode_service(&bytes, 64);
+        assert!(frames.len() > 1);
+        let mut out = None;
+        for f in &frames {
+            out = r.push(f).unwrap().or(out);
+        }
+        assert_eq!(out, Some(Message::Service(bytes)));
+        // The application limit does not apply to them, only the larger service limit.
+        assert_eq!(r.push(&[0x18, 1, 2]), Ok(Some(Message::Service(vec![1, 2]))));
+        let mut first = vec![0x19];
+        first.extend_from_slice(&(MIN_SERVICE_LIMIT + 1).to_be_bytes());
+        first.push(0);
+        assert_eq!(r.push(&first), Err(WireError::TooLarge(MIN_SERVICE_LIMIT + 1)));
     }
 
     #[test]
@@ -305,7 +379,7 @@ mod tests {
             let len = (rng.next_u64() % 40) as usize;
             let mut frame: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if let Some(h) = frame.first_mut() {
-                *h = 0x10 | (*h & 0x07);
+                *h = 0x10 | (*h & 0x0f);
             }
             let _ = r.push(&frame);
         }

@@ -6,7 +6,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use meshdrop::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, StoreError, TransferId};
+use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
+use meshdrop::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, ShareId, SharedFile, StoreError, TransferId};
 use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
 
@@ -49,6 +50,12 @@ pub struct Node {
     /// Flip a byte in the data of this block when sending it.
     pub corrupt_block: Option<u32>,
     pub events: Vec<Event>,
+    /// Files this node shares, by share id.
+    pub shares: HashMap<ShareId, Vec<u8>>,
+    /// Messages from this node are lost (a peer that never answers).
+    pub muted: bool,
+    /// The type byte of every service message this node sent, in order.
+    pub service_sent: Vec<u8>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
     joined: Option<(String, String)>,
@@ -96,6 +103,9 @@ pub struct World {
     partitions: HashSet<(usize, usize)>,
     /// Every frame the server sent, for assertions.
     pub server_log: Vec<(usize, String)>,
+    /// Slow connections: their bulk frames move one turn in eight.
+    pub slow: HashSet<ConnId>,
+    turn: u64,
 }
 
 /// A secret whose derived id (in this world) sorts as `label` does.
@@ -123,6 +133,8 @@ impl World {
             broken: HashSet::new(),
             partitions: HashSet::new(),
             server_log: Vec::new(),
+            slow: HashSet::new(),
+            turn: 0,
         }
     }
 
@@ -155,6 +167,9 @@ impl World {
             storage_full: false,
             corrupt_block: None,
             events: Vec::new(),
+            shares: HashMap::new(),
+            muted: false,
+            service_sent: Vec::new(),
             ws_open: false,
             joined: None,
             pcs: HashMap::new(),
@@ -202,8 +217,13 @@ impl World {
                     self.nodes[n].mesh.handle_channel_message(now, conn, &frame);
                 }
             }
-            if self.bulk_budget != Some(0) {
-                if let Some((n, conn, frame)) = self.bulk.pop_front() {
+            self.turn += 1;
+            let turn = self.turn;
+            let next_bulk = self.bulk.iter().position(|(_, c, _)| !self.slow.contains(c) || turn % 8 == 0);
+            // Slow frames still waiting for their turn keep the world going.
+            progress |= self.bulk_budget != Some(0) && !self.bulk.is_empty();
+            if self.bulk_budget != Some(0) && next_bulk.is_some() {
+                if let Some((n, conn, frame)) = next_bulk.and_then(|i| self.bulk.remove(i)) {
                     progress = true;
                     if let Some(b) = self.bulk_budget.as_mut() {
                         *b -= 1;
@@ -366,6 +386,14 @@ impl World {
             Output::Transmit { conn, frame } => {
                 assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
                 assert!(self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open), "transmit on a closed channel");
+                if frame.first() == Some(&0x18) || frame.first() == Some(&0x19) {
+                    let kind = if frame[0] == 0x18 { frame.get(1) } else { frame.get(9) };
+                    self.nodes[n].service_sent.extend(kind.copied());
+                }
+                if self.nodes[n].muted {
+                    self.nodes[n].mesh.handle_buffered_amount_low(now, conn, 0);
+                    return;
+                }
                 if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
                     self.frames.push_back((m, conn, frame));
                 }
@@ -385,6 +413,14 @@ impl World {
             Output::ReadBlock { id, block, offset, len } => {
                 let node = &mut self.nodes[n];
                 let file = node.files.get(&id).expect("read of an unknown file");
+                let bytes = file[offset as usize..(offset + len) as usize].to_vec();
+                if node.mesh.handle_block_read(now, id, block, &bytes) {
+                    node.held.insert((id, block), bytes);
+                }
+            }
+            Output::ReadShared { id, share, block, offset, len } => {
+                let node = &mut self.nodes[n];
+                let file = node.shares.get(&share).expect("read of a file that is not shared");
                 let bytes = file[offset as usize..(offset + len) as usize].to_vec();
                 if node.mesh.handle_block_read(now, id, block, &bytes) {
                     node.held.insert((id, block), bytes);
@@ -472,6 +508,15 @@ impl World {
         id
     }
 
+    /// Node `n` shares `bytes` as `name`.
+    pub fn share(&mut self, n: usize, name: &str, bytes: Vec<u8>) -> SharedFile {
+        let hashes = bytes.chunks(BLOCK_SIZE as usize).map(hash_block).collect();
+        let meta = FileMeta { name: name.into(), size: bytes.len() as u64, mime: "image/png".into() };
+        let shared = self.nodes[n].mesh.share(meta, hashes).expect("share");
+        self.nodes[n].shares.insert(shared.id, bytes);
+        shared
+    }
+
     /// A tab reload: node `n` disappears (its connections close, its socket drops) and
     /// comes back with the same secret and the same storage, nothing else.
     pub fn reload(&mut self, n: usize) {
@@ -495,6 +540,7 @@ impl World {
         node.pcs.clear();
         node.held.clear();
         node.files.clear();
+        node.shares.clear();
         node.open_stores.clear();
         node.events.clear();
         node.mesh = Mesh::new(node.config.clone(), 0xbeef ^ n as u64);

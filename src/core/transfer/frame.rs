@@ -46,6 +46,8 @@ pub enum CancelCode {
     Unreadable = 5,
     /// A peer broke the protocol.
     Protocol = 6,
+    /// The file asked for is not shared (any more).
+    NotShared = 7,
 }
 
 impl CancelCode {
@@ -56,6 +58,7 @@ impl CancelCode {
             3 => CancelCode::StorageFull,
             4 => CancelCode::Storage,
             5 => CancelCode::Unreadable,
+            7 => CancelCode::NotShared,
             _ => CancelCode::Protocol,
         }
     }
@@ -249,7 +252,7 @@ impl BulkHeader {
     }
 }
 
-fn put_text(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn put_text(out: &mut Vec<u8>, text: &str) {
     // Truncated on a character boundary: names are for display.
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {
@@ -259,10 +262,10 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&text.as_bytes()[..end]);
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
         if self.0.len() < n {
             return Err(FrameError::Truncated);
         }
@@ -271,29 +274,29 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
         let mut out = [0; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, FrameError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, FrameError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, FrameError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, FrameError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, FrameError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, FrameError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    fn hash(&mut self) -> Result<Hash, FrameError> {
+    pub(crate) fn hash(&mut self) -> Result<Hash, FrameError> {
         self.array()
     }
 
-    fn text(&mut self) -> Result<String, FrameError> {
+    pub(crate) fn text(&mut self) -> Result<String, FrameError> {
         let len = usize::from(u16::from_be_bytes(self.array()?));
         if len > MAX_TEXT {
             return Err(FrameError::Text);
@@ -301,7 +304,12 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(len)?.to_vec()).map_err(|_| FrameError::Text)
     }
 
-    fn end(&self) -> Result<(), FrameError> {
+    /// Everything left.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+
+    pub(crate) fn end(&self) -> Result<(), FrameError> {
         if self.0.is_empty() {
             Ok(())
         } else {

@@ -7,10 +7,12 @@
 //! [`Output::ReadBlock`]: super::Output::ReadBlock
 
 pub mod blocks;
+mod download;
 pub(crate) mod frame;
 mod progress;
 mod recv;
 mod send;
+mod serve;
 
 use std::fmt;
 
@@ -21,7 +23,9 @@ pub use frame::{CancelCode, FrameError};
 pub(crate) use progress::ProgressMeter;
 pub use recv::BulkVerdict;
 pub(crate) use recv::{Incoming, RecvLane};
+pub(crate) use download::Download;
 pub(crate) use send::Outgoing;
+pub(crate) use serve::Serving;
 
 use crate::core::{Millis, PeerId};
 
@@ -146,6 +150,9 @@ pub enum TransferError {
     /// `leave()` was called.
     #[error("this peer has left the room")]
     Closed,
+    /// The holder does not share this file (any more): it never was, or was unshared.
+    #[error("not shared: {0}")]
+    NotShared(String),
 }
 
 impl TransferError {
@@ -157,6 +164,7 @@ impl TransferError {
             TransferError::Storage(m) => (CancelCode::Storage, m.clone()),
             TransferError::Unreadable(m) => (CancelCode::Unreadable, m.clone()),
             TransferError::Protocol(m) => (CancelCode::Protocol, m.clone()),
+            TransferError::NotShared(m) => (CancelCode::NotShared, m.clone()),
             TransferError::Cancelled { reason, .. } => (CancelCode::Cancelled, reason.clone()),
             TransferError::Declined(m) => (CancelCode::Cancelled, m.clone()),
             TransferError::PeerLeft(_) | TransferError::Closed => (CancelCode::Cancelled, self.to_string()),
@@ -172,6 +180,7 @@ impl TransferError {
             CancelCode::Storage => TransferError::Storage(reason),
             CancelCode::Unreadable => TransferError::Unreadable(reason),
             CancelCode::Protocol => TransferError::Protocol(reason),
+            CancelCode::NotShared => TransferError::NotShared(reason),
         }
     }
 }
@@ -209,18 +218,24 @@ impl BulkItem {
     }
 }
 
-/// A transfer in progress: one of ours, or one we receive.
+/// A transfer in progress: one of ours, one we receive, a multi-source download, or
+/// a shared file we serve to a downloader.
 #[derive(Debug)]
 pub(crate) enum Transfer {
     Out(Outgoing),
     In(Incoming),
+    Down(Download),
+    Serve(Serving),
 }
 
 impl Transfer {
-    pub(crate) fn peer(&self) -> &PeerId {
+    /// Whether `peer` takes part (as the other side, or one of the holders).
+    pub(crate) fn involves(&self, peer: &PeerId) -> bool {
         match self {
-            Transfer::Out(t) => &t.peer,
-            Transfer::In(t) => &t.peer,
+            Transfer::Out(t) => t.peer == *peer,
+            Transfer::In(t) => t.peer == *peer,
+            Transfer::Down(d) => d.involves(peer),
+            Transfer::Serve(s) => s.peer == *peer,
         }
     }
 
@@ -229,6 +244,8 @@ impl Transfer {
         match self {
             Transfer::Out(t) => t.paused_until(),
             Transfer::In(t) => t.paused_until(),
+            Transfer::Down(d) => d.paused_until(),
+            Transfer::Serve(_) => None,
         }
     }
 }

@@ -162,6 +162,9 @@ impl Mesh {
 
     /// The driver looked for a partial download asked for with [`Output::ProbeStore`].
     pub fn handle_store_probed(&mut self, now: Millis, id: TransferId, partial: Option<Partial>) {
+        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
+            return self.download_probed(now, id, partial);
+        }
         let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
         if t.phase != RecvPhase::Probing {
             return;
@@ -225,6 +228,9 @@ impl Mesh {
 
     /// Storage opened (or failed to) after [`Output::OpenStore`].
     pub fn handle_store_opened(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
+        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
+            return self.download_opened(now, id, result);
+        }
         let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
         if t.phase != RecvPhase::Opening {
             return;
@@ -281,9 +287,23 @@ impl Mesh {
                 } else {
                     Some(*hasher.finalize().as_bytes())
                 };
+                let meter = match self.transfers.get_mut(&id) {
+                    Some(Transfer::In(t)) => &mut t.meter,
+                    Some(Transfer::Down(d)) => &mut d.meter,
+                    _ => return BulkVerdict::Drop,
+                };
+                let received = meter.bytes + len;
+                meter.set(now, received);
+                if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
+                    if let Some(digest) = digest {
+                        if !self.download_block_done(now, &peer, id, block, digest) {
+                            return BulkVerdict::Drop;
+                        }
+                    }
+                    self.report_progress(now, id, false);
+                    return BulkVerdict::Store { id, offset };
+                }
                 let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return BulkVerdict::Drop };
-                let received = t.meter.bytes + len;
-                t.meter.set(now, received);
                 if let Some(digest) = digest {
                     if digest != expected {
                         let message = format!("block {block} does not match its hash");
@@ -306,6 +326,9 @@ impl Mesh {
             Err(err) => return self.warn(format!("bad bulk frame from {peer}: {err}")),
         };
         match header {
+            BulkHeader::Block { id, block, len, data, hash } if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) => {
+                self.download_header(now, conn, peer, id, block, len, data, hash);
+            }
             BulkHeader::Block { id, block, len, data, hash } => {
                 let expected = match self.transfers.get(&id) {
                     Some(Transfer::In(t)) if t.peer == *peer && t.phase == RecvPhase::Receiving && block < t.blocks => {
@@ -365,6 +388,9 @@ impl Mesh {
 
     /// The driver stored block `block` and its hash for good ([`Output::CommitBlock`]).
     pub fn handle_block_committed(&mut self, now: Millis, id: TransferId, block: u32) {
+        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
+            return self.download_committed(now, id, block);
+        }
         let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
         if block >= t.blocks || t.hashes[block as usize].is_none() || !t.committed.insert(block) {
             return;
@@ -390,6 +416,9 @@ impl Mesh {
 
     /// Storage closed after [`Output::FinishStore`]: the file is complete.
     pub fn handle_store_finished(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
+        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
+            return self.download_finished(now, id, result);
+        }
         let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
         if t.phase != RecvPhase::Finishing {
             return;
@@ -408,7 +437,7 @@ impl Mesh {
 
     /// Storage failed while receiving (a write or a commit).
     pub fn handle_store_failed(&mut self, now: Millis, id: TransferId, err: StoreError) {
-        if matches!(self.transfers.get(&id), Some(Transfer::In(_))) {
+        if matches!(self.transfers.get(&id), Some(Transfer::In(_) | Transfer::Down(_))) {
             self.fail(now, id, store_error(err), true);
         }
     }
@@ -443,7 +472,7 @@ impl Mesh {
     }
 }
 
-fn store_error(err: StoreError) -> TransferError {
+pub(crate) fn store_error(err: StoreError) -> TransferError {
     if err.full {
         TransferError::StorageFull(err.message)
     } else {

@@ -177,6 +177,9 @@ impl Mesh {
     /// The driver read a block asked for with [`Output::ReadBlock`]. Returns whether
     /// the driver must keep the bytes for the [`BulkItem::Slice`]s that follow.
     pub fn handle_block_read(&mut self, now: Millis, id: TransferId, block: u32, bytes: &[u8]) -> bool {
+        if let Some(Transfer::Serve(_)) = self.transfers.get(&id) {
+            return self.serve_block_read(now, id, block, bytes);
+        }
         let Some(Transfer::Out(t)) = self.transfers.get_mut(&id) else { return false };
         let peer = t.peer.clone();
         let Some(at) = t.reading.iter().position(|(b, _)| *b == block) else { return false };
@@ -225,7 +228,7 @@ impl Mesh {
 
     /// The driver could not read a block.
     pub fn handle_block_unreadable(&mut self, now: Millis, id: TransferId, message: &str) {
-        if matches!(self.transfers.get(&id), Some(Transfer::Out(_))) {
+        if matches!(self.transfers.get(&id), Some(Transfer::Out(_) | Transfer::Serve(_))) {
             self.fail(now, id, TransferError::Unreadable(message.to_owned()), true);
         }
     }
@@ -324,6 +327,13 @@ impl Mesh {
                 if self.bulk_queued(&peer) + self.reading_bytes(&peer) >= READ_AHEAD {
                     return;
                 }
+                if let Some(Transfer::Serve(_)) = self.transfers.get(&id) {
+                    if self.next_serve_read(id) {
+                        self.send_cursor.insert(peer.clone(), id);
+                        progressed = true;
+                    }
+                    continue;
+                }
                 let Some(Transfer::Out(t)) = self.transfers.get_mut(&id) else { continue };
                 let size = t.meta.size;
                 match t.next_action() {
@@ -359,7 +369,11 @@ impl Mesh {
         let mut ids: Vec<_> = self
             .transfers
             .iter()
-            .filter(|(_, t)| matches!(t, Transfer::Out(o) if o.peer == *peer && o.phase == SendPhase::Sending))
+            .filter(|(_, t)| match t {
+                Transfer::Out(o) => o.peer == *peer && o.phase == SendPhase::Sending,
+                Transfer::Serve(s) => s.peer == *peer,
+                _ => false,
+            })
             .map(|(id, _)| *id)
             .collect();
         ids.sort();
@@ -371,6 +385,7 @@ impl Mesh {
             .values()
             .filter_map(|t| match t {
                 Transfer::Out(o) if o.peer == *peer => Some(o.reading_bytes()),
+                Transfer::Serve(s) if s.peer == *peer => Some(s.reading_bytes()),
                 _ => None,
             })
             .sum()
