@@ -1,5 +1,7 @@
-// The meshdrop demo: join the room named in the URL hash, list peers, chat, and send
-// files (drop on a peer, or send to everyone) with accept/decline, progress and resume.
+// The meshdrop demo: join the room named in the URL hash, list peers, chat, send files
+// (drop on a peer, or send to everyone) with accept/decline, progress and resume, share
+// files and find them in the room (downloaded from every holder at once), and offer
+// and call a "print" service.
 import init, { Peer } from "./pkg/meshdrop.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,7 +21,8 @@ function defaultName() {
 }
 
 // id -> { name, state: "connecting" | "connected" }, in the order peers appeared.
-const state = { peer: null, room: roomFromHash(), names: new Map(), peers: new Map() };
+// shelf: File -> its shared entry ({ id, hash, ... }), or null while it is hashed.
+const state = { peer: null, room: roomFromHash(), names: new Map(), peers: new Map(), shelf: new Map() };
 
 function log(text, { from, mine = false, system = false } = {}) {
   const li = document.createElement("li");
@@ -81,6 +84,7 @@ function renderPeers() {
   const connected = [...state.peers.values()].filter((p) => p.state === "connected").length;
   $("peer-count").textContent = String(connected);
   $("no-peers").hidden = state.peers.size > 0;
+  renderPrinters();
 }
 
 async function join(name) {
@@ -116,6 +120,9 @@ async function join(name) {
   setStatus("connected");
   renderPeers();
   $("send").disabled = false;
+  offerPrint($("offer-print").checked);
+  // A new Peer (after a rename) shares the shelf again.
+  for (const file of state.shelf.keys()) shareOne(file, true);
   return peer;
 }
 
@@ -261,23 +268,29 @@ function sendFile(peerId, file) {
   }
 }
 
-function showTransfer(t, { resumed = false } = {}) {
+function showTransfer(t, { resumed = false, download = false } = {}) {
   const { li, title, detail, actions } = card(t.id);
   const sending = t.direction === "send";
   li.dataset.state = "active";
-  title.textContent = sending ? `${t.name} → ${peerName(t.peerId)}` : `${t.name} from ${peerName(t.peerId)}`;
+  const from = () => t.sources().map((s) => peerName(s.peerId)).join(", ");
+  title.textContent = sending ? `${t.name} → ${peerName(t.peerId)}` : `${t.name} from ${download ? from() : peerName(t.peerId)}`;
+  const served = document.createElement("div");
+  served.className = "detail sources";
+  if (download) li.insertBefore(served, actions);
+  const showSources = () => (served.textContent = "served: " + t.sources().map((s) => `${peerName(s.peerId)} ${formatBytes(s.bytes)}`).join(" · "));
   const bar = document.createElement("progress");
   bar.max = t.size || 1;
   bar.value = 0;
-  detail.textContent = sending ? "Waiting for them to accept…" : resumed ? "Resuming where it stopped…" : "Starting…";
+  detail.textContent = sending ? "Waiting for them to accept…" : resumed ? "Resuming where it stopped…" : download ? "Asking the holders…" : "Starting…";
   li.insertBefore(bar, actions);
   actions.append(button("Cancel", () => t.cancel("cancelled"), true));
   t.on("progress", ({ bytes, total, bytesPerSecond }) => {
     bar.value = bytes;
     const rate = bytesPerSecond > 0 ? `${formatBytes(bytesPerSecond)}/s · ${formatEta((total - bytes) / bytesPerSecond)}` : "";
     detail.textContent = `${formatBytes(bytes)} of ${formatBytes(total)} ${rate ? "· " + rate : ""}`;
+    if (download) showSources();
   });
-  t.on("paused", () => (detail.textContent = `Paused: ${peerName(t.peerId)} left — waiting for them to come back…`));
+  t.on("paused", () => (detail.textContent = download ? "Paused: every holder left — waiting for one to come back…" : `Paused: ${peerName(t.peerId)} left — waiting for them to come back…`));
   t.on("resumed", () => (detail.textContent = "Resuming…"));
   t.done.then(
     (file) => {
@@ -289,6 +302,7 @@ function showTransfer(t, { resumed = false } = {}) {
         return;
       }
       detail.textContent = `Received and verified (${formatBytes(file.size)})`;
+      if (download) showSources();
       const save = document.createElement("a");
       save.href = URL.createObjectURL(file);
       save.download = file.name;
@@ -305,6 +319,7 @@ function showTransfer(t, { resumed = false } = {}) {
         PeerLeftError: `${peerName(t.peerId)} left and did not come back`,
         HashMismatchError: "Failed: the data did not match its hash (nothing was saved)",
         StorageFullError: "Failed: the receiver's storage is full",
+        NotSharedError: "Failed: the holders stopped sharing it",
       };
       detail.textContent = reasons[err.name] ?? `Failed: ${err.message}`;
       detail.title = err.message;
@@ -318,6 +333,149 @@ $("send-all").addEventListener("change", (e) => {
   const peers = state.peer?.peers() ?? [];
   if (peers.length === 0) log("Nobody to send to yet.", { system: true });
   for (const { id } of peers) files.forEach((f) => sendFile(id, f));
+});
+
+// -- sharing and finding ------------------------------------------------------------
+
+function sameFile(a, b) {
+  return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
+}
+
+async function shareOne(file, again = false) {
+  if (!again && [...state.shelf.keys()].some((f) => sameFile(f, file))) return;
+  state.shelf.set(file, null);
+  renderShelf();
+  try {
+    const entry = await state.peer.share(file);
+    if (state.shelf.has(file)) state.shelf.set(file, entry);
+    else state.peer.unshare(entry.id); // removed while it was being hashed
+  } catch (err) {
+    state.shelf.delete(file);
+    log(`Cannot share ${file.name}: ${err.message}`, { system: true });
+  }
+  renderShelf();
+}
+
+function renderShelf() {
+  const list = $("shared");
+  list.replaceChildren();
+  for (const [file, entry] of state.shelf) {
+    const li = document.createElement("li");
+    li.dataset.state = entry ? "shared" : "hashing";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = file.name;
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    detail.textContent = entry ? formatBytes(file.size) : `${formatBytes(file.size)} · hashing…`;
+    const remove = button("Unshare", () => {
+      if (entry) state.peer?.unshare(entry.id);
+      state.shelf.delete(file);
+      renderShelf();
+    });
+    li.append(name, detail, remove);
+    list.append(li);
+  }
+}
+
+$("share-input").addEventListener("change", (e) => {
+  const files = [...e.target.files];
+  e.target.value = "";
+  files.forEach((f) => shareOne(f));
+});
+const shelf = $("shelf");
+shelf.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  shelf.classList.add("drop-target");
+});
+shelf.addEventListener("dragleave", () => shelf.classList.remove("drop-target"));
+shelf.addEventListener("drop", (e) => {
+  e.preventDefault();
+  shelf.classList.remove("drop-target");
+  [...(e.dataTransfer?.files ?? [])].forEach((f) => shareOne(f));
+});
+
+$("find-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = $("find-input").value.trim();
+  if (!text || !state.peer) return;
+  const match = $("find-substring").checked ? "substring" : "exact";
+  $("find-status").textContent = `Asking the room for ${text}…`;
+  $("hits").replaceChildren();
+  const hits = await state.peer.find(text, { match, timeoutMs: 2000 });
+  // The same content (hash) from several holders is one file, downloaded from all.
+  const files = new Map();
+  for (const hit of hits) files.set(hit.hash, [...(files.get(hit.hash) ?? []), hit]);
+  $("find-status").textContent = files.size === 0 ? `Nobody here has ${text}.` : `${files.size} file${files.size === 1 ? "" : "s"} found`;
+  for (const group of files.values()) {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = group[0].name;
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    const holders = group.map((h) => peerName(h.peerId)).join(", ");
+    detail.textContent = `${formatBytes(group[0].size)} · ${group.length} holder${group.length === 1 ? "" : "s"}: ${holders}`;
+    li.append(name, detail, button("Download", () => {
+      try {
+        showTransfer(state.peer.download(group), { download: true });
+      } catch (err) {
+        log(`Cannot download ${group[0].name}: ${err.message}`, { system: true });
+      }
+    }));
+    $("hits").append(li);
+  }
+});
+
+// -- the print service --------------------------------------------------------------
+
+function offerPrint(on) {
+  if (!state.peer) return;
+  if (!on) {
+    state.peer.unhandle("print");
+    return;
+  }
+  state.peer.handle("print", (payload, { from }) => {
+    const text = typeof payload?.text === "string" ? payload.text : JSON.stringify(payload);
+    $("print-from").textContent = `from ${peerName(from)}`;
+    $("print-paper").textContent = text;
+    $("print-preview").hidden = false;
+    log(`${peerName(from)} printed ${text.length} characters here`, { system: true });
+    return "printed";
+  });
+}
+
+function renderPrinters() {
+  const select = $("print-peer");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const [id, { name, state: connection }] of state.peers) {
+    if (connection !== "connected") continue;
+    const option = document.createElement("option");
+    option.value = id;
+    option.textContent = name ?? id.slice(0, 8);
+    select.append(option);
+  }
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+  $("print").disabled = select.options.length === 0;
+}
+
+$("offer-print").addEventListener("change", (e) => offerPrint(e.target.checked));
+
+$("print-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const to = $("print-peer").value;
+  const text = $("print-text").value;
+  if (!to || !state.peer) return;
+  const result = $("print-result");
+  result.textContent = `Sending to ${peerName(to)}…`;
+  try {
+    const reply = await state.peer.request(to, "print", { text }, { timeoutMs: 5000 });
+    result.textContent = `${peerName(to)}: ${reply}`;
+  } catch (err) {
+    const reasons = { NoSuchMethodError: "does not offer printing", TimeoutError: "did not answer in time", PeerLeftError: "left" };
+    result.textContent = `${peerName(to)}: ${reasons[err.name] ?? err.message}`;
+  }
 });
 
 // Dropping a file elsewhere on the page must not navigate away from the room.

@@ -79,6 +79,12 @@ export interface SendFileOptions {
   name?: string;
 }
 
+/** Options for `Peer.share`. */
+export interface ShareOptions {
+  /** The name others find it by. Default: the File's name, or "file". */
+  name?: string;
+}
+
 /** The event types `Peer.on` accepts. */
 export type PeerEventType = keyof PeerEventMap;
 
@@ -169,6 +175,7 @@ impl Listeners {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) listeners: Listeners,
+    pub(crate) services: super::services::Services,
     pub(crate) transfers: RefCell<HashMap<TransferId, Rc<TransferShared>>>,
     pub(crate) driver: RefCell<Weak<Driver>>,
 }
@@ -228,6 +235,13 @@ impl EventSink for ListenerSink {
             Event::TransferFailed { id, error } => {
                 let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
                 return t.fail(&error);
+            }
+            Event::TransferSources { id, sources } => return if let Some(t) = shared.transfer(&id) { t.set_sources(&sources) },
+            Event::FindDone { id, hits } => return shared.services.find_done(id, &hits),
+            Event::Response { id, result } => return shared.services.response(id, result),
+            Event::Request { from, id, method, payload } => {
+                let driver = shared.driver.borrow().clone();
+                return shared.services.call_handler(driver, from, id, method, payload);
             }
             Event::Joined { .. } | Event::JoinFailed(_) => return,
         };

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod options;
 mod peer;
+mod services;
 mod transfer;
 
 pub use peer::Peer;

@@ -19,18 +19,18 @@ pub(crate) struct JoinSettings {
     pub(crate) persistent_identity: bool,
 }
 
-fn field(options: &JsValue, key: &str) -> Option<JsValue> {
+pub(crate) fn field(options: &JsValue, key: &str) -> Option<JsValue> {
     Reflect::get(options, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
 
-fn string_field(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+pub(crate) fn string_field(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
     match field(options, key) {
         None => Ok(None),
         Some(v) => v.as_string().map(Some).ok_or_else(|| type_error(&format!("options.{key} must be a string"))),
     }
 }
 
-fn number_field(options: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
+pub(crate) fn number_field(options: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
     match field(options, key) {
         None => Ok(None),
         Some(v) => match v.as_f64() {

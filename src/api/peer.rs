@@ -5,11 +5,14 @@ use std::rc::Rc;
 use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::error::{join_error, send_error, type_error};
+use super::error::{join_error, js_error, send_error, type_error};
 use super::events::{peer_info, ListenerSink, Shared, EVENT_TYPES_LIST};
-use super::options;
+use super::options::{self, number_field, string_field};
+use super::services::{parse_hits, shared_object};
 use super::transfer::Transfer;
-use crate::core::{Direction, FileMeta, MeshConfig, Payload, PeerId};
+use crate::core::request::MAX_METHOD_LEN;
+use crate::core::{Direction, FileMeta, Match, MeshConfig, Payload, PeerId, ShareId};
+use crate::web::driver::describe;
 use crate::web::identity::Identity;
 use crate::web::random_seed;
 use crate::web::{Driver, DriverConfig};
@@ -37,6 +40,39 @@ extern "C" {
     /// `PeerInfo[]`.
     #[wasm_bindgen(typescript_type = "PeerInfo[]")]
     pub type PeerInfoList;
+    /// Options for `share` (see the `ShareOptions` interface).
+    #[wasm_bindgen(typescript_type = "ShareOptions")]
+    pub type ShareOptions;
+    /// `Promise<SharedFile>`.
+    #[wasm_bindgen(typescript_type = "Promise<SharedFile>")]
+    pub type PromiseShared;
+    /// `SharedFile[]`.
+    #[wasm_bindgen(typescript_type = "SharedFile[]")]
+    pub type SharedFileList;
+    /// Options for `find`.
+    #[wasm_bindgen(typescript_type = "FindOptions")]
+    pub type FindOptions;
+    /// `Promise<FindHit[]>`.
+    #[wasm_bindgen(typescript_type = "Promise<FindHit[]>")]
+    pub type PromiseHits;
+    /// One hit or several, as `find` returned them.
+    #[wasm_bindgen(typescript_type = "FindHit | FindHit[]")]
+    pub type Hits;
+    /// Options for `download`.
+    #[wasm_bindgen(typescript_type = "DownloadOptions")]
+    pub type DownloadOptions;
+    /// A method's implementation.
+    #[wasm_bindgen(typescript_type = "ServiceHandler")]
+    pub type ServiceHandlerFn;
+    /// Any JSON value, or bytes.
+    #[wasm_bindgen(typescript_type = "ServicePayload")]
+    pub type ServicePayloadValue;
+    /// Options for `request`.
+    #[wasm_bindgen(typescript_type = "RequestOptions")]
+    pub type RequestOptions;
+    /// `Promise<ServicePayload>`.
+    #[wasm_bindgen(typescript_type = "Promise<ServicePayload>")]
+    pub type PromiseReply;
     /// `"connected" | "reconnecting" | "closed"`.
     #[wasm_bindgen(typescript_type = "SignalingState")]
     pub type SignalingStateName;
@@ -161,19 +197,139 @@ impl Peer {
     /// disconnected peer, `ClosedError` after `leave()`, `TypeError` for a non-Blob.
     #[wasm_bindgen(js_name = sendFile)]
     pub fn send_file(&self, peer_id: &str, file: BlobLike, options: Option<SendFileOptions>) -> Result<Transfer, JsValue> {
-        let blob = file.dyn_into::<web_sys::Blob>().map_err(|_| type_error("sendFile needs a File or Blob"))?;
-        let option_name = options
-            .as_ref()
-            .and_then(|o| Reflect::get(o, &JsValue::from_str("name")).ok())
-            .filter(|n| !n.is_undefined() && !n.is_null());
-        let name = match option_name {
-            Some(n) => n.as_string().ok_or_else(|| type_error("options.name must be a string"))?,
-            None => Reflect::get(&blob, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "file".into()),
-        };
-        let meta = FileMeta { name, size: blob.size() as u64, mime: blob.type_() };
+        let (blob, meta) = file_meta(file.into(), options.map(Into::into), "sendFile")?;
         let peer = PeerId::new(peer_id);
         let id = self.driver.send_file(&peer, blob, meta.clone()).map_err(|e| send_error(&e))?;
         Ok(Transfer::new(self.shared.register(id, peer_id, meta, Direction::Send)))
+    }
+
+    /// Shares a file with the room: it is hashed (read a few MiB at a time, never
+    /// whole), then listed in answers to `find` and served to `download`s. Nothing is
+    /// sent until someone asks; only shared files are ever readable by others.
+    /// Resolves to `{ id, name, size, hash, type }`; rejects with a `TypeError` for a
+    /// non-Blob, `FileUnreadableError` if the file cannot be read.
+    pub fn share(&self, file: BlobLike, options: Option<ShareOptions>) -> PromiseShared {
+        let parsed = file_meta(file.into(), options.map(Into::into), "share");
+        let driver = self.driver.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (blob, meta) = parsed?;
+            let shared = crate::web::Driver::share(driver, blob, meta).await.map_err(|e| js_error("FileUnreadableError", &describe(&e)))?;
+            Ok(shared_object(&shared))
+        })
+        .unchecked_into()
+    }
+
+    /// Stops sharing a file (by the `id` that `share` gave). Downloads it is serving
+    /// end for the downloader with a `NotSharedError` from this holder (they carry on
+    /// from other holders). Returns whether it was shared.
+    pub fn unshare(&self, id: &str) -> bool {
+        ShareId::parse(id).is_some_and(|id| self.driver.unshare(id))
+    }
+
+    /// The files this peer shares, sorted by name.
+    pub fn shared(&self) -> SharedFileList {
+        self.driver.read(|mesh| mesh.shared()).iter().map(shared_object).collect::<Array>().unchecked_into()
+    }
+
+    /// Asks every connected peer for files named `name` (exactly, by default; or
+    /// `{ match: "substring" }`, ignoring case). Resolves to the hits `[{ peerId, id,
+    /// name, size, hash, type }]` once every peer answered, or after `timeoutMs`
+    /// (default 2000) with those that did; `[]` if nobody has it. Rejects with a
+    /// `TypeError` for bad options.
+    pub fn find(&self, name: &str, options: Option<FindOptions>) -> PromiseHits {
+        let parsed = (|| {
+            let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+            let timeout = number_field(&options, "timeoutMs")?.unwrap_or(2_000);
+            let how = match string_field(&options, "match")?.as_deref() {
+                None | Some("exact") => Match::Exact,
+                Some("substring") => Match::Substring,
+                Some(_) => return Err(type_error("options.match must be \"exact\" or \"substring\"")),
+            };
+            Ok((timeout, how))
+        })();
+        let (timeout, how) = match parsed {
+            Ok(parsed) => parsed,
+            Err(err) => return Promise::reject(&err).unchecked_into(),
+        };
+        let services = &self.shared.services;
+        let mut promise = None;
+        self.driver.with_mesh_then(|mesh, now| mesh.find(now, name, how, timeout), |id| promise = Some(services.await_find(*id)));
+        let empty: JsValue = Array::new().into();
+        promise.unwrap_or_else(|| Promise::resolve(&empty)).unchecked_into()
+    }
+
+    /// Downloads what `find` found: one hit, or several. Every hit with the same
+    /// content (hash and size) as the first is a holder, and blocks come from all of
+    /// them at once (more from faster ones); each block is verified before it is
+    /// stored, and if a holder leaves or sends a bad block the others take over.
+    /// Returns the receiving `Transfer` (its `peerId` is the first holder; `sources()`
+    /// says what each served); `done` resolves to the verified `File`. Throws a
+    /// `TypeError` for bad hits, `NotConnectedError` if no holder is connected.
+    pub fn download(&self, hits: Hits, options: Option<DownloadOptions>) -> Result<Transfer, JsValue> {
+        let mut plan = parse_hits(&hits)?;
+        if let Some(name) = options.map(JsValue::from).map(|o| string_field(&o, "name")).transpose()?.flatten() {
+            plan.meta.name = name;
+        }
+        let holders: Vec<PeerId> = plan.holders.iter().map(|(p, _)| p.clone()).collect();
+        let shared = &self.shared;
+        let mut transfer = None;
+        let (meta, first) = (plan.meta.clone(), holders[0].clone());
+        self.driver
+            .with_mesh_then(
+                |mesh, now| mesh.download(now, plan.meta, plan.hash, &plan.holders),
+                |result| {
+                    if let Ok(id) = result {
+                        let t = shared.register(*id, first.as_str(), meta, Direction::Receive);
+                        t.set_holders(&holders);
+                        transfer = Some(t);
+                    }
+                },
+            )
+            .map_err(|e| send_error(&e))?;
+        transfer.map(Transfer::new).ok_or_else(|| js_error("ClosedError", "download did not start"))
+    }
+
+    /// Serves `method`: requests for it call `handler(payload, { from, method })`,
+    /// whose return value (or what its Promise resolves to) is the reply; a throw or
+    /// rejection reaches the caller as a `HandlerError` with its message. Replaces an
+    /// earlier handler for the same method. Throws a `TypeError` for an empty or
+    /// overlong (more than 64 bytes) method name.
+    pub fn handle(&self, method: &str, handler: ServiceHandlerFn) -> Result<(), JsValue> {
+        check_method(method)?;
+        let handler = handler.dyn_into::<Function>().map_err(|_| type_error("handle needs a function"))?;
+        self.shared.services.set_handler(method, handler);
+        self.driver.with_mesh(|mesh, _| mesh.handle_method(method));
+        Ok(())
+    }
+
+    /// Stops serving `method`: later requests reject with `NoSuchMethodError`.
+    /// Returns whether it was handled.
+    pub fn unhandle(&self, method: &str) -> bool {
+        self.shared.services.remove_handler(method);
+        self.driver.with_mesh(|mesh, _| mesh.unhandle_method(method))
+    }
+
+    /// Calls `method` on a peer with `payload` (any JSON value, or bytes) and resolves
+    /// to its reply. Rejects with `NoSuchMethodError`, `HandlerError` (the handler's
+    /// message), `TimeoutError` (after `timeoutMs`, default 10000), `PeerLeftError`,
+    /// `BusyError` (the peer has 64 of ours waiting), `NotConnectedError`,
+    /// `MessageTooLargeError` (payload or reply over `maxMessageBytes`), `ClosedError`,
+    /// or a `TypeError` for a payload JSON cannot hold.
+    pub fn request(&self, peer_id: &str, method: &str, payload: ServicePayloadValue, options: Option<RequestOptions>) -> PromiseReply {
+        let result = (|| {
+            check_method(method)?;
+            let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+            let timeout = number_field(&options, "timeoutMs")?.unwrap_or(10_000);
+            let payload = super::services::to_payload(&payload)?;
+            let peer = PeerId::new(peer_id);
+            let services = &self.shared.services;
+            let mut promise = None;
+            self.driver
+                .with_mesh_then(|mesh, now| mesh.request(now, &peer, method, payload, timeout), |r| promise = r.as_ref().ok().map(|id| services.await_reply(*id)))
+                .map_err(|e| send_error(&e))?;
+            promise.ok_or_else(|| js_error("ClosedError", "request did not start"))
+        })();
+        result.unwrap_or_else(|err| Promise::reject(&err)).unchecked_into()
     }
 
     /// Whether received files are stored on disk (OPFS) and downloads resume after a
@@ -206,6 +362,24 @@ impl Peer {
     }
 }
 
+fn check_method(method: &str) -> Result<(), JsValue> {
+    if method.is_empty() || method.len() > MAX_METHOD_LEN {
+        return Err(type_error(&format!("a method name is 1 to {MAX_METHOD_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// The Blob, and its name (from `options.name`, the File's name, or "file"), size and type.
+fn file_meta(file: JsValue, options: Option<JsValue>, what: &str) -> Result<(web_sys::Blob, FileMeta), JsValue> {
+    let blob = file.dyn_into::<web_sys::Blob>().map_err(|_| type_error(&format!("{what} needs a File or Blob")))?;
+    let name = match options.as_ref().map(|o| string_field(o, "name")).transpose()?.flatten() {
+        Some(name) => name,
+        None => Reflect::get(&blob, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "file".into()),
+    };
+    let meta = FileMeta { name, size: blob.size() as u64, mime: blob.type_() };
+    Ok((blob, meta))
+}
+
 fn settle(result: Result<JsValue, JsValue>) -> Promise {
     match result {
         Ok(value) => Promise::resolve(&value),
@@ -214,7 +388,7 @@ fn settle(result: Result<JsValue, JsValue>) -> Promise {
 }
 
 /// A string stays text; any byte container becomes bytes (copied once into wasm).
-fn to_payload(data: &JsValue) -> Result<Payload, JsValue> {
+pub(crate) fn to_payload(data: &JsValue) -> Result<Payload, JsValue> {
     if let Some(text) = data.as_string() {
         return Ok(Payload::Text(text));
     }

@@ -1,6 +1,6 @@
 //! `Transfer` and `FileOffer`: one file on its way, and a peer's offer to send one.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use super::error::transfer_error;
 use super::events::{object, Listeners};
 use crate::core::transfer::blocks::hex;
-use crate::core::{Direction, FileMeta, Progress, TransferError, TransferId};
+use crate::core::{Direction, FileMeta, PeerId, Progress, TransferError, TransferId};
 use crate::web::Driver;
 
 #[wasm_bindgen]
@@ -17,6 +17,9 @@ extern "C" {
     /// `Promise<File | void>` (see the `Transfer` interface).
     #[wasm_bindgen(typescript_type = "Promise<any>")]
     pub type PromiseDone;
+    /// `TransferSource[]`.
+    #[wasm_bindgen(typescript_type = "TransferSource[]")]
+    pub type TransferSourceList;
     /// `"send" | "receive"`.
     #[wasm_bindgen(typescript_type = "\"send\" | \"receive\"")]
     pub type DirectionName;
@@ -45,6 +48,10 @@ pub(crate) struct TransferShared {
     settled: Cell<bool>,
     /// False while an offer waits for the user's accept or reject.
     answered: Cell<bool>,
+    /// Bytes each peer served (verified): every holder of a download, or the one peer.
+    sources: RefCell<Vec<(String, u64)>>,
+    /// A multi-source download: its sources come from the core, not from progress.
+    download: Cell<bool>,
     driver: Weak<Driver>,
 }
 
@@ -69,17 +76,35 @@ impl TransferShared {
             reject,
             settled: Cell::new(false),
             answered: Cell::new(true),
+            sources: RefCell::new(vec![(peer.to_owned(), 0)]),
+            download: Cell::new(false),
             driver,
         })
     }
 
     pub(crate) fn progress(&self, progress: Progress) {
+        // A direct transfer has one source: the peer, with the bytes done.
+        if !self.download.get() {
+            if let [(_, bytes)] = self.sources.borrow_mut().as_mut_slice() {
+                *bytes = progress.bytes;
+            }
+        }
         let payload = object(&[
             ("bytes", (progress.bytes as f64).into()),
             ("total", (progress.total as f64).into()),
             ("bytesPerSecond", progress.bytes_per_second.into()),
         ]);
         self.listeners.emit("progress", &payload);
+    }
+
+    /// A download's holders, before any byte (their order is the core's).
+    pub(crate) fn set_holders(&self, peers: &[PeerId]) {
+        self.download.set(true);
+        *self.sources.borrow_mut() = peers.iter().map(|p| (p.as_str().to_owned(), 0)).collect();
+    }
+
+    pub(crate) fn set_sources(&self, sources: &[(PeerId, u64)]) {
+        *self.sources.borrow_mut() = sources.iter().map(|(p, b)| (p.as_str().to_owned(), *b)).collect();
     }
 
     pub(crate) fn state(&self, kind: &str) {
@@ -188,6 +213,19 @@ impl Transfer {
     #[wasm_bindgen(skip_typescript)]
     pub fn off(&self, kind: &str, listener: Function) {
         self.shared.listeners.remove(kind, &listener);
+    }
+
+    /// Bytes each peer served so far: `[{ peerId, bytes }]`. A download lists every
+    /// holder it was given (verified bytes each); a direct transfer lists the one peer
+    /// (the bytes of its last progress event).
+    pub fn sources(&self) -> TransferSourceList {
+        self.shared
+            .sources
+            .borrow()
+            .iter()
+            .map(|(peer, bytes)| object(&[("peerId", peer.as_str().into()), ("bytes", (*bytes as f64).into())]))
+            .collect::<js_sys::Array>()
+            .unchecked_into()
     }
 
     /// Stops the transfer; both sides' `done` reject with a `CancelledError`. A partial

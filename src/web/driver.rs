@@ -20,7 +20,7 @@ use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
 use super::store::{Store, StoreReply};
-use crate::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, TransferId};
+use crate::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, ShareId, SharedFile, TransferId};
 
 type Input = Box<dyn FnOnce(&mut State, Millis)>;
 
@@ -45,6 +45,8 @@ struct State {
     store: Store,
     /// Files we send, by transfer.
     files: HashMap<TransferId, Blob>,
+    /// Files we share, by share id: the only ones read for others' downloads.
+    shares: HashMap<ShareId, Blob>,
     /// Blocks read for sending, kept until their last slice went out.
     blocks: HashMap<(TransferId, u32), Uint8Array>,
     /// Finished downloads waiting for their `TransferDone` event.
@@ -95,6 +97,7 @@ impl Driver {
                 join: Some(tx),
                 store,
                 files: HashMap::new(),
+                shares: HashMap::new(),
                 blocks: HashMap::new(),
                 finished: HashMap::new(),
                 scratch: Vec::new(),
@@ -115,6 +118,16 @@ impl Driver {
     /// Never called from inside the pump: user code only runs after borrows are released.
     pub(crate) fn with_mesh<R>(&self, f: impl FnOnce(&mut Mesh, Millis) -> R) -> R {
         let result = f(&mut self.state.borrow_mut().mesh, now());
+        self.pump();
+        result
+    }
+
+    /// Like [`Driver::with_mesh`], running `then` on the result before the pump
+    /// delivers events: for calls whose answer comes as an event (a query that ends at
+    /// once when nobody is connected), so the caller is registered first.
+    pub(crate) fn with_mesh_then<R>(&self, f: impl FnOnce(&mut Mesh, Millis) -> R, then: impl FnOnce(&R)) -> R {
+        let result = f(&mut self.state.borrow_mut().mesh, now());
+        then(&result);
         self.pump();
         result
     }
@@ -149,6 +162,31 @@ impl Driver {
         };
         self.pump();
         result
+    }
+
+    /// Hashes `file` block by block (reading a few blocks at a time), then shares it.
+    pub(crate) async fn share(driver: Rc<Driver>, file: Blob, meta: FileMeta) -> Result<SharedFile, JsValue> {
+        let hashes = super::blob::block_hashes(&file).await?;
+        let shared = {
+            let mut state = driver.state.borrow_mut();
+            let shared = state.mesh.share(meta, hashes).map_err(|e| JsValue::from_str(&e.to_string()))?;
+            state.shares.insert(shared.id, file);
+            shared
+        };
+        driver.pump();
+        Ok(shared)
+    }
+
+    /// Stops sharing; serves of it end. Returns whether it was shared.
+    pub(crate) fn unshare(&self, id: ShareId) -> bool {
+        let removed = {
+            let mut state = self.state.borrow_mut();
+            let now = now();
+            state.shares.remove(&id);
+            state.mesh.unshare(now, id)
+        };
+        self.pump();
+        removed
     }
 
     /// Whether received files survive a reload (OPFS), so downloads can resume.
@@ -306,23 +344,13 @@ impl Driver {
             },
             Output::ReadBlock { id, block, offset, len } => {
                 let Some(file) = state.files.get(&id) else { return };
-                let read = file.slice_with_f64_and_f64(offset as f64, (offset + len) as f64).map(|slice| slice.array_buffer());
-                spawn_local(async move {
-                    let bytes = match read {
-                        Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>()),
-                        Err(err) => Err(err),
-                    };
-                    Driver::input(&weak, move |state, now| match bytes {
-                        Ok(buffer) => {
-                            let view = Uint8Array::new(&buffer);
-                            let bytes = copy_into(&mut state.scratch, &view);
-                            if state.mesh.handle_block_read(now, id, block, bytes) {
-                                state.blocks.insert((id, block), view);
-                            }
-                        }
-                        Err(err) => state.mesh.handle_block_unreadable(now, id, &describe(&err)),
-                    });
-                });
+                self.read_block(file, id, block, offset, len);
+            }
+            Output::ReadShared { id, share, block, offset, len } => {
+                let Some(file) = state.shares.get(&share) else {
+                    return state.mesh.handle_block_unreadable(now(), id, "the file is no longer shared");
+                };
+                self.read_block(file, id, block, offset, len);
             }
             Output::TransmitBulk { conn, item } => {
                 let Some(rtc) = state.conns.get(&conn) else { return };
@@ -348,6 +376,28 @@ impl Driver {
             Output::FinishStore { id } => state.store.finish(id),
             Output::CloseStore { id, delete } => state.store.close(id, delete),
         }
+    }
+
+    /// Reads `offset..offset + len` of `file` for block `block` of transfer `id`.
+    fn read_block(&self, file: &Blob, id: TransferId, block: u32, offset: u64, len: u64) {
+        let weak = self.this.clone();
+        let read = file.slice_with_f64_and_f64(offset as f64, (offset + len) as f64).map(|slice| slice.array_buffer());
+        spawn_local(async move {
+            let bytes = match read {
+                Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>()),
+                Err(err) => Err(err),
+            };
+            Driver::input(&weak, move |state, now| match bytes {
+                Ok(buffer) => {
+                    let view = Uint8Array::new(&buffer);
+                    let bytes = copy_into(&mut state.scratch, &view);
+                    if state.mesh.handle_block_read(now, id, block, bytes) {
+                        state.blocks.insert((id, block), view);
+                    }
+                }
+                Err(err) => state.mesh.handle_block_unreadable(now, id, &describe(&err)),
+            });
+        });
     }
 
     /// A bulk-channel frame: the core hashes a copy in wasm memory and says where the

@@ -2,6 +2,7 @@
 //! asks (WebSocket, RTCPeerConnection, RTCDataChannel, timers) and feeds browser events
 //! back in. No protocol decisions here.
 
+mod blob;
 pub(crate) mod driver;
 pub(crate) mod identity;
 mod platform;
