@@ -3,7 +3,7 @@
 mod common;
 
 use common::{joined, left, pid, World};
-use meshdrop::core::{Event, JoinError, Payload, SendError, SignalingState};
+use meshdrop::core::{Event, JoinError, Payload, SendError, SignalingState, LEFT_PROBE_MS};
 
 fn messages(events: &[Event]) -> Vec<(String, Payload)> {
     events
@@ -303,4 +303,29 @@ fn thirty_two_peers_connect_fully() {
     for n in 0..32 {
         assert_eq!(w.nodes[n].peers().len(), 31);
     }
+}
+
+#[test]
+fn a_peer_the_server_says_left_is_kept_while_it_answers() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let (a, b) = (n[0], n[1]);
+    let conn = w.conn_between(a, b).expect("connected");
+    w.nodes[a].take_events();
+    w.drop_socket(b); // b lost the server, not a
+    w.advance(LEFT_PROBE_MS * 2);
+    assert!(left(&w.nodes[a].take_events()).is_empty(), "b answered the probe");
+    assert_eq!(w.conn_between(a, b), Some(conn), "the same channel, never closed");
+}
+
+#[test]
+fn a_silent_peer_the_server_says_left_is_dropped_after_the_probe() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let (a, b) = (n[0], n[1]);
+    w.nodes[a].take_events();
+    w.nodes[b].muted = true; // its tab is gone: nothing comes from it
+    w.drop_socket(b);
+    w.advance(LEFT_PROBE_MS - 1);
+    assert!(left(&w.nodes[a].take_events()).is_empty());
+    w.advance(1);
+    assert_eq!(left(&w.nodes[a].take_events()), vec![World::id_of("b")]);
 }

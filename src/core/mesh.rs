@@ -28,6 +28,9 @@ use super::time::backoff;
 use super::wire::{encode, encode_service, Message, Payload};
 use super::{ConnId, Millis, PeerId};
 
+/// How long a peer the server says left has to show it is still there (any frame).
+pub const LEFT_PROBE_MS: u64 = 3_000;
+
 /// Settings for one mesh.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -535,8 +538,15 @@ impl Mesh {
                 self.retries.remove(&peer);
                 self.attempts.remove(&peer);
                 // An open channel is the truth about a peer; signaling only introduces.
+                // But a closed tab's channel can take 15 s to close: ask it, and close
+                // it if nothing at all comes back within LEFT_PROBE_MS.
                 let open = self.sessions.get(&peer).is_some_and(|s| s.open);
-                if !open {
+                if open {
+                    if let Some(s) = self.sessions.get_mut(&peer) {
+                        s.deadline = Some(now + LEFT_PROBE_MS);
+                    }
+                    self.send_service(&peer, &Service::Ping);
+                } else {
                     self.close_session(now, &peer);
                     if self.connecting.remove(&peer) {
                         self.emit(Event::PeerLeft { id: peer });
@@ -761,6 +771,7 @@ impl Mesh {
     pub fn handle_channel_message(&mut self, now: Millis, conn: ConnId, frame: &[u8]) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.open) else { return };
+        s.deadline = None; // alive
         if frame.first() == Some(&CONTROL) {
             return self.transfer_control(now, &peer, frame);
         }
@@ -920,7 +931,7 @@ impl Mesh {
 
     // -- helpers -----------------------------------------------------------------------
 
-    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+    pub(crate) fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
         let peer = self.conns.get(&conn)?;
         self.sessions.get_mut(peer).filter(|s| s.conn == conn)
     }
@@ -1001,6 +1012,10 @@ impl Mesh {
             Service::Fetch { transfer, share, manifest } => self.fetch_received(now, peer, transfer, ShareId(share), manifest),
             Service::Manifest { transfer, hashes } => self.manifest_received(now, peer, transfer, hashes),
             Service::Get { transfer, blocks } => self.get_received(now, peer, transfer, blocks),
+            Service::Ping => {
+                self.send_service(peer, &Service::Pong);
+            }
+            Service::Pong => {}
         }
     }
 

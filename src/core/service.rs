@@ -13,6 +13,8 @@
 //!   6 fetch     transfer u64, share u64, manifest u8 (1: send the block hashes)
 //!   7 manifest  transfer u64, count u32, count × hash [32]
 //!   8 get       transfer u64, count u16, count × block u32
+//!   9 ping      (answer with pong: the server said this peer left; are you there?)
+//!  10 pong
 //! text     u16 length + utf-8 (at most 1024 bytes)
 //! payload  kind u8 (0: JSON text, 1: bytes), then every remaining byte
 //! ```
@@ -70,6 +72,8 @@ pub(crate) enum Service {
     Fetch { transfer: TransferId, share: u64, manifest: bool },
     Manifest { transfer: TransferId, hashes: Vec<Hash> },
     Get { transfer: TransferId, blocks: Vec<u32> },
+    Ping,
+    Pong,
 }
 
 impl Service {
@@ -134,6 +138,8 @@ impl Service {
                     out.extend_from_slice(&block.to_be_bytes());
                 }
             }
+            Service::Ping => out.push(9),
+            Service::Pong => out.push(10),
         }
         out
     }
@@ -177,6 +183,8 @@ impl Service {
                 }
                 Service::Get { transfer, blocks }
             }
+            9 => Service::Ping,
+            10 => Service::Pong,
             other => return Err(FrameError::Type(other)),
         };
         r.end()?;
@@ -224,6 +232,8 @@ mod tests {
             Service::Fetch { transfer: TransferId(5), share: 9, manifest: true },
             Service::Manifest { transfer: TransferId(5), hashes: vec![[1; 32], [2; 32]] },
             Service::Get { transfer: TransferId(5), blocks: vec![0, 7, 40] },
+            Service::Ping,
+            Service::Pong,
         ]
     }
 
@@ -269,7 +279,7 @@ mod tests {
             let len = (rng.next_u64() % 60) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if let Some(first) = bytes.first_mut() {
-                *first = 1 + *first % 8;
+                *first = 1 + *first % 10;
             }
             let _ = Service::decode(&bytes);
         }

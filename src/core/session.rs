@@ -35,7 +35,8 @@ pub(crate) struct Session {
     /// The remote description has been handed to the browser.
     remote_issued: bool,
     pub(crate) open: bool,
-    /// While connecting: when to give up.
+    /// While connecting: when to give up. While open: when to close it, if the server
+    /// said the peer left and nothing has come from it since.
     pub(crate) deadline: Option<Millis>,
     early_candidates: Vec<String>,
     max_frame: usize,

@@ -301,6 +301,17 @@ impl World {
         self.settle();
     }
 
+    /// Node `n`'s WebSocket drops (its data channels stay); it reconnects by itself.
+    pub fn drop_socket(&mut self, n: usize) {
+        if self.nodes[n].ws_open {
+            self.nodes[n].ws_open = false;
+            self.server_disconnect(n);
+            let now = self.now;
+            self.nodes[n].mesh.handle_signaling_closed(now);
+        }
+        self.settle();
+    }
+
     pub fn server_start(&mut self) {
         self.server_up = true;
     }
@@ -385,7 +396,10 @@ impl World {
             }
             Output::Transmit { conn, frame } => {
                 assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
-                assert!(self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open), "transmit on a closed channel");
+                // Outputs queued before a remote close was processed meet a channel that
+                // is gone, as a browser's send would; one that never opened is a bug.
+                let Some(pc) = self.nodes[n].pcs.get(&conn) else { return };
+                assert!(pc.open, "transmit on a channel that is not open");
                 if frame.first() == Some(&0x18) || frame.first() == Some(&0x19) {
                     let kind = if frame[0] == 0x18 { frame.get(1) } else { frame.get(9) };
                     self.nodes[n].service_sent.extend(kind.copied());

@@ -260,6 +260,9 @@ impl Mesh {
     /// A frame from `conn`'s bulk channel.
     pub fn handle_bulk_frame(&mut self, now: Millis, conn: ConnId, frame: &[u8]) -> BulkVerdict {
         let Some(peer) = self.peer_of(conn) else { return BulkVerdict::Drop };
+        if let Some(s) = self.session_mut(conn) {
+            s.deadline = None; // alive
+        }
         let Some(lane) = self.recv_lane(conn) else { return BulkVerdict::Drop };
         match std::mem::take(lane) {
             RecvLane::Idle => {
