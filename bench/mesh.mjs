@@ -1,7 +1,8 @@
-// Mesh setup benchmark: time from `Peer.join` to the first and to the last
-// `peer-joined`, for rooms of N tabs that all join at once, in one headless Chromium,
-// against the real signaling server. Also records the gzipped bundle size.
-// Usage: node bench/mesh.mjs [--sizes 2,8] [--reps 5]    (or `make bench`)
+// Mesh benchmark: for rooms of N tabs that all join at once, in one headless Chromium,
+// against the real signaling server: time from `Peer.join` to the first and to the
+// last `peer-joined`, then broadcast delivery once everyone is connected (one message
+// to all; every peer broadcasting a burst at once). Also records the bundle size.
+// Usage: node bench/mesh.mjs [--sizes 2,4,8,16,32] [--reps 3] [--kinds meshdrop,raw,...]
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -12,8 +13,11 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
-const sizes = arg("sizes", "2,8").split(",").map(Number);
-const reps = Number(arg("reps", "5"));
+const sizes = arg("sizes", "2,4,8,16,32").split(",").map(Number);
+const reps = Number(arg("reps", "3"));
+/** Messages each peer broadcasts in the burst, and their size. */
+const BURST = 20;
+const MESSAGE = "x".repeat(1024);
 
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -38,12 +42,16 @@ window.rawJoin = (ws, room, expected) => new Promise((resolve, reject) => {
   const t0 = performance.now();
   const sock = new WebSocket(ws);
   const pcs = new Map();
+  const channels = [];
+  window.broadcast = (data) => channels.forEach((dc) => dc.send(data));
   let me, joinedAt, first = null, open = 0;
   const send = (to, data) => sock.send(JSON.stringify({ type: "signal", to, data }));
   const connect = (id) => {
     const pc = new RTCPeerConnection({ iceServers: [] });
     const dc = pc.createDataChannel("raw", { negotiated: true, id: 0 });
+    dc.onmessage = () => window.onBroadcast();
     dc.onopen = () => {
+      channels.push(dc);
       open += 1;
       if (first === null) first = performance.now() - t0;
       if (open === expected) resolve({ joinedAt, first, all: performance.now() - t0 });
@@ -89,10 +97,12 @@ window.simpleJoin = (ws, room, expected) => new Promise((resolve, reject) => {
   const t0 = performance.now();
   const sock = new WebSocket(ws);
   const peers = new Map();
+  window.broadcast = (data) => peers.forEach((p) => p.connected && p.send(data));
   let me, joinedAt, first = null, open = 0;
   const make = (id, initiator) => {
     const p = new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
     p.on("signal", (data) => sock.send(JSON.stringify({ type: "signal", to: id, data })));
+    p.on("data", () => window.onBroadcast());
     p.on("connect", () => {
       open += 1;
       if (first === null) first = performance.now() - t0;
@@ -126,18 +136,22 @@ window.peerjsJoin = (port, ids, index) => new Promise((resolve, reject) => {
   const expected = ids.length - 1;
   let joinedAt, first = null, open = 0;
   const peer = new window.peerjs.Peer(ids[index], { host: "127.0.0.1", port, path: "/", config: { iceServers: [] } });
-  const opened = () => {
+  const conns = [];
+  window.broadcast = (data) => conns.forEach((c) => c.send(data));
+  const opened = (conn) => {
+    conns.push(conn);
+    conn.on("data", () => window.onBroadcast());
     open += 1;
     if (first === null) first = performance.now() - t0;
     if (open === expected) resolve({ joinedAt, first, all: performance.now() - t0 });
   };
-  peer.on("connection", (conn) => conn.on("open", opened));
+  peer.on("connection", (conn) => conn.on("open", () => opened(conn)));
   peer.on("error", reject);
   peer.on("open", () => {
     joinedAt = performance.now() - t0;
     const tryConnect = (id, attempt) => {
       const conn = peer.connect(id, { reliable: true });
-      conn.on("open", opened);
+      conn.on("open", () => opened(conn));
       // The other page may not have registered yet: PeerJS reports it and we retry.
       conn.on("error", () => attempt < 50 && setTimeout(() => tryConnect(id, attempt + 1), 10));
     };
@@ -178,7 +192,7 @@ async function round(kind, n, rep) {
           const joinedAt = performance.now() - t0;
           await new Promise((resolve, reject) => {
             let count = 0;
-            const timer = setTimeout(() => reject(new Error(`only ${count}/${expected} peers after 60 s`)), 60000);
+            const timer = setTimeout(() => reject(new Error(`only ${count}/${expected} peers after 120 s`)), 120000);
             peer.on("peer-joined", () => {
               count += 1;
               if (first === null) first = performance.now() - t0;
@@ -189,30 +203,99 @@ async function round(kind, n, rep) {
             });
           });
           window.peer = peer;
+          peer.on("message", () => window.onBroadcast());
+          window.broadcast = (data) => peer.broadcast(data);
           return { joinedAt, first, all: performance.now() - t0 };
         },
         { kind, ws, room, expected: n - 1, peerjsPort, ids, index },
       ),
     ),
   );
+  const broadcast = await measureBroadcast(pages);
   await context.close();
-  return results;
+  return { setup: results, broadcast };
 }
 
-const KINDS = ["meshdrop", "raw", "simple-peer", "peerjs"];
+// Wall-clock time comparable across the tabs of one browser.
+const NOW = "performance.timeOrigin + performance.now()";
+
+/** One message from the first tab to all, then every tab broadcasting BURST messages
+ *  at once; returns the latency to the last receiver and the burst's delivery time. */
+async function measureBroadcast(pages) {
+  const n = pages.length;
+  const arm = (expected) =>
+    Promise.all(
+      pages.map((page) =>
+        page.evaluate(
+          ({ expected, NOW }) => {
+            const now = new Function(`return ${NOW}`);
+            window.got = 0;
+            window.allAt = new Promise((resolve) => {
+              window.onBroadcast = () => {
+                window.got += 1;
+                if (window.got === expected) resolve(now());
+              };
+            });
+          },
+          { expected, NOW },
+        ),
+      ),
+    );
+  // One message, first tab to all.
+  await arm(1);
+  const sentAt = await pages[0].evaluate(({ message, NOW }) => {
+    const at = new Function(`return ${NOW}`)();
+    window.broadcast(message);
+    return at;
+  }, { message: MESSAGE, NOW });
+  const arrivals = await Promise.all(pages.slice(1).map((page) => page.evaluate(() => window.allAt)));
+  const latency = Math.max(...arrivals) - sentAt;
+  // Every tab broadcasts a burst at the same moment.
+  await arm(BURST * (n - 1));
+  const starts = await Promise.all(
+    pages.map((page) =>
+      page.evaluate(({ message, burst, NOW }) => {
+        const at = new Function(`return ${NOW}`)();
+        for (let i = 0; i < burst; i++) window.broadcast(message);
+        return at;
+      }, { message: MESSAGE, burst: BURST, NOW }),
+    ),
+  );
+  const done = await Promise.all(pages.map((page) => page.evaluate(() => window.allAt)));
+  const burstMs = Math.max(...done) - Math.min(...starts);
+  return { latency, burstMs, messages: BURST * n * (n - 1) };
+}
+
+const KINDS = arg("kinds", "meshdrop,raw,simple-peer,peerjs").split(",");
 const rows = [];
+const broadcastRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
+const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 for (let rep = 0; rep < reps; rep++) {
   // Interleaved: sizes and implementations rotate, so drift hits all alike.
   const order = KINDS.map((_, i) => KINDS[(i + rep) % KINDS.length]);
-  for (const n of sizes) for (const kind of order) samples[`${kind}/${n}`].push(...(await round(kind, n, rep)));
+  for (const n of sizes) {
+    for (const kind of order) {
+      const { setup, broadcast } = await round(kind, n, rep);
+      samples[`${kind}/${n}`].push(...setup);
+      casts[`${kind}/${n}`].push(broadcast);
+      console.error(`${kind} ${n} peers, round ${rep + 1}: all connected ${Math.max(...setup.map((r) => r.all)).toFixed(0)} ms, burst ${broadcast.burstMs.toFixed(0)} ms`);
+    }
+  }
 }
 for (const n of sizes) {
   const median = (kind, key) => stats(samples[`${kind}/${n}`].map((r) => r[key])).median;
+  const castMedian = (kind, key) => stats(casts[`${kind}/${n}`].map((r) => r[key])).median;
   for (const kind of KINDS) {
     const s = samples[`${kind}/${n}`];
-    const ratio = (median(kind, "all") / median("raw", "all")).toFixed(2);
+    const ratio = KINDS.includes("raw") ? (median(kind, "all") / median("raw", "all")).toFixed(2) : "–";
     rows.push(`| ${n} | ${kind} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} |`);
+    const c = casts[`${kind}/${n}`];
+    const rate = (r) => r.messages / (r.burstMs / 1000);
+    const burstRatio = KINDS.includes("raw") ? (castMedian("raw", "burstMs") / castMedian(kind, "burstMs")).toFixed(2) : "–";
+    broadcastRows.push(
+      `| ${n} | ${kind} | ${c.length} | ${fmt(stats(c.map((r) => r.latency)))} | ${fmt(stats(c.map((r) => r.burstMs)))} | ${(stats(c.map(rate)).median / 1000).toFixed(1)}k | ${burstRatio} |`,
+    );
   }
 }
 await browser.close();
@@ -237,6 +320,14 @@ All peers of a room call \`Peer.join\` at the same moment. Times in ms from that
 | peers | implementation | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw |
 |---:|---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
+
+## Broadcast delivery, once everyone is connected
+
+"one to all": the first tab broadcasts one 1 KiB message; ms until the last tab has it. "burst": every tab broadcasts ${BURST} × 1 KiB at the same moment; ms until every tab has all ${BURST} × (N − 1), and the messages delivered per second. One sample per round: median (min–max). Speed ÷ raw: raw's burst time ÷ this one's (above 1 is faster than raw).
+
+| peers | implementation | rounds | one to all, ms | burst, ms | burst, messages/s | burst speed ÷ raw |
+|---:|---|---:|---:|---:|---:|---:|
+${broadcastRows.join("\n")}
 
 ## Bundle size (pkg/, release, wasm-opt -Oz)
 

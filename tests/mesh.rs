@@ -3,7 +3,7 @@
 mod common;
 
 use common::{joined, left, pid, World};
-use meshdrop::core::{Event, JoinError, Payload, SendError, SignalingState, LEFT_PROBE_MS};
+use meshdrop::core::{Event, JoinError, Payload, SendError, SignalingState, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
 
 fn messages(events: &[Event]) -> Vec<(String, Payload)> {
     events
@@ -328,4 +328,29 @@ fn a_silent_peer_the_server_says_left_is_dropped_after_the_probe() {
     assert!(left(&w.nodes[a].take_events()).is_empty());
     w.advance(1);
     assert_eq!(left(&w.nodes[a].take_events()), vec![World::id_of("b")]);
+}
+
+#[test]
+fn offers_go_out_a_few_at_a_time_and_the_rest_follow() {
+    // "a" sorts first, so it offers to all nine others; none of its connections can
+    // ever open, so each attempt times out in turn.
+    let mut w = World::new();
+    let labels: Vec<String> = (0..10).map(|i| format!("{}", (b'a' + i) as char)).collect();
+    let nodes: Vec<usize> = labels.iter().map(|l| w.add("r", l)).collect();
+    for &other in &nodes[1..] {
+        w.partition(nodes[0], other);
+    }
+    w.settle();
+    assert_eq!(w.unopened(nodes[0]), MAX_OFFERS_IN_FLIGHT, "only a few offers at once");
+    for &n in &nodes[1..] {
+        assert_eq!(w.nodes[n].peers().len(), 8, "the others meshed among themselves");
+    }
+    // The first attempts time out; the waiting peers get their turn.
+    w.advance(60_000);
+    let tried: std::collections::HashSet<String> = w.nodes[nodes[0]].take_events().iter().filter_map(|e| match e {
+        Event::Warning(m) if m.contains("timed out") => m.split_whitespace().nth(2).map(str::to_owned),
+        _ => None,
+    }).collect();
+    assert_eq!(tried.len(), 9, "every peer was tried in the end: {tried:?}");
+    assert!(w.unopened(nodes[0]) <= MAX_OFFERS_IN_FLIGHT);
 }

@@ -28,6 +28,11 @@ use super::time::backoff;
 use super::wire::{encode, encode_service, Message, Payload};
 use super::{ConnId, Millis, PeerId};
 
+/// Connection attempts we offer at once; the rest wait their turn. All at once, a
+/// 32-peer room's 496 DTLS handshakes on two cores took long enough to hit the connect
+/// timeout, and the retries made it worse (bench/mesh.mjs).
+pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
+
 /// How long a peer the server says left has to show it is still there (any frame).
 pub const LEFT_PROBE_MS: u64 = 3_000;
 
@@ -407,6 +412,8 @@ pub struct Mesh {
     attempts: HashMap<PeerId, u32>,
     /// Announced with `PeerConnecting`, neither joined nor left since.
     connecting: HashSet<PeerId>,
+    /// Peers we will offer to once fewer than [`MAX_OFFERS_IN_FLIGHT`] are in flight.
+    offer_queue: VecDeque<PeerId>,
     outputs: VecDeque<Output>,
     /// Every transfer in progress, both directions.
     pub(crate) transfers: HashMap<TransferId, Transfer>,
@@ -436,6 +443,7 @@ impl Mesh {
             retries: HashMap::new(),
             attempts: HashMap::new(),
             connecting: HashSet::new(),
+            offer_queue: VecDeque::new(),
             outputs,
             transfers: HashMap::new(),
             send_cursor: HashMap::new(),
@@ -548,9 +556,11 @@ impl Mesh {
                     self.send_service(&peer, &Service::Ping);
                 } else {
                     self.close_session(now, &peer);
+                    self.offer_queue.retain(|p| *p != peer);
                     if self.connecting.remove(&peer) {
                         self.emit(Event::PeerLeft { id: peer });
                     }
+                    self.start_queued_offers(now);
                 }
             }
             ServerEvent::Signal { from, data } => self.peer_signal(now, PeerId::new(from), &data),
@@ -640,12 +650,34 @@ impl Mesh {
             self.emit(Event::PeerConnecting { id: peer.clone(), name });
         }
         if self.we_offer(&peer) {
+            if self.offers_in_flight() >= MAX_OFFERS_IN_FLIGHT {
+                if !self.offer_queue.contains(&peer) {
+                    self.offer_queue.push_back(peer);
+                }
+                return;
+            }
             let conn = ConnId::from_raw(self.rng.next_u64());
             self.start_session(now, peer, conn, true);
         } else {
             self.send_signal(&peer, PeerSignal::Hello);
             // If the offer never comes, ask again.
             self.schedule_retry(now, &peer, self.config.connect_timeout_ms);
+        }
+    }
+
+    fn offers_in_flight(&self) -> usize {
+        self.sessions.values().filter(|s| s.offerer && !s.open).count()
+    }
+
+    /// Starts queued offers while there is room, skipping peers that left or that
+    /// connected meanwhile (their own offer after a glare, say).
+    fn start_queued_offers(&mut self, now: Millis) {
+        while self.offers_in_flight() < MAX_OFFERS_IN_FLIGHT {
+            let Some(peer) = self.offer_queue.pop_front() else { return };
+            if self.link != Link::Closed && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
+                let conn = ConnId::from_raw(self.rng.next_u64());
+                self.start_session(now, peer, conn, true);
+            }
         }
     }
 
@@ -763,6 +795,7 @@ impl Mesh {
         self.attempts.remove(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
         self.emit(Event::PeerJoined { id: peer.clone(), name });
+        self.start_queued_offers(now);
         self.resume_sends(now, &peer);
         self.sources_rejoined(now, &peer);
     }
@@ -808,6 +841,7 @@ impl Mesh {
             self.warn(format!("connection to {peer} failed: {reason}"));
         }
         self.close_session(now, &peer);
+        self.start_queued_offers(now);
         // The peer may still be there (a network blip): try again while it is listed.
         let delay = backoff(self.attempts.get(&peer).copied().unwrap_or(0), 1_000, 15_000, self.rng.next_u64());
         self.schedule_retry(now, &peer, delay);
@@ -921,6 +955,7 @@ impl Mesh {
         self.conns.clear();
         self.retries.clear();
         self.connecting.clear();
+        self.offer_queue.clear();
         self.outputs.push_back(Output::CloseSignaling);
         if self.id.is_none() {
             self.emit(Event::JoinFailed(JoinError::Cancelled));

@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use error::{JoinError, SendError};
 pub use id::{ConnId, PeerId};
-pub use mesh::{Event, Mesh, MeshConfig, Output, SdpKind, SignalingState, LEFT_PROBE_MS};
+pub use mesh::{Event, Mesh, MeshConfig, Output, SdpKind, SignalingState, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
 pub use time::Millis;
 pub use transfer::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError, TransferError, TransferId};
 pub use transfer::blocks::Hash;

@@ -332,6 +332,11 @@ impl World {
         self.partitions.insert((a.min(b), a.max(b)));
     }
 
+    /// Connections node `n` has created that have not opened.
+    pub fn unopened(&self, n: usize) -> usize {
+        self.nodes[n].pcs.values().filter(|pc| !pc.open).count()
+    }
+
     /// The open connection between two nodes.
     pub fn conn_between(&self, a: usize, b: usize) -> Option<ConnId> {
         self.nodes[a].pcs.iter().find(|(c, pc)| pc.open && self.nodes[b].pcs.get(c).is_some_and(|p| p.open)).map(|(c, _)| *c)

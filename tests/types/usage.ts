@@ -1,7 +1,7 @@
 // Compiled by `make test` (tsc -p tests/types) against the generated pkg/meshdrop.d.ts:
 // the README's usage must type-check, and misuse must not. Each @ts-expect-error
 // fails the build if the line below it stops being an error.
-import init, { Peer, Transfer, FileOffer, type PeerEventMap, type PeerInfo, type SignalingState, type TransferEventMap } from "meshdrop";
+import init, { Peer, Transfer, FileOffer, type FindHit, type PeerEventMap, type PeerInfo, type SharedFile, type SignalingState, type TransferEventMap, type TransferSource } from "meshdrop";
 
 export async function usage(): Promise<void> {
   await init();
@@ -85,3 +85,34 @@ export async function files(peer: Peer, file: File): Promise<void> {
   // @ts-expect-error: identity is "persistent" | "ephemeral"
   await Peer.join({ signalingUrl: "ws://x", room: "r", identity: "forever" });
 }
+
+export async function services(peer: Peer, file: File): Promise<void> {
+  const s: SharedFile = await peer.share(file, { name: "image.png" });
+  const info: [string, string, number, string, string] = [s.id, s.name, s.size, s.hash, s.type];
+  const all: SharedFile[] = peer.shared();
+  const removed: boolean = peer.unshare(s.id);
+  const hits: FindHit[] = await peer.find("image.png", { timeoutMs: 2000 });
+  await peer.find("image", { match: "substring" });
+  const hit: [string, string, string, number, string] = [hits[0].peerId, hits[0].id, hits[0].name, hits[0].size, hits[0].hash];
+  const t: Transfer = peer.download(hits);
+  peer.download(hits[0], { name: "copy.png" });
+  const sources: TransferSource[] = t.sources();
+  const served: number = sources[0].bytes + sources[0].peerId.length;
+  const received: File = await t.done;
+  peer.handle("print", async (payload, { from, method }) => `printed ${payload.text} for ${from} via ${method}`);
+  peer.handle("bytes", (payload: Uint8Array) => payload.slice(1));
+  const reply = await peer.request(hits[0].peerId, "print", { text: "hi" }, { timeoutMs: 5000 });
+  await peer.request(hits[0].peerId, "bytes", new Uint8Array([1, 2]));
+  const unhandled: boolean = peer.unhandle("print");
+  console.log(info, all, removed, hit, served, received.name, reply, unhandled);
+
+  // @ts-expect-error: share takes a Blob
+  await peer.share("not a file");
+  // @ts-expect-error: match is "exact" | "substring"
+  await peer.find("x", { match: "regex" });
+  // @ts-expect-error: a handler is a function
+  peer.handle("print", "printed");
+  // @ts-expect-error: request options have no retries
+  await peer.request("p", "m", 1, { retries: 3 });
+}
+
