@@ -7,6 +7,7 @@ use common::{pid, World};
 use meshdrop::core::discovery::MAX_ANSWER_HITS;
 use meshdrop::core::request::MAX_INBOUND_PER_PEER;
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
+use meshdrop::core::transfer::MAX_SERVES_PER_PEER;
 use meshdrop::core::{Event, Hit, Match, Payload, PeerId, QueryId, RequestError, RequestId, SendError, ShareId, TransferError, TransferId};
 
 const B: usize = BLOCK_SIZE as usize;
@@ -530,4 +531,31 @@ fn empty_files_download_too() {
     let id = download(&mut w, 0, &hits);
     let (got, _) = finish(&mut w, 0, id);
     assert!(got.is_empty());
+}
+
+#[test]
+fn a_peer_gets_only_so_many_serves_at_once() {
+    let mut w = world(2);
+    let shared = w.share(1, "a.bin", pattern(3 * B, 16));
+    let share = u64::from_str_radix(&shared.id.to_string(), 16).expect("hex");
+    // Fetches by hand ([0x18][6][transfer][share][manifest]), never finished.
+    for transfer in 1..=MAX_SERVES_PER_PEER as u64 + 1 {
+        let mut fetch = vec![0x18, 6];
+        fetch.extend_from_slice(&transfer.to_be_bytes());
+        fetch.extend_from_slice(&share.to_be_bytes());
+        fetch.push(0);
+        w.inject_frame(0, 1, fetch);
+    }
+    // Asking for a block: served under the 16th, refused under the 17th.
+    w.nodes[1].take_events();
+    for transfer in [MAX_SERVES_PER_PEER as u64, MAX_SERVES_PER_PEER as u64 + 1] {
+        let mut get = vec![0x18, 8];
+        get.extend_from_slice(&transfer.to_be_bytes());
+        get.extend_from_slice(&1u16.to_be_bytes());
+        get.extend_from_slice(&0u32.to_be_bytes());
+        w.inject_frame(0, 1, get);
+    }
+    assert_eq!(w.nodes[1].bulk_data_sent, B as u64, "one block, for the 16th");
+    let refused = w.nodes[1].take_events().iter().filter(|e| matches!(e, Event::Warning(m) if m.contains("which we do not serve"))).count();
+    assert_eq!(refused, 1);
 }

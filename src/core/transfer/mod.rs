@@ -26,6 +26,7 @@ pub(crate) use recv::{Incoming, RecvLane};
 pub(crate) use download::Download;
 pub(crate) use send::Outgoing;
 pub(crate) use serve::Serving;
+pub use serve::MAX_SERVES_PER_PEER;
 
 use crate::core::{Millis, PeerId};
 

@@ -17,6 +17,8 @@ use crate::core::{Millis, PeerId};
 /// Blocks one downloader may have queued with us; it keeps a few in flight per holder,
 /// so more means a faulty or hostile peer.
 const MAX_QUEUED_BLOCKS: usize = 64;
+/// Downloads one peer may have us serve at once.
+pub const MAX_SERVES_PER_PEER: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Serving {
@@ -50,6 +52,11 @@ impl Mesh {
                 return self.send_control(from, &cancel);
             }
             None => {}
+        }
+        let serving_them = self.transfers.values().filter(|t| matches!(t, Transfer::Serve(s) if s.peer == *from)).count();
+        if serving_them >= MAX_SERVES_PER_PEER {
+            let reason = format!("already serving {MAX_SERVES_PER_PEER} downloads to you");
+            return self.send_control(from, &Control::Cancel { id, code: CancelCode::Protocol, reason });
         }
         let serving = Serving { peer: from.clone(), share, size, queue: VecDeque::new(), reading: Vec::new() };
         self.transfers.insert(id, Transfer::Serve(serving));
