@@ -232,7 +232,7 @@ impl Peer {
     }
 
     /// Asks every connected peer for files named `name` (exactly, by default; or
-    /// `{ match: "substring" }`, ignoring case). Resolves to the hits `[{ peerId, id,
+    /// `{ match: "substring" }`, ignoring ASCII case). Resolves to the hits `[{ peerId, id,
     /// name, size, hash, type }]` once every peer answered, or after `timeoutMs`
     /// (default 2000) with those that did; `[]` if nobody has it. Rejects with a
     /// `TypeError` for bad options.

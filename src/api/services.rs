@@ -50,7 +50,7 @@ export interface FindOptions {
   /** Resolve with the answers so far after this long. Default 2000. */
   timeoutMs?: number;
   /** "exact" (default): the whole name, case-sensitive. "substring": anywhere in the
-   *  name, ignoring case. */
+   *  name, ignoring ASCII case. */
   match?: "exact" | "substring";
 }
 

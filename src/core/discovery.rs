@@ -47,7 +47,7 @@ pub struct QueryId(pub(crate) u64);
 pub enum Match {
     /// The whole name, exactly (case-sensitive).
     Exact,
-    /// Anywhere in the name, ignoring case.
+    /// Anywhere in the name, ignoring ASCII case.
     Substring,
 }
 
@@ -130,7 +130,8 @@ impl Discovery {
 fn matches(name: &str, text: &str, how: Match) -> bool {
     match how {
         Match::Exact => name == text,
-        Match::Substring => name.to_lowercase().contains(&text.to_lowercase()),
+        // ASCII case only: Unicode case tables would cost the bundle ~20 KB.
+        Match::Substring => name.to_ascii_lowercase().contains(&text.to_ascii_lowercase()),
     }
 }
 
