@@ -205,25 +205,28 @@ impl Mesh {
                 if data {
                     t.unacked += 1;
                 }
-                let header = BulkHeader::Block { id, block, len: bytes.len() as u32, data, hash };
-                let chunk = self.bulk_chunk(&peer);
-                let mut items = vec![BulkItem::Frame(header.encode())];
-                if data {
-                    let len = bytes.len() as u32;
-                    let mut start = 0;
-                    while start < len {
-                        let n = chunk.min(len - start);
-                        items.push(BulkItem::Slice { id, block, start, len: n, last: start + n == len });
-                        start += n;
-                    }
-                }
-                self.bulk_enqueue(&peer, items);
+                self.enqueue_block(&peer, id, block, bytes.len() as u32, data, hash);
                 data
             }
             SendPhase::Offered | SendPhase::Paused { .. } => false,
         };
         self.pump_sends(now, &peer);
         keep
+    }
+
+    /// Puts a block's header on `peer`'s bulk lane and, if `data`, its `len` bytes as
+    /// slices of the block the driver holds (no copy to prepend the header).
+    pub(crate) fn enqueue_block(&mut self, peer: &PeerId, id: TransferId, block: u32, len: u32, data: bool, hash: Hash) {
+        let header = BulkHeader::Block { id, block, len, data, hash };
+        let chunk = self.bulk_chunk(peer);
+        let mut items = vec![BulkItem::Frame(header.encode())];
+        let mut start = 0;
+        while data && start < len {
+            let n = chunk.min(len - start);
+            items.push(BulkItem::Slice { id, block, start, len: n, last: start + n == len });
+            start += n;
+        }
+        self.bulk_enqueue(peer, items);
     }
 
     /// The driver could not read a block.

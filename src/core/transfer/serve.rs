@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 
 use super::blocks::{block_count, block_len, block_offset, hash_block};
-use super::frame::{BulkHeader, CancelCode, Control};
-use super::{BulkItem, Transfer, TransferError, TransferId};
+use super::frame::{CancelCode, Control};
+use super::{Transfer, TransferError, TransferId};
 use crate::core::discovery::ShareId;
 use crate::core::mesh::{Mesh, Output};
 use crate::core::service::Service;
@@ -137,17 +137,8 @@ impl Mesh {
             self.fail(now, id, TransferError::Unreadable(message), true);
             return false;
         }
-        let header = BulkHeader::Block { id, block, len: bytes.len() as u32, data: true, hash };
-        let chunk = self.bulk_chunk(&peer);
-        let mut items = vec![BulkItem::Frame(header.encode())];
         let len = bytes.len() as u32;
-        let mut start = 0;
-        while start < len {
-            let n = chunk.min(len - start);
-            items.push(BulkItem::Slice { id, block, start, len: n, last: start + n == len });
-            start += n;
-        }
-        self.bulk_enqueue(&peer, items);
+        self.enqueue_block(&peer, id, block, len, true, hash);
         self.pump_sends(now, &peer);
         len > 0
     }
