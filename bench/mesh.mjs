@@ -24,10 +24,11 @@ const burstOf = (n) => Math.max(2, Math.round(BURST_TOTAL / (n * (n - 1))));
 const MESSAGE = "x".repeat(1024);
 
 const stats = (xs) => {
+  if (xs.length === 0) return null;
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0], median: s[Math.floor((s.length - 1) / 2)], max: s[s.length - 1] };
 };
-const fmt = ({ min, median, max }) => `${median.toFixed(0)} (${min.toFixed(0)}–${max.toFixed(0)})`;
+const fmt = (st) => (st ? `${st.median.toFixed(0)} (${st.min.toFixed(0)}–${st.max.toFixed(0)})` : "–");
 
 const server = await startServer(await freePort(), ["--max-room-peers", "64", "--max-frames-per-sec", "1000"]);
 const browser = await launchBrowser((process.env.BENCH_CHROMIUM_ARGS ?? "").split(" ").filter(Boolean));
@@ -167,6 +168,14 @@ window.peerjsJoin = (port, ids, index) => new Promise((resolve, reject) => {
 
 async function round(kind, n, rep) {
   const context = await browser.newContext();
+  try {
+    return await roundIn(context, kind, n, rep);
+  } finally {
+    await context.close().catch(() => {});
+  }
+}
+
+async function roundIn(context, kind, n, rep) {
   const pages = await Promise.all(Array.from({ length: n }, () => context.newPage()));
   await Promise.all(
     pages.map(async (page) => {
@@ -216,7 +225,6 @@ async function round(kind, n, rep) {
     ),
   );
   const broadcast = await measureBroadcast(pages);
-  await context.close();
   return { setup: results, broadcast };
 }
 
@@ -280,12 +288,22 @@ const rows = [];
 const broadcastRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
+const failures = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 for (let rep = 0; rep < reps; rep++) {
   // Interleaved: sizes and implementations rotate, so drift hits all alike.
   const order = KINDS.map((_, i) => KINDS[(i + rep) % KINDS.length]);
   for (const n of sizes) {
     for (const kind of order) {
-      const { setup, broadcast } = await round(kind, n, rep);
+      let outcome;
+      try {
+        outcome = await round(kind, n, rep);
+      } catch (err) {
+        // A library that cannot connect the room (or deliver) is a result, not a crash.
+        failures[`${kind}/${n}`].push(String(err.message).split("\n")[0]);
+        console.error(`${kind} ${n} peers, round ${rep + 1}: FAILED: ${err.message.split("\n")[0]}`);
+        continue;
+      }
+      const { setup, broadcast } = outcome;
       samples[`${kind}/${n}`].push(...setup);
       casts[`${kind}/${n}`].push(broadcast);
       console.error(`${kind} ${n} peers, round ${rep + 1}: all connected ${Math.max(...setup.map((r) => r.all)).toFixed(0)} ms, burst ${broadcast.burstMs.toFixed(0)} ms`);
@@ -293,17 +311,21 @@ for (let rep = 0; rep < reps; rep++) {
   }
 }
 for (const n of sizes) {
-  const median = (kind, key) => stats(samples[`${kind}/${n}`].map((r) => r[key])).median;
-  const castMedian = (kind, key) => stats(casts[`${kind}/${n}`].map((r) => r[key])).median;
+  const median = (kind, key) => stats(samples[`${kind}/${n}`].map((r) => r[key]))?.median ?? NaN;
+  const castMedian = (kind, key) => stats(casts[`${kind}/${n}`].map((r) => r[key]))?.median ?? NaN;
+  const ratioText = (x) => (Number.isFinite(x) ? x.toFixed(2) : "–");
   for (const kind of KINDS) {
     const s = samples[`${kind}/${n}`];
-    const ratio = KINDS.includes("raw") ? (median(kind, "all") / median("raw", "all")).toFixed(2) : "–";
-    rows.push(`| ${n} | ${kind} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} |`);
+    const ratio = ratioText(median(kind, "all") / median("raw", "all"));
+    const failed = failures[`${kind}/${n}`];
+    const rounds = `${reps - failed.length}/${reps}${failed.length ? ` (failed: ${[...new Set(failed)].join("; ")})` : ""}`;
+    rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} |`);
     const c = casts[`${kind}/${n}`];
     const rate = (r) => r.messages / (r.burstMs / 1000);
-    const burstRatio = KINDS.includes("raw") ? (castMedian("raw", "burstMs") / castMedian(kind, "burstMs")).toFixed(2) : "–";
+    const burstRatio = ratioText(castMedian("raw", "burstMs") / castMedian(kind, "burstMs"));
+    const rateText = c.length ? `${(stats(c.map(rate)).median / 1000).toFixed(1)}k` : "–";
     broadcastRows.push(
-      `| ${n} | ${kind} | ${c.length} | ${fmt(stats(c.map((r) => r.latency)))} | ${fmt(stats(c.map((r) => r.burstMs)))} | ${(stats(c.map(rate)).median / 1000).toFixed(1)}k | ${burstRatio} |`,
+      `| ${n} | ${kind} | ${c.length} | ${fmt(stats(c.map((r) => r.latency)))} | ${fmt(stats(c.map((r) => r.burstMs)))} | ${rateText} | ${burstRatio} |`,
     );
   }
 }
@@ -326,8 +348,8 @@ ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per p
 All peers of a room call \`Peer.join\` at the same moment. Times in ms from that call: median (min–max).
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
-| peers | implementation | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw |
-|---:|---|---:|---:|---:|---:|---:|
+| peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw |
+|---:|---|---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 
 ## Broadcast delivery, once everyone is connected
