@@ -266,21 +266,20 @@ impl Peer {
     /// says what each served); `done` resolves to the verified `File`. Throws a
     /// `TypeError` for bad hits, `NotConnectedError` if no holder is connected.
     pub fn download(&self, hits: Hits, options: Option<DownloadOptions>) -> Result<Transfer, JsValue> {
-        let mut plan = parse_hits(&hits)?;
+        let mut hits = parse_hits(&hits)?;
         if let Some(name) = options.map(JsValue::from).map(|o| string_field(&o, "name")).transpose()?.flatten() {
-            plan.meta.name = name;
+            hits[0].meta.name = name;
         }
-        let holders: Vec<PeerId> = plan.holders.iter().map(|(p, _)| p.clone()).collect();
         let shared = &self.shared;
         let mut transfer = None;
-        let (meta, first) = (plan.meta.clone(), holders[0].clone());
+        let (meta, first) = (hits[0].meta.clone(), hits[0].peer.clone());
         self.driver
             .with_mesh_then(
-                |mesh, now| mesh.download(now, plan.meta, plan.hash, &plan.holders),
+                |mesh, now| mesh.download_hits(now, &hits).map(|id| (id, mesh.download_sources(id).unwrap_or_default())),
                 |result| {
-                    if let Ok(id) = result {
+                    if let Ok((id, sources)) = result {
                         let t = shared.register(*id, first.as_str(), meta, Direction::Receive);
-                        t.set_holders(&holders);
+                        t.set_holders(sources);
                         transfer = Some(t);
                     }
                 },

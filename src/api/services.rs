@@ -236,30 +236,17 @@ pub(crate) fn shared_object(file: &SharedFile) -> JsValue {
     ])
 }
 
-/// What `download` fetches: the first hit's content, from every hit with that content.
-pub(crate) struct DownloadPlan {
-    pub(crate) meta: FileMeta,
-    pub(crate) hash: Hash,
-    pub(crate) holders: Vec<(PeerId, ShareId)>,
-}
-
 /// Reads `download`'s argument: one hit or an array of hits, as `find` returned them.
-pub(crate) fn parse_hits(hits: &JsValue) -> Result<DownloadPlan, JsValue> {
+pub(crate) fn parse_hits(hits: &JsValue) -> Result<Vec<Hit>, JsValue> {
     let list: Vec<JsValue> = if Array::is_array(hits) { Array::from(hits).iter().collect() } else { vec![hits.clone()] };
-    let mut plan: Option<DownloadPlan> = None;
-    for hit in &list {
-        let (peer, share, meta, hash) = parse_hit(hit)?;
-        match &mut plan {
-            None => plan = Some(DownloadPlan { meta, hash, holders: vec![(peer, share)] }),
-            // Other content under the same name is another file: not mixed in.
-            Some(plan) if plan.hash == hash && plan.meta.size == meta.size => plan.holders.push((peer, share)),
-            Some(_) => {}
-        }
+    let hits = list.iter().map(parse_hit).collect::<Result<Vec<_>, _>>()?;
+    if hits.is_empty() {
+        return Err(type_error("download needs at least one hit from find()"));
     }
-    plan.ok_or_else(|| type_error("download needs at least one hit from find()"))
+    Ok(hits)
 }
 
-fn parse_hit(hit: &JsValue) -> Result<(PeerId, ShareId, FileMeta, Hash), JsValue> {
+fn parse_hit(hit: &JsValue) -> Result<Hit, JsValue> {
     let bad = |what: &str| type_error(&format!("a hit needs {what} (pass what find() returned)"));
     let field = |key: &str| js_sys::Reflect::get(hit, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null());
     if !hit.is_object() {
@@ -271,7 +258,7 @@ fn parse_hit(hit: &JsValue) -> Result<(PeerId, ShareId, FileMeta, Hash), JsValue
     let hash = field("hash").and_then(|v| v.as_string()).and_then(|h| parse_hash(&h)).ok_or_else(|| bad("a hash of 64 hex digits"))?;
     let name = field("name").and_then(|v| v.as_string()).unwrap_or_else(|| "file".into());
     let mime = field("type").and_then(|v| v.as_string()).unwrap_or_default();
-    Ok((PeerId::new(peer), share, FileMeta { name, size: size as u64, mime }, hash))
+    Ok(Hit { peer: PeerId::new(peer), id: share, meta: FileMeta { name, size: size as u64, mime }, hash })
 }
 
 fn parse_hash(text: &str) -> Option<Hash> {

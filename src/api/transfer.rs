@@ -98,9 +98,9 @@ impl TransferShared {
     }
 
     /// A download's holders, before any byte (their order is the core's).
-    pub(crate) fn set_holders(&self, peers: &[PeerId]) {
+    pub(crate) fn set_holders(&self, sources: &[(PeerId, u64)]) {
         self.download.set(true);
-        *self.sources.borrow_mut() = peers.iter().map(|p| (p.as_str().to_owned(), 0)).collect();
+        self.set_sources(sources);
     }
 
     pub(crate) fn set_sources(&self, sources: &[(PeerId, u64)]) {

@@ -17,7 +17,7 @@ use super::blocks::{block_count, block_len, block_offset, content_hash, content_
 use super::frame::Control;
 use super::recv::RecvLane;
 use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
-use crate::core::discovery::ShareId;
+use crate::core::discovery::{Hit, ShareId};
 use crate::core::mesh::{Event, Mesh, Output};
 use crate::core::service::Service;
 use crate::core::{ConnId, Millis, PeerId, SendError};
@@ -176,6 +176,15 @@ impl Mesh {
             self.send_service(&peer, &fetch);
         }
         Ok(id)
+    }
+
+    /// Downloads what a query found: the first hit's content, from every hit with
+    /// that content (the same hash and size; other bytes under the same name are
+    /// another file and are left out). Fails like [`Mesh::download`].
+    pub fn download_hits(&mut self, now: Millis, hits: &[Hit]) -> Result<TransferId, SendError> {
+        let Some(first) = hits.first() else { return Err(SendError::NotConnected(PeerId::new(""))) };
+        let holders: Vec<_> = hits.iter().filter(|h| h.hash == first.hash && h.meta.size == first.meta.size).map(|h| (h.peer.clone(), h.id)).collect();
+        self.download(now, first.meta.clone(), first.hash, &holders)
     }
 
     /// Bytes each holder of a download served so far (verified), in the order given.
