@@ -97,7 +97,7 @@ pub(crate) struct Services {
 }
 
 /// A promise and its settle functions.
-fn promise() -> (Promise, Function, Function) {
+pub(crate) fn promise() -> (Promise, Function, Function) {
     let mut settle = None;
     let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
     let (resolve, reject) = settle.expect("the Promise executor runs synchronously");

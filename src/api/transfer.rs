@@ -57,9 +57,7 @@ pub(crate) struct TransferShared {
 
 impl TransferShared {
     pub(crate) fn new(id: TransferId, peer: &str, meta: FileMeta, direction: Direction, driver: Weak<Driver>) -> Rc<Self> {
-        let mut settle = None;
-        let done = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
-        let (resolve, reject) = settle.expect("the Promise executor runs synchronously");
+        let (done, resolve, reject) = super::services::promise();
         // Marked handled: a transfer nobody awaits must not log "uncaught"; awaiting
         // `done` still sees the rejection.
         IGNORE.with(|ignore| {
