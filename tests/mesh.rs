@@ -13,7 +13,7 @@ fn messages(events: &[Event]) -> Vec<(String, Payload)> {
 }
 
 fn signaling_states(events: &[Event]) -> Vec<SignalingState> {
-    events.iter().filter_map(|e| if let Event::Signaling(s) = e { Some(*s) } else { None }).collect()
+    events.iter().filter_map(|e| if let Event::Signaling { state, .. } = e { Some(*state) } else { None }).collect()
 }
 
 fn warnings(events: &[Event]) -> usize {
@@ -353,4 +353,35 @@ fn offers_go_out_a_few_at_a_time_and_the_rest_follow() {
     }).collect();
     assert_eq!(tried.len(), 9, "every peer was tried in the end: {tried:?}");
     assert!(w.unopened(nodes[0]) <= MAX_OFFERS_IN_FLIGHT);
+}
+
+/// Two tabs that hold the same identity (a copied browser profile): the server hands
+/// the id to the newer connection and closes the older one with a reason. The older
+/// one must stop there and say why — reconnecting would take the id back, and the two
+/// would kick each other out forever.
+#[test]
+fn a_tab_whose_identity_is_taken_over_stops_signaling_and_says_why() {
+    let mut w = World::new();
+    let older = w.add("r", "a");
+    let other = w.add("r", "b");
+    w.settle();
+    let newer = w.add("r", "a");
+    w.advance(120_000);
+    let id = World::id_of("a");
+    let welcome = format!(r#"{{"type":"welcome","id":"{id}""#);
+    let welcomes = w.server_log.iter().filter(|(_, f)| f.starts_with(&welcome)).count();
+    assert_eq!(welcomes, 2, "the two tabs took the id from each other {welcomes} times");
+    let events = w.nodes[older].take_events();
+    let closed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signaling { state: SignalingState::Closed, reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(closed.as_slice(), [Some(reason)] if reason.contains("replaced") || reason.contains("another connection")), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Warning(m) if m.contains("identity"))));
+    assert_eq!(w.nodes[older].mesh.signaling_state(), SignalingState::Closed);
+    assert_eq!(w.nodes[newer].mesh.signaling_state(), SignalingState::Connected);
+    assert!(w.nodes[other].peers().contains(&id), "the room still has the id, held by the newer tab");
 }

@@ -52,6 +52,7 @@ pub(crate) fn transfer_error(err: &TransferError) -> JsValue {
         TransferError::Protocol(_) => "ProtocolError",
         TransferError::Closed => "ClosedError",
         TransferError::NotShared(_) => "NotSharedError",
+        TransferError::Busy(_) => "BusyError",
     };
     js_error(name, &err.to_string())
 }

@@ -36,8 +36,10 @@ export interface PeerEventMap {
   "peer-left": { id: string };
   /** A whole message: a string if a string was sent, else a Uint8Array. */
   "message": { from: string; data: string | Uint8Array };
-  /** The signaling connection changed state. */
-  "signaling": { state: SignalingState };
+  /** The signaling connection changed state. `reason` says why it closed when that
+   *  was not `leave()`: e.g. another tab or device joined with this identity, which
+   *  ends signaling here for good (connected peers stay connected). */
+  "signaling": { state: SignalingState; reason?: string };
   /** Something went wrong that needs no action (e.g. a peer sent a malformed frame). */
   "warning": { message: string };
   /** A peer offers a file: call `accept()` (returns the `Transfer`) or `reject(reason)`. */
@@ -211,7 +213,13 @@ impl EventSink for ListenerSink {
                 };
                 ("message", object(&[("from", from.as_str().into()), ("data", data)]))
             }
-            Event::Signaling(state) => ("signaling", object(&[("state", state.as_str().into())])),
+            Event::Signaling { state, reason } => {
+                let payload = object(&[("state", state.as_str().into())]);
+                if let Some(reason) = reason {
+                    let _ = Reflect::set(&payload, &JsValue::from_str("reason"), &JsValue::from_str(&reason));
+                }
+                ("signaling", payload)
+            }
             Event::Warning(message) => ("warning", object(&[("message", message.into())])),
             Event::FileOffer { id, from, meta, hash, have } => {
                 let transfer = shared.register(id, from.as_str(), meta, Direction::Receive);

@@ -85,7 +85,8 @@ pub enum SignalingState {
     Connected,
     /// Lost; retrying with backoff. Open peer connections are unaffected.
     Reconnecting,
-    /// Closed for good (`leave()`, or the first join failed).
+    /// Closed for good: `leave()`, the first join failed, or another connection took
+    /// our id over (then open peer connections stay, but no new peer can be met).
     Closed,
 }
 
@@ -120,7 +121,12 @@ pub enum Event {
     /// The first join failed; the mesh is closed.
     JoinFailed(JoinError),
     /// The signaling connection changed state.
-    Signaling(SignalingState),
+    Signaling {
+        /// The new state.
+        state: SignalingState,
+        /// Why it closed, when it closed for a reason other than `leave()`.
+        reason: Option<String>,
+    },
     /// We started connecting to this peer; `PeerJoined` or `PeerLeft` follows.
     PeerConnecting {
         /// Who.
@@ -349,15 +355,18 @@ pub enum Output {
         /// The content key.
         key: String,
     },
-    /// Open (or create) storage for the content under `key`; report
-    /// [`Mesh::handle_store_opened`]. Keep `from` and `meta` with it.
+    /// Open storage for the content under `key`: the partial download that
+    /// [`Output::ProbeStore`] reported for this transfer, if any, else a new one; report
+    /// [`Mesh::handle_store_opened`]. Keep `id`, `from` and `meta` with it (a later
+    /// probe reports them). A finished download is final: it is never reported as a
+    /// partial or opened again, so nothing can write into a file once delivered.
     OpenStore {
         /// The transfer.
         id: TransferId,
         /// The content key.
         key: String,
-        /// The sender.
-        from: PeerId,
+        /// The sender (none for a multi-source download).
+        from: Option<PeerId>,
         /// What it is.
         meta: FileMeta,
     },
@@ -392,8 +401,17 @@ enum Link {
     Connecting,
     Joined,
     Waiting { until: Millis },
+    /// Signaling ended for good without `leave()`: another connection joined with our
+    /// id. Reconnecting would only take it back and start a tug of war.
+    Stopped,
     Closed,
 }
+
+/// The close code (RFC 6455 1008, policy) and reason prefix with which the server
+/// closes a connection whose id another connection took over.
+const REPLACED_CLOSE: (u16, &str) = (1008, "replaced");
+/// The error code the server sends before that close.
+const REPLACED_ERROR: &str = "replaced";
 
 /// One peer's view of its room.
 #[derive(Debug)]
@@ -473,7 +491,7 @@ impl Mesh {
     pub fn signaling_state(&self) -> SignalingState {
         match self.link {
             Link::Joined => SignalingState::Connected,
-            Link::Closed => SignalingState::Closed,
+            Link::Closed | Link::Stopped => SignalingState::Closed,
             Link::Connecting | Link::Waiting { .. } => SignalingState::Reconnecting,
         }
     }
@@ -515,13 +533,34 @@ impl Mesh {
         self.outputs.push_back(Output::SendSignaling(serde_json::to_string(&join).unwrap_or_default()));
     }
 
-    /// The WebSocket closed or failed to open.
-    pub fn handle_signaling_closed(&mut self, now: Millis) {
+    /// The WebSocket closed or failed to open; `close` is its close frame's code and
+    /// reason, if one came.
+    pub fn handle_signaling_closed(&mut self, now: Millis, close: Option<(u16, &str)>) {
+        if let Some((code, reason)) = close {
+            if code == REPLACED_CLOSE.0 && reason.starts_with(REPLACED_CLOSE.1) {
+                return self.stop_signaling(format!("the signaling server closed us: {reason}"));
+            }
+        }
         match self.link {
             Link::Connecting if self.id.is_none() => self.fail_join(JoinError::Unreachable),
             Link::Connecting | Link::Joined => self.schedule_reconnect(now),
-            Link::Waiting { .. } | Link::Closed => {}
+            Link::Waiting { .. } | Link::Stopped | Link::Closed => {}
         }
+    }
+
+    /// Another connection took our id over (the same identity open elsewhere): stop
+    /// signaling for good and say so, keeping the peers we are connected to.
+    fn stop_signaling(&mut self, reason: String) {
+        if matches!(self.link, Link::Stopped | Link::Closed) {
+            return;
+        }
+        if self.id.is_none() {
+            return self.fail_join(JoinError::Refused { code: REPLACED_ERROR.into(), message: reason });
+        }
+        self.link = Link::Stopped;
+        self.outputs.push_back(Output::CloseSignaling);
+        self.warn(format!("{reason}; another tab or device uses this identity, so this one stops signaling (open connections stay)"));
+        self.emit(Event::Signaling { state: SignalingState::Closed, reason: Some(reason) });
     }
 
     /// A text frame from the server.
@@ -564,6 +603,9 @@ impl Mesh {
                 }
             }
             ServerEvent::Signal { from, data } => self.peer_signal(now, PeerId::new(from), &data),
+            ServerEvent::Error { code_text, message, .. } if code_text == REPLACED_ERROR => {
+                self.stop_signaling(format!("the signaling server closed us: {message}"));
+            }
             ServerEvent::Error { code_text, message, .. } => match self.link {
                 Link::Connecting if self.id.is_none() => {
                     self.outputs.push_back(Output::CloseSignaling);
@@ -595,7 +637,7 @@ impl Mesh {
             }
             Some(_) => {}
         }
-        self.emit(Event::Signaling(SignalingState::Connected));
+        self.emit(Event::Signaling { state: SignalingState::Connected, reason: None });
         self.roster = peers.into_iter().map(|p| (PeerId::new(p.id), p.name)).collect();
         let mut known: Vec<_> = self.roster.keys().cloned().collect();
         known.sort();
@@ -607,12 +649,12 @@ impl Mesh {
     fn fail_join(&mut self, err: JoinError) {
         self.link = Link::Closed;
         self.emit(Event::JoinFailed(err));
-        self.emit(Event::Signaling(SignalingState::Closed));
+        self.emit(Event::Signaling { state: SignalingState::Closed, reason: None });
     }
 
     fn schedule_reconnect(&mut self, now: Millis) {
         if self.link == Link::Joined {
-            self.emit(Event::Signaling(SignalingState::Reconnecting));
+            self.emit(Event::Signaling { state: SignalingState::Reconnecting, reason: None });
         }
         let delay = backoff(self.reconnect_attempt, 250, 10_000, self.rng.next_u64());
         self.reconnect_attempt = self.reconnect_attempt.saturating_add(1);
@@ -961,7 +1003,7 @@ impl Mesh {
             self.emit(Event::JoinFailed(JoinError::Cancelled));
         }
         self.link = Link::Closed;
-        self.emit(Event::Signaling(SignalingState::Closed));
+        self.emit(Event::Signaling { state: SignalingState::Closed, reason: None });
     }
 
     // -- helpers -----------------------------------------------------------------------

@@ -121,9 +121,13 @@ impl Mesh {
     }
 
     pub(crate) fn request_received(&mut self, from: &PeerId, id: u64, method: String, payload: Payload) {
+        let max = self.config.max_message_bytes;
         let waiting = self.requests.inbound.entry(from.clone()).or_default();
         let refusal = if waiting.contains(&id) {
             return; // a duplicate of one in progress
+        } else if payload.len() > max {
+            // Service framing allows more (manifests); a request is held to our limit.
+            Some((FailureCode::TooLarge, format!("request of {} bytes exceeds the peer's {max}-byte limit", payload.len())))
         } else if waiting.len() >= MAX_INBOUND_PER_PEER {
             Some((FailureCode::Busy, format!("{MAX_INBOUND_PER_PEER} requests already waiting")))
         } else if !self.requests.handlers.contains(&method) {
@@ -145,6 +149,11 @@ impl Mesh {
             return self.warn(format!("peer {from} replied to a request we are not waiting for"));
         }
         self.requests.pending.remove(&id);
+        let max = self.config.max_message_bytes;
+        let result = match result {
+            Ok(payload) if payload.len() > max => Err((FailureCode::TooLarge, format!("reply of {} bytes exceeds the {max}-byte limit", payload.len()))),
+            other => other,
+        };
         let result = result.map_err(|(code, message)| match code {
             FailureCode::NoSuchMethod => RequestError::NoSuchMethod(message),
             FailureCode::Handler => RequestError::Handler(message),

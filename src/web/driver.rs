@@ -252,14 +252,14 @@ impl Driver {
                     Driver::input(&weak, move |State { mesh, .. }, now| match event {
                         SocketEvent::Open => mesh.handle_signaling_open(now),
                         SocketEvent::Frame(text) => mesh.handle_signaling_frame(now, &text),
-                        SocketEvent::Closed => mesh.handle_signaling_closed(now),
+                        SocketEvent::Closed { code, reason } => mesh.handle_signaling_closed(now, Some((code, &reason))),
                     })
                 };
                 match Socket::open(&state.url, on_event) {
                     Ok(socket) => state.socket = Some(socket),
                     Err(_) => {
                         state.socket = None;
-                        state.mesh.handle_signaling_closed(now());
+                        state.mesh.handle_signaling_closed(now(), None);
                     }
                 }
             }
@@ -371,7 +371,7 @@ impl Driver {
             }
             Output::ReleaseBlocks { id, except } => state.blocks.retain(|(t, b), _| *t != id || Some(*b) == except),
             Output::ProbeStore { id, key } => state.store.probe(id, &key),
-            Output::OpenStore { id, key, from, meta } => state.store.open(id, &key, &from, &meta),
+            Output::OpenStore { id, key, from, meta } => state.store.open(id, &key, from.as_ref(), &meta),
             Output::CommitBlock { id, block, hash } => state.store.commit(id, block, &hash),
             Output::FinishStore { id } => state.store.finish(id),
             Output::CloseStore { id, delete } => state.store.close(id, delete),

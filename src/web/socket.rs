@@ -2,13 +2,14 @@
 
 use gloo_events::EventListener;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{MessageEvent, WebSocket};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 /// What the socket reports.
 pub(crate) enum SocketEvent {
     Open,
     Frame(String),
-    Closed,
+    /// With the close frame's code and reason (1006 and empty when none came).
+    Closed { code: u16, reason: String },
 }
 
 /// An open (or opening) WebSocket. Dropping it removes the listeners and closes it.
@@ -32,7 +33,12 @@ impl Socket {
                 }
             }),
             // `error` is always followed by `close`, so `close` alone is enough.
-            EventListener::new(&ws, "close", move |_| on_event(SocketEvent::Closed)),
+            EventListener::new(&ws, "close", move |event| {
+                let close = event.dyn_ref::<CloseEvent>();
+                let code = close.map_or(1006, CloseEvent::code);
+                let reason = close.map(CloseEvent::reason).unwrap_or_default();
+                on_event(SocketEvent::Closed { code, reason });
+            }),
         ];
         Ok(Socket { ws, _listeners: listeners })
     }

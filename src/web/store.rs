@@ -93,11 +93,11 @@ impl Store {
         }
     }
 
-    pub(crate) fn open(&mut self, id: TransferId, key: &str, from: &PeerId, meta: &FileMeta) {
+    pub(crate) fn open(&mut self, id: TransferId, key: &str, from: Option<&PeerId>, meta: &FileMeta) {
         match &mut self.backend {
             Backend::Opfs { worker, .. } => {
                 let info = Object::new();
-                let _ = Reflect::set(&info, &"from".into(), &from.as_str().into());
+                let _ = Reflect::set(&info, &"from".into(), &from.map_or(JsValue::NULL, |p| p.as_str().into()));
                 let _ = Reflect::set(&info, &"name".into(), &meta.name.as_str().into());
                 let _ = Reflect::set(&info, &"size".into(), &(meta.size as f64).into());
                 let _ = Reflect::set(&info, &"type".into(), &meta.mime.as_str().into());
@@ -193,15 +193,17 @@ fn parse_reply(data: &JsValue) -> Option<StoreReply> {
     });
     Some(match op.as_str() {
         "probed" => {
-            let partial = get("from").and_then(|from| {
-                let hashes = Uint8Array::new(&get("hashes")?).to_vec();
+            let partial = get("hashes").map(|hashes| {
+                let hashes = Uint8Array::new(&hashes).to_vec();
                 let blocks = hashes
                     .chunks_exact(32)
                     .enumerate()
                     .filter(|(_, h)| h.iter().any(|b| *b != 0))
                     .filter_map(|(i, h)| Some((u32::try_from(i).ok()?, h.try_into().ok()?)))
                     .collect();
-                Some(Partial { from: from.as_string()?, blocks })
+                let from = get("from").and_then(|f| f.as_string());
+                let transfer = get("transfer").and_then(|t| t.as_string()).and_then(|t| TransferId::parse(&t));
+                Partial { from, transfer, blocks }
             });
             StoreReply::Probed(id, partial)
         }

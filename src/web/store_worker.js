@@ -1,10 +1,14 @@
 // meshdrop's storage worker: file bytes go to the Origin Private File System through
 // synchronous access handles (writes in place, no swap file, kept across reloads).
-// Layout: meshdrop/<content key>/{data, hashes, meta.json}; `hashes` holds 32 bytes per
-// block at block * 32, zero until that block is verified and written.
+// Layout: meshdrop/<content key>/<transfer id>/{data, hashes, meta.json[, done]}: one
+// directory per download, so the same content received twice never shares storage.
+// `hashes` holds 32 bytes per block at block * 32, zero until that block is verified
+// and written. A download with `done` is final: never reported as a partial, never
+// opened again (the File handed to the user reads it).
 "use strict";
 let rootDir;
-const open = new Map(); // transfer id -> { key, data, hashes }
+const open = new Map(); // transfer id -> { key, slot, data, hashes, dataFile }
+const probed = new Map(); // transfer id -> the partial's directory name, for `open`
 
 async function root() {
   rootDir ??= await (await navigator.storage.getDirectory()).getDirectoryHandle("meshdrop", { create: true });
@@ -21,30 +25,75 @@ async function readFile(dir, name) {
   return handle.getFile();
 }
 
-const ops = {
-  async probe({ id, key }) {
+async function exists(dir, name) {
+  try {
+    await dir.getFileHandle(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isOpen(key, slot) {
+  for (const entry of open.values()) if (entry.key === key && entry.slot === slot) return true;
+  return false;
+}
+
+// The partial download of `key` to continue: this transfer's own if it has one, else
+// the one with the most verified blocks. Finished and in-use ones are never picked.
+async function findPartial(key, id) {
+  let keyDir;
+  try {
+    keyDir = await (await root()).getDirectoryHandle(key);
+  } catch {
+    return null;
+  }
+  let best = null;
+  for await (const [slot, dir] of keyDir.entries()) {
+    if (dir.kind !== "directory" || isOpen(key, slot) || (await exists(dir, "done"))) continue;
     try {
-      const dir = await (await root()).getDirectoryHandle(key);
       const meta = JSON.parse(await (await readFile(dir, "meta.json")).text());
       const hashes = await (await readFile(dir, "hashes")).arrayBuffer();
-      return { op: "probed", id, from: String(meta.from), hashes };
+      const bytes = new Uint8Array(hashes);
+      let blocks = 0;
+      for (let at = 0; at + 32 <= bytes.length; at += 32) if (bytes.subarray(at, at + 32).some((b) => b !== 0)) blocks++;
+      const candidate = { slot, meta, hashes, blocks, own: meta.transfer === id };
+      if (!best || candidate.own > best.own || (candidate.own === best.own && candidate.blocks > best.blocks)) best = candidate;
     } catch {
+      // Unreadable: not a partial worth continuing; cleanup removes it.
+    }
+  }
+  return best;
+}
+
+const ops = {
+  async probe({ id, key }) {
+    const partial = await findPartial(key, id);
+    if (!partial) {
+      probed.delete(id);
       return { op: "probed", id };
     }
+    probed.set(id, partial.slot);
+    const { meta, hashes } = partial;
+    return { op: "probed", id, from: meta.from ?? null, transfer: meta.transfer ?? null, hashes };
   },
   async open({ id, key, meta }) {
     try {
-      const dir = await (await root()).getDirectoryHandle(key, { create: true });
+      const keyDir = await (await root()).getDirectoryHandle(key, { create: true });
+      // The partial the probe reported (the core counts its blocks), or a new one.
+      const slot = probed.get(id) ?? id;
+      probed.delete(id);
+      const dir = await keyDir.getDirectoryHandle(slot, { create: true });
       const metaFile = await dir.getFileHandle("meta.json", { create: true });
       const metaHandle = await metaFile.createSyncAccessHandle();
-      const text = new TextEncoder().encode(JSON.stringify(meta));
+      const text = new TextEncoder().encode(JSON.stringify({ ...meta, transfer: id }));
       metaHandle.truncate(0);
       metaHandle.write(text, { at: 0 });
       metaHandle.close();
       const dataFile = await dir.getFileHandle("data", { create: true });
       const data = await dataFile.createSyncAccessHandle();
       const hashes = await (await dir.getFileHandle("hashes", { create: true })).createSyncAccessHandle();
-      open.set(id, { key, data, hashes, dataFile });
+      open.set(id, { key, slot, dir, data, hashes, dataFile });
       return { op: "opened", id };
     } catch (err) {
       return failure(id, "opened", err);
@@ -79,35 +128,49 @@ const ops = {
       entry.data.close();
       entry.hashes.close();
       open.delete(id);
+      // Final from here: nothing opens it again, so the File below stays as verified.
+      await entry.dir.getFileHandle("done", { create: true });
       return { op: "finished", id, file: await entry.dataFile.getFile() };
     } catch (err) {
       return failure(id, "finished", err);
     }
   },
   async close({ id, remove }) {
+    probed.delete(id);
     const entry = open.get(id);
     if (!entry) return null;
     open.delete(id);
     try {
       entry.data.close();
       entry.hashes.close();
-      if (remove) await (await root()).removeEntry(entry.key, { recursive: true });
+      if (remove) await (await (await root()).getDirectoryHandle(entry.key)).removeEntry(entry.slot, { recursive: true });
     } catch {
       // Best effort: cleanup removes what is left.
     }
     return null;
   },
   async cleanup({ maxAgeMs }) {
-    const dir = await root();
+    const top = await root();
     const now = Date.now();
-    for await (const [name, handle] of dir.entries()) {
-      if (handle.kind !== "directory" || [...open.values()].some((e) => e.key === name)) continue;
+    const stale = async (dir) => {
       try {
-        const data = await readFile(handle, "data");
-        if (now - data.lastModified > maxAgeMs) await dir.removeEntry(name, { recursive: true });
+        return now - (await readFile(dir, "data")).lastModified > maxAgeMs;
       } catch {
-        await dir.removeEntry(name, { recursive: true }).catch(() => {});
+        return true;
       }
+    };
+    for await (const [key, keyDir] of top.entries()) {
+      if (keyDir.kind !== "directory") continue;
+      let left = 0;
+      for await (const [slot, dir] of keyDir.entries()) {
+        // Files of the layout before per-download directories count as stale.
+        if (dir.kind === "directory" && (isOpen(key, slot) || !(await stale(dir)))) {
+          left++;
+          continue;
+        }
+        await keyDir.removeEntry(slot, { recursive: true }).catch(() => {});
+      }
+      if (!left) await top.removeEntry(key, { recursive: true }).catch(() => {});
     }
     return null;
   },

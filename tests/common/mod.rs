@@ -25,7 +25,9 @@ struct FakePc {
 /// What a node keeps in its (simulated) OPFS, across reloads.
 #[derive(Debug, Clone, Default)]
 pub struct Stored {
-    pub from: String,
+    pub from: Option<String>,
+    /// The transfer it was opened for.
+    pub transfer: Option<TransferId>,
     pub data: Vec<u8>,
     pub hashes: HashMap<u32, Hash>,
     pub complete: bool,
@@ -56,6 +58,11 @@ pub struct Node {
     pub muted: bool,
     /// The type byte of every service message this node sent, in order.
     pub service_sent: Vec<u8>,
+    /// This node's own bulk output is lost: a hostile holder whose bulk channel the
+    /// test speaks for with [`World::inject_bulk`].
+    pub bulk_muted: bool,
+    /// Every write into this node's storage: who sent the bytes, where they went.
+    pub writes: Vec<Write>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
     joined: Option<(String, String)>,
@@ -81,6 +88,16 @@ impl Node {
     }
 }
 
+/// One write the driver was told to make ([`BulkVerdict::Store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Write {
+    /// The node whose bulk channel carried the bytes.
+    pub from: usize,
+    pub id: TransferId,
+    pub offset: u64,
+    pub len: u64,
+}
+
 pub struct World {
     pub now: Millis,
     pub nodes: Vec<Node>,
@@ -89,6 +106,9 @@ pub struct World {
     max_room_peers: usize,
     /// Frames from the server to a node, in order.
     to_node: VecDeque<(usize, String)>,
+    /// WebSockets the server closes once the frames before are delivered: (node, code,
+    /// reason).
+    ws_closes: VecDeque<(usize, u16, String)>,
     /// Data-channel frames in flight: (receiving node, conn, frame).
     frames: VecDeque<(usize, ConnId, Vec<u8>)>,
     /// Bulk-channel frames in flight.
@@ -126,6 +146,7 @@ impl World {
             server_up: true,
             max_room_peers,
             to_node: VecDeque::new(),
+            ws_closes: VecDeque::new(),
             frames: VecDeque::new(),
             bulk: VecDeque::new(),
             bulk_budget: None,
@@ -140,8 +161,7 @@ impl World {
 
     /// Adds a peer that starts joining `room`; its id will be `label` padded with `_`.
     pub fn add(&mut self, room: &str, label: &str) -> usize {
-        let key = *blake3_key(label);
-        self.add_with_key(room, label, key)
+        self.add_configured(room, label, |_| {})
     }
 
     /// A node's tab closes for good: its connections and socket go, nothing else.
@@ -151,8 +171,14 @@ impl World {
 
     /// Adds a peer with an explicit local key (the one that never leaves its device).
     pub fn add_with_key(&mut self, room: &str, label: &str, local_key: [u8; 32]) -> usize {
+        self.add_configured(room, label, |config| config.local_key = local_key)
+    }
+
+    /// Adds a peer whose settings `configure` changes from the defaults.
+    pub fn add_configured(&mut self, room: &str, label: &str, configure: impl FnOnce(&mut MeshConfig)) -> usize {
         let mut config = MeshConfig::new(room, Some(format!("name-{label}")), secret(label));
-        config.local_key = local_key;
+        config.local_key = *blake3_key(label);
+        configure(&mut config);
         let seed = 0x5eed ^ (self.nodes.len() as u64 * 7919);
         self.nodes.push(Node {
             mesh: Mesh::new(config.clone(), seed),
@@ -170,6 +196,8 @@ impl World {
             shares: HashMap::new(),
             muted: false,
             service_sent: Vec::new(),
+            bulk_muted: false,
+            writes: Vec::new(),
             ws_open: false,
             joined: None,
             pcs: HashMap::new(),
@@ -203,6 +231,16 @@ impl World {
                     self.perform(n, output);
                 }
             }
+            if self.to_node.is_empty() {
+                if let Some((n, code, reason)) = self.ws_closes.pop_front() {
+                    progress = true;
+                    if self.nodes[n].ws_open {
+                        self.nodes[n].ws_open = false;
+                        let now = self.now;
+                        self.nodes[n].mesh.handle_signaling_closed(now, Some((code, &reason)));
+                    }
+                }
+            }
             if let Some((n, text)) = self.to_node.pop_front() {
                 progress = true;
                 if self.nodes[n].ws_open {
@@ -234,17 +272,7 @@ impl World {
                         let now = self.now;
                         self.nodes[s].mesh.handle_bulk_buffered_low(now, conn, 0);
                     }
-                    if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
-                        let now = self.now;
-                        let node = &mut self.nodes[n];
-                        if let BulkVerdict::Store { id, offset } = node.mesh.handle_bulk_frame(now, conn, &frame) {
-                            let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
-                            let stored = node.store.get_mut(key).expect("open store exists");
-                            let end = offset as usize + frame.len();
-                            assert!(end <= stored.data.len(), "write past the end of the file");
-                            stored.data[offset as usize..end].copy_from_slice(&frame);
-                        }
-                    }
+                    self.deliver_bulk(n, conn, &frame);
                 }
             }
             if let Some((n, conn)) = self.closes.pop_front() {
@@ -295,7 +323,7 @@ impl World {
                 self.nodes[n].ws_open = false;
                 self.nodes[n].joined = None;
                 let now = self.now;
-                self.nodes[n].mesh.handle_signaling_closed(now);
+                self.nodes[n].mesh.handle_signaling_closed(now, None);
             }
         }
         self.settle();
@@ -307,7 +335,7 @@ impl World {
             self.nodes[n].ws_open = false;
             self.server_disconnect(n);
             let now = self.now;
-            self.nodes[n].mesh.handle_signaling_closed(now);
+            self.nodes[n].mesh.handle_signaling_closed(now, None);
         }
         self.settle();
     }
@@ -356,6 +384,32 @@ impl World {
         self.settle();
     }
 
+    /// Hands a bulk frame to node `n` as its channel `conn` received it, and stores
+    /// what the core says to store.
+    fn deliver_bulk(&mut self, n: usize, conn: ConnId, frame: &[u8]) {
+        if !self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
+            return;
+        }
+        let from = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)).unwrap_or(usize::MAX);
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        if let BulkVerdict::Store { id, offset } = node.mesh.handle_bulk_frame(now, conn, frame) {
+            let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
+            let stored = node.store.get_mut(key).expect("open store exists");
+            let end = offset as usize + frame.len();
+            assert!(end <= stored.data.len(), "write past the end of the file");
+            stored.data[offset as usize..end].copy_from_slice(frame);
+            node.writes.push(Write { from, id, offset, len: frame.len() as u64 });
+        }
+    }
+
+    /// Node `from` puts raw bytes on its bulk channel to `to` (a hostile holder); they
+    /// arrive at once, ahead of anything queued.
+    pub fn inject_bulk(&mut self, from: usize, to: usize, frame: &[u8]) {
+        let conn = self.conn_between(from, to).expect("no open connection");
+        self.deliver_bulk(to, conn, frame);
+    }
+
     fn perform(&mut self, n: usize, output: Output) {
         let now = self.now;
         match output {
@@ -364,7 +418,7 @@ impl World {
                     self.nodes[n].ws_open = true;
                     self.nodes[n].mesh.handle_signaling_open(now);
                 } else {
-                    self.nodes[n].mesh.handle_signaling_closed(now);
+                    self.nodes[n].mesh.handle_signaling_closed(now, None);
                 }
             }
             Output::SendSignaling(text) => {
@@ -469,6 +523,10 @@ impl World {
                         bytes
                     }
                 };
+                if node.bulk_muted {
+                    node.mesh.handle_bulk_buffered_low(now, conn, 0);
+                    return;
+                }
                 // Like a real channel, the buffer drains as the peer receives: the sender
                 // hears `bufferedamountlow` when its last frame in flight is delivered.
                 if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
@@ -478,7 +536,12 @@ impl World {
             Output::ReleaseBlocks { id, except } => self.nodes[n].held.retain(|(t, b), _| *t != id || Some(*b) == except),
             Output::ProbeStore { id, key } => {
                 let node = &mut self.nodes[n];
-                let partial = node.store.get(&key).map(|s| Partial { from: s.from.clone(), blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect() });
+                // A finished download is final: never reported as a partial.
+                let partial = node.store.get(&key).filter(|s| !s.complete).map(|s| Partial {
+                    from: s.from.clone(),
+                    transfer: s.transfer,
+                    blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect(),
+                });
                 node.mesh.handle_store_probed(now, id, partial);
             }
             Output::OpenStore { id, key, from, meta } => {
@@ -487,8 +550,14 @@ impl World {
                     node.mesh.handle_store_opened(now, id, Err(StoreError { full: true, message: "quota exceeded".into() }));
                     return;
                 }
+                // A finished download is never opened again: a new one takes its place
+                // (what was delivered from it was copied out already).
+                if node.store.get(&key).is_some_and(|s| s.complete) {
+                    node.store.remove(&key);
+                }
                 let stored = node.store.entry(key.clone()).or_insert_with(|| Stored { data: vec![0; meta.size as usize], ..Stored::default() });
-                stored.from = from.as_str().to_owned();
+                stored.from = from.map(|p| p.as_str().to_owned());
+                stored.transfer = Some(id);
                 node.open_stores.insert(id, key);
                 node.mesh.handle_store_opened(now, id, Ok(()));
             }
@@ -621,6 +690,14 @@ impl World {
                 let id = secret.map(|s| s.into_owned()).unwrap_or_else(|| format!("anon{n}"));
                 match self.rooms.join(n, &room, &id, name.as_deref()) {
                     Ok(joined) => {
+                        // As the real server does: the connection that held the id hears
+                        // why, and is closed.
+                        if let Some(old) = joined.replaced.filter(|old| *old != n) {
+                            let frame = r#"{"type":"error","code":"replaced","message":"another connection joined with this id"}"#;
+                            self.to_node.push_back((old, frame.to_owned()));
+                            self.nodes[old].joined = None;
+                            self.ws_closes.push_back((old, 1008, "replaced by a newer connection".to_owned()));
+                        }
                         self.nodes[n].joined = Some((room.into_owned(), id));
                         self.to_node.extend(joined.outbox.iter().cloned());
                         self.server_log.extend(joined.outbox);

@@ -110,6 +110,12 @@ impl Download {
         self.sources.iter().position(|s| s.peer == *peer && s.state == SourceState::Live)
     }
 
+    /// Whether `block` is asked of `peer` now, which is live (the only way its bytes
+    /// may be stored: see the write invariant in `Mesh::handle_bulk_frame`).
+    pub(crate) fn assigned_to(&self, peer: &PeerId, block: u32) -> bool {
+        self.source_of(peer).is_some_and(|ix| self.status.get(block as usize) == Some(&BlockState::Assigned(ix)))
+    }
+
     fn done_bytes(&self) -> u64 {
         let size = self.meta.size;
         (0..self.status.len() as u32).filter(|&b| matches!(self.status[b as usize], BlockState::Verified | BlockState::Committed)).map(|b| block_len(size, b)).sum()
@@ -232,7 +238,7 @@ impl Mesh {
         let head = d.hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
         let key = content_key(d.meta.size, &head);
         // No sender to resume with by itself: any holder will do next time.
-        let output = Output::OpenStore { id, key, from: PeerId::new(""), meta: d.meta.clone() };
+        let output = Output::OpenStore { id, key, from: None, meta: d.meta.clone() };
         self.push_output(output);
     }
 
@@ -313,21 +319,28 @@ impl Mesh {
         }
     }
 
-    /// The last bytes of a block from `from` arrived and hashed to `digest`.
-    pub(crate) fn download_block_done(&mut self, now: Millis, from: &PeerId, id: TransferId, block: u32, digest: Hash) -> bool {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return false };
-        let Some(ix) = d.source_of(from) else { return false };
+    /// The last bytes of a block from `from` arrived and hashed to `digest`, the
+    /// manifest's hash for it (checked with its header and again by the lane).
+    pub(crate) fn download_block_done(&mut self, now: Millis, from: &PeerId, id: TransferId, block: u32, digest: Hash) {
+        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
+        let Some(ix) = d.source_of(from) else { return };
         if d.hashes.get(block as usize) != Some(&digest) {
             let error = TransferError::HashMismatch(format!("block {block} from {from} does not match its hash"));
-            self.source_failed(now, id, ix, error, true);
-            return false;
+            return self.source_failed(now, id, ix, error, true);
         }
         d.status[block as usize] = BlockState::Verified;
         d.sources[ix].assigned.retain(|b| *b != block);
         d.sources[ix].bytes += block_len(d.meta.size, block);
         self.push_output(Output::CommitBlock { id, block, hash: digest });
         self.schedule(now, id);
-        true
+    }
+
+    /// A holder broke the block it was sending (overran it, or it did not match).
+    pub(crate) fn download_holder_failed(&mut self, now: Millis, from: &PeerId, id: TransferId, error: TransferError) {
+        let Some(Transfer::Down(d)) = self.transfers.get(&id) else { return };
+        if let Some(ix) = d.source_of(from) {
+            self.source_failed(now, id, ix, error, true);
+        }
     }
 
     pub(crate) fn download_committed(&mut self, now: Millis, id: TransferId, block: u32) {

@@ -13,7 +13,9 @@
 //!   4 ack       block u32 (verified and stored)
 //!   5 want      block u32 (send it again)
 //!   6 complete  (the whole file verified and stored)
-//!   7 cancel    code u8, reason (u16 length + utf-8)
+//!   7 cancel    code u8 (1 cancelled, 2 hash mismatch, 3 storage full, 4 storage,
+//!               5 unreadable, 6 protocol, 7 not shared, 8 busy), reason
+//!               (u16 length + utf-8)
 //! bulk     [0x16][transfer: u64][block: u32][length: u32][flags: u8][hash [32]]
 //!               flags bit 0: the block's bytes follow as raw frames; else the header
 //!               only tells the block's hash (the receiver has the bytes)
@@ -48,6 +50,8 @@ pub enum CancelCode {
     Protocol = 6,
     /// The file asked for is not shared (any more).
     NotShared = 7,
+    /// The receiver has too many offers waiting for an answer.
+    Busy = 8,
 }
 
 impl CancelCode {
@@ -59,6 +63,7 @@ impl CancelCode {
             4 => CancelCode::Storage,
             5 => CancelCode::Unreadable,
             7 => CancelCode::NotShared,
+            8 => CancelCode::Busy,
             _ => CancelCode::Protocol,
         }
     }

@@ -21,7 +21,7 @@ use thiserror::Error;
 pub use blocks::{Hash, BLOCK_SIZE};
 pub use frame::{CancelCode, FrameError};
 pub(crate) use progress::ProgressMeter;
-pub use recv::BulkVerdict;
+pub use recv::{BulkVerdict, MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER};
 pub(crate) use recv::{Incoming, RecvLane};
 pub(crate) use download::Download;
 pub(crate) use send::Outgoing;
@@ -100,8 +100,12 @@ pub struct Progress {
 /// A receiver's earlier, incomplete download of some content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partial {
-    /// The peer that was sending it.
-    pub from: String,
+    /// The peer that was sending it (none for a multi-source download).
+    pub from: Option<String>,
+    /// The transfer it was stored for, as [`Output::OpenStore`] said.
+    ///
+    /// [`Output::OpenStore`]: super::Output::OpenStore
+    pub transfer: Option<TransferId>,
     /// Blocks already verified and stored, with their hashes.
     pub blocks: Vec<(u32, Hash)>,
 }
@@ -154,6 +158,9 @@ pub enum TransferError {
     /// The holder does not share this file (any more): it never was, or was unshared.
     #[error("not shared: {0}")]
     NotShared(String),
+    /// The receiver has too many offers waiting for an answer; offer again later.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl TransferError {
@@ -166,6 +173,7 @@ impl TransferError {
             TransferError::Unreadable(m) => (CancelCode::Unreadable, m.clone()),
             TransferError::Protocol(m) => (CancelCode::Protocol, m.clone()),
             TransferError::NotShared(m) => (CancelCode::NotShared, m.clone()),
+            TransferError::Busy(m) => (CancelCode::Busy, m.clone()),
             TransferError::Cancelled { reason, .. } => (CancelCode::Cancelled, reason.clone()),
             TransferError::Declined(m) => (CancelCode::Cancelled, m.clone()),
             TransferError::PeerLeft(_) | TransferError::Closed => (CancelCode::Cancelled, self.to_string()),
@@ -182,6 +190,7 @@ impl TransferError {
             CancelCode::Unreadable => TransferError::Unreadable(reason),
             CancelCode::Protocol => TransferError::Protocol(reason),
             CancelCode::NotShared => TransferError::NotShared(reason),
+            CancelCode::Busy => TransferError::Busy(reason),
         }
     }
 }

@@ -4,10 +4,15 @@
 //! acknowledge it, and finish when the content hash over all blocks matches.
 
 use super::blocks::{resume_response, resume_token, block_count, block_len, block_offset, content_hash, content_key, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE};
-use super::frame::{BulkHeader, Control, Proof};
+use super::frame::{BulkHeader, CancelCode, Control, Proof};
 use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
 use crate::core::mesh::{Event, Mesh, Output};
 use crate::core::{ConnId, Millis, PeerId};
+
+/// Offers from one peer waiting for the user's answer at once; more are refused.
+pub const MAX_PENDING_OFFERS_PER_PEER: usize = 8;
+/// Offers from everyone waiting for an answer at once.
+pub const MAX_PENDING_OFFERS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RecvPhase {
@@ -33,10 +38,14 @@ pub(crate) struct Incoming {
     blocks: u32,
     /// The content hash the offer announced, if any.
     offered_hash: Option<Hash>,
-    /// Verified hashes: of committed blocks, and of blocks being committed.
+    /// Verified hashes: of committed blocks, and of blocks being committed. Empty, like
+    /// `committed`, until the transfer is accepted: an offer costs its frame, never
+    /// what its claimed size would need.
     hashes: Vec<Option<Hash>>,
     /// Blocks verified and stored for good.
     committed: BlockSet,
+    /// Blocks of this content found in storage, until accepted.
+    kept: Vec<(u32, Hash)>,
     /// The sender's content hash, once its end frame arrived.
     end_hash: Option<Hash>,
     /// The user accepted it once: resume without asking again.
@@ -55,6 +64,16 @@ impl Incoming {
             RecvPhase::Paused { until } => Some(until),
             _ => None,
         }
+    }
+
+    /// Whether an answer from the user is still awaited (it has not been accepted).
+    fn pending(&self) -> bool {
+        matches!(self.phase, RecvPhase::Probing | RecvPhase::Offered)
+    }
+
+    /// Whether `block` is one this transfer still waits for: in range, not verified.
+    pub(crate) fn awaits_block(&self, block: u32) -> bool {
+        self.hashes.get(block as usize).is_some_and(Option::is_none)
     }
 
     /// Whether the driver has (or is opening) storage for it.
@@ -121,17 +140,29 @@ impl Mesh {
                 return;
             }
             Some(_) => {
-                return self.refuse(from, id, "transfer id already in use");
+                return self.refuse(from, id, CancelCode::Protocol, "transfer id already in use");
             }
             None => {}
         }
         if block_size as u64 != BLOCK_SIZE {
-            return self.refuse(from, id, &format!("unsupported block size {block_size}"));
+            return self.refuse(from, id, CancelCode::Protocol, &format!("unsupported block size {block_size}"));
         }
         if meta.size > MAX_FILE_SIZE {
-            return self.refuse(from, id, &format!("file of {} bytes is larger than the {MAX_FILE_SIZE}-byte limit", meta.size));
+            return self.refuse(from, id, CancelCode::Protocol, &format!("file of {} bytes is larger than the {MAX_FILE_SIZE}-byte limit", meta.size));
         }
-        let blocks = block_count(meta.size);
+        // Offers cost the user attention and us memory until answered: a peer gets a
+        // few at a time, the room a few more.
+        let pending = self.transfers.values().filter_map(|t| match t {
+            Transfer::In(t) if t.pending() => Some(&t.peer),
+            _ => None,
+        });
+        let (mine, all) = pending.fold((0, 0), |(mine, all), peer| (mine + usize::from(peer == from), all + 1));
+        if mine >= MAX_PENDING_OFFERS_PER_PEER {
+            return self.refuse(from, id, CancelCode::Busy, &format!("the receiver has {MAX_PENDING_OFFERS_PER_PEER} offers from you waiting for an answer"));
+        }
+        if all >= MAX_PENDING_OFFERS {
+            return self.refuse(from, id, CancelCode::Busy, &format!("the receiver has {MAX_PENDING_OFFERS} offers waiting for an answer"));
+        }
         let key = content_key(meta.size, &head);
         self.transfers.insert(
             id,
@@ -139,10 +170,11 @@ impl Mesh {
                 peer: from.clone(),
                 phase: RecvPhase::Probing,
                 key: key.clone(),
-                blocks,
+                blocks: block_count(meta.size),
                 offered_hash: hash,
-                hashes: vec![None; blocks as usize],
-                committed: BlockSet::new(blocks),
+                hashes: Vec::new(),
+                committed: BlockSet::new(0),
+                kept: Vec::new(),
                 end_hash: None,
                 accepted: false,
                 resuming: false,
@@ -154,10 +186,11 @@ impl Mesh {
         self.push_output(Output::ProbeStore { id, key });
     }
 
-    fn refuse(&mut self, to: &PeerId, id: TransferId, reason: &str) {
-        self.warn(format!("refused a transfer from {to}: {reason}"));
-        let cancel = Control::Cancel { id, code: super::CancelCode::Protocol, reason: reason.to_owned() };
-        self.send_control(to, &cancel);
+    fn refuse(&mut self, to: &PeerId, id: TransferId, code: CancelCode, reason: &str) {
+        if code != CancelCode::Busy {
+            self.warn(format!("refused a transfer from {to}: {reason}"));
+        }
+        self.send_control(to, &Control::Cancel { id, code, reason: reason.to_owned() });
     }
 
     /// The driver looked for a partial download asked for with [`Output::ProbeStore`].
@@ -169,19 +202,20 @@ impl Mesh {
         if t.phase != RecvPhase::Probing {
             return;
         }
-        let mut same_sender = false;
+        let mut resumable = false;
         if let Some(partial) = partial {
-            same_sender = partial.from == t.peer.as_str();
-            for (block, hash) in partial.blocks {
-                if block < t.blocks {
-                    t.hashes[block as usize] = Some(hash);
-                    t.committed.insert(block);
-                }
-            }
+            // Only this very transfer, stored before one of us reloaded, resumes by
+            // itself; the same content sent again is a new offer that reuses the blocks.
+            resumable = partial.transfer == Some(id) && partial.from.as_deref() == Some(t.peer.as_str());
+            let blocks = t.blocks;
+            t.kept = partial.blocks;
+            t.kept.retain(|(block, _)| *block < blocks);
+            t.kept.sort_unstable_by_key(|(block, _)| *block);
+            t.kept.dedup_by_key(|(block, _)| *block);
         }
-        let have = t.committed.bytes(t.meta.size);
+        let have: u64 = t.kept.iter().map(|(block, _)| block_len(t.meta.size, *block)).sum();
         t.meter.set(now, have);
-        if same_sender && have > 0 {
+        if resumable && have > 0 {
             // The same browser offers what it was sending us before (one of the two
             // reloaded): the user already accepted it.
             t.resuming = true;
@@ -222,7 +256,14 @@ impl Mesh {
         let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
         t.phase = RecvPhase::Opening;
         t.accepted = true;
-        let output = Output::OpenStore { id, key: t.key.clone(), from: t.peer.clone(), meta: t.meta.clone() };
+        // Accepted: now the per-block bookkeeping its size needs is worth having.
+        t.hashes = vec![None; t.blocks as usize];
+        t.committed = BlockSet::new(t.blocks);
+        for (block, hash) in std::mem::take(&mut t.kept) {
+            t.hashes[block as usize] = Some(hash);
+            t.committed.insert(block);
+        }
+        let output = Output::OpenStore { id, key: t.key.clone(), from: Some(t.peer.clone()), meta: t.meta.clone() };
         self.push_output(output);
     }
 
@@ -278,14 +319,33 @@ impl Mesh {
             }
             RecvLane::Block { id, block, offset, remaining, mut hasher, expected } => {
                 let len = frame.len() as u64;
+                // THE WRITE INVARIANT: a byte is stored only if the peer it came from
+                // owns its block right now — the sender of a direct transfer we are
+                // receiving, or the holder a download assigned that block to — and the
+                // block is not verified yet. A holder dropped or released mid-block,
+                // a block re-assigned, verified or committed since its header: the
+                // rest of that block is skipped here, and the lane expects a header
+                // again, which must name a block the peer owns. So a verified block is
+                // never written again, and what was verified is what is stored.
+                if !self.owns_block(&peer, id, block) {
+                    if let Some(lane) = self.recv_lane(conn) {
+                        if remaining > len {
+                            *lane = RecvLane::Skip { remaining: remaining - len };
+                        }
+                    }
+                    return BulkVerdict::Drop;
+                }
                 if len > remaining || len == 0 {
-                    self.fail(now, id, TransferError::Protocol(format!("block {block} overran its length")), true);
+                    let error = TransferError::Protocol(format!("block {block} overran its length"));
+                    self.block_failed(now, &peer, id, error);
                     return BulkVerdict::Drop;
                 }
                 hasher.update(frame);
                 let remaining = remaining - len;
                 let digest = if remaining > 0 {
-                    *lane = RecvLane::Block { id, block, offset: offset + len, remaining, hasher, expected };
+                    if let Some(lane) = self.recv_lane(conn) {
+                        *lane = RecvLane::Block { id, block, offset: offset + len, remaining, hasher, expected };
+                    }
                     None
                 } else {
                     Some(*hasher.finalize().as_bytes())
@@ -297,29 +357,49 @@ impl Mesh {
                 };
                 let received = meter.bytes + len;
                 meter.set(now, received);
-                if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
-                    if let Some(digest) = digest {
-                        if !self.download_block_done(now, &peer, id, block, digest) {
-                            return BulkVerdict::Drop;
-                        }
-                    }
-                    self.report_progress(now, id, false);
-                    return BulkVerdict::Store { id, offset };
-                }
-                let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return BulkVerdict::Drop };
                 if let Some(digest) = digest {
                     if digest != expected {
-                        let message = format!("block {block} does not match its hash");
-                        self.fail(now, id, TransferError::HashMismatch(message), true);
+                        let error = TransferError::HashMismatch(format!("block {block} from {peer} does not match its hash"));
+                        self.block_failed(now, &peer, id, error);
                         return BulkVerdict::Drop;
                     }
-                    t.hashes[block as usize] = Some(expected);
-                    // Ordered after this frame's write: the driver stores, then commits.
-                    self.push_output(Output::CommitBlock { id, block, hash: expected });
+                    self.block_verified(now, &peer, id, block, digest);
                 }
                 self.report_progress(now, id, false);
+                // Ordered before the commit `block_verified` queued: the driver stores
+                // these bytes first, then commits.
                 BulkVerdict::Store { id, offset }
             }
+        }
+    }
+
+    /// Whether `peer` may write `block` of transfer `id` now (see the write invariant
+    /// in [`Mesh::handle_bulk_frame`]).
+    fn owns_block(&self, peer: &PeerId, id: TransferId, block: u32) -> bool {
+        match self.transfers.get(&id) {
+            Some(Transfer::In(t)) => t.peer == *peer && t.phase == RecvPhase::Receiving && t.awaits_block(block),
+            Some(Transfer::Down(d)) => d.assigned_to(peer, block),
+            _ => false,
+        }
+    }
+
+    /// Every byte of `block` arrived from its owner and hashed to what its header said.
+    fn block_verified(&mut self, now: Millis, peer: &PeerId, id: TransferId, block: u32, digest: Hash) {
+        if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
+            return self.download_block_done(now, peer, id, block, digest);
+        }
+        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
+        t.hashes[block as usize] = Some(digest);
+        self.push_output(Output::CommitBlock { id, block, hash: digest });
+    }
+
+    /// A block's owner broke it: a direct transfer fails; a download drops that holder
+    /// and gives its blocks to the others.
+    fn block_failed(&mut self, now: Millis, peer: &PeerId, id: TransferId, error: TransferError) {
+        if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
+            self.download_holder_failed(now, peer, id, error);
+        } else {
+            self.fail(now, id, error, true);
         }
     }
 

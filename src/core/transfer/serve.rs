@@ -73,6 +73,12 @@ impl Mesh {
         if s.peer != *from {
             return self.warn(format!("peer {from} asked for blocks of a transfer that is not theirs"));
         }
+        // Bounded before any work: a downloader keeps a few blocks in flight per holder,
+        // and the queue stays small enough that checking it for repeats is cheap.
+        if s.queue.len() + blocks.len() > MAX_QUEUED_BLOCKS {
+            let message = format!("more than {MAX_QUEUED_BLOCKS} blocks asked for at once");
+            return self.fail(now, id, TransferError::Protocol(message), true);
+        }
         let count = block_count(s.size);
         for block in blocks {
             if block >= count {
@@ -82,10 +88,6 @@ impl Mesh {
             if !s.queue.contains(&block) && !s.reading.contains(&block) {
                 s.queue.push_back(block);
             }
-        }
-        if s.queue.len() > MAX_QUEUED_BLOCKS {
-            let message = format!("more than {MAX_QUEUED_BLOCKS} blocks asked for at once");
-            return self.fail(now, id, TransferError::Protocol(message), true);
         }
         self.pump_sends(now, from);
     }
