@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tracing::info;
+use tracing::{info, warn};
+
+/// Descriptors kept free below the limit: the listener, logs, and the connections let
+/// in past `--max-connections` only to be answered 503.
+const RESERVED_DESCRIPTORS: u64 = 128;
 
 /// WebSocket signaling server for meshdrop peers.
 #[derive(Parser, Debug)]
@@ -20,15 +24,32 @@ struct Args {
     /// Most peers in one room.
     #[arg(long, env = "MESHDROP_MAX_ROOM_PEERS", default_value_t = 64)]
     max_room_peers: usize,
-    /// Frames per second one client may send (bursts of twice that).
+    /// Frames (and pings) per second one client may send (bursts of twice that).
     #[arg(long, env = "MESHDROP_MAX_FRAMES_PER_SEC", default_value_t = 50)]
     max_frames_per_sec: u32,
+    /// Signals per second one client may be sent, by all other clients together.
+    #[arg(long, env = "MESHDROP_MAX_INBOUND_PER_SEC", default_value_t = 100)]
+    max_inbound_per_sec: u32,
     /// Seconds between WebSocket pings.
     #[arg(long, env = "MESHDROP_PING_INTERVAL", default_value_t = 15)]
     ping_interval: u64,
     /// Seconds of silence after which a connection is dropped.
     #[arg(long, env = "MESHDROP_IDLE_TIMEOUT", default_value_t = 40)]
     idle_timeout: u64,
+    /// Seconds a new WebSocket has to join a room.
+    #[arg(long, env = "MESHDROP_JOIN_TIMEOUT", default_value_t = 10)]
+    join_timeout: u64,
+    /// Seconds a connection has to send each HTTP request head.
+    #[arg(long, env = "MESHDROP_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Most connections at once; more are answered HTTP 503. Default: the descriptor
+    /// limit (raised to its hard limit at start) less 128.
+    #[arg(long, env = "MESHDROP_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most connections at once from one IP address (0: no limit). Clients behind one
+    /// NAT share an address: leave room for them.
+    #[arg(long, env = "MESHDROP_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    max_connections_per_ip: usize,
 }
 
 #[tokio::main]
@@ -37,15 +58,39 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHDROP_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
+    // Past the descriptor limit, accept fails and new clients hang: raise it as far as
+    // allowed, and keep the connection limit below it.
+    let descriptors = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            warn!(%err, "cannot read or raise the descriptor limit; assuming 1024");
+            1024
+        }
+    };
+    let fitting = usize::try_from(descriptors.saturating_sub(RESERVED_DESCRIPTORS).max(16)).unwrap_or(usize::MAX);
+    let max_connections = match args.max_connections {
+        Some(max) if max > fitting => {
+            warn!(max, descriptors, "--max-connections is above what the descriptor limit allows; using {fitting}");
+            fitting
+        }
+        Some(max) => max,
+        None => fitting,
+    };
+    let seconds = |s: u64| Duration::from_secs(s.max(1));
     let config = meshdrop_signal::Config {
         max_room_peers: args.max_room_peers,
         max_frames_per_sec: args.max_frames_per_sec,
-        ping_interval: Duration::from_secs(args.ping_interval.max(1)),
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        max_inbound_per_sec: args.max_inbound_per_sec,
+        ping_interval: seconds(args.ping_interval),
+        idle_timeout: seconds(args.idle_timeout),
+        join_timeout: seconds(args.join_timeout),
+        header_timeout: seconds(args.header_timeout),
+        max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
         www: args.www,
     };
     let listener = meshdrop_signal::bind(args.listen)?;
-    info!(addr = %listener.local_addr()?, www = ?config.www, "meshdrop-signal listening");
+    info!(addr = %listener.local_addr()?, www = ?config.www, max_connections, descriptors, "meshdrop-signal listening");
     meshdrop_signal::serve(listener, config, shutdown_signal()).await?;
     info!("stopped");
     Ok(())

@@ -66,6 +66,9 @@ pub enum ErrorCode {
     RateLimited,
     /// Binary frames are not part of the protocol.
     BinaryFrame,
+    /// Another connection joined with this connection's id (the same identity open
+    /// elsewhere); this one is closed next and should not reconnect.
+    Replaced,
 }
 
 impl ErrorCode {
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too-large",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::BinaryFrame => "binary-frame",
+            ErrorCode::Replaced => "replaced",
         }
     }
 }
@@ -258,13 +262,47 @@ pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
     }
 }
 
-/// Checks a display name: at most 64 characters, no control characters.
+/// Checks a display name: at most 64 characters, no control characters (Cc) and no
+/// format characters (Cf) — bidi overrides and isolates, zero-width spaces and joiners
+/// and the like — with which `"\u{202E}ecila"` would display as "alice".
 pub fn validate_name(name: &str) -> Result<(), ProtocolError> {
-    if name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(char::is_control) {
+    if name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(|c| c.is_control() || is_format(c)) {
         Ok(())
     } else {
-        Err(ProtocolError::new(ErrorCode::BadName, "name must be at most 64 characters, without control characters"))
+        Err(ProtocolError::new(ErrorCode::BadName, "name must be at most 64 characters, without control, bidi or zero-width characters"))
     }
+}
+
+/// Unicode general category Cf (Format), Unicode 16.0 (`DerivedGeneralCategory.txt`).
+/// A short table rather than a Unicode crate: the client carries this code too, and
+/// every byte counts in its bundle. A test checks it against a Unicode crate.
+const FORMAT: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+fn is_format(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT.iter().any(|&(first, last)| (first..=last).contains(&c))
 }
 
 /// Checks a client secret: 32–128 characters of `[A-Za-z0-9_-]`.
@@ -479,6 +517,25 @@ mod tests {
     fn names_count_characters_not_bytes() {
         let name = "é".repeat(64);
         assert!(validate_name(&name).is_ok());
+    }
+
+    #[test]
+    fn names_refuse_bidi_and_invisible_characters() {
+        for bad in ["\u{202E}ecila", "al\u{200B}ice", "a\u{2066}b", "\u{FEFF}alice", "a\u{200D}b", "tag\u{E0041}"] {
+            assert_eq!(validate_name(bad).unwrap_err().code, ErrorCode::BadName, "{bad:?}");
+        }
+        for good in ["alice", "Zoë", "李雷", "مريم", "🦀 crab"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn the_format_table_is_unicode_general_category_cf() {
+        use unicode_general_category::{get_general_category, GeneralCategory};
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let cf = get_general_category(c) == GeneralCategory::Format;
+            assert_eq!(is_format(c), cf, "U+{:04X}", u32::from(c));
+        }
     }
 
     #[test]

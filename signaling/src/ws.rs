@@ -1,46 +1,76 @@
 //! One task per WebSocket connection: read frames, apply them to the shared [`Rooms`]
 //! under one short lock, and write what is addressed to this connection.
+//!
+//! What other connections hand to this one waits in a queue bounded in bytes. A client
+//! that stops reading fills it; then it is closed with 1013 at once, without waiting
+//! for its writes, and leaves its room. Every write has a deadline too, so no
+//! connection can hold its task (or its memory) forever.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::admission::Slot;
 use crate::identity;
+use crate::limit::{Throttle, TokenBucket, Verdict};
 use crate::protocol::{parse_client, ClientRequest, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
-use crate::rooms::Outbox;
-use crate::AppState;
+use crate::rooms::{Outbox, Rooms};
+use crate::server::{shut_down, AppState};
 
 /// WebSocket close codes we send (RFC 6455 §7.4.1).
 mod close_code {
     pub const GOING_AWAY: u16 = 1001;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-/// Frames queued for one connection before it counts as too slow and is dropped.
-const QUEUE_DEPTH: usize = 1024;
+/// Bytes queued for one connection before it counts as too slow and is closed.
+pub(crate) const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// A write (a batch of frames and its flush) that takes longer means the client does
+/// not read: it is closed.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 /// Most extra frames written per flush, so one busy connection cannot starve the
 /// others sharing its worker thread.
 const WRITE_BATCH: usize = 64;
+/// The closing handshake may take this long before the socket is dropped anyway.
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What other connections hand to this one.
-pub(crate) enum Outgoing {
+enum Outgoing {
     Frame(String),
+    /// Close after the frames queued before it.
     Close(u16, &'static str),
 }
 
-/// A connection as [`Rooms`](crate::rooms::Rooms) sees it: equal only to itself.
+/// The part of a connection others hold: its queue and its limits.
+pub(crate) struct Link {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes in `tx` not written yet.
+    queued: AtomicUsize,
+    /// Set once: the connection is being closed for falling behind.
+    overflowed: AtomicBool,
+    /// Wakes the task when `overflowed` is set, even in the middle of a write.
+    kick: Notify,
+    /// The room and id it joined as (a connection joins once).
+    member: OnceLock<(String, String)>,
+    /// Signals it may still be sent, by everyone together.
+    inbound: Mutex<TokenBucket>,
+}
+
+/// A connection as [`Rooms`] sees it: equal only to itself.
 #[derive(Clone)]
 pub(crate) struct Conn {
     id: u64,
-    tx: mpsc::Sender<Outgoing>,
+    link: Arc<Link>,
 }
 
 impl PartialEq for Conn {
@@ -49,80 +79,93 @@ impl PartialEq for Conn {
     }
 }
 
+impl Link {
+    /// Queues a frame; false if it pushed the connection over its byte limit (it is
+    /// then being closed, and this was the moment to take it out of its room).
+    fn offer(&self, frame: String) -> bool {
+        if self.overflowed.load(Ordering::Acquire) {
+            return true; // going away already: nothing more for it
+        }
+        let len = frame.len();
+        if self.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_BYTES {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            if !self.overflowed.swap(true, Ordering::AcqRel) {
+                self.kick.notify_one();
+                return false;
+            }
+            return true;
+        }
+        let _ = self.tx.send(Outgoing::Frame(frame));
+        true
+    }
+
+    /// Asks the task to close the connection once what is queued is written.
+    fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.tx.send(Outgoing::Close(code, reason));
+    }
+}
+
 /// Hands each frame to its connection. Called with the rooms lock held, so every
-/// connection sees events in the order the rooms applied them; `try_send` never waits.
-pub(crate) fn deliver(outbox: Outbox<Conn>) {
-    for (conn, frame) in outbox {
-        if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(Outgoing::Frame(frame)) {
-            // A reader this far behind would only grow our memory: drop it, it reconnects.
-            warn!(conn = conn.id, "connection too slow, closing");
-            let tx = conn.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(Outgoing::Close(close_code::TRY_AGAIN_LATER, "too slow")).await;
-            });
+/// connection sees events in the order the rooms applied them; nothing here waits. A
+/// connection that falls too far behind leaves its room at once (the others hear
+/// `peer-left` now, not when its task notices).
+pub(crate) fn deliver(rooms: &mut Rooms<Conn>, outbox: Outbox<Conn>) {
+    let mut pending = outbox;
+    while !pending.is_empty() {
+        let mut behind = Vec::new();
+        for (conn, frame) in pending.drain(..) {
+            if !conn.link.offer(frame) {
+                warn!(conn = conn.id, "connection too slow (over {MAX_QUEUED_BYTES} bytes queued), closing");
+                behind.push(conn);
+            }
+        }
+        for conn in behind {
+            if let Some((room, id)) = conn.link.member.get() {
+                pending.extend(rooms.leave(room, id, &conn));
+            }
         }
     }
 }
 
-/// Allows `rate` frames a second with bursts of twice that.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-    /// Frames refused since the last accepted one.
-    refused: u32,
-}
+type Sink = SplitSink<WebSocket, Message>;
 
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        let rate = f64::from(rate.max(1));
-        let burst = (rate * 2.0).max(10.0);
-        TokenBucket { rate, burst, tokens: burst, last: Instant::now(), refused: 0 }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.refused = 0;
-            true
-        } else {
-            self.refused += 1;
-            false
-        }
-    }
-
-    /// A flood is two seconds' worth of refused frames in a row.
-    fn flooding(&self) -> bool {
-        f64::from(self.refused) > self.rate * 2.0
-    }
-}
-
-/// Serves one upgraded connection until it closes, times out, floods, or the server
-/// shuts down; then takes its peer out of its room.
-pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
+/// Serves one upgraded connection until it closes, times out, floods, falls behind, or
+/// the server shuts down; then takes its peer out of its room.
+pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>) {
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel(QUEUE_DEPTH);
-    let conn = Conn { id: conn_id, tx };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let link = Arc::new(Link {
+        tx,
+        queued: AtomicUsize::new(0),
+        overflowed: AtomicBool::new(false),
+        kick: Notify::new(),
+        member: OnceLock::new(),
+        inbound: Mutex::new(TokenBucket::new(state.config.max_inbound_per_sec)),
+    });
+    let conn = Conn { id: conn_id, link: link.clone() };
     let (mut sink, mut stream) = socket.split();
     let mut joined: Option<(String, String)> = None;
     let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
+    // Refusals of our signals because their receiver is saturated: one error a second.
+    let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
     let mut shutdown = state.shutdown.subscribe();
-    let mut ping = tokio::time::interval(state.config.ping_interval);
+    // The first ping one interval in: a connection that just opened is alive.
+    let mut ping = tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let join_deadline = tokio::time::sleep(state.config.join_timeout);
+    tokio::pin!(join_deadline);
     let mut last_heard = Instant::now();
-    state.live_connections.fetch_add(1, Ordering::Relaxed);
+    state.live_sockets.fetch_add(1, Ordering::Relaxed);
     debug!(conn = conn_id, "connected");
 
+    // `None` after the loop: no close frame (the peer is gone, or a write is torn).
     let close: Option<(u16, &'static str)> = loop {
         tokio::select! {
             incoming = stream.next() => {
                 let message = match incoming {
                     None => break None,
                     Some(Ok(message)) => message,
+                    Some(Err(err)) if is_bad_utf8(&err) => break Some((close_code::INVALID_DATA, "text frame is not valid UTF-8")),
                     Some(Err(err)) => {
                         // Includes frames over the transport's hard cap (HARD_MESSAGE_CAP).
                         debug!(conn = conn_id, %err, "read failed");
@@ -130,106 +173,154 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                     }
                 };
                 last_heard = Instant::now();
-                // Every data frame, text or binary, goes through the one rate limiter.
-                let text = match message {
-                    Message::Text(text) => Some(text),
-                    Message::Binary(_) => None,
-                    Message::Close(_) => break None,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
-                if !bucket.take(last_heard) {
-                    if bucket.flooding() {
-                        break Some((close_code::POLICY, "rate limit exceeded"));
-                    }
-                    // One error per burst of refused frames: answering each would let a
-                    // flood turn the server into an amplifier.
-                    if bucket.refused == 1 {
-                        let err = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} frames per second", state.config.max_frames_per_sec));
-                        if send_error(&mut sink, &err).await.is_err() {
-                            break None;
-                        }
-                    }
-                    continue;
+                // Every frame a client sends goes through the one rate limiter: text,
+                // binary, and pings (each of which makes us write a pong).
+                if let Message::Close(_) = message {
+                    // Send the close reply tungstenite queued before the socket goes.
+                    let _ = tokio::time::timeout(GOODBYE_DEADLINE, sink.close()).await;
+                    break None;
                 }
-                let handled = match text {
-                    Some(text) => handle_text(&text, &conn, &mut joined, &state),
-                    None => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
+                match bucket.check(last_heard) {
+                    Verdict::Pass => {}
+                    Verdict::Flood => break Some((close_code::POLICY, "rate limit exceeded")),
+                    Verdict::Refused { first } => {
+                        // One error per burst of refused frames: answering each would let a
+                        // flood turn the server into an amplifier.
+                        if first {
+                            let err = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} frames per second", state.config.max_frames_per_sec));
+                            if !send_error(&mut sink, &err).await {
+                                break None;
+                            }
+                        }
+                        continue;
+                    }
+                }
+                let handled = match message {
+                    Message::Text(text) => handle_text(&text, &conn, &mut joined, &state),
+                    Message::Binary(_) => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
+                    _ => continue,
                 };
-                if let Err(err) = handled {
-                    if err.code == ErrorCode::TooLarge {
+                match handled {
+                    Ok(()) => {}
+                    Err(err) if err.code == ErrorCode::TooLarge => {
                         let _ = send_error(&mut sink, &err).await;
                         break Some((close_code::TOO_BIG, "frame too large"));
                     }
-                    if send_error(&mut sink, &err).await.is_err() {
-                        break None;
+                    // The receiver is saturated, not this sender: tell it once a second.
+                    Err(err) if err.code == ErrorCode::RateLimited && !inbound_refusals.ready(last_heard) => {}
+                    Err(err) => {
+                        if !send_error(&mut sink, &err).await {
+                            break None;
+                        }
                     }
                 }
             }
-            outgoing = rx.recv() => match outgoing {
-                Some(Outgoing::Frame(frame)) => {
-                    // Write everything already queued with one flush: one syscall per
-                    // frame cannot keep up with a peer whose frames arrive in batches.
-                    let mut written = sink.feed(Message::Text(Utf8Bytes::from(frame))).await;
-                    let mut close = None;
-                    for _ in 0..WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(Outgoing::Frame(frame)) if written.is_ok() => {
-                                written = sink.feed(Message::Text(Utf8Bytes::from(frame))).await;
-                            }
-                            Ok(Outgoing::Close(code, reason)) => {
-                                close = Some((code, reason));
-                                break;
-                            }
-                            _ => break,
-                        }
-                    }
-                    if written.is_err() || sink.flush().await.is_err() {
-                        break None;
-                    }
-                    if close.is_some() {
-                        break close;
-                    }
+            outgoing = rx.recv() => {
+                let Some(first) = outgoing else { break None };
+                let (batch, close) = collect_batch(first, &mut rx);
+                let bytes: usize = batch.iter().map(String::len).sum();
+                let written = tokio::select! {
+                    written = tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut sink, batch)) => written.ok().unwrap_or(false),
+                    // Fell behind while we were writing: the write is abandoned mid-way.
+                    _ = link.kick.notified() => break None,
+                };
+                link.queued.fetch_sub(bytes, Ordering::AcqRel);
+                if !written {
+                    info!(conn = conn_id, "write stalled past its deadline, closing");
+                    break None;
                 }
-                Some(Outgoing::Close(code, reason)) => break Some((code, reason)),
-                // Unreachable while `conn` (which holds a sender) is alive.
-                None => break None,
-            },
+                if close.is_some() {
+                    break close;
+                }
+            }
+            _ = link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
             _ = ping.tick() => {
                 if last_heard.elapsed() > state.config.idle_timeout {
                     info!(conn = conn_id, "idle, closing");
                     break Some((close_code::GOING_AWAY, "idle timeout"));
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Ping(Default::default())));
+                if !matches!(ping.await, Ok(Ok(()))) {
                     break None;
                 }
             }
-            _ = shutdown.changed() => break Some((close_code::GOING_AWAY, "server shutting down")),
+            _ = &mut join_deadline, if joined.is_none() => break Some((close_code::POLICY, "no join within the join timeout")),
+            _ = shut_down(&mut shutdown) => break Some((close_code::GOING_AWAY, "server shutting down")),
         }
     };
 
-    if let Some((room, id)) = joined {
-        let mut rooms = state.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        deliver(rooms.leave(&room, &id, &conn));
+    if let Some((room, id)) = &joined {
+        let mut rooms = state.rooms();
+        let left = rooms.leave(room, id, &conn);
+        deliver(&mut rooms, left);
     }
+    // Frames others queued for us are dropped with the receiver.
+    drop(rx);
     if let Some((code, reason)) = close {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-        // Bounded: a peer that stopped reading must not hold this task forever.
-        let goodbye = async {
-            sink.send(Message::Close(Some(frame))).await?;
-            // Finish the closing handshake: dropping the socket with the client's frames
-            // unread makes the kernel reset it, and the client would lose our close frame.
-            while let Some(Ok(message)) = stream.next().await {
-                if let Message::Close(_) = message {
-                    break;
-                }
-            }
-            Ok::<_, axum::Error>(())
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), goodbye).await;
+        goodbye(sink, stream, code, reason).await;
     }
-    state.live_connections.fetch_sub(1, Ordering::Relaxed);
-    state.connections_changed.notify_waiters();
+    drop(slot);
+    state.live_sockets.fetch_sub(1, Ordering::Relaxed);
+    state.sockets_changed.notify_waiters();
     debug!(conn = conn_id, "disconnected");
+}
+
+/// The first frame and whatever else is queued (up to [`WRITE_BATCH`]), and a close
+/// that followed them, if any.
+fn collect_batch(first: Outgoing, rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> (Vec<String>, Option<(u16, &'static str)>) {
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        match item {
+            Outgoing::Frame(frame) => batch.push(frame),
+            Outgoing::Close(code, reason) => return (batch, Some((code, reason))),
+        }
+        if batch.len() <= WRITE_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    (batch, None)
+}
+
+/// Writes frames with one flush: one syscall per frame cannot keep up with a peer
+/// whose frames arrive in batches.
+async fn write_batch(sink: &mut Sink, batch: Vec<String>) -> bool {
+    for frame in batch {
+        if sink.feed(Message::Text(Utf8Bytes::from(frame))).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+/// Sends a close frame and finishes the closing handshake, within a deadline: a peer
+/// that stopped reading must not hold this task.
+async fn goodbye(mut sink: Sink, mut stream: SplitStream<WebSocket>, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    let handshake = async {
+        sink.send(Message::Close(Some(frame))).await?;
+        // Dropping the socket with the client's frames unread makes the kernel reset
+        // it, and the client would lose our close frame.
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+        Ok::<_, axum::Error>(())
+    };
+    let _ = tokio::time::timeout(GOODBYE_DEADLINE, handshake).await;
+}
+
+/// A text frame whose bytes are not UTF-8 (RFC 6455 asks for close code 1007).
+fn is_bad_utf8(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Utf8(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, state: &AppState) -> Result<(), ProtocolError> {
@@ -242,35 +333,41 @@ fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, s
                 Some(secret) => identity::id_from_secret(&secret),
                 None => identity::random_id(),
             };
-            let mut rooms = state.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut rooms = state.rooms();
             let result = rooms.join(conn.clone(), &room, &id, name.as_deref())?;
+            let _ = conn.link.member.set((room.to_string(), id.clone()));
             if let Some(old) = result.replaced {
-                let _ = old.tx.try_send(Outgoing::Close(close_code::POLICY, "replaced by a newer connection"));
+                // Said in words before the close, so the old tab stops instead of
+                // reconnecting and taking the id back.
+                let replaced = ProtocolError::new(ErrorCode::Replaced, "another connection joined with this id");
+                old.link.offer(ServerMessage::Error { code: replaced.code, message: &replaced.message }.to_json());
+                old.link.close(close_code::POLICY, "replaced by a newer connection");
             }
-            deliver(result.outbox);
+            deliver(&mut rooms, result.outbox);
             drop(rooms);
             info!(conn = conn.id, %room, peer = %id, "joined");
             *joined = Some((room.into_owned(), id));
             Ok(())
         }
         ClientRequest::Signal { to, data } => {
-            let (room, from) = joined
-                .as_ref()
-                .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "send a join before signals"))?;
-            let rooms = state.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let delivery = rooms.relay(room, from, &to, data)?;
-            deliver(vec![delivery]);
+            let (room, from) = joined.as_ref().ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "send a join before signals"))?;
+            let mut rooms = state.rooms();
+            let (target, frame) = rooms.relay(room, from, &to, data)?;
+            let allowed = target.link.inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(Instant::now());
+            if allowed != Verdict::Pass {
+                let max = state.config.max_inbound_per_sec;
+                return Err(ProtocolError::new(ErrorCode::RateLimited, format!("{to} is being sent more than {max} signals per second; this one was dropped")));
+            }
+            deliver(&mut rooms, vec![(target, frame)]);
             Ok(())
         }
     }
 }
 
-async fn send_error<S>(sink: &mut S, err: &ProtocolError) -> Result<(), S::Error>
-where
-    S: futures_util::Sink<Message> + Unpin,
-{
+/// Sends an error frame now (within the write deadline); false if the socket failed.
+async fn send_error(sink: &mut Sink, err: &ProtocolError) -> bool {
     let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
-    sink.send(Message::Text(Utf8Bytes::from(frame))).await
+    matches!(tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Text(Utf8Bytes::from(frame)))).await, Ok(Ok(())))
 }
 
 /// The transport refuses messages above this outright; frames between the protocol's
