@@ -32,6 +32,7 @@ server:
 
 test-native:
 	cargo test --workspace
+	cargo test --release --test fuzz
 
 test-types: wasm
 	tsc -p tests/types

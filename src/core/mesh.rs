@@ -33,6 +33,10 @@ use super::{ConnId, Millis, PeerId};
 /// timeout, and the retries made it worse (bench/mesh.mjs).
 pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
 
+/// Largest frame taken from the signaling server: a welcome to a full room of 64 is
+/// about 8 KiB; a server may allow larger rooms, but no frame of megabytes.
+const MAX_SERVER_FRAME: usize = 1024 * 1024;
+
 /// How long a peer the server says left has to show it is still there (any frame).
 pub const LEFT_PROBE_MS: u64 = 3_000;
 
@@ -565,6 +569,9 @@ impl Mesh {
 
     /// A text frame from the server.
     pub fn handle_signaling_frame(&mut self, now: Millis, text: &str) {
+        if text.len() > MAX_SERVER_FRAME {
+            return self.warn(format!("ignored a {}-byte frame from the signaling server", text.len()));
+        }
         let event = match parse_server(text) {
             Ok(event) => event,
             Err(err) => return self.warn(format!("bad frame from signaling server: {err}")),

@@ -98,6 +98,16 @@ pub struct Write {
     pub len: u64,
 }
 
+/// Real traffic, by where it travels.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub message: Vec<Vec<u8>>,
+    /// Bulk frames built by the core (headers, ends), not file bytes.
+    pub bulk: Vec<Vec<u8>>,
+    /// What clients sent the server (what it sent them is in `server_log`).
+    pub to_server: Vec<String>,
+}
+
 pub struct World {
     pub now: Millis,
     pub nodes: Vec<Node>,
@@ -125,6 +135,10 @@ pub struct World {
     pub server_log: Vec<(usize, String)>,
     /// Slow connections: their bulk frames move one turn in eight.
     pub slow: HashSet<ConnId>,
+    /// Every frame any node sent (message channel, bulk headers, signaling text), kept
+    /// when `capture` is set: a corpus of real traffic for the random-input tests.
+    pub capture: bool,
+    pub captured: Captured,
     turn: u64,
 }
 
@@ -155,6 +169,8 @@ impl World {
             partitions: HashSet::new(),
             server_log: Vec::new(),
             slow: HashSet::new(),
+            capture: false,
+            captured: Captured::default(),
             turn: 0,
         }
     }
@@ -422,6 +438,9 @@ impl World {
                 }
             }
             Output::SendSignaling(text) => {
+                if self.capture {
+                    self.captured.to_server.push(text.clone());
+                }
                 if self.nodes[n].ws_open {
                     self.server_receive(n, &text);
                 }
@@ -455,6 +474,9 @@ impl World {
             }
             Output::Transmit { conn, frame } => {
                 assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
+                if self.capture {
+                    self.captured.message.push(frame.clone());
+                }
                 // Outputs queued before a remote close was processed meet a channel that
                 // is gone, as a browser's send would; one that never opened is a bug.
                 let Some(pc) = self.nodes[n].pcs.get(&conn) else { return };
@@ -504,6 +526,9 @@ impl World {
                 let node = &mut self.nodes[n];
                 let frame = match item {
                     BulkItem::Frame(frame) => {
+                        if self.capture {
+                            self.captured.bulk.push(frame.clone());
+                        }
                         // A block header whose data follows: [0x16][transfer u64][block][len][flags]...
                         if frame.len() > 17 && frame[0] == 0x16 && frame[17] & 1 == 1 {
                             node.data_blocks_sent.push(u64::from_be_bytes(frame[1..9].try_into().expect("8 bytes")));
