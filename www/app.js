@@ -113,7 +113,12 @@ async function join(name) {
     const text = typeof data === "string" ? data : `(${data.byteLength} bytes)`;
     log(text, { from: state.names.get(from) ?? from.slice(0, 8) });
   });
-  peer.on("signaling", ({ state: s }) => setStatus(s));
+  peer.on("signaling", ({ state: s, reason }) => {
+    // Closed for a reason (this identity opened elsewhere): say so; chat with peers
+    // already connected goes on.
+    setStatus(s, reason ? "signaling stopped" : s);
+    if (reason) log(`Signaling stopped: ${reason}. New peers cannot join you from this window.`, { system: true });
+  });
   peer.on("file-offer", (offer) => showOffer(offer));
   peer.on("transfer", (t) => showTransfer(t, { resumed: true }));
   peer.on("warning", ({ message }) => console.warn("meshdrop:", message));

@@ -91,3 +91,31 @@ test("a file dropped on a peer goes to that peer; declining shows on both sides"
   await alice.context.close();
   await bob.context.close();
 });
+
+test("sending the same file twice shows a second offer and saves a second intact copy", async () => {
+  const room = `twice-${Date.now()}`;
+  const alice = await openDemo(browser, server.url, room, "alice");
+  const bob = await openDemo(browser, server.url, room, "bob");
+  await waitForPeerCount(alice, 1);
+  await waitForPeerCount(bob, 1);
+  const bytes = randomBytes(3 * 1024 * 1024);
+  const file = path.join(dir, "same.bin");
+  await writeFile(file, bytes);
+  const expected = createHash("sha256").update(bytes).digest("hex");
+  const ids = [];
+  for (let round = 0; round < 2; round++) {
+    await alice.page.setInputFiles("#send-all", []);
+    await alice.page.setInputFiles("#send-all", file);
+    const offer = bob.page.locator("#transfers li[data-state=offered]");
+    await offer.waitFor();
+    const id = await offer.getAttribute("data-id");
+    await offer.locator("button", { hasText: "Accept" }).click();
+    await bob.page.waitForSelector(`#transfers li[data-id="${id}"][data-state=done] a.save`, { timeout: 30000 });
+    await alice.page.waitForSelector(`#transfers li[data-id="${id}"][data-state=done]`);
+    ids.push(id);
+  }
+  assert.notEqual(ids[0], ids[1]);
+  for (const id of ids) assert.deepEqual(await savedDigest(bob, id), { hex: expected, name: "same.bin" });
+  await alice.context.close();
+  await bob.context.close();
+});

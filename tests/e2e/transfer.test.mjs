@@ -316,3 +316,30 @@ test("an offer the sender cancels before an answer is withdrawn on the receiver"
   await a.context.close();
   await b.context.close();
 });
+
+test("the same file sent twice to the same peer is offered twice and both copies stay intact", async () => {
+  const { a, b, idB } = await pair("twice");
+  const digest = await makeFile(a.page, 3 * MiB, "report.pdf");
+  await b.page.evaluate(() => {
+    window.autoAccept = true;
+    window.files = [];
+    window.peer.on("file-offer", () => {});
+  });
+  for (let round = 1; round <= 3; round++) {
+    await send(a, idB);
+    const sent = await outcome(a.page);
+    assert.equal(sent.ok, true, `round ${round}: ${JSON.stringify(sent)}`);
+    await b.page.waitForFunction((n) => window.received.length === n, round, { timeout: 20000 });
+    await b.page.evaluate(() => window.transfer.done.then((f) => window.files.push(f)));
+  }
+  const offers = await b.page.evaluate(() => window.offers.length);
+  assert.equal(offers, 3, "every send is a new offer");
+  // Every copy, the first one too, still reads as the sender's bytes.
+  const digests = await b.page.evaluate(async () =>
+    Promise.all(window.files.map(async (f) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", await f.arrayBuffer()))])),
+  );
+  assert.equal(digests.length, 3);
+  for (const d of digests) assert.deepEqual(d, digest);
+  await a.context.close();
+  await b.context.close();
+});
