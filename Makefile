@@ -5,15 +5,23 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 LISTEN ?= 127.0.0.1:8080
 SERVER := target/release/meshdrop-signal
 
-.PHONY: demo test build tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
+.PHONY: demo test check build tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
 
 ## demo: build everything and serve the page and signaling on http://$(LISTEN)
 demo: build
 	@echo "meshdrop demo: open http://$(LISTEN)/#room=lobby in two or more windows (Ctrl-C stops)"
 	$(SERVER) --listen $(LISTEN) --www www
 
-## test: every suite (native, browser, end-to-end, TypeScript types)
-test: tools-test build test-native test-types test-browser test-e2e
+## test: the style and lint gates, then every suite (native, browser, end-to-end, TypeScript types)
+test: tools-test check build test-native test-types test-browser test-e2e
+
+## check: formatting, clippy on the host and wasm32 with warnings denied, docs without warnings
+check: tools-build
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc --target wasm32-unknown-unknown --no-deps -p meshdrop
 
 ## build: the npm package (pkg/), the demo's package (www/pkg/) and the server
 build: tools-build wasm server

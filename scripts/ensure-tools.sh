@@ -23,6 +23,13 @@ as_root_or_explain() { # $1 = packages, $2 = what they are for
 command -v cargo >/dev/null || { say "Rust is missing: install it from https://rustup.rs and retry"; exit 1; }
 command -v node >/dev/null && command -v npm >/dev/null || as_root_or_explain "nodejs npm" "the build scripts and tests"
 
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    say "adding Rust component $component (make check)"
+    rustup component add "$component"
+  fi
+done
+
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "adding Rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown

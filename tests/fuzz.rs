@@ -5,6 +5,7 @@
 //! valid header, and valid frames of real traffic, mutated. Deterministic (seeded), so
 //! a failure reproduces; run in release by `make test` (`cargo test --release --test
 //! fuzz`), a few seconds each.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
@@ -308,7 +309,10 @@ fn a_peers_data_and_bulk_channels() {
     w.nodes[0].mesh.send(now, &to, &Payload::Text("still here".into())).expect("send after the storm");
     w.nodes[1].take_events();
     w.settle();
-    let got = w.nodes[1].take_events().into_iter().any(|e| matches!(e, meshdrop::core::Event::Message { payload: Payload::Text(t), .. } if t == "still here"));
+    let got = w.nodes[1]
+        .take_events()
+        .into_iter()
+        .any(|e| matches!(e, meshdrop::core::Event::Message { payload: Payload::Text(t), .. } if t == "still here"));
     assert!(got, "a message sent after the random input did not arrive");
 }
 

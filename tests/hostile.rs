@@ -1,6 +1,7 @@
 //! Hostile holders, senders and callers against the core: nothing a peer sends may put
 //! a wrong byte in a verified download, make a tab allocate by a peer's word, or make
 //! it spend more than linear time. Each hostile peer is written here, as raw frames.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

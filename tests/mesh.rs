@@ -1,4 +1,5 @@
 //! Mesh scenarios with simulated peers, server and time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
@@ -86,7 +87,10 @@ fn an_attempt_abandoned_because_the_peer_left_is_reported() {
     w.partition(a, c);
     w.advance(5_000);
     let events = w.nodes[a].take_events();
-    assert!(matches!(&events[..], [Event::PeerConnecting { id, name }] if id.as_str() == World::id_of("c") && name.as_deref() == Some("name-c")), "{events:?}");
+    assert!(
+        matches!(&events[..], [Event::PeerConnecting { id, name }] if id.as_str() == World::id_of("c") && name.as_deref() == Some("name-c")),
+        "{events:?}"
+    );
     // c gives up and leaves before any channel opened: a hears that the attempt is over.
     let now = w.now;
     w.nodes[c].mesh.leave(now);
@@ -239,10 +243,7 @@ fn join_failures_are_reported() {
     let b = w.add("r", "b");
     w.settle();
     let eb = w.nodes[b].take_events();
-    assert!(
-        eb.iter().any(|e| matches!(e, Event::JoinFailed(JoinError::Refused { code, .. }) if code == "room-full")),
-        "{eb:?}"
-    );
+    assert!(eb.iter().any(|e| matches!(e, Event::JoinFailed(JoinError::Refused { code, .. }) if code == "room-full")), "{eb:?}");
 }
 
 #[test]
@@ -347,10 +348,14 @@ fn offers_go_out_a_few_at_a_time_and_the_rest_follow() {
     }
     // The first attempts time out; the waiting peers get their turn.
     w.advance(60_000);
-    let tried: std::collections::HashSet<String> = w.nodes[nodes[0]].take_events().iter().filter_map(|e| match e {
-        Event::Warning(m) if m.contains("timed out") => m.split_whitespace().nth(2).map(str::to_owned),
-        _ => None,
-    }).collect();
+    let tried: std::collections::HashSet<String> = w.nodes[nodes[0]]
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Warning(m) if m.contains("timed out") => m.split_whitespace().nth(2).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
     assert_eq!(tried.len(), 9, "every peer was tried in the end: {tried:?}");
     assert!(w.unopened(nodes[0]) <= MAX_OFFERS_IN_FLIGHT);
 }

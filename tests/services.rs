@@ -1,5 +1,6 @@
 //! Every peer is a server: queries over the mesh, requests to handled methods, and
 //! downloads from several holders at once, between 3–10 simulated peers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! File transfers between simulated peers: every byte arrives and matches, errors are
 //! the right ones, and resume sends only what is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

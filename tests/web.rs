@@ -1,5 +1,6 @@
 //! The browser adapter and JS API in headless Chromium: two `Peer`s in one page,
 //! connected through a live signaling server that `scripts/browser-tests.sh` starts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 #![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;

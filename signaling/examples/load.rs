@@ -5,6 +5,7 @@
 //! load idle  <ws-url> <connections>          join, print "ready", hold until killed
 //! load relay <ws-url> <pairs> <seconds>      pairs relay signals flat out; print msg/s
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,7 +66,9 @@ async fn main() {
             for (a, b, b_id) in ready {
                 let (mut a_tx, mut a_rx) = a.split();
                 let (_b_tx, mut b_rx) = b.split();
-                let frame = format!(r#"{{"type":"signal","to":"{b_id}","data":{{"kind":"candidate","conn":"0000000000000001","candidate":{{"candidate":"candidate:1 1 udp 2122260223 192.0.2.2 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#);
+                let frame = format!(
+                    r#"{{"type":"signal","to":"{b_id}","data":{{"kind":"candidate","conn":"0000000000000001","candidate":{{"candidate":"candidate:1 1 udp 2122260223 192.0.2.2 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#
+                );
                 tasks.push(tokio::spawn(async move {
                     while Instant::now() < deadline {
                         for _ in 0..64 {

@@ -17,6 +17,7 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; ID_BYTES];
     // The OS generator failing means the machine cannot do cryptography at all; ids
     // would then be guessable, which is worse than refusing to run.
+    #[allow(clippy::expect_used)]
     getrandom::fill(&mut bytes).expect("operating system random number generator unavailable");
     hex(&bytes)
 }

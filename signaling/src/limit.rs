@@ -11,7 +11,9 @@ const BURST_GAP: Duration = Duration::from_secs(1);
 pub(crate) enum Verdict {
     Pass,
     /// Dropped; `first` says it starts a burst of refusals (tell the client once).
-    Refused { first: bool },
+    Refused {
+        first: bool,
+    },
     /// More than two seconds' worth of frames refused in one burst: a flood.
     Flood,
 }

@@ -54,9 +54,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHDROP_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHDROP_LOG").unwrap_or_else(|_| "info".into())).init();
     let args = Args::parse();
     // Past the descriptor limit, accept fails and new clients hang: raise it as far as
     // allowed, and keep the connection limit below it.

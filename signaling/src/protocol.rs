@@ -206,14 +206,10 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
         return Err(ProtocolError::new(ErrorCode::TooLarge, "frame exceeds 64 KiB"));
     }
     let frame: ClientFrame<'_> = serde_json::from_str(text).map_err(classify_json_error)?;
-    let kind = frame
-        .kind
-        .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "missing field `type`"))?;
+    let kind = frame.kind.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "missing field `type`"))?;
     match kind.as_ref() {
         "join" => {
-            let room = frame
-                .room
-                .ok_or_else(|| ProtocolError::new(ErrorCode::BadRoom, "join needs a `room`"))?;
+            let room = frame.room.ok_or_else(|| ProtocolError::new(ErrorCode::BadRoom, "join needs a `room`"))?;
             validate_room(&room)?;
             if let Some(name) = &frame.name {
                 validate_name(name)?;
@@ -224,18 +220,11 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
             Ok(ClientRequest::Join { room, name: frame.name, secret: frame.secret })
         }
         "signal" => {
-            let to = frame
-                .to
-                .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs a `to`"))?;
-            let data = frame
-                .data
-                .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs `data`"))?;
+            let to = frame.to.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs a `to`"))?;
+            let data = frame.data.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs `data`"))?;
             Ok(ClientRequest::Signal { to, data })
         }
-        other => Err(ProtocolError::new(
-            ErrorCode::UnknownType,
-            format!("unknown message type `{}`", truncate(other, 32)),
-        )),
+        other => Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     }
 }
 
@@ -243,18 +232,14 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
 fn classify_json_error(err: serde_json::Error) -> ProtocolError {
     use serde_json::error::Category;
     match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ProtocolError::new(ErrorCode::BadJson, format!("malformed JSON: {err}"))
-        }
+        Category::Syntax | Category::Eof | Category::Io => ProtocolError::new(ErrorCode::BadJson, format!("malformed JSON: {err}")),
         Category::Data => ProtocolError::new(ErrorCode::BadMessage, format!("bad message: {err}")),
     }
 }
 
 /// Checks a room name: 1–64 characters of `[A-Za-z0-9_-]`.
 pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
-    let ok = !room.is_empty()
-        && room.len() <= MAX_ROOM_LEN
-        && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !room.is_empty() && room.len() <= MAX_ROOM_LEN && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -307,8 +292,7 @@ fn is_format(c: char) -> bool {
 
 /// Checks a client secret: 32–128 characters of `[A-Za-z0-9_-]`.
 pub fn validate_secret(secret: &str) -> Result<(), ProtocolError> {
-    let ok = (MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
-        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = (MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -446,24 +430,18 @@ pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
     let frame: ServerFrame = serde_json::from_str(text).map_err(classify_json_error)?;
     let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("{} frame without `{field}`", frame.kind));
     Ok(match frame.kind.as_str() {
-        "welcome" => ServerEvent::Welcome {
-            id: frame.id.clone().ok_or_else(|| missing("id"))?,
-            peers: frame.peers.clone().unwrap_or_default(),
-        },
+        "welcome" => ServerEvent::Welcome { id: frame.id.clone().ok_or_else(|| missing("id"))?, peers: frame.peers.clone().unwrap_or_default() },
         "peer-joined" => ServerEvent::PeerJoined(frame.peer.clone().ok_or_else(|| missing("peer"))?),
         "peer-left" => ServerEvent::PeerLeft { id: frame.id.clone().ok_or_else(|| missing("id"))? },
-        "signal" => ServerEvent::Signal {
-            from: frame.from.clone().ok_or_else(|| missing("from"))?,
-            data: frame.data.clone().ok_or_else(|| missing("data"))?,
-        },
+        "signal" => {
+            ServerEvent::Signal { from: frame.from.clone().ok_or_else(|| missing("from"))?, data: frame.data.clone().ok_or_else(|| missing("data"))? }
+        }
         "error" => {
             let code_text = frame.code.clone().unwrap_or_default();
             let code = serde_json::from_value(serde_json::Value::String(code_text.clone())).ok();
             ServerEvent::Error { code, code_text, message: frame.message.clone().unwrap_or_default() }
         }
-        other => {
-            return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32))))
-        }
+        other => return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     })
 }
 
@@ -475,10 +453,7 @@ mod tests {
     fn join_round_trips() {
         let text = serde_json::to_string(&ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None }).unwrap();
         assert_eq!(text, r#"{"type":"join","room":"lobby","name":"alice"}"#);
-        assert_eq!(
-            parse_client(&text).unwrap(),
-            ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None }
-        );
+        assert_eq!(parse_client(&text).unwrap(), ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None });
     }
 
     #[test]
@@ -542,10 +517,7 @@ mod tests {
     fn server_frames_parse() {
         let welcome = ServerMessage::Welcome { id: "me", peers: vec![PeerInfo { id: "p".into(), name: None }] }.to_json();
         assert_eq!(welcome, r#"{"type":"welcome","id":"me","peers":[{"id":"p"}]}"#);
-        assert_eq!(
-            parse_server(&welcome).unwrap(),
-            ServerEvent::Welcome { id: "me".into(), peers: vec![PeerInfo { id: "p".into(), name: None }] }
-        );
+        assert_eq!(parse_server(&welcome).unwrap(), ServerEvent::Welcome { id: "me".into(), peers: vec![PeerInfo { id: "p".into(), name: None }] });
         let data = RawValue::from_string("[1,{\"x\":null}]".into()).unwrap();
         let signal = ServerMessage::Signal { from: "a", data: &data }.to_json();
         match parse_server(&signal).unwrap() {

@@ -51,10 +51,7 @@ impl<C: Clone + PartialEq> Rooms<C> {
             if members.is_empty() {
                 self.rooms.remove(room);
             }
-            return Err(ProtocolError::new(
-                ErrorCode::RoomFull,
-                format!("room is full ({} peers)", self.max_room_peers),
-            ));
+            return Err(ProtocolError::new(ErrorCode::RoomFull, format!("room is full ({} peers)", self.max_room_peers)));
         }
         let mut outbox = Vec::new();
         let replaced = members.remove(id).map(|old| {
@@ -62,10 +59,7 @@ impl<C: Clone + PartialEq> Rooms<C> {
             outbox.extend(members.values().map(|m| (m.conn.clone(), left.clone())));
             old.conn
         });
-        let peers = members
-            .iter()
-            .map(|(peer_id, m)| PeerInfo { id: peer_id.clone(), name: m.name.clone() })
-            .collect();
+        let peers = members.iter().map(|(peer_id, m)| PeerInfo { id: peer_id.clone(), name: m.name.clone() }).collect();
         outbox.push((conn.clone(), ServerMessage::Welcome { id, peers }.to_json()));
         let joined = ServerMessage::PeerJoined { peer: PeerInfo { id: id.to_owned(), name: name.map(str::to_owned) } }.to_json();
         outbox.extend(members.values().map(|m| (m.conn.clone(), joined.clone())));

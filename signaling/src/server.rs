@@ -119,7 +119,9 @@ fn busy_router(why: Busy) -> Router {
         Busy::Full => "meshdrop-signal is at its connection limit; retry later",
         Busy::PerIp => "too many connections from your address; retry later",
     };
-    let refuse = move || async move { (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close"), (header::RETRY_AFTER, "5")], message).into_response() };
+    let refuse = move || async move {
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close"), (header::RETRY_AFTER, "5")], message).into_response()
+    };
     Router::new().route("/healthz", get(healthz)).fallback(refuse)
 }
 

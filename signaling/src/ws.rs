@@ -356,7 +356,10 @@ fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, s
             let allowed = target.link.inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(Instant::now());
             if allowed != Verdict::Pass {
                 let max = state.config.max_inbound_per_sec;
-                return Err(ProtocolError::new(ErrorCode::RateLimited, format!("{to} is being sent more than {max} signals per second; this one was dropped")));
+                return Err(ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!("{to} is being sent more than {max} signals per second; this one was dropped"),
+                ));
             }
             deliver(&mut rooms, vec![(target, frame)]);
             Ok(())

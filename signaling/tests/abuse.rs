@@ -1,5 +1,6 @@
 //! Hostile and broken clients against the real server: each is written here, as raw
 //! TCP or WebSocket traffic, and every test ends by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
@@ -423,6 +424,11 @@ async fn a_client_that_stops_reading_is_closed_and_its_memory_comes_back() {
     let after = server.rss();
     let grown = after.saturating_sub(before);
     eprintln!("server memory after they left: {} KiB", after / 1024);
-    assert!(grown < 8 << 20, "the server kept {} KiB after the stalled clients left (peak {} KiB over)", grown / 1024, peak.saturating_sub(before) / 1024);
+    assert!(
+        grown < 8 << 20,
+        "the server kept {} KiB after the stalled clients left (peak {} KiB over)",
+        grown / 1024,
+        peak.saturating_sub(before) / 1024
+    );
     assert!(http_get(server.addr, "/healthz").await.contains("200"));
 }

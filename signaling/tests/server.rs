@@ -1,5 +1,6 @@
 //! The real server on an ephemeral port, driven by real WebSocket clients: every frame
 //! a client receives is asserted in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
@@ -129,7 +130,7 @@ async fn flood_is_rate_limited_then_closed() {
     let mut peer = server.client().await;
     let (peer_id, _) = join(&mut peer, "r", None).await;
     recv(&mut c).await; // peer-joined
-    // The burst allowance (20) passes; then refusals, one error, and a close.
+                        // The burst allowance (20) passes; then refusals, one error, and a close.
     for i in 0..200 {
         if c.send(Message::text(json!({"type": "signal", "to": peer_id, "data": i}).to_string())).await.is_err() {
             break;

@@ -229,9 +229,21 @@ impl EventSink for ListenerSink {
                 let transfer = shared.register(id, peer.as_str(), meta, Direction::Receive);
                 ("transfer", Transfer::new(transfer).into())
             }
-            Event::TransferPaused { id } => return if let Some(t) = shared.transfer(&id) { t.state("paused") },
-            Event::TransferResumed { id } => return if let Some(t) = shared.transfer(&id) { t.state("resumed") },
-            Event::TransferProgress { id, progress } => return if let Some(t) = shared.transfer(&id) { t.progress(progress) },
+            Event::TransferPaused { id } => {
+                return if let Some(t) = shared.transfer(&id) {
+                    t.state("paused")
+                }
+            }
+            Event::TransferResumed { id } => {
+                return if let Some(t) = shared.transfer(&id) {
+                    t.state("resumed")
+                }
+            }
+            Event::TransferProgress { id, progress } => {
+                return if let Some(t) = shared.transfer(&id) {
+                    t.progress(progress)
+                }
+            }
             Event::TransferDone { id, .. } => {
                 let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
                 let value = match file {
@@ -244,7 +256,11 @@ impl EventSink for ListenerSink {
                 let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
                 return t.fail(&error);
             }
-            Event::TransferSources { id, sources } => return if let Some(t) = shared.transfer(&id) { t.set_sources(&sources) },
+            Event::TransferSources { id, sources } => {
+                return if let Some(t) = shared.transfer(&id) {
+                    t.set_sources(&sources)
+                }
+            }
             Event::FindDone { id, hits } => return shared.services.find_done(id, &hits),
             Event::Response { id, result } => return shared.services.response(id, result),
             Event::Request { from, id, method, payload } => {

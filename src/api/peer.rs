@@ -324,7 +324,10 @@ impl Peer {
             let services = &self.shared.services;
             let mut promise = None;
             self.driver
-                .with_mesh_then(|mesh, now| mesh.request(now, &peer, method, payload, timeout), |r| promise = r.as_ref().ok().map(|id| services.await_reply(*id)))
+                .with_mesh_then(
+                    |mesh, now| mesh.request(now, &peer, method, payload, timeout),
+                    |r| promise = r.as_ref().ok().map(|id| services.await_reply(*id)),
+                )
                 .map_err(|e| send_error(&e))?;
             promise.ok_or_else(|| js_error("ClosedError", "request did not start"))
         })();
@@ -340,9 +343,8 @@ impl Peer {
 
     /// Sends a message to every peer with an open channel; resolves to how many.
     pub fn broadcast(&self, data: MessageData) -> PromiseNumber {
-        let result = to_payload(&data).and_then(|payload| {
-            self.driver.with_mesh(|mesh, now| mesh.broadcast(now, &payload)).map_err(|e| send_error(&e))
-        });
+        let result =
+            to_payload(&data).and_then(|payload| self.driver.with_mesh(|mesh, now| mesh.broadcast(now, &payload)).map_err(|e| send_error(&e)));
         settle(result.map(|n| JsValue::from_f64(n as f64))).unchecked_into()
     }
 

@@ -100,6 +100,7 @@ pub(crate) struct Services {
 pub(crate) fn promise() -> (Promise, Function, Function) {
     let mut settle = None;
     let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+    #[allow(clippy::expect_used)]
     let (resolve, reject) = settle.expect("the Promise executor runs synchronously");
     (promise, resolve, reject)
 }
@@ -127,9 +128,9 @@ impl Services {
 
     pub(crate) fn response(&self, id: RequestId, result: Result<Payload, RequestError>) {
         let Some(settle) = self.requests.borrow_mut().remove(&id) else { return };
-        let outcome = result.map_err(|e| request_error(&e)).and_then(|payload| {
-            from_payload(payload).map_err(|_| js_error("ProtocolError", "the reply is neither bytes nor valid JSON"))
-        });
+        let outcome = result
+            .map_err(|e| request_error(&e))
+            .and_then(|payload| from_payload(payload).map_err(|_| js_error("ProtocolError", "the reply is neither bytes nor valid JSON")));
         let _ = match outcome {
             Ok(value) => settle.resolve.call1(&JsValue::NULL, &value),
             Err(err) => settle.reject.call1(&JsValue::NULL, &err),

@@ -21,10 +21,10 @@ use super::request::{RequestError, RequestId, Requests};
 use super::rng::Rng;
 use super::service::Service;
 use super::session::Session;
-use super::transfer::frame::{Control, CONTROL};
-use super::transfer::{BulkItem, FileMeta, Progress, RecvLane, Transfer, TransferError, TransferId, Hash};
 use super::signal::PeerSignal;
 use super::time::backoff;
+use super::transfer::frame::{Control, CONTROL};
+use super::transfer::{BulkItem, FileMeta, Hash, Progress, RecvLane, Transfer, TransferError, TransferId};
 use super::wire::{encode, encode_service, Message, Payload};
 use super::{ConnId, Millis, PeerId};
 
@@ -404,7 +404,9 @@ pub enum Output {
 enum Link {
     Connecting,
     Joined,
-    Waiting { until: Millis },
+    Waiting {
+        until: Millis,
+    },
     /// Signaling ended for good without `leave()`: another connection joined with our
     /// id. Reconnecting would only take it back and start a tug of war.
     Stopped,
@@ -481,12 +483,8 @@ impl Mesh {
 
     /// Peers with an open data channel, with their names, sorted by id.
     pub fn peers(&self) -> Vec<(PeerId, Option<String>)> {
-        let mut peers: Vec<_> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.open)
-            .map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten()))
-            .collect();
+        let mut peers: Vec<_> =
+            self.sessions.iter().filter(|(_, s)| s.open).map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten())).collect();
         peers.sort();
         peers
     }
@@ -529,11 +527,7 @@ impl Mesh {
         if self.link != Link::Connecting {
             return;
         }
-        let join = ClientMessage::Join {
-            room: &self.config.room,
-            name: self.config.name.as_deref(),
-            secret: Some(&self.config.secret),
-        };
+        let join = ClientMessage::Join { room: &self.config.room, name: self.config.name.as_deref(), secret: Some(&self.config.secret) };
         self.outputs.push_back(Output::SendSignaling(serde_json::to_string(&join).unwrap_or_default()));
     }
 
@@ -904,22 +898,13 @@ impl Mesh {
                 self.outputs.push_back(Output::OpenSignaling);
             }
         }
-        let mut stalled: Vec<_> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.deadline.is_some_and(|d| d <= now))
-            .map(|(_, s)| s.conn)
-            .collect();
+        let mut stalled: Vec<_> = self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(_, s)| s.conn).collect();
         stalled.sort();
         for conn in stalled {
             self.handle_connection_closed(now, conn, "timed out");
         }
-        let mut expired: Vec<_> = self
-            .transfers
-            .iter()
-            .filter(|(_, t)| t.paused_until().is_some_and(|until| until <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut expired: Vec<_> =
+            self.transfers.iter().filter(|(_, t)| t.paused_until().is_some_and(|until| until <= now)).map(|(id, _)| *id).collect();
         expired.sort();
         for id in expired {
             self.fail(now, id, TransferError::PeerLeft(self.config.resume_timeout_ms), false);

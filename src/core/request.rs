@@ -151,7 +151,9 @@ impl Mesh {
         self.requests.pending.remove(&id);
         let max = self.config.max_message_bytes;
         let result = match result {
-            Ok(payload) if payload.len() > max => Err((FailureCode::TooLarge, format!("reply of {} bytes exceeds the {max}-byte limit", payload.len()))),
+            Ok(payload) if payload.len() > max => {
+                Err((FailureCode::TooLarge, format!("reply of {} bytes exceeds the {max}-byte limit", payload.len())))
+            }
             other => other,
         };
         let result = result.map_err(|(code, message)| match code {

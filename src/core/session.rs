@@ -16,7 +16,7 @@ pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
 pub(crate) const MAX_FRAME: u64 = 256 * 1024;
 /// The `bufferedAmountLowThreshold` drivers must set. `bufferedamountlow` fires once,
 /// when the buffer falls to this; whatever it then reports, the next frame must fit
-/// under [`HIGH_WATER`], or sending would stall forever. Hence
+/// under `HIGH_WATER`, or sending would stall forever. Hence
 /// `HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME`, checked at compile time.
 pub const BUFFERED_LOW_THRESHOLD: u64 = 0;
 const _: () = assert!(HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME, "sending could stall after a low event");

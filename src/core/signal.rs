@@ -20,10 +20,19 @@ const MAX_SDP_BYTES: usize = 32 * 1024;
 #[derive(Debug, PartialEq)]
 pub(crate) enum PeerSignal {
     Hello,
-    Offer { conn: ConnId, sdp: String },
-    Answer { conn: ConnId, sdp: String },
+    Offer {
+        conn: ConnId,
+        sdp: String,
+    },
+    Answer {
+        conn: ConnId,
+        sdp: String,
+    },
     /// The candidate as raw JSON (an `RTCIceCandidateInit`), handed to the browser.
-    Candidate { conn: ConnId, candidate: String },
+    Candidate {
+        conn: ConnId,
+        candidate: String,
+    },
 }
 
 /// Hello, offer and answer; candidates carry raw JSON, which a tagged enum cannot

@@ -179,9 +179,15 @@ fn header(kind: u8) -> u8 {
 enum State {
     #[default]
     Idle,
-    Assembling { class: Class, total: u64, buf: Vec<u8> },
+    Assembling {
+        class: Class,
+        total: u64,
+        buf: Vec<u8>,
+    },
     /// Dropping the rest of a message that was refused.
-    Skipping { remaining: u64 },
+    Skipping {
+        remaining: u64,
+    },
 }
 
 /// Turns frames back into messages, one channel's worth.

@@ -20,7 +20,10 @@ use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
 use super::store::{Store, StoreReply};
-use crate::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, ShareId, SharedFile, TransferId};
+use crate::core::{
+    BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, ShareId, SharedFile,
+    TransferId,
+};
 
 type Input = Box<dyn FnOnce(&mut State, Millis)>;
 
@@ -87,28 +90,28 @@ impl Driver {
             let store = Store::new(move |reply| Driver::input(&weak, move |state, now| Driver::stored(state, now, reply)));
             store.cleanup(config.storage_max_age_ms);
             Driver {
-            state: RefCell::new(State {
-                mesh: Mesh::new(config.mesh, config.seed),
-                url: config.signaling_url,
-                rtc: config.rtc,
-                socket: None,
-                conns: HashMap::new(),
-                timer: None,
-                join: Some(tx),
-                store,
-                files: HashMap::new(),
-                shares: HashMap::new(),
-                blocks: HashMap::new(),
-                finished: HashMap::new(),
-                scratch: Vec::new(),
-            }),
-            pending: RefCell::new(Vec::new()),
-            pumping: Cell::new(false),
-            sink,
-            held: RefCell::new(Some(Vec::new())),
-            release: RefCell::new(None),
-            this: this.clone(),
-        }
+                state: RefCell::new(State {
+                    mesh: Mesh::new(config.mesh, config.seed),
+                    url: config.signaling_url,
+                    rtc: config.rtc,
+                    socket: None,
+                    conns: HashMap::new(),
+                    timer: None,
+                    join: Some(tx),
+                    store,
+                    files: HashMap::new(),
+                    shares: HashMap::new(),
+                    blocks: HashMap::new(),
+                    finished: HashMap::new(),
+                    scratch: Vec::new(),
+                }),
+                pending: RefCell::new(Vec::new()),
+                pumping: Cell::new(false),
+                sink,
+                held: RefCell::new(Some(Vec::new())),
+                release: RefCell::new(None),
+                this: this.clone(),
+            }
         });
         driver.pump();
         (driver, rx)

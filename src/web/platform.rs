@@ -7,9 +7,7 @@ use crate::core::Millis;
 
 /// Milliseconds from `performance.now()` (monotonic), or `Date.now()` without it.
 pub(crate) fn now() -> Millis {
-    let performance = Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
-        .ok()
-        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
+    let performance = Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok().and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
     let ms = performance.map_or_else(js_sys::Date::now, |p| p.now());
     Millis(ms.max(0.0) as u64)
 }

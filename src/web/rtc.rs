@@ -6,8 +6,8 @@ use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType, RtcIceCandidateInit,
-    RtcIceConnectionState, RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType, RtcIceCandidateInit, RtcIceConnectionState,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
 use crate::core::{SdpKind, BUFFERED_LOW_THRESHOLD};
@@ -21,7 +21,9 @@ const BULK_CHANNEL_ID: u16 = 1;
 /// What a connection reports.
 pub(crate) enum RtcEvent {
     LocalCandidate(String),
-    Open { max_message_size: u64 },
+    Open {
+        max_message_size: u64,
+    },
     Message(Vec<u8>),
     BufferedLow(u64),
     /// A frame on the bulk channel (an `ArrayBuffer`, left in JS: file bytes go to

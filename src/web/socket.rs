@@ -9,7 +9,10 @@ pub(crate) enum SocketEvent {
     Open,
     Frame(String),
     /// With the close frame's code and reason (1006 and empty when none came).
-    Closed { code: u16, reason: String },
+    Closed {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// An open (or opening) WebSocket. Dropping it removes the listeners and closes it.

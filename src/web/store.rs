@@ -187,10 +187,8 @@ fn parse_reply(data: &JsValue) -> Option<StoreReply> {
     let get = |key: &str| Reflect::get(data, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined());
     let op = get("op")?.as_string()?;
     let id = TransferId::parse(&get("id")?.as_string()?)?;
-    let error = get("error").map(|e| StoreError {
-        full: get("full").and_then(|f| f.as_bool()).unwrap_or(false),
-        message: e.as_string().unwrap_or_default(),
-    });
+    let error =
+        get("error").map(|e| StoreError { full: get("full").and_then(|f| f.as_bool()).unwrap_or(false), message: e.as_string().unwrap_or_default() });
     Some(match op.as_str() {
         "probed" => {
             let partial = get("hashes").map(|hashes| {

@@ -7,7 +7,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
-use meshdrop::core::{BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, ShareId, SharedFile, StoreError, TransferId};
+use meshdrop::core::{
+    BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, ShareId, SharedFile,
+    StoreError, TransferId,
+};
 use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
 

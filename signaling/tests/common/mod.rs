@@ -89,4 +89,3 @@ pub async fn join(ws: &mut Ws, room: &str, name: Option<&str>) -> (String, Vec<V
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     (welcome["id"].as_str().unwrap().to_owned(), welcome["peers"].as_array().unwrap().clone())
 }
-

@@ -118,7 +118,10 @@ impl Download {
 
     fn done_bytes(&self) -> u64 {
         let size = self.meta.size;
-        (0..self.status.len() as u32).filter(|&b| matches!(self.status[b as usize], BlockState::Verified | BlockState::Committed)).map(|b| block_len(size, b)).sum()
+        (0..self.status.len() as u32)
+            .filter(|&b| matches!(self.status[b as usize], BlockState::Verified | BlockState::Committed))
+            .map(|b| block_len(size, b))
+            .sum()
     }
 
     /// Gives a source's outstanding blocks back to the others.
@@ -189,7 +192,8 @@ impl Mesh {
     /// another file and are left out). Fails like [`Mesh::download`].
     pub fn download_hits(&mut self, now: Millis, hits: &[Hit]) -> Result<TransferId, SendError> {
         let Some(first) = hits.first() else { return Err(SendError::NotConnected(PeerId::new(""))) };
-        let holders: Vec<_> = hits.iter().filter(|h| h.hash == first.hash && h.meta.size == first.meta.size).map(|h| (h.peer.clone(), h.id)).collect();
+        let holders: Vec<_> =
+            hits.iter().filter(|h| h.hash == first.hash && h.meta.size == first.meta.size).map(|h| (h.peer.clone(), h.id)).collect();
         self.download(now, first.meta.clone(), first.hash, &holders)
     }
 

@@ -242,13 +242,7 @@ impl BulkHeader {
         let (&kind, rest) = frame.split_first().ok_or(FrameError::Truncated)?;
         let mut r = Reader(rest);
         let header = match kind {
-            BLOCK => BulkHeader::Block {
-                id: TransferId(r.u64()?),
-                block: r.u32()?,
-                len: r.u32()?,
-                data: r.u8()? & 1 == 1,
-                hash: r.hash()?,
-            },
+            BLOCK => BulkHeader::Block { id: TransferId(r.u64()?), block: r.u32()?, len: r.u32()?, data: r.u8()? & 1 == 1, hash: r.hash()? },
             END => BulkHeader::End { id: TransferId(r.u64()?), hash: r.hash()? },
             other => return Err(FrameError::Type(other)),
         };
@@ -330,8 +324,26 @@ mod tests {
     fn all_controls() -> Vec<Control> {
         let id = TransferId(0x0102_0304_0506_0708);
         vec![
-            Control::Offer { id, size: 5 << 30, block_size: 1 << 20, head: [7; 32], hash: None, name: "vidéo.mp4".into(), mime: "video/mp4".into(), nonce: 7 },
-            Control::Offer { id, size: 0, block_size: 1 << 20, head: [0; 32], hash: Some([9; 32]), name: String::new(), mime: String::new(), nonce: u64::MAX },
+            Control::Offer {
+                id,
+                size: 5 << 30,
+                block_size: 1 << 20,
+                head: [7; 32],
+                hash: None,
+                name: "vidéo.mp4".into(),
+                mime: "video/mp4".into(),
+                nonce: 7,
+            },
+            Control::Offer {
+                id,
+                size: 0,
+                block_size: 1 << 20,
+                head: [0; 32],
+                hash: Some([9; 32]),
+                name: String::new(),
+                mime: String::new(),
+                nonce: u64::MAX,
+            },
             Control::Accept { id, have: vec![0b101, 0], proof: Proof::Token([4; 32]) },
             Control::Accept { id, have: vec![], proof: Proof::Response([5; 32]) },
             Control::Reject { id, reason: "no thanks".into() },

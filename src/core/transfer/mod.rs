@@ -19,11 +19,11 @@ use std::fmt;
 use thiserror::Error;
 
 pub use blocks::{Hash, BLOCK_SIZE};
+pub(crate) use download::Download;
 pub use frame::{CancelCode, FrameError};
 pub(crate) use progress::ProgressMeter;
 pub use recv::{BulkVerdict, MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER};
 pub(crate) use recv::{Incoming, RecvLane};
-pub(crate) use download::Download;
 pub(crate) use send::Outgoing;
 pub(crate) use serve::Serving;
 pub use serve::MAX_SERVES_PER_PEER;

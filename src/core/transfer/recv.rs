@@ -3,7 +3,9 @@
 //! block against its hash as its bytes arrive, have the driver store and commit it,
 //! acknowledge it, and finish when the content hash over all blocks matches.
 
-use super::blocks::{resume_response, resume_token, block_count, block_len, block_offset, content_hash, content_key, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE};
+use super::blocks::{
+    block_count, block_len, block_offset, content_hash, content_key, resume_response, resume_token, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE,
+};
 use super::frame::{BulkHeader, CancelCode, Control, Proof};
 use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
 use crate::core::mesh::{Event, Mesh, Output};
@@ -26,7 +28,9 @@ pub(crate) enum RecvPhase {
     /// Every block verified; the driver is closing storage.
     Finishing,
     /// The sender left; waiting for it to offer again until then.
-    Paused { until: Millis },
+    Paused {
+        until: Millis,
+    },
 }
 
 #[derive(Debug)]
@@ -148,7 +152,12 @@ impl Mesh {
             return self.refuse(from, id, CancelCode::Protocol, &format!("unsupported block size {block_size}"));
         }
         if meta.size > MAX_FILE_SIZE {
-            return self.refuse(from, id, CancelCode::Protocol, &format!("file of {} bytes is larger than the {MAX_FILE_SIZE}-byte limit", meta.size));
+            return self.refuse(
+                from,
+                id,
+                CancelCode::Protocol,
+                &format!("file of {} bytes is larger than the {MAX_FILE_SIZE}-byte limit", meta.size),
+            );
         }
         // Offers cost the user attention and us memory until answered: a peer gets a
         // few at a time, the room a few more.
@@ -158,7 +167,12 @@ impl Mesh {
         });
         let (mine, all) = pending.fold((0, 0), |(mine, all), peer| (mine + usize::from(peer == from), all + 1));
         if mine >= MAX_PENDING_OFFERS_PER_PEER {
-            return self.refuse(from, id, CancelCode::Busy, &format!("the receiver has {MAX_PENDING_OFFERS_PER_PEER} offers from you waiting for an answer"));
+            return self.refuse(
+                from,
+                id,
+                CancelCode::Busy,
+                &format!("the receiver has {MAX_PENDING_OFFERS_PER_PEER} offers from you waiting for an answer"),
+            );
         }
         if all >= MAX_PENDING_OFFERS {
             return self.refuse(from, id, CancelCode::Busy, &format!("the receiver has {MAX_PENDING_OFFERS} offers waiting for an answer"));

@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 
-use super::blocks::{block_count, block_len, block_offset, content_hash, hash_block, BlockSet, Hash, BLOCK_SIZE};
 use super::blocks::resume_response;
+use super::blocks::{block_count, block_len, block_offset, content_hash, hash_block, BlockSet, Hash, BLOCK_SIZE};
 use super::frame::{BulkHeader, Control, Proof};
 use super::{BulkItem, FileMeta, ProgressMeter, Transfer, TransferError, TransferId, READ_AHEAD, WINDOW_BLOCKS};
 use crate::core::mesh::{Event, Mesh, Output};
@@ -20,7 +20,9 @@ pub(crate) enum SendPhase {
     Offered,
     Sending,
     /// The peer left; waiting for it to come back until then.
-    Paused { until: Millis },
+    Paused {
+        until: Millis,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,4 +426,3 @@ impl Mesh {
         self.emit(Event::TransferPaused { id });
     }
 }
-
