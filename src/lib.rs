@@ -9,22 +9,25 @@
 //! Every driver runs the same loop, written once:
 //!
 //! ```
-//! use meshdrop::core::{Mesh, MeshConfig, Millis, Output};
+//! use meshdrop::core::{Input, Mesh, MeshConfig, Millis, Output, SignalingOp};
 //!
 //! let mut mesh = Mesh::new(MeshConfig::new("lobby", None, "x".repeat(32)), 42);
 //! let now = Millis(0);
-//! // 1. feed an input (a WebSocket frame, a channel event, ...), e.g.:
-//! mesh.handle_timeout(now);
+//! // 1. feed an input (a WebSocket frame, a channel event, a timer, ...), e.g.:
+//! mesh.handle(now, Input::Timeout);
 //! // 2. perform every output until there is none
 //! while let Some(output) = mesh.poll_output() {
 //!     match output {
-//!         Output::OpenSignaling => { /* open the WebSocket */ }
-//!         _ => { /* create connections, send frames, dispatch events */ }
+//!         Output::Signaling(SignalingOp::Open) => { /* open the WebSocket */ }
+//!         _ => { /* create connections, send frames, read and store files, dispatch events */ }
 //!     }
 //! }
 //! // 3. arm one timer for `mesh.poll_timeout()` and wait for the next input.
 //! let _next = mesh.poll_timeout();
 //! ```
+//!
+//! `docs/architecture.md` maps the modules and follows a chat message and a file block
+//! through them.
 #![warn(missing_docs)]
 
 pub mod core;

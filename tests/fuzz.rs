@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::World;
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
 use meshdrop::core::wire::{encode, Message, Reassembler};
-use meshdrop::core::{BulkVerdict, ConnId, FileMeta, Match, Mesh, Millis, Output, Payload};
+use meshdrop::core::{ConnId, ConnectionOp, FileMeta, FileOp, FrameId, Input, Match, Mesh, Millis, Output, Payload, StoreOp};
 use meshdrop_signal::protocol::{parse_client, parse_server, validate_name, validate_room, validate_secret, ClientRequest, MAX_FRAME_BYTES};
 
 const INPUTS: usize = 1_000_000;
@@ -155,7 +155,7 @@ fn real_traffic() -> World {
         })
         .expect("answers");
     w.nodes[n[0]].mesh.download_hits(now, &hits).expect("download");
-    w.nodes[n[3]].mesh.handle_method("echo");
+    w.nodes[n[3]].mesh.serve_method("echo");
     for method in ["echo", "nope"] {
         let to = peer(&w, n[0], n[3]);
         w.nodes[n[0]].mesh.request(now, &to, method, Payload::Binary(vec![1, 2, 3]), 1_000).expect("request");
@@ -191,6 +191,8 @@ struct Reached {
     /// Bytes stored for accepted transfers.
     stored: u64,
     warnings: std::collections::BTreeMap<String, usize>,
+    /// The bulk frame just handed in, and its length.
+    last_frame: Option<(FrameId, u64)>,
     /// Accepted offers: their sizes, so every write can be checked against them.
     accepted: std::collections::HashMap<meshdrop::core::TransferId, u64>,
 }
@@ -230,13 +232,21 @@ fn drain(mesh: &mut Mesh, now: Millis, reached: &mut Reached) -> usize {
                     _ => {}
                 }
             }
-            Output::ProbeStore { id, .. } => mesh.handle_store_probed(now, id, None),
-            Output::OpenStore { id, .. } => mesh.handle_store_opened(now, id, Ok(())),
-            Output::CommitBlock { id, block, .. } => mesh.handle_block_committed(now, id, block),
-            Output::FinishStore { id } => mesh.handle_store_finished(now, id, Ok(())),
-            Output::Transmit { conn, .. } => mesh.handle_buffered_amount_low(now, conn, 0),
-            Output::TransmitBulk { conn, .. } => mesh.handle_bulk_buffered_low(now, conn, 0),
-            Output::ReadBlock { id, .. } | Output::ReadShared { id, .. } => mesh.handle_block_unreadable(now, id, "fuzz"),
+            Output::Store(StoreOp::Probe { id, .. }) => mesh.handle(now, Input::StoreProbed { id, partial: None }),
+            Output::Store(StoreOp::Open { id, .. }) => mesh.handle(now, Input::StoreOpened { id, result: Ok(()) }),
+            Output::Store(StoreOp::Commit { id, block, .. }) => mesh.handle(now, Input::BlockCommitted { id, block }),
+            Output::Store(StoreOp::Finish { id }) => mesh.handle(now, Input::StoreFinished { id, result: Ok(()) }),
+            Output::Store(StoreOp::Write { id, offset, frame }) => {
+                // The only frame in hand is the one just handed in.
+                let len = reached.last_frame.filter(|(f, _)| *f == frame).map(|(_, len)| len);
+                let size = reached.accepted.get(&id).copied();
+                let (Some(len), Some(size)) = (len, size) else { panic!("a write of frame {frame:?} for {id:?}, not in hand or not accepted") };
+                assert!(offset + len <= size, "{len} bytes written at {offset} of {size}");
+                reached.stored += len;
+            }
+            Output::Connection(ConnectionOp::Transmit { conn, .. }) => mesh.handle(now, Input::ChannelDrained { conn, buffered: 0 }),
+            Output::Connection(ConnectionOp::TransmitBulk { conn, .. }) => mesh.handle(now, Input::BulkDrained { conn, buffered: 0 }),
+            Output::File(FileOp::Read { id, .. }) => mesh.handle(now, Input::BlockUnreadable { id, message: "fuzz".into() }),
             _ => {}
         }
     }
@@ -266,26 +276,24 @@ fn a_peers_data_and_bulk_channels() {
     let mut reached = Reached::default();
     let mesh = &mut w.nodes[0].mesh;
     // Share something, so fetches and gets for it reach the serving code.
-    mesh.handle_method("echo");
+    mesh.serve_method("echo");
     let hashes = vec![[3u8; 32]; 4];
     mesh.share(FileMeta { name: "s.bin".into(), size: 4 * BLOCK_SIZE, mime: String::new() }, hashes).expect("share");
     run("data and bulk channels", |i| {
         if i % 2 == 0 {
             let frame = input(&mut rng, &message_corpus);
-            mesh.handle_channel_message(now, conn, &frame);
+            mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
         } else {
-            let frame = input(&mut rng, &bulk_corpus);
-            if let BulkVerdict::Store { id, offset } = mesh.handle_bulk_frame(now, conn, &frame) {
-                let size = reached.accepted.get(&id).copied();
-                assert!(size.is_some_and(|size| offset + frame.len() as u64 <= size), "{} bytes stored at {offset} of {size:?}", frame.len());
-                reached.stored += frame.len() as u64;
-            }
+            let bytes = input(&mut rng, &bulk_corpus);
+            let frame = FrameId(i as u64);
+            reached.last_frame = Some((frame, bytes.len() as u64));
+            mesh.handle(now, Input::BulkFrame { conn, bytes: bytes.into(), frame });
         }
         let outputs = drain(mesh, now, &mut reached);
         assert!(outputs < 10_000, "one input made {outputs} outputs");
         if i % 10_000 == 0 {
             now = now + 1_000;
-            mesh.handle_timeout(now);
+            mesh.handle(now, Input::Timeout);
             drain(mesh, now, &mut reached);
         }
     });
@@ -331,7 +339,7 @@ fn the_message_reassembler() {
         if let Ok(Some(message)) = reassembler.push(&frame) {
             let len = match message {
                 Message::App(payload) => payload.len(),
-                Message::Service(bytes) => bytes.len() as u64,
+                Message::Service(bytes) | Message::TransferControl(bytes) => bytes.len() as u64,
             };
             assert!(len <= 32 * 1024 * 1024 + 64 * 1024, "a message of {len} bytes passed the limits");
         }
@@ -348,20 +356,18 @@ fn the_clients_signaling_input() {
     let mut now = Millis(1_000);
     let mut mesh = Mesh::new(meshdrop::core::MeshConfig::new("room", None, "s".repeat(32)), 7);
     let mut reached = Reached::default();
-    mesh.handle_signaling_open(now);
-    mesh.handle_signaling_frame(now, &String::from_utf8_lossy(&corpus[0]));
+    mesh.handle(now, Input::SignalingOpened);
+    mesh.handle(now, Input::SignalingFrame(String::from_utf8_lossy(&corpus[0])));
     run("client signaling", |i| {
         let frame = input(&mut rng, &corpus);
         let text = String::from_utf8_lossy(&frame);
-        if let Ok(event) = parse_server(&text) {
-            let _ = event;
-        }
-        mesh.handle_signaling_frame(now, &text);
+        let _ = parse_server(&text);
+        mesh.handle(now, Input::SignalingFrame(text));
         let outputs = drain(&mut mesh, now, &mut reached);
         assert!(outputs < 10_000, "one input made {outputs} outputs");
         if i % 5_000 == 0 {
             now = now + 30_000;
-            mesh.handle_timeout(now);
+            mesh.handle(now, Input::Timeout);
             drain(&mut mesh, now, &mut reached);
         }
     });

@@ -303,7 +303,7 @@ fn a_request_over_the_receivers_limit_never_reaches_the_handler() {
     let caller = w.add_configured("r", "a", |c| c.max_message_bytes = 32 << 20);
     let callee = w.add("r", "b");
     w.settle();
-    w.nodes[callee].mesh.handle_method("echo");
+    w.nodes[callee].mesh.serve_method("echo");
     let peer = pid(&w.nodes[caller], &w.nodes[callee].id());
     let now = w.now;
     let request = w.nodes[caller].mesh.request(now, &peer, "echo", Payload::Binary(vec![1; 24 << 20]), 10_000).expect("sent");

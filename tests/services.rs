@@ -202,7 +202,7 @@ fn request(w: &mut World, from: usize, to: usize, method: &str, payload: Payload
 #[test]
 fn a_request_reaches_the_handler_and_its_reply_comes_back() {
     let mut w = world(3);
-    w.nodes[1].mesh.handle_method("print");
+    w.nodes[1].mesh.serve_method("print");
     let text = Payload::Text(r#"{"text":"hello"}"#.into());
     let id = request(&mut w, 0, 1, "print", text.clone(), 5_000);
     let calls = requests(&w.nodes[1].take_events());
@@ -223,7 +223,7 @@ fn a_request_reaches_the_handler_and_its_reply_comes_back() {
 #[test]
 fn every_request_error_is_the_right_one() {
     let mut w = world(3);
-    w.nodes[1].mesh.handle_method("print");
+    w.nodes[1].mesh.serve_method("print");
 
     let id = request(&mut w, 0, 1, "fax", Payload::Text("1".into()), 5_000);
     assert_eq!(response(&w.nodes[0].take_events(), id), Some(Err(RequestError::NoSuchMethod("fax".into()))));
@@ -241,14 +241,14 @@ fn every_request_error_is_the_right_one() {
     w.advance(1);
     assert_eq!(response(&w.nodes[0].take_events(), id), Some(Err(RequestError::Timeout(5_000))));
 
-    w.nodes[2].mesh.handle_method("print"); // and never answers
+    w.nodes[2].mesh.serve_method("print"); // and never answers
     let id = request(&mut w, 0, 2, "print", Payload::Text("1".into()), 60_000);
     assert_eq!(requests(&w.nodes[2].take_events()).len(), 1);
     let conn = w.conn_between(0, 2).expect("connected");
     w.break_conn(conn);
     assert_eq!(response(&w.nodes[0].take_events(), id), Some(Err(RequestError::PeerLeft)));
 
-    w.nodes[1].mesh.unhandle_method("print");
+    w.nodes[1].mesh.unserve_method("print");
     let id = request(&mut w, 0, 1, "print", Payload::Text("1".into()), 5_000);
     assert_eq!(response(&w.nodes[0].take_events(), id), Some(Err(RequestError::NoSuchMethod("print".into()))));
 
@@ -264,7 +264,7 @@ fn every_request_error_is_the_right_one() {
 #[test]
 fn large_payloads_are_split_and_a_flood_of_requests_gets_busy() {
     let mut w = world(2);
-    w.nodes[1].mesh.handle_method("echo");
+    w.nodes[1].mesh.serve_method("echo");
     let big: Vec<u8> = pattern(3 * 1024 * 1024 + 7, 9);
     let id = request(&mut w, 0, 1, "echo", Payload::Binary(big.clone()), 5_000);
     let (from, rid, _, payload) = requests(&w.nodes[1].take_events())[0].clone();
@@ -285,7 +285,7 @@ fn large_payloads_are_split_and_a_flood_of_requests_gets_busy() {
 #[test]
 fn a_reply_to_a_caller_that_left_goes_nowhere() {
     let mut w = world(3);
-    w.nodes[1].mesh.handle_method("print");
+    w.nodes[1].mesh.serve_method("print");
     request(&mut w, 0, 1, "print", Payload::Text("1".into()), 60_000);
     let (from, rid, ..) = requests(&w.nodes[1].take_events())[0].clone();
     let conn = w.conn_between(0, 1).expect("connected");

@@ -297,7 +297,7 @@ impl Peer {
         check_method(method)?;
         let handler = handler.dyn_into::<Function>().map_err(|_| type_error("handle needs a function"))?;
         self.shared.services.set_handler(method, handler);
-        self.driver.with_mesh(|mesh, _| mesh.handle_method(method));
+        self.driver.with_mesh(|mesh, _| mesh.serve_method(method));
         Ok(())
     }
 
@@ -305,7 +305,7 @@ impl Peer {
     /// Returns whether it was handled.
     pub fn unhandle(&self, method: &str) -> bool {
         self.shared.services.remove_handler(method);
-        self.driver.with_mesh(|mesh, _| mesh.unhandle_method(method))
+        self.driver.with_mesh(|mesh, _| mesh.unserve_method(method))
     }
 
     /// Calls `method` on a peer with `payload` (any JSON value, or bytes) and resolves

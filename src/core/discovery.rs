@@ -9,11 +9,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
-use super::mesh::{Event, Mesh};
+use super::net::Net;
+use super::output::Event;
 use super::service::{Service, ShareInfo};
 use super::transfer::blocks::{block_count, content_hash, Hash};
-use super::transfer::{FileMeta, TransferError};
+use super::transfer::FileMeta;
 use super::{Millis, PeerId};
 
 /// Most entries one answer carries, and most the asker takes from one peer.
@@ -84,10 +86,17 @@ pub struct ManifestError {
 }
 
 #[derive(Debug)]
-pub(crate) struct Share {
-    pub(crate) file: SharedFile,
+struct Share {
+    file: SharedFile,
     /// Every block's hash: sent to downloaders, and checked against every read.
-    pub(crate) hashes: Vec<Hash>,
+    hashes: Arc<[Hash]>,
+}
+
+/// What serving a shared file needs: its size and block hashes.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedFile {
+    pub(crate) size: u64,
+    pub(crate) hashes: Arc<[Hash]>,
 }
 
 #[derive(Debug)]
@@ -97,13 +106,21 @@ struct Query {
     hits: Vec<Hit>,
 }
 
-/// Discovery state kept by the mesh.
+/// What this peer shares, and the queries it asked.
 #[derive(Debug, Default)]
 pub(crate) struct Discovery {
-    pub(crate) shares: HashMap<ShareId, Share>,
+    shares: HashMap<ShareId, Share>,
     queries: HashMap<QueryId, Query>,
     seen: HashSet<(PeerId, u64)>,
     seen_order: VecDeque<(PeerId, u64)>,
+}
+
+fn matches(name: &str, text: &str, how: Match) -> bool {
+    match how {
+        Match::Exact => name == text,
+        // ASCII case only: Unicode case tables would cost the bundle ~20 KB.
+        Match::Substring => name.to_ascii_lowercase().contains(&text.to_ascii_lowercase()),
+    }
 }
 
 impl Discovery {
@@ -125,94 +142,78 @@ impl Discovery {
         }
         true
     }
-}
 
-fn matches(name: &str, text: &str, how: Match) -> bool {
-    match how {
-        Match::Exact => name == text,
-        // ASCII case only: Unicode case tables would cost the bundle ~20 KB.
-        Match::Substring => name.to_ascii_lowercase().contains(&text.to_ascii_lowercase()),
-    }
-}
-
-impl Mesh {
-    /// Shares a file with the room: `hashes` are its blocks' hashes (see
-    /// [`super::transfer::blocks::hash_block`]), read and computed by the driver. Only
-    /// shared files are ever served to others.
-    pub fn share(&mut self, meta: FileMeta, hashes: Vec<Hash>) -> Result<SharedFile, ManifestError> {
+    /// Shares a file: `hashes` are its blocks' hashes. Only shared files are ever
+    /// served to others.
+    pub(crate) fn share(&mut self, net: &mut Net<'_>, meta: FileMeta, hashes: Vec<Hash>) -> Result<SharedFile, ManifestError> {
         if hashes.len() as u64 != u64::from(block_count(meta.size)) {
             return Err(ManifestError { blocks: hashes.len(), size: meta.size });
         }
         let id = loop {
-            let id = ShareId(self.rng_u64());
-            if !self.discovery.shares.contains_key(&id) {
+            let id = ShareId(net.random());
+            if !self.shares.contains_key(&id) {
                 break id;
             }
         };
         let file = SharedFile { id, hash: content_hash(meta.size, &hashes), meta };
-        self.discovery.shares.insert(id, Share { file: file.clone(), hashes });
+        self.shares.insert(id, Share { file: file.clone(), hashes: hashes.into() });
         Ok(file)
     }
 
-    /// Stops sharing a file; downloads it is serving end with a `NotShared` error for
-    /// the downloader. Returns whether it was shared.
-    pub fn unshare(&mut self, now: Millis, id: ShareId) -> bool {
-        if self.discovery.shares.remove(&id).is_none() {
-            return false;
-        }
-        self.end_serves_of(now, id);
-        true
+    /// Stops sharing; whether it was shared.
+    pub(crate) fn unshare(&mut self, id: ShareId) -> bool {
+        self.shares.remove(&id).is_some()
     }
 
     /// What we share, sorted by name.
-    pub fn shared(&self) -> Vec<SharedFile> {
-        let mut list: Vec<_> = self.discovery.shares.values().map(|s| s.file.clone()).collect();
+    pub(crate) fn shared(&self) -> Vec<SharedFile> {
+        let mut list: Vec<_> = self.shares.values().map(|s| s.file.clone()).collect();
         list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
         list
     }
 
+    /// A shared file, for serving it.
+    pub(crate) fn served(&self, id: ShareId) -> Option<ServedFile> {
+        self.shares.get(&id).map(|s| ServedFile { size: s.file.meta.size, hashes: s.hashes.clone() })
+    }
+
     /// Asks every connected peer for files matching `text`. [`Event::FindDone`] follows
     /// once every asked peer answered (or left), or after `timeout_ms`.
-    pub fn find(&mut self, now: Millis, text: &str, how: Match, timeout_ms: u64) -> QueryId {
+    pub(crate) fn find(&mut self, net: &mut Net<'_>, text: &str, how: Match, timeout_ms: u64) -> QueryId {
         let id = loop {
-            let id = QueryId(self.rng_u64());
-            if !self.discovery.queries.contains_key(&id) {
+            let id = QueryId(net.random());
+            if !self.queries.contains_key(&id) {
                 break id;
             }
         };
         let query = Service::Query { id: id.0, substring: how == Match::Substring, text: text.to_owned() };
-        let mut waiting = HashSet::new();
-        for (peer, _) in self.peers() {
-            if self.send_service(&peer, &query) {
-                waiting.insert(peer);
-            }
-        }
-        self.discovery.queries.insert(id, Query { deadline: now + timeout_ms, waiting, hits: Vec::new() });
-        self.maybe_finish_query(id);
+        let waiting = net.open_peers().into_iter().filter(|peer| net.send_service(peer, &query)).collect();
+        self.queries.insert(id, Query { deadline: net.now + timeout_ms, waiting, hits: Vec::new() });
+        self.maybe_finish_query(net, id);
         id
     }
 
-    fn maybe_finish_query(&mut self, id: QueryId) {
-        if self.discovery.queries.get(&id).is_some_and(|q| q.waiting.is_empty()) {
-            self.finish_query(id);
+    fn maybe_finish_query(&mut self, net: &mut Net<'_>, id: QueryId) {
+        if self.queries.get(&id).is_some_and(|q| q.waiting.is_empty()) {
+            self.finish_query(net, id);
         }
     }
 
-    fn finish_query(&mut self, id: QueryId) {
-        if let Some(query) = self.discovery.queries.remove(&id) {
+    fn finish_query(&mut self, net: &mut Net<'_>, id: QueryId) {
+        if let Some(query) = self.queries.remove(&id) {
             let mut hits = query.hits;
             hits.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.peer.cmp(&b.peer)).then(a.id.cmp(&b.id)));
-            self.emit(Event::FindDone { id, hits });
+            net.emit(Event::FindDone { id, hits });
         }
     }
 
     /// A peer asks what we have.
-    pub(crate) fn query_received(&mut self, from: &PeerId, id: u64, substring: bool, text: &str) {
-        if !self.discovery.first_time(from, id) {
+    pub(crate) fn on_query(&mut self, net: &mut Net<'_>, from: &PeerId, id: u64, substring: bool, text: &str) {
+        if !self.first_time(from, id) {
             return; // answered already
         }
         let how = if substring { Match::Substring } else { Match::Exact };
-        let mut hits: Vec<_> = self.discovery.shares.values().filter(|s| matches(&s.file.meta.name, text, how)).map(|s| &s.file).collect();
+        let mut hits: Vec<_> = self.shares.values().filter(|s| matches(&s.file.meta.name, text, how)).map(|s| &s.file).collect();
         hits.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
         let hits = hits
             .into_iter()
@@ -220,12 +221,12 @@ impl Mesh {
             .map(|f| ShareInfo { id: f.id.0, size: f.meta.size, hash: f.hash, name: f.meta.name.clone(), mime: f.meta.mime.clone() })
             .collect();
         // Empty answers too: the asker resolves as soon as everyone answered.
-        self.send_service(from, &Service::Answer { id, hits });
+        net.send_service(from, &Service::Answer { id, hits });
     }
 
     /// A peer answers one of our queries.
-    pub(crate) fn answer_received(&mut self, from: &PeerId, id: u64, hits: Vec<ShareInfo>) {
-        let Some(query) = self.discovery.queries.get_mut(&QueryId(id)) else { return };
+    pub(crate) fn on_answer(&mut self, net: &mut Net<'_>, from: &PeerId, id: u64, hits: Vec<ShareInfo>) {
+        let Some(query) = self.queries.get_mut(&QueryId(id)) else { return };
         if !query.waiting.remove(from) {
             return; // not asked, or a second answer
         }
@@ -235,33 +236,37 @@ impl Mesh {
             meta: FileMeta { name: h.name, size: h.size, mime: h.mime },
             hash: h.hash,
         }));
-        self.maybe_finish_query(QueryId(id));
+        self.maybe_finish_query(net, QueryId(id));
     }
 
     /// A peer left: its answers are no longer awaited.
-    pub(crate) fn queries_peer_left(&mut self, peer: &PeerId) {
-        let mut ids: Vec<_> = self.discovery.queries.iter().filter(|(_, q)| q.waiting.contains(peer)).map(|(id, _)| *id).collect();
+    pub(crate) fn peer_left(&mut self, net: &mut Net<'_>, peer: &PeerId) {
+        let mut ids: Vec<_> = self.queries.iter().filter(|(_, q)| q.waiting.contains(peer)).map(|(id, _)| *id).collect();
         ids.sort();
         for id in ids {
-            if let Some(q) = self.discovery.queries.get_mut(&id) {
+            if let Some(q) = self.queries.get_mut(&id) {
                 q.waiting.remove(peer);
             }
-            self.maybe_finish_query(id);
+            self.maybe_finish_query(net, id);
         }
     }
 
-    pub(crate) fn expire_queries(&mut self, now: Millis) {
-        let mut due: Vec<_> = self.discovery.queries.iter().filter(|(_, q)| q.deadline <= now).map(|(id, _)| *id).collect();
+    /// Queries whose time ran out end with the answers so far.
+    pub(crate) fn handle_timeout(&mut self, net: &mut Net<'_>) {
+        let now = net.now;
+        let mut due: Vec<_> = self.queries.iter().filter(|(_, q)| q.deadline <= now).map(|(id, _)| *id).collect();
         due.sort();
         for id in due {
-            self.finish_query(id);
+            self.finish_query(net, id);
         }
     }
 
-    /// Ends every serve of a share that is no longer shared.
-    fn end_serves_of(&mut self, now: Millis, share: ShareId) {
-        for id in self.serves_of(share) {
-            self.fail(now, id, TransferError::NotShared("the holder stopped sharing this file".into()), true);
+    /// Every query ends now: `leave()` was called.
+    pub(crate) fn close(&mut self, net: &mut Net<'_>) {
+        let mut ids: Vec<_> = self.queries.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.finish_query(net, id);
         }
     }
 }
@@ -269,6 +274,7 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::testing::Harness;
 
     #[test]
     fn exact_is_exact_and_substring_ignores_case() {
@@ -291,5 +297,54 @@ mod tests {
         }
         assert!(d.first_time(&p, 1), "the oldest entry was dropped");
         assert!(d.seen.len() <= SEEN_QUERIES);
+    }
+
+    fn meta(name: &str, size: u64) -> FileMeta {
+        FileMeta { name: name.into(), size, mime: String::new() }
+    }
+
+    #[test]
+    fn a_query_ends_when_everyone_answered_or_at_its_deadline() {
+        let mut h = Harness::with_peer("b");
+        let mut d = Discovery::default();
+        let peer = h.peer();
+        let id = d.find(&mut h.net(), "x", Match::Exact, 1_000);
+        let asked = h.sent_services(&peer);
+        assert!(matches!(asked.as_slice(), [Service::Query { substring: false, .. }]), "{asked:?}");
+        // An answer from nobody asked changes nothing; a second one from the peer neither.
+        d.on_answer(&mut h.net(), &PeerId::new("z"), id.0, vec![]);
+        assert!(h.events().is_empty());
+        let info = ShareInfo { id: 9, size: 3, hash: [1; 32], name: "x".into(), mime: String::new() };
+        d.on_answer(&mut h.net(), &peer, id.0, vec![info.clone()]);
+        d.on_answer(&mut h.net(), &peer, id.0, vec![info]);
+        let done: Vec<_> =
+            h.events().into_iter().filter_map(|e| if let Event::FindDone { hits, .. } = e { Some(hits.len()) } else { None }).collect();
+        assert_eq!(done, vec![1]);
+        // Nobody answers this one: it ends at the deadline, not before.
+        let late = d.find(&mut h.net(), "y", Match::Substring, 1_000);
+        h.now = Millis(h.now.0 + 999);
+        d.handle_timeout(&mut h.net());
+        assert!(h.events().is_empty());
+        h.now = Millis(h.now.0 + 1);
+        d.handle_timeout(&mut h.net());
+        assert_eq!(h.events(), vec![Event::FindDone { id: late, hits: vec![] }]);
+    }
+
+    #[test]
+    fn answers_list_at_most_64_sorted_and_repeat_queries_are_not_answered() {
+        let mut h = Harness::with_peer("b");
+        let mut d = Discovery::default();
+        let peer = h.peer();
+        for i in (0..70).rev() {
+            d.share(&mut h.net(), meta(&format!("f{i:02}"), 1), vec![[0; 32]]).unwrap();
+        }
+        d.on_query(&mut h.net(), &peer, 5, true, "F");
+        d.on_query(&mut h.net(), &peer, 5, true, "F");
+        let answers = h.sent_services(&peer);
+        let [Service::Answer { hits, .. }] = answers.as_slice() else { panic!("{answers:?}") };
+        assert_eq!(hits.len(), MAX_ANSWER_HITS);
+        assert_eq!(hits[0].name, "f00");
+        let block = crate::core::transfer::blocks::BLOCK_SIZE;
+        assert!(d.share(&mut h.net(), meta("bad", block), vec![]).is_err(), "hashes must fit the size");
     }
 }

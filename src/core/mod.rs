@@ -1,17 +1,24 @@
 //! The sans-IO protocol core: plain Rust, no browser APIs, no clock. Drivers feed it
-//! inputs (`handle_*`), perform what [`Mesh::poll_output`] asks, and call
-//! [`Mesh::handle_timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop.
+//! [`Input`]s ([`Mesh::handle`]), perform what [`Mesh::poll_output`] asks, and feed
+//! [`Input::Timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop and
+//! `docs/architecture.md` for the map.
 
 pub mod discovery;
 mod error;
 mod id;
+mod input;
+mod lane;
 mod mesh;
+mod net;
+mod output;
+mod peers;
 pub mod request;
 pub(crate) mod rng;
 pub(crate) mod service;
 mod session;
-pub use session::BUFFERED_LOW_THRESHOLD;
 mod signal;
+#[cfg(test)]
+mod testing;
 mod time;
 pub mod transfer;
 pub mod wire;
@@ -19,10 +26,13 @@ pub mod wire;
 pub use discovery::{Hit, Match, QueryId, ShareId, SharedFile};
 pub use error::{JoinError, SendError};
 pub use id::{ConnId, PeerId};
-pub use mesh::{Event, Mesh, MeshConfig, Output, SdpKind, SignalingState, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
+pub use input::{FrameId, Input};
+pub use lane::BUFFERED_LOW_THRESHOLD;
+pub use mesh::{Mesh, MeshConfig};
+pub use output::{ConnectionOp, Event, FileOp, FileSource, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
+pub use peers::{LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
 pub use request::{RequestError, RequestId};
 pub use time::Millis;
 pub use transfer::blocks::Hash;
-pub use transfer::BulkVerdict;
 pub use transfer::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError, TransferError, TransferId};
 pub use wire::Payload;

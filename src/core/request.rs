@@ -1,13 +1,14 @@
 //! Requests and services: a peer calls a method another peer handles and gets its
 //! reply, or a clear error — no such method, the handler failed (with its message),
 //! timeout, or the peer left. Time is passed in: a request's deadline is a plain
-//! [`Millis`] checked by [`Mesh::handle_timeout`].
+//! [`Millis`] checked on every timeout.
 
 use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
 
-use super::mesh::{Event, Mesh};
+use super::net::Net;
+use super::output::Event;
 use super::service::{FailureCode, Service};
 use super::wire::Payload;
 use super::{Millis, PeerId, SendError};
@@ -39,8 +40,8 @@ pub enum RequestError {
     /// The peer has too many of our requests waiting.
     #[error("peer is busy: {0}")]
     Busy(String),
-    /// The reply was larger than the peer may send.
-    #[error("reply too large: {0}")]
+    /// The request or its reply was larger than the receiving side accepts.
+    #[error("too large: {0}")]
     TooLarge(String),
     /// `leave()` was called.
     #[error("this peer has left the room")]
@@ -54,12 +55,12 @@ struct Pending {
     timeout_ms: u64,
 }
 
-/// Request state kept by the mesh.
+/// Requests both ways, and the methods we serve.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
     next: u64,
     pending: HashMap<RequestId, Pending>,
-    handlers: HashSet<String>,
+    methods: HashSet<String>,
     /// Requests our handlers are working on, per asking peer.
     inbound: HashMap<PeerId, HashSet<u64>>,
 }
@@ -68,61 +69,65 @@ impl Requests {
     pub(crate) fn next_deadline(&self) -> Option<Millis> {
         self.pending.values().map(|p| p.deadline).min()
     }
-}
 
-impl Mesh {
     /// Calls `method` on `peer`; [`Event::Response`] with this id follows, exactly once.
-    pub fn request(&mut self, now: Millis, peer: &PeerId, method: &str, payload: Payload, timeout_ms: u64) -> Result<RequestId, SendError> {
-        if self.is_closed() {
-            return Err(SendError::Closed);
+    pub(crate) fn request(
+        &mut self,
+        net: &mut Net<'_>,
+        peer: &PeerId,
+        method: &str,
+        payload: Payload,
+        timeout_ms: u64,
+    ) -> Result<RequestId, SendError> {
+        let max = net.config.max_message_bytes;
+        if payload.len() > max {
+            return Err(SendError::TooLarge { size: payload.len(), max });
         }
-        if payload.len() > self.config.max_message_bytes {
-            return Err(SendError::TooLarge { size: payload.len(), max: self.config.max_message_bytes });
-        }
-        if !self.is_open(peer) {
+        if !net.is_open(peer) {
             return Err(SendError::NotConnected(peer.clone()));
         }
-        self.requests.next = self.requests.next.wrapping_add(1);
-        let id = RequestId(self.requests.next);
-        if !self.send_service(peer, &Service::Request { id: id.0, method: method.to_owned(), payload }) {
+        self.next = self.next.wrapping_add(1);
+        let id = RequestId(self.next);
+        if !net.send_service(peer, &Service::Request { id: id.0, method: method.to_owned(), payload }) {
             return Err(SendError::QueueFull(peer.clone()));
         }
-        self.requests.pending.insert(id, Pending { peer: peer.clone(), deadline: now + timeout_ms, timeout_ms });
+        self.pending.insert(id, Pending { peer: peer.clone(), deadline: net.now + timeout_ms, timeout_ms });
         Ok(id)
     }
 
     /// Serves `method`: requests for it become [`Event::Request`]s.
-    pub fn handle_method(&mut self, method: &str) {
-        self.requests.handlers.insert(method.to_owned());
+    pub(crate) fn serve_method(&mut self, method: &str) {
+        self.methods.insert(method.to_owned());
     }
 
     /// Stops serving `method`: later requests get `NoSuchMethod`.
-    pub fn unhandle_method(&mut self, method: &str) -> bool {
-        self.requests.handlers.remove(method)
+    pub(crate) fn unserve_method(&mut self, method: &str) -> bool {
+        self.methods.remove(method)
     }
 
-    /// Answers a request from [`Event::Request`]: a reply, or the handler's error
-    /// message. Ignored if the asker has left since.
-    pub fn respond(&mut self, _now: Millis, to: &PeerId, id: u64, result: Result<Payload, String>) {
-        let Some(waiting) = self.requests.inbound.get_mut(to) else { return };
+    /// Answers a request from [`Event::Request`]; ignored if the asker left since.
+    pub(crate) fn respond(&mut self, net: &mut Net<'_>, to: &PeerId, id: u64, result: Result<Payload, String>) {
+        let Some(waiting) = self.inbound.get_mut(to) else { return };
         if !waiting.remove(&id) {
             return;
         }
+        let max = net.config.max_message_bytes;
         let message = match result {
-            Ok(payload) if payload.len() > self.config.max_message_bytes => Service::Failure {
+            Ok(payload) if payload.len() > max => Service::Failure {
                 id,
                 code: FailureCode::TooLarge,
-                message: format!("reply of {} bytes exceeds the {}-byte limit", payload.len(), self.config.max_message_bytes),
+                message: format!("reply of {} bytes exceeds the {max}-byte limit", payload.len()),
             },
             Ok(payload) => Service::Reply { id, payload },
             Err(message) => Service::Failure { id, code: FailureCode::Handler, message },
         };
-        self.send_service(to, &message);
+        net.send_service(to, &message);
     }
 
-    pub(crate) fn request_received(&mut self, from: &PeerId, id: u64, method: String, payload: Payload) {
-        let max = self.config.max_message_bytes;
-        let waiting = self.requests.inbound.entry(from.clone()).or_default();
+    /// A peer calls one of our methods.
+    pub(crate) fn on_request(&mut self, net: &mut Net<'_>, from: &PeerId, id: u64, method: String, payload: Payload) {
+        let max = net.config.max_message_bytes;
+        let waiting = self.inbound.entry(from.clone()).or_default();
         let refusal = if waiting.contains(&id) {
             return; // a duplicate of one in progress
         } else if payload.len() > max {
@@ -130,26 +135,27 @@ impl Mesh {
             Some((FailureCode::TooLarge, format!("request of {} bytes exceeds the peer's {max}-byte limit", payload.len())))
         } else if waiting.len() >= MAX_INBOUND_PER_PEER {
             Some((FailureCode::Busy, format!("{MAX_INBOUND_PER_PEER} requests already waiting")))
-        } else if !self.requests.handlers.contains(&method) {
+        } else if !self.methods.contains(&method) {
             Some((FailureCode::NoSuchMethod, method.clone()))
         } else {
             None
         };
         if let Some((code, message)) = refusal {
-            self.send_service(from, &Service::Failure { id, code, message });
+            net.send_service(from, &Service::Failure { id, code, message });
             return;
         }
         waiting.insert(id);
-        self.emit(Event::Request { from: from.clone(), id, method, payload });
+        net.emit(Event::Request { from: from.clone(), id, method, payload });
     }
 
-    pub(crate) fn reply_received(&mut self, from: &PeerId, id: u64, result: Result<Payload, (FailureCode, String)>) {
+    /// A reply, or the reason there is none, to one of our requests.
+    pub(crate) fn on_reply(&mut self, net: &mut Net<'_>, from: &PeerId, id: u64, result: Result<Payload, (FailureCode, String)>) {
         let id = RequestId(id);
-        if self.requests.pending.get(&id).is_none_or(|p| p.peer != *from) {
-            return self.warn(format!("peer {from} replied to a request we are not waiting for"));
+        if self.pending.get(&id).is_none_or(|p| p.peer != *from) {
+            return net.warn(format!("peer {from} replied to a request we are not waiting for"));
         }
-        self.requests.pending.remove(&id);
-        let max = self.config.max_message_bytes;
+        self.pending.remove(&id);
+        let max = net.config.max_message_bytes;
         let result = match result {
             Ok(payload) if payload.len() > max => {
                 Err((FailureCode::TooLarge, format!("reply of {} bytes exceeds the {max}-byte limit", payload.len())))
@@ -162,31 +168,119 @@ impl Mesh {
             FailureCode::Busy => RequestError::Busy(message),
             FailureCode::TooLarge => RequestError::TooLarge(message),
         });
-        self.emit(Event::Response { id, result });
+        net.emit(Event::Response { id, result });
     }
 
     /// Requests to and from `peer` end: ours fail with `PeerLeft`, theirs are dropped.
-    pub(crate) fn requests_peer_left(&mut self, peer: &PeerId) {
-        self.requests.inbound.remove(peer);
-        self.end_requests(|p| p.peer == *peer, |_| RequestError::PeerLeft);
+    pub(crate) fn peer_left(&mut self, net: &mut Net<'_>, peer: &PeerId) {
+        self.inbound.remove(peer);
+        self.end(net, |p| p.peer == *peer, |_| RequestError::PeerLeft);
     }
 
-    pub(crate) fn expire_requests(&mut self, now: Millis) {
-        self.end_requests(|p| p.deadline <= now, |p| RequestError::Timeout(p.timeout_ms));
+    pub(crate) fn handle_timeout(&mut self, net: &mut Net<'_>) {
+        let now = net.now;
+        self.end(net, |p| p.deadline <= now, |p| RequestError::Timeout(p.timeout_ms));
     }
 
-    pub(crate) fn close_requests(&mut self) {
-        self.requests.inbound.clear();
-        self.end_requests(|_| true, |_| RequestError::Closed);
+    /// Every request ends: `leave()` was called.
+    pub(crate) fn close(&mut self, net: &mut Net<'_>) {
+        self.inbound.clear();
+        self.end(net, |_| true, |_| RequestError::Closed);
     }
 
-    fn end_requests(&mut self, which: impl Fn(&Pending) -> bool, error: impl Fn(&Pending) -> RequestError) {
-        let mut ended: Vec<_> = self.requests.pending.iter().filter(|(_, p)| which(p)).map(|(id, _)| *id).collect();
+    fn end(&mut self, net: &mut Net<'_>, which: impl Fn(&Pending) -> bool, error: impl Fn(&Pending) -> RequestError) {
+        let mut ended: Vec<_> = self.pending.iter().filter(|(_, p)| which(p)).map(|(id, _)| *id).collect();
         ended.sort();
         for id in ended {
-            if let Some(p) = self.requests.pending.remove(&id) {
-                self.emit(Event::Response { id, result: Err(error(&p)) });
+            if let Some(p) = self.pending.remove(&id) {
+                net.emit(Event::Response { id, result: Err(error(&p)) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::Harness;
+
+    fn responses(h: &mut Harness) -> Vec<(RequestId, Result<Payload, RequestError>)> {
+        h.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Response { id, result } => Some((id, result)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_times_out_at_its_deadline_exactly_once() {
+        let mut h = Harness::with_peer("b");
+        let mut requests = Requests::default();
+        let peer = h.peer();
+        let id = requests.request(&mut h.net(), &peer, "m", Payload::Text("1".into()), 500).unwrap();
+        assert_eq!(h.sent_services(&peer).len(), 1);
+        h.now = Millis(h.now.0 + 499);
+        requests.handle_timeout(&mut h.net());
+        assert!(responses(&mut h).is_empty());
+        h.now = Millis(h.now.0 + 1);
+        requests.handle_timeout(&mut h.net());
+        requests.handle_timeout(&mut h.net());
+        assert_eq!(responses(&mut h), vec![(id, Err(RequestError::Timeout(500)))]);
+        assert_eq!(requests.next_deadline(), None);
+    }
+
+    #[test]
+    fn replies_from_the_wrong_peer_or_for_no_request_are_ignored() {
+        let mut h = Harness::with_peer("b");
+        let mut requests = Requests::default();
+        let peer = h.peer();
+        let id = requests.request(&mut h.net(), &peer, "m", Payload::Text("1".into()), 500).unwrap();
+        requests.on_reply(&mut h.net(), &PeerId::new("c"), id.0, Ok(Payload::Text("2".into())));
+        requests.on_reply(&mut h.net(), &peer, id.0 + 1, Ok(Payload::Text("2".into())));
+        assert!(responses(&mut h).is_empty());
+        requests.on_reply(&mut h.net(), &peer, id.0, Ok(Payload::Text("2".into())));
+        assert_eq!(responses(&mut h), vec![(id, Ok(Payload::Text("2".into())))]);
+    }
+
+    #[test]
+    fn inbound_requests_are_refused_in_order_of_the_rules() {
+        let mut h = Harness::with_peer("b");
+        let mut requests = Requests::default();
+        let peer = h.peer();
+        requests.serve_method("echo");
+        requests.on_request(&mut h.net(), &peer, 1, "nope".into(), Payload::Text("1".into()));
+        let too_large = Payload::Binary(vec![0; (h.config.max_message_bytes + 1) as usize]);
+        requests.on_request(&mut h.net(), &peer, 2, "echo".into(), too_large);
+        requests.on_request(&mut h.net(), &peer, 3, "echo".into(), Payload::Text("1".into()));
+        requests.on_request(&mut h.net(), &peer, 3, "echo".into(), Payload::Text("1".into()));
+        let refused: Vec<_> = h
+            .sent_services(&peer)
+            .into_iter()
+            .map(|s| match s {
+                Service::Failure { id, code, .. } => (id, code),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(refused, vec![(1, FailureCode::NoSuchMethod), (2, FailureCode::TooLarge)]);
+        let asked = h.events().into_iter().filter(|e| matches!(e, Event::Request { id: 3, .. })).count();
+        assert_eq!(asked, 1, "the duplicate is not asked twice");
+        requests.respond(&mut h.net(), &peer, 3, Ok(Payload::Text("ok".into())));
+        requests.respond(&mut h.net(), &peer, 3, Ok(Payload::Text("again".into())));
+        assert_eq!(h.sent_services(&peer), vec![Service::Reply { id: 3, payload: Payload::Text("ok".into()) }]);
+    }
+
+    #[test]
+    fn a_peer_leaving_or_closing_ends_what_waits_on_it() {
+        let mut h = Harness::with_peer("b");
+        let mut requests = Requests::default();
+        let peer = h.peer();
+        let a = requests.request(&mut h.net(), &peer, "m", Payload::Text("1".into()), 500).unwrap();
+        requests.peer_left(&mut h.net(), &peer);
+        assert_eq!(responses(&mut h), vec![(a, Err(RequestError::PeerLeft))]);
+        let b = requests.request(&mut h.net(), &peer, "m", Payload::Text("1".into()), 500).unwrap();
+        requests.close(&mut h.net());
+        assert_eq!(responses(&mut h), vec![(b, Err(RequestError::Closed))]);
     }
 }

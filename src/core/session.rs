@@ -1,25 +1,15 @@
 //! One connection attempt with one peer: where its negotiation stands, the ICE
-//! candidates that arrived too early, and the flow-controlled queue of outgoing frames.
+//! candidates that arrived too early, and the flow-controlled queues of its two
+//! channels. It knows frames only as bytes and [`BulkItem`]s; what they mean is the
+//! business of the layers above.
 
-use std::collections::VecDeque;
-
-use super::transfer::{BulkItem, RecvLane, TransferId};
+use super::lane::{Lane, MAX_FRAME};
+use super::transfer::BulkItem;
 use super::wire::Reassembler;
 use super::{ConnId, Millis};
 
-/// Keep at most this much in the data channel's send buffer. Chromium stalls for
-/// seconds with ≥ 1 MiB queued on a fresh connection (see NOTES.md); chat needs little.
-pub(crate) const HIGH_WATER: u64 = 256 * 1024;
 /// Most bytes queued in the core for one peer before `send` refuses.
 pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
-/// Largest frame we send, even if the peer's SCTP allows more.
-pub(crate) const MAX_FRAME: u64 = 256 * 1024;
-/// The `bufferedAmountLowThreshold` drivers must set. `bufferedamountlow` fires once,
-/// when the buffer falls to this; whatever it then reports, the next frame must fit
-/// under `HIGH_WATER`, or sending would stall forever. Hence
-/// `HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME`, checked at compile time.
-pub const BUFFERED_LOW_THRESHOLD: u64 = 0;
-const _: () = assert!(HIGH_WATER >= BUFFERED_LOW_THRESHOLD + MAX_FRAME, "sending could stall after a low event");
 /// Frame size when the browser reports no max message size (the interoperable minimum).
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
@@ -43,105 +33,8 @@ pub(crate) struct Session {
     /// The message channel's queue.
     outbox: Lane<Vec<u8>>,
     pub(crate) reassembler: Reassembler,
-    /// The bulk channel: outgoing file data, flow-controlled like the message channel.
+    /// The bulk channel's queue: outgoing file data.
     pub(crate) bulk: Lane<BulkItem>,
-    /// Where the incoming bulk byte stream stands.
-    pub(crate) bulk_recv: RecvLane,
-}
-
-/// A flow-controlled queue for one data channel: items wait here until the channel's
-/// buffer has room under [`HIGH_WATER`].
-#[derive(Debug)]
-pub(crate) struct Lane<T> {
-    buffered: u64,
-    queue: VecDeque<T>,
-    queued: u64,
-}
-
-/// Something with a size on the wire.
-pub(crate) trait WireLen {
-    fn wire_len(&self) -> u64;
-}
-
-impl WireLen for Vec<u8> {
-    fn wire_len(&self) -> u64 {
-        self.len() as u64
-    }
-}
-
-impl WireLen for BulkItem {
-    fn wire_len(&self) -> u64 {
-        self.len()
-    }
-}
-
-impl Lane<BulkItem> {
-    /// Removes transfer `id`'s queued items, except the rest of a block already on the
-    /// wire (its header went out: the receiver expects its bytes). Returns that block.
-    pub(crate) fn purge_transfer(&mut self, id: TransferId) -> Option<u32> {
-        let header_of = |frame: &[u8]| -> Option<TransferId> {
-            if !matches!(frame.first(), Some(0x16 | 0x17)) {
-                return None;
-            }
-            let raw: [u8; 8] = frame.get(1..9)?.try_into().ok()?;
-            Some(TransferId(u64::from_be_bytes(raw)))
-        };
-        // The first queued item of this transfer tells whether a block is under way: a
-        // slice before any of its headers means the header was sent already.
-        let started = self.queue.iter().find_map(|item| match item {
-            BulkItem::Slice { id: t, block, .. } if *t == id => Some(Some(*block)),
-            BulkItem::Frame(f) if header_of(f) == Some(id) => Some(None),
-            _ => None,
-        });
-        let started = started.flatten();
-        let before = self.queue.len();
-        self.queue.retain(|item| match item {
-            BulkItem::Slice { id: t, block, .. } => *t != id || Some(*block) == started,
-            BulkItem::Frame(f) => header_of(f) != Some(id),
-        });
-        if self.queue.len() != before {
-            self.queued = self.queue.iter().map(WireLen::wire_len).sum();
-        }
-        started
-    }
-}
-
-impl<T: WireLen> Lane<T> {
-    fn new() -> Self {
-        Lane { buffered: 0, queue: VecDeque::new(), queued: 0 }
-    }
-
-    /// Bytes waiting in the queue.
-    pub(crate) fn queued(&self) -> u64 {
-        self.queued
-    }
-
-    pub(crate) fn push(&mut self, items: impl IntoIterator<Item = T>) {
-        for item in items {
-            self.queued += item.wire_len();
-            self.queue.push_back(item);
-        }
-    }
-
-    /// The browser reported the channel's real `bufferedAmount`.
-    pub(crate) fn set_buffered(&mut self, amount: u64) {
-        self.buffered = amount;
-    }
-
-    /// Items that may go to the channel now without passing [`HIGH_WATER`]; one item
-    /// always may when the buffer is empty, so an item larger than the mark still goes.
-    pub(crate) fn release(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || {
-            let next = self.queue.front()?.wire_len();
-            if self.buffered > 0 && self.buffered + next > HIGH_WATER {
-                return None;
-            }
-            let item = self.queue.pop_front()?;
-            self.buffered += next;
-            self.queued -= next;
-            Some(item)
-        })
-    }
 }
 
 impl Session {
@@ -158,7 +51,6 @@ impl Session {
             outbox: Lane::new(),
             reassembler: Reassembler::new(max_message),
             bulk: Lane::new(),
-            bulk_recv: RecvLane::default(),
         }
     }
 
@@ -224,31 +116,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn release_respects_high_water_and_resumes_on_low() {
-        let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 20);
-        s.opened(256 * 1024);
-        assert!(s.enqueue(vec![vec![0; 100 * 1024]; 5]));
-        assert_eq!(s.release().count(), 2);
-        assert_eq!(s.release().count(), 0);
-        s.set_buffered(0);
-        assert_eq!(s.release().count(), 2);
-        s.set_buffered(10);
-        assert_eq!(s.release().count(), 1);
-    }
-
-    #[test]
-    fn a_low_event_always_releases_the_next_frame() {
-        let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 30);
-        s.opened(MAX_FRAME);
-        assert!(s.enqueue(vec![vec![0; MAX_FRAME as usize]; 3]));
-        assert_eq!(s.release().count(), 1);
-        for _ in 0..2 {
-            s.set_buffered(BUFFERED_LOW_THRESHOLD);
-            assert_eq!(s.release().count(), 1, "stalled after a low event");
-        }
-    }
-
-    #[test]
     fn early_candidates_wait_for_the_description() {
         let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
         assert_eq!(s.remote_candidate("a".into()), None);
@@ -262,5 +129,14 @@ mod tests {
         let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
         assert!(s.enqueue(vec![vec![0; (MAX_QUEUED / 2) as usize]]));
         assert!(!s.enqueue(vec![vec![0; (MAX_QUEUED / 2 + 1) as usize]]));
+    }
+
+    #[test]
+    fn the_frame_size_follows_the_browser_up_to_the_cap() {
+        let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 20);
+        s.opened(0);
+        assert_eq!(s.max_frame() as u64, DEFAULT_FRAME);
+        s.opened(1 << 30);
+        assert_eq!(s.max_frame() as u64, MAX_FRAME);
     }
 }

@@ -1,36 +1,47 @@
-//! Application messages on the data channel: versioned binary frames, with messages
-//! larger than the channel's max message size split into a first frame that announces
-//! the total length and continuation frames.
+//! The data channels' frames. Every frame meshdrop sends starts with a header byte —
+//! the version (1) in the high nibble, the kind in the low one — except the raw file
+//! bytes that follow a block header on the bulk channel. `kind` lists every kind,
+//! once; this module frames messages, larger than the channel's max message size or
+//! not, into a first frame that announces the total length and continuation frames.
 //!
 //! ```text
-//! byte 0      high nibble: version (1); low nibble: kind
-//! kind 0      whole text message      [hdr][utf-8 ...]
-//! kind 1      whole binary message    [hdr][bytes ...]
-//! kind 2      first frame, text       [hdr][total: u64 big-endian][utf-8 ...]
-//! kind 3      first frame, binary     [hdr][total: u64 big-endian][bytes ...]
-//! kind 4      continuation            [hdr][bytes ...]
-//! kind 8      whole service message   [hdr][bytes ...]
-//! kind 9      first frame, service    [hdr][total: u64 big-endian][bytes ...]
+//! kind 0   message   whole text message             [hdr][utf-8 ...]
+//! kind 1   message   whole binary message           [hdr][bytes ...]
+//! kind 2   message   first frame, text              [hdr][total: u64 big-endian][utf-8 ...]
+//! kind 3   message   first frame, binary            [hdr][total: u64 big-endian][bytes ...]
+//! kind 4   message   continuation                   [hdr][bytes ...]
+//! kind 5   message   transfer control (one frame)   see `transfer/frame.rs`
+//! kind 6   bulk      block header                   see `transfer/frame.rs`
+//! kind 7   bulk      transfer end                   see `transfer/frame.rs`
+//! kind 8   message   whole service message          [hdr][bytes ...]
+//! kind 9   message   first frame, service           [hdr][total: u64 big-endian][bytes ...]
 //! ```
 //! Service messages carry meshdrop's own traffic (queries, requests, manifests: see
-//! `service.rs`) with the same splitting as application messages; kinds 5–7 are the
-//! single-frame transfer frames (`transfer/frame.rs`).
-//! The message is complete when `total` bytes have arrived; the channel is ordered and
-//! reliable, so frames of one message are never interleaved with another's.
+//! `service.rs`) with the same splitting as application messages. A message is complete
+//! when `total` bytes have arrived; the channel is ordered and reliable, so frames of
+//! one message are never interleaved with another's. Transfer control frames are whole
+//! frames, passed through without touching a message in progress.
 //!
 //! This is the fuzz surface for hostile peers: decoding never panics, never trusts a
 //! claimed length for allocation, and reports every violation as a [`WireError`].
 
 use thiserror::Error;
 
+/// Every frame kind's header byte (version 1), in one place.
+pub(crate) mod kind {
+    pub(crate) const TEXT: u8 = 0x10;
+    pub(crate) const BINARY: u8 = 0x11;
+    pub(crate) const FIRST_TEXT: u8 = 0x12;
+    pub(crate) const FIRST_BINARY: u8 = 0x13;
+    pub(crate) const CONTINUATION: u8 = 0x14;
+    pub(crate) const TRANSFER_CONTROL: u8 = 0x15;
+    pub(crate) const BLOCK_HEADER: u8 = 0x16;
+    pub(crate) const TRANSFER_END: u8 = 0x17;
+    pub(crate) const SERVICE: u8 = 0x18;
+    pub(crate) const FIRST_SERVICE: u8 = 0x19;
+}
+
 const VERSION: u8 = 1;
-const KIND_TEXT: u8 = 0;
-const KIND_BINARY: u8 = 1;
-const KIND_FIRST_TEXT: u8 = 2;
-const KIND_FIRST_BINARY: u8 = 3;
-const KIND_CONTINUE: u8 = 4;
-const KIND_SERVICE: u8 = 8;
-const KIND_FIRST_SERVICE: u8 = 9;
 /// Service messages may exceed the application limit: a manifest of a 1 TiB file is
 /// 32 MiB of block hashes.
 const MIN_SERVICE_LIMIT: u64 = 32 * 1024 * 1024 + 64 * 1024;
@@ -69,6 +80,8 @@ pub enum Message {
     App(Payload),
     /// A service message (see `service.rs`), still encoded.
     Service(Vec<u8>),
+    /// A transfer control frame (see `transfer/frame.rs`), whole, header included.
+    TransferControl(Vec<u8>),
 }
 
 /// What a message is, for framing.
@@ -80,19 +93,20 @@ enum Class {
 }
 
 impl Class {
+    /// Header bytes of its whole frame and of its first frame.
     fn kinds(self) -> (u8, u8) {
         match self {
-            Class::Text => (KIND_TEXT, KIND_FIRST_TEXT),
-            Class::Binary => (KIND_BINARY, KIND_FIRST_BINARY),
-            Class::Service => (KIND_SERVICE, KIND_FIRST_SERVICE),
+            Class::Text => (kind::TEXT, kind::FIRST_TEXT),
+            Class::Binary => (kind::BINARY, kind::FIRST_BINARY),
+            Class::Service => (kind::SERVICE, kind::FIRST_SERVICE),
         }
     }
 
-    fn of(kind: u8) -> Option<Class> {
-        match kind {
-            KIND_TEXT | KIND_FIRST_TEXT => Some(Class::Text),
-            KIND_BINARY | KIND_FIRST_BINARY => Some(Class::Binary),
-            KIND_SERVICE | KIND_FIRST_SERVICE => Some(Class::Service),
+    fn of(header: u8) -> Option<Class> {
+        match header {
+            kind::TEXT | kind::FIRST_TEXT => Some(Class::Text),
+            kind::BINARY | kind::FIRST_BINARY => Some(Class::Binary),
+            kind::SERVICE | kind::FIRST_SERVICE => Some(Class::Service),
             _ => None,
         }
     }
@@ -151,28 +165,24 @@ fn encode_class(bytes: &[u8], class: Class, max_frame: usize) -> Vec<Vec<u8>> {
     let (whole, first_kind) = class.kinds();
     if bytes.len() < max_frame {
         let mut frame = Vec::with_capacity(bytes.len() + 1);
-        frame.push(header(whole));
+        frame.push(whole);
         frame.extend_from_slice(bytes);
         return vec![frame];
     }
     let first_room = max_frame - FIRST_HEADER;
     let mut frames = Vec::with_capacity(1 + (bytes.len() - first_room).div_ceil(max_frame - 1));
     let mut first = Vec::with_capacity(max_frame);
-    first.push(header(first_kind));
+    first.push(first_kind);
     first.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
     first.extend_from_slice(&bytes[..first_room]);
     frames.push(first);
     for chunk in bytes[first_room..].chunks(max_frame - 1) {
         let mut frame = Vec::with_capacity(chunk.len() + 1);
-        frame.push(header(KIND_CONTINUE));
+        frame.push(kind::CONTINUATION);
         frame.extend_from_slice(chunk);
         frames.push(frame);
     }
     frames
-}
-
-fn header(kind: u8) -> u8 {
-    (VERSION << 4) | kind
 }
 
 #[derive(Debug, Default)]
@@ -213,19 +223,21 @@ impl Reassembler {
             self.state = State::Idle;
             return Err(WireError::Version(hdr >> 4));
         }
-        let kind = hdr & 0x0f;
+        if hdr == kind::TRANSFER_CONTROL {
+            return Ok(Some(Message::TransferControl(frame.to_vec())));
+        }
         match std::mem::take(&mut self.state) {
-            State::Idle => self.start(kind, body),
-            State::Skipping { remaining } if kind == KIND_CONTINUE => {
+            State::Idle => self.start(hdr, body),
+            State::Skipping { remaining } if hdr == kind::CONTINUATION => {
                 let remaining = remaining.saturating_sub(body.len() as u64);
                 if remaining > 0 {
                     self.state = State::Skipping { remaining };
                 }
                 Ok(None)
             }
-            State::Skipping { .. } => self.start(kind, body),
+            State::Skipping { .. } => self.start(hdr, body),
             State::Assembling { class, total, mut buf } => {
-                if kind != KIND_CONTINUE {
+                if hdr != kind::CONTINUATION {
                     // Both the unfinished message and this frame are dropped: the sender
                     // broke framing, so neither can be trusted.
                     return Err(WireError::Interleaved);
@@ -244,13 +256,13 @@ impl Reassembler {
         }
     }
 
-    fn start(&mut self, kind: u8, body: &[u8]) -> Result<Option<Message>, WireError> {
-        if kind == KIND_CONTINUE {
+    fn start(&mut self, hdr: u8, body: &[u8]) -> Result<Option<Message>, WireError> {
+        if hdr == kind::CONTINUATION {
             return Err(WireError::UnexpectedContinuation);
         }
-        let class = Class::of(kind).ok_or(WireError::Kind(kind))?;
+        let class = Class::of(hdr).ok_or(WireError::Kind(hdr & 0x0f))?;
         let limit = if class == Class::Service { self.max_service } else { self.max_message };
-        if kind == class.kinds().0 {
+        if hdr == class.kinds().0 {
             if body.len() as u64 > limit {
                 return Err(WireError::TooLarge(body.len() as u64));
             }

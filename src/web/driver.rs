@@ -21,11 +21,12 @@ use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
 use super::store::{Store, StoreReply};
 use crate::core::{
-    BulkItem, BulkVerdict, ConnId, Event, FileMeta, JoinError, Mesh, MeshConfig, Millis, Output, PeerId, SdpKind, SendError, ShareId, SharedFile,
-    TransferId,
+    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, PeerId,
+    SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
 };
 
-type Input = Box<dyn FnOnce(&mut State, Millis)>;
+/// A browser callback's work, queued for the pump.
+type Task = Box<dyn FnOnce(&mut State, Millis)>;
 
 /// Everything the driver needs besides the core's own settings.
 pub(crate) struct DriverConfig {
@@ -50,8 +51,12 @@ struct State {
     files: HashMap<TransferId, Blob>,
     /// Files we share, by share id: the only ones read for others' downloads.
     shares: HashMap<ShareId, Blob>,
-    /// Blocks read for sending, kept until their last slice went out.
+    /// Blocks read for sending or serving, kept until the core lets them go.
     blocks: HashMap<(TransferId, u32), Uint8Array>,
+    /// Bulk frames received and not yet stored; cleared once the outputs that follow
+    /// their inputs are performed (a frame no write named by then is not needed).
+    frames: HashMap<FrameId, ArrayBuffer>,
+    next_frame: u64,
     /// Finished downloads waiting for their `TransferDone` event.
     finished: HashMap<TransferId, Blob>,
     /// Reused for copying bytes into wasm memory for hashing (one allocation, not one
@@ -72,7 +77,7 @@ pub(crate) trait EventSink {
 
 pub(crate) struct Driver {
     state: RefCell<State>,
-    pending: RefCell<Vec<Input>>,
+    pending: RefCell<Vec<Task>>,
     pumping: Cell<bool>,
     sink: Box<dyn EventSink>,
     /// Events held back until the user can have attached listeners (see `release_events`).
@@ -102,6 +107,8 @@ impl Driver {
                     files: HashMap::new(),
                     shares: HashMap::new(),
                     blocks: HashMap::new(),
+                    frames: HashMap::new(),
+                    next_frame: 0,
                     finished: HashMap::new(),
                     scratch: Vec::new(),
                 }),
@@ -228,6 +235,7 @@ impl Driver {
                     worked = true;
                     self.perform(&mut state, output, &mut events);
                 }
+                state.frames.clear();
                 self.arm_timer(&mut state);
             }
             let events: Vec<Delivery> = match self.held.borrow_mut().as_mut() {
@@ -248,83 +256,11 @@ impl Driver {
     }
 
     fn perform(&self, state: &mut State, output: Output, events: &mut Vec<Delivery>) {
-        let weak = self.this.clone();
         match output {
-            Output::OpenSignaling => {
-                let on_event = move |event: SocketEvent| {
-                    Driver::input(&weak, move |State { mesh, .. }, now| match event {
-                        SocketEvent::Open => mesh.handle_signaling_open(now),
-                        SocketEvent::Frame(text) => mesh.handle_signaling_frame(now, &text),
-                        SocketEvent::Closed { code, reason } => mesh.handle_signaling_closed(now, Some((code, &reason))),
-                    })
-                };
-                match Socket::open(&state.url, on_event) {
-                    Ok(socket) => state.socket = Some(socket),
-                    Err(_) => {
-                        state.socket = None;
-                        state.mesh.handle_signaling_closed(now(), None);
-                    }
-                }
-            }
-            Output::SendSignaling(text) => {
-                if let Some(socket) = &state.socket {
-                    socket.send(&text);
-                }
-            }
-            Output::CloseSignaling => state.socket = None,
-            Output::CreateConnection { conn, .. } => {
-                let on_event = move |event: RtcEvent| {
-                    Driver::input(&weak, move |state, now| {
-                        let mesh = &mut state.mesh;
-                        match event {
-                            RtcEvent::LocalCandidate(c) => mesh.handle_local_candidate(now, conn, c),
-                            RtcEvent::Open { max_message_size } => mesh.handle_channel_open(now, conn, max_message_size),
-                            RtcEvent::Message(frame) => mesh.handle_channel_message(now, conn, &frame),
-                            RtcEvent::BufferedLow(amount) => mesh.handle_buffered_amount_low(now, conn, amount),
-                            RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
-                            RtcEvent::BulkLow(amount) => mesh.handle_bulk_buffered_low(now, conn, amount),
-                            RtcEvent::Closed(reason) => mesh.handle_connection_closed(now, conn, reason),
-                        }
-                    })
-                };
-                match RtcConn::new(&state.rtc, on_event) {
-                    Ok(rtc) => {
-                        state.conns.insert(conn, rtc);
-                    }
-                    Err(err) => {
-                        let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
-                        events.push(Delivery { event: Event::Warning(reason), file: None });
-                        state.mesh.handle_connection_closed(now(), conn, "cannot create RTCPeerConnection");
-                    }
-                }
-            }
-            Output::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
-            Output::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
-            Output::SetRemoteDescription { conn, kind, sdp } => {
-                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
-                spawn_local(async move {
-                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
-                        Driver::input(&weak, move |state, now| state.mesh.handle_connection_closed(now, conn, "remote description rejected"));
-                    }
-                });
-            }
-            Output::AddIceCandidate { conn, candidate } => {
-                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
-                // A bad candidate costs only that path; the connection can still open.
-                spawn_local(async move {
-                    let _ = rtc::add_ice_candidate(pc, candidate).await;
-                });
-            }
-            Output::Transmit { conn, frame } => {
-                if let Some(rtc) = state.conns.get(&conn) {
-                    if rtc.send(&frame).is_err() {
-                        state.mesh.handle_connection_closed(now(), conn, "send failed");
-                    }
-                }
-            }
-            Output::CloseConnection { conn } => {
-                state.conns.remove(&conn);
-            }
+            Output::Signaling(op) => self.perform_signaling(state, op),
+            Output::Connection(op) => self.perform_connection(state, op, events),
+            Output::File(op) => self.perform_file(state, op),
+            Output::Store(op) => Self::perform_store(state, op),
             Output::Event(event) => match event {
                 Event::Joined { .. } => {
                     if let Some(join) = state.join.take() {
@@ -345,20 +281,93 @@ impl Driver {
                     events.push(Delivery { event: other, file });
                 }
             },
-            Output::ReadBlock { id, block, offset, len } => {
-                let Some(file) = state.files.get(&id) else { return };
-                self.read_block(file, id, block, offset, len);
-            }
-            Output::ReadShared { id, share, block, offset, len } => {
-                let Some(file) = state.shares.get(&share) else {
-                    return state.mesh.handle_block_unreadable(now(), id, "the file is no longer shared");
+        }
+    }
+
+    fn perform_signaling(&self, state: &mut State, op: SignalingOp) {
+        match op {
+            SignalingOp::Open => {
+                let weak = self.this.clone();
+                let on_event = move |event: SocketEvent| {
+                    Driver::input(&weak, move |State { mesh, .. }, now| match event {
+                        SocketEvent::Open => mesh.handle(now, Input::SignalingOpened),
+                        SocketEvent::Frame(text) => mesh.handle(now, Input::SignalingFrame(text.into())),
+                        SocketEvent::Closed { code, reason } => mesh.handle(now, Input::SignalingClosed { close: Some((code, reason.into())) }),
+                    })
                 };
-                self.read_block(file, id, block, offset, len);
+                match Socket::open(&state.url, on_event) {
+                    Ok(socket) => state.socket = Some(socket),
+                    Err(_) => {
+                        state.socket = None;
+                        state.mesh.handle(now(), Input::SignalingClosed { close: None });
+                    }
+                }
             }
-            Output::TransmitBulk { conn, item } => {
+            SignalingOp::Send(text) => {
+                if let Some(socket) = &state.socket {
+                    socket.send(&text);
+                }
+            }
+            SignalingOp::Close => state.socket = None,
+        }
+    }
+
+    fn perform_connection(&self, state: &mut State, op: ConnectionOp, events: &mut Vec<Delivery>) {
+        let weak = self.this.clone();
+        match op {
+            ConnectionOp::Create { conn, .. } => {
+                let on_event = move |event: RtcEvent| {
+                    Driver::input(&weak, move |state, now| match event {
+                        RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
+                        RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
+                        RtcEvent::Message(frame) => state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() }),
+                        RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
+                        RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
+                        RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
+                        RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
+                    })
+                };
+                match RtcConn::new(&state.rtc, on_event) {
+                    Ok(rtc) => {
+                        state.conns.insert(conn, rtc);
+                    }
+                    Err(err) => {
+                        let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
+                        events.push(Delivery { event: Event::Warning(reason), file: None });
+                        state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "cannot create RTCPeerConnection".into() });
+                    }
+                }
+            }
+            ConnectionOp::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
+            ConnectionOp::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
+            ConnectionOp::SetRemoteDescription { conn, kind, sdp } => {
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                spawn_local(async move {
+                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
+                        Driver::input(&weak, move |state, now| {
+                            state.mesh.handle(now, Input::ConnectionClosed { conn, reason: "remote description rejected".into() })
+                        });
+                    }
+                });
+            }
+            ConnectionOp::AddIceCandidate { conn, candidate } => {
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                // A bad candidate costs only that path; the connection can still open.
+                spawn_local(async move {
+                    let _ = rtc::add_ice_candidate(pc, candidate).await;
+                });
+            }
+            ConnectionOp::Transmit { conn, frame } => {
+                if let Some(rtc) = state.conns.get(&conn) {
+                    if rtc.send(&frame).is_err() {
+                        state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "send failed".into() });
+                    }
+                }
+            }
+            ConnectionOp::TransmitBulk { conn, item } => {
                 let Some(rtc) = state.conns.get(&conn) else { return };
                 let sent = match item {
-                    BulkItem::Frame(frame) => rtc.send_bulk(&frame),
+                    BulkItem::Frame { bytes, .. } => rtc.send_bulk(&bytes),
                     BulkItem::Slice { id, block, start, len, last } => {
                         let Some(view) = state.blocks.get(&(id, block)) else { return };
                         let sent = rtc.send_bulk_view(&view.subarray(start, start + len));
@@ -369,15 +378,46 @@ impl Driver {
                     }
                 };
                 if sent.is_err() {
-                    state.mesh.handle_connection_closed(now(), conn, "bulk send failed");
+                    state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "bulk send failed".into() });
                 }
             }
-            Output::ReleaseBlocks { id, except } => state.blocks.retain(|(t, b), _| *t != id || Some(*b) == except),
-            Output::ProbeStore { id, key } => state.store.probe(id, &key),
-            Output::OpenStore { id, key, from, meta } => state.store.open(id, &key, from.as_ref(), &meta),
-            Output::CommitBlock { id, block, hash } => state.store.commit(id, block, &hash),
-            Output::FinishStore { id } => state.store.finish(id),
-            Output::CloseStore { id, delete } => state.store.close(id, delete),
+            ConnectionOp::Close { conn } => {
+                state.conns.remove(&conn);
+            }
+        }
+    }
+
+    fn perform_file(&self, state: &mut State, op: FileOp) {
+        match op {
+            FileOp::Read { id, source, block, offset, len } => {
+                let file = match source {
+                    FileSource::Sending => state.files.get(&id),
+                    FileSource::Shared(share) => state.shares.get(&share),
+                };
+                match file {
+                    Some(file) => self.read_block(file, id, block, offset, len),
+                    None => state.mesh.handle(now(), Input::BlockUnreadable { id, message: "the file is no longer shared".into() }),
+                }
+            }
+            FileOp::ReleaseBlock { id, block } => {
+                state.blocks.remove(&(id, block));
+            }
+            FileOp::Release { id, except } => state.blocks.retain(|(t, b), _| *t != id || Some(*b) == except),
+        }
+    }
+
+    fn perform_store(state: &mut State, op: StoreOp) {
+        match op {
+            StoreOp::Probe { id, key } => state.store.probe(id, &key),
+            StoreOp::Open { id, key, from, meta } => state.store.open(id, &key, from.as_ref(), &meta),
+            StoreOp::Write { id, offset, frame } => {
+                if let Some(buffer) = state.frames.remove(&frame) {
+                    state.store.write(id, offset, buffer);
+                }
+            }
+            StoreOp::Commit { id, block, hash } => state.store.commit(id, block, &hash),
+            StoreOp::Finish { id } => state.store.finish(id),
+            StoreOp::Close { id, delete } => state.store.close(id, delete),
         }
     }
 
@@ -392,13 +432,13 @@ impl Driver {
             };
             Driver::input(&weak, move |state, now| match bytes {
                 Ok(buffer) => {
+                    // Held until the core lets it go: its slices go out from here.
                     let view = Uint8Array::new(&buffer);
                     let bytes = copy_into(&mut state.scratch, &view);
-                    if state.mesh.handle_block_read(now, id, block, bytes) {
-                        state.blocks.insert((id, block), view);
-                    }
+                    state.blocks.insert((id, block), view);
+                    state.mesh.handle(now, Input::BlockRead { id, block, bytes: bytes.into() });
                 }
-                Err(err) => state.mesh.handle_block_unreadable(now, id, &describe(&err)),
+                Err(err) => state.mesh.handle(now, Input::BlockUnreadable { id, message: describe(&err) }),
             });
         });
     }
@@ -406,26 +446,27 @@ impl Driver {
     /// A bulk-channel frame: the core hashes a copy in wasm memory and says where the
     /// bytes belong; the original buffer goes to storage as is.
     fn bulk_frame(state: &mut State, now: Millis, conn: ConnId, buffer: ArrayBuffer) {
+        state.next_frame += 1;
+        let frame = FrameId(state.next_frame);
         let bytes = copy_into(&mut state.scratch, &Uint8Array::new(&buffer));
-        if let BulkVerdict::Store { id, offset } = state.mesh.handle_bulk_frame(now, conn, bytes) {
-            state.store.write(id, offset, buffer);
-        }
+        state.frames.insert(frame, buffer);
+        state.mesh.handle(now, Input::BulkFrame { conn, bytes: bytes.into(), frame });
     }
 
     fn stored(state: &mut State, now: Millis, reply: StoreReply) {
-        let mesh = &mut state.mesh;
-        match reply {
-            StoreReply::Probed(id, partial) => mesh.handle_store_probed(now, id, partial),
-            StoreReply::Opened(id, result) => mesh.handle_store_opened(now, id, result),
-            StoreReply::Committed(id, block) => mesh.handle_block_committed(now, id, block),
+        let input = match reply {
+            StoreReply::Probed(id, partial) => Input::StoreProbed { id, partial },
+            StoreReply::Opened(id, result) => Input::StoreOpened { id, result },
+            StoreReply::Committed(id, block) => Input::BlockCommitted { id, block },
             StoreReply::Finished(id, result) => {
                 let result = result.map(|file| {
                     state.finished.insert(id, file);
                 });
-                state.mesh.handle_store_finished(now, id, result);
+                Input::StoreFinished { id, result }
             }
-            StoreReply::Failed(id, err) => mesh.handle_store_failed(now, id, err),
-        }
+            StoreReply::Failed(id, error) => Input::StoreFailed { id, error },
+        };
+        state.mesh.handle(now, input);
     }
 
     fn local_description(&self, state: &State, conn: ConnId, kind: SdpKind) {
@@ -434,8 +475,8 @@ impl Driver {
         spawn_local(async move {
             let result = rtc::create_local_description(pc).await;
             Driver::input(&weak, move |State { mesh, .. }, now| match result {
-                Ok(sdp) => mesh.handle_local_description(now, conn, kind, sdp),
-                Err(_) => mesh.handle_connection_closed(now, conn, "cannot create local description"),
+                Ok(sdp) => mesh.handle(now, Input::LocalDescription { conn, kind, sdp }),
+                Err(_) => mesh.handle(now, Input::ConnectionClosed { conn, reason: "cannot create local description".into() }),
             });
         });
     }
@@ -458,7 +499,7 @@ impl Driver {
                     state.timer = None;
                 }
             }
-            Driver::input(&weak, |state, now| state.mesh.handle_timeout(now));
+            Driver::input(&weak, |state, now| state.mesh.handle(now, Input::Timeout));
         });
         state.timer = Some((at, timeout));
     }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
 use meshdrop::core::{
-    BulkItem, BulkVerdict, ConnId, Event, FileMeta, Hash, Mesh, MeshConfig, Millis, Output, Partial, PeerId, SdpKind, ShareId, SharedFile,
-    StoreError, TransferId,
+    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Hash, Input, Mesh, MeshConfig, Millis, Output, Partial, PeerId,
+    SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
 };
 use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
@@ -66,6 +66,8 @@ pub struct Node {
     pub bulk_muted: bool,
     /// Every write into this node's storage: who sent the bytes, where they went.
     pub writes: Vec<Write>,
+    /// Bulk frames handed to the core and not written yet: (sender, bytes).
+    frames: HashMap<FrameId, (usize, Vec<u8>)>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
     joined: Option<(String, String)>,
@@ -91,7 +93,7 @@ impl Node {
     }
 }
 
-/// One write the driver was told to make ([`BulkVerdict::Store`]).
+/// One write the driver was told to make ([`StoreOp::Write`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Write {
     /// The node whose bulk channel carried the bytes.
@@ -142,6 +144,7 @@ pub struct World {
     /// when `capture` is set: a corpus of real traffic for the random-input tests.
     pub capture: bool,
     pub captured: Captured,
+    next_frame: u64,
     turn: u64,
 }
 
@@ -174,6 +177,7 @@ impl World {
             slow: HashSet::new(),
             capture: false,
             captured: Captured::default(),
+            next_frame: 0,
             turn: 0,
         }
     }
@@ -217,6 +221,7 @@ impl World {
             service_sent: Vec::new(),
             bulk_muted: false,
             writes: Vec::new(),
+            frames: HashMap::new(),
             ws_open: false,
             joined: None,
             pcs: HashMap::new(),
@@ -256,7 +261,7 @@ impl World {
                     if self.nodes[n].ws_open {
                         self.nodes[n].ws_open = false;
                         let now = self.now;
-                        self.nodes[n].mesh.handle_signaling_closed(now, Some((code, &reason)));
+                        self.nodes[n].mesh.handle(now, Input::SignalingClosed { close: Some((code, reason.into())) });
                     }
                 }
             }
@@ -264,14 +269,14 @@ impl World {
                 progress = true;
                 if self.nodes[n].ws_open {
                     let now = self.now;
-                    self.nodes[n].mesh.handle_signaling_frame(now, &text);
+                    self.nodes[n].mesh.handle(now, Input::SignalingFrame(text.into()));
                 }
             }
             if let Some((n, conn, frame)) = self.frames.pop_front() {
                 progress = true;
                 if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
                     let now = self.now;
-                    self.nodes[n].mesh.handle_channel_message(now, conn, &frame);
+                    self.nodes[n].mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
                 }
             }
             self.turn += 1;
@@ -289,7 +294,7 @@ impl World {
                     let sender = (0..self.nodes.len()).find(|&s| s != n && self.nodes[s].pcs.get(&conn).is_some_and(|pc| pc.open));
                     if let (true, Some(s)) = (drained, sender) {
                         let now = self.now;
-                        self.nodes[s].mesh.handle_bulk_buffered_low(now, conn, 0);
+                        self.nodes[s].mesh.handle(now, Input::BulkDrained { conn, buffered: 0 });
                     }
                     self.deliver_bulk(n, conn, &frame);
                 }
@@ -298,7 +303,7 @@ impl World {
                 progress = true;
                 if self.nodes[n].pcs.remove(&conn).is_some() {
                     let now = self.now;
-                    self.nodes[n].mesh.handle_connection_closed(now, conn, "remote closed");
+                    self.nodes[n].mesh.handle(now, Input::ConnectionClosed { conn, reason: "remote closed".into() });
                 }
             }
             progress |= self.open_ready_connections();
@@ -321,7 +326,7 @@ impl World {
                     let now = self.now;
                     for node in &mut self.nodes {
                         if node.mesh.poll_timeout().is_some_and(|t| t <= now) {
-                            node.mesh.handle_timeout(now);
+                            node.mesh.handle(now, Input::Timeout);
                         }
                     }
                     self.settle();
@@ -342,7 +347,7 @@ impl World {
                 self.nodes[n].ws_open = false;
                 self.nodes[n].joined = None;
                 let now = self.now;
-                self.nodes[n].mesh.handle_signaling_closed(now, None);
+                self.nodes[n].mesh.handle(now, Input::SignalingClosed { close: None });
             }
         }
         self.settle();
@@ -354,7 +359,7 @@ impl World {
             self.nodes[n].ws_open = false;
             self.server_disconnect(n);
             let now = self.now;
-            self.nodes[n].mesh.handle_signaling_closed(now, None);
+            self.nodes[n].mesh.handle(now, Input::SignalingClosed { close: None });
         }
         self.settle();
     }
@@ -403,23 +408,22 @@ impl World {
         self.settle();
     }
 
-    /// Hands a bulk frame to node `n` as its channel `conn` received it, and stores
-    /// what the core says to store.
+    /// Hands a bulk frame to node `n` as its channel `conn` received it, and performs
+    /// what that asks at once: a frame no write names by then is not needed.
     fn deliver_bulk(&mut self, n: usize, conn: ConnId, frame: &[u8]) {
         if !self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
             return;
         }
         let from = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)).unwrap_or(usize::MAX);
+        self.next_frame += 1;
+        let id = FrameId(self.next_frame);
+        self.nodes[n].frames.insert(id, (from, frame.to_vec()));
         let now = self.now;
-        let node = &mut self.nodes[n];
-        if let BulkVerdict::Store { id, offset } = node.mesh.handle_bulk_frame(now, conn, frame) {
-            let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
-            let stored = node.store.get_mut(key).expect("open store exists");
-            let end = offset as usize + frame.len();
-            assert!(end <= stored.data.len(), "write past the end of the file");
-            stored.data[offset as usize..end].copy_from_slice(frame);
-            node.writes.push(Write { from, id, offset, len: frame.len() as u64 });
+        self.nodes[n].mesh.handle(now, Input::BulkFrame { conn, bytes: frame.into(), frame: id });
+        while let Some(output) = self.nodes[n].mesh.poll_output() {
+            self.perform(n, output);
         }
+        self.nodes[n].frames.clear();
     }
 
     /// Node `from` puts raw bytes on its bulk channel to `to` (a hostile holder); they
@@ -430,17 +434,27 @@ impl World {
     }
 
     fn perform(&mut self, n: usize, output: Output) {
-        let now = self.now;
         match output {
-            Output::OpenSignaling => {
+            Output::Signaling(op) => self.perform_signaling(n, op),
+            Output::Connection(op) => self.perform_connection(n, op),
+            Output::Event(event) => self.nodes[n].events.push(event),
+            Output::File(op) => self.perform_file(n, op),
+            Output::Store(op) => self.perform_store(n, op),
+        }
+    }
+
+    fn perform_signaling(&mut self, n: usize, op: SignalingOp) {
+        let now = self.now;
+        match op {
+            SignalingOp::Open => {
                 if self.server_up {
                     self.nodes[n].ws_open = true;
-                    self.nodes[n].mesh.handle_signaling_open(now);
+                    self.nodes[n].mesh.handle(now, Input::SignalingOpened);
                 } else {
-                    self.nodes[n].mesh.handle_signaling_closed(now, None);
+                    self.nodes[n].mesh.handle(now, Input::SignalingClosed { close: None });
                 }
             }
-            Output::SendSignaling(text) => {
+            SignalingOp::Send(text) => {
                 if self.capture {
                     self.captured.to_server.push(text.clone());
                 }
@@ -448,34 +462,40 @@ impl World {
                     self.server_receive(n, &text);
                 }
             }
-            Output::CloseSignaling => {
+            SignalingOp::Close => {
                 self.nodes[n].ws_open = false;
                 self.server_disconnect(n);
             }
-            Output::CreateConnection { conn, .. } => {
+        }
+    }
+
+    fn perform_connection(&mut self, n: usize, op: ConnectionOp) {
+        let now = self.now;
+        match op {
+            ConnectionOp::Create { conn, .. } => {
                 self.nodes[n].pcs.insert(conn, FakePc::default());
             }
-            Output::CreateOffer { conn } | Output::CreateAnswer { conn } => {
+            ConnectionOp::CreateOffer { conn } | ConnectionOp::CreateAnswer { conn } => {
                 let kind = if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.remote) { SdpKind::Answer } else { SdpKind::Offer };
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                     pc.local = true;
                     let mesh = &mut self.nodes[n].mesh;
-                    mesh.handle_local_description(now, conn, kind, format!("v=0 {kind:?} {conn}"));
-                    mesh.handle_local_candidate(now, conn, format!(r#"{{"candidate":"host {n}","sdpMid":"0"}}"#));
+                    mesh.handle(now, Input::LocalDescription { conn, kind, sdp: format!("v=0 {kind:?} {conn}") });
+                    mesh.handle(now, Input::LocalCandidate { conn, candidate: format!(r#"{{"candidate":"host {n}","sdpMid":"0"}}"#) });
                 }
             }
-            Output::SetRemoteDescription { conn, .. } => {
+            ConnectionOp::SetRemoteDescription { conn, .. } => {
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                     pc.remote = true;
                 }
             }
-            Output::AddIceCandidate { conn, candidate } => {
+            ConnectionOp::AddIceCandidate { conn, candidate } => {
                 assert!(candidate.starts_with('{'), "candidate handed to the browser must be JSON: {candidate}");
                 let pc = self.nodes[n].pcs.get_mut(&conn).expect("candidate for an unknown connection");
                 assert!(pc.remote, "candidate added before the remote description");
                 pc.candidates_added += 1;
             }
-            Output::Transmit { conn, frame } => {
+            ConnectionOp::Transmit { conn, frame } => {
                 assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
                 if self.capture {
                     self.captured.message.push(frame.clone());
@@ -488,55 +508,27 @@ impl World {
                     let kind = if frame[0] == 0x18 { frame.get(1) } else { frame.get(9) };
                     self.nodes[n].service_sent.extend(kind.copied());
                 }
-                if self.nodes[n].muted {
-                    self.nodes[n].mesh.handle_buffered_amount_low(now, conn, 0);
-                    return;
-                }
-                if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
-                    self.frames.push_back((m, conn, frame));
-                }
-                // The fake channel drains instantly.
-                self.nodes[n].mesh.handle_buffered_amount_low(now, conn, 0);
-            }
-            Output::CloseConnection { conn } => {
-                if self.nodes[n].pcs.remove(&conn).is_some() {
-                    for m in 0..self.nodes.len() {
-                        if m != n && self.nodes[m].pcs.contains_key(&conn) {
-                            self.closes.push_back((m, conn));
-                        }
+                if !self.nodes[n].muted {
+                    if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
+                        self.frames.push_back((m, conn, frame));
                     }
                 }
+                // The fake channel drains instantly (a muted peer's frames are lost).
+                self.nodes[n].mesh.handle(now, Input::ChannelDrained { conn, buffered: 0 });
             }
-            Output::Event(event) => self.nodes[n].events.push(event),
-            Output::ReadBlock { id, block, offset, len } => {
-                let node = &mut self.nodes[n];
-                let file = node.files.get(&id).expect("read of an unknown file");
-                let bytes = file[offset as usize..(offset + len) as usize].to_vec();
-                if node.mesh.handle_block_read(now, id, block, &bytes) {
-                    node.held.insert((id, block), bytes);
-                }
-            }
-            Output::ReadShared { id, share, block, offset, len } => {
-                let node = &mut self.nodes[n];
-                let file = node.shares.get(&share).expect("read of a file that is not shared");
-                let bytes = file[offset as usize..(offset + len) as usize].to_vec();
-                if node.mesh.handle_block_read(now, id, block, &bytes) {
-                    node.held.insert((id, block), bytes);
-                }
-            }
-            Output::TransmitBulk { conn, item } => {
-                assert!(item_len(&item) <= MAX_MESSAGE_SIZE, "bulk frame over the max message size");
+            ConnectionOp::TransmitBulk { conn, item } => {
+                assert!(item.len() <= MAX_MESSAGE_SIZE, "bulk frame over the max message size");
                 let node = &mut self.nodes[n];
                 let frame = match item {
-                    BulkItem::Frame(frame) => {
+                    BulkItem::Frame { bytes, .. } => {
                         if self.capture {
-                            self.captured.bulk.push(frame.clone());
+                            self.captured.bulk.push(bytes.clone());
                         }
                         // A block header whose data follows: [0x16][transfer u64][block][len][flags]...
-                        if frame.len() > 17 && frame[0] == 0x16 && frame[17] & 1 == 1 {
-                            node.data_blocks_sent.push(u64::from_be_bytes(frame[1..9].try_into().expect("8 bytes")));
+                        if bytes.len() > 17 && bytes[0] == 0x16 && bytes[17] & 1 == 1 {
+                            node.data_blocks_sent.push(u64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes")));
                         }
-                        frame
+                        bytes
                     }
                     BulkItem::Slice { id, block, start, len, last } => {
                         let held = node.held.get(&(id, block)).expect("slice of a block the driver does not hold");
@@ -552,7 +544,7 @@ impl World {
                     }
                 };
                 if node.bulk_muted {
-                    node.mesh.handle_bulk_buffered_low(now, conn, 0);
+                    node.mesh.handle(now, Input::BulkDrained { conn, buffered: 0 });
                     return;
                 }
                 // Like a real channel, the buffer drains as the peer receives: the sender
@@ -561,21 +553,55 @@ impl World {
                     self.bulk.push_back((m, conn, frame));
                 }
             }
-            Output::ReleaseBlocks { id, except } => self.nodes[n].held.retain(|(t, b), _| *t != id || Some(*b) == except),
-            Output::ProbeStore { id, key } => {
-                let node = &mut self.nodes[n];
+            ConnectionOp::Close { conn } => {
+                if self.nodes[n].pcs.remove(&conn).is_some() {
+                    for m in 0..self.nodes.len() {
+                        if m != n && self.nodes[m].pcs.contains_key(&conn) {
+                            self.closes.push_back((m, conn));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn perform_file(&mut self, n: usize, op: FileOp) {
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        match op {
+            FileOp::Read { id, source, block, offset, len } => {
+                let file = match source {
+                    FileSource::Sending => node.files.get(&id).expect("read of an unknown file"),
+                    FileSource::Shared(share) => node.shares.get(&share).expect("read of a file that is not shared"),
+                };
+                let bytes = file[offset as usize..(offset + len) as usize].to_vec();
+                // The driver holds what it read until it is told to let it go.
+                node.held.insert((id, block), bytes.clone());
+                node.mesh.handle(now, Input::BlockRead { id, block, bytes: bytes.into() });
+            }
+            FileOp::ReleaseBlock { id, block } => {
+                node.held.remove(&(id, block));
+            }
+            FileOp::Release { id, except } => node.held.retain(|(t, b), _| *t != id || Some(*b) == except),
+        }
+    }
+
+    fn perform_store(&mut self, n: usize, op: StoreOp) {
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        match op {
+            StoreOp::Probe { id, key } => {
                 // A finished download is final: never reported as a partial.
                 let partial = node.store.get(&key).filter(|s| !s.complete).map(|s| Partial {
                     from: s.from.clone(),
                     transfer: s.transfer,
                     blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect(),
                 });
-                node.mesh.handle_store_probed(now, id, partial);
+                node.mesh.handle(now, Input::StoreProbed { id, partial });
             }
-            Output::OpenStore { id, key, from, meta } => {
-                let node = &mut self.nodes[n];
+            StoreOp::Open { id, key, from, meta } => {
                 if std::mem::take(&mut node.storage_full) {
-                    node.mesh.handle_store_opened(now, id, Err(StoreError { full: true, message: "quota exceeded".into() }));
+                    node.mesh.handle(now, Input::StoreOpened { id, result: Err(StoreError { full: true, message: "quota exceeded".into() }) });
                     return;
                 }
                 // A finished download is never opened again: a new one takes its place
@@ -587,24 +613,30 @@ impl World {
                 stored.from = from.map(|p| p.as_str().to_owned());
                 stored.transfer = Some(id);
                 node.open_stores.insert(id, key);
-                node.mesh.handle_store_opened(now, id, Ok(()));
+                node.mesh.handle(now, Input::StoreOpened { id, result: Ok(()) });
             }
-            Output::CommitBlock { id, block, hash } => {
-                let node = &mut self.nodes[n];
+            StoreOp::Write { id, offset, frame } => {
+                let (from, bytes) = node.frames.remove(&frame).expect("a write of a frame the driver no longer holds");
+                let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
+                let stored = node.store.get_mut(key).expect("open store exists");
+                let end = offset as usize + bytes.len();
+                assert!(end <= stored.data.len(), "write past the end of the file");
+                stored.data[offset as usize..end].copy_from_slice(&bytes);
+                node.writes.push(Write { from, id, offset, len: bytes.len() as u64 });
+            }
+            StoreOp::Commit { id, block, hash } => {
                 let key = &node.open_stores[&id];
                 node.store.get_mut(key).expect("open store").hashes.insert(block, hash);
-                node.mesh.handle_block_committed(now, id, block);
+                node.mesh.handle(now, Input::BlockCommitted { id, block });
             }
-            Output::FinishStore { id } => {
-                let node = &mut self.nodes[n];
+            StoreOp::Finish { id } => {
                 let key = node.open_stores.remove(&id).expect("finish of an unopened store");
                 let stored = node.store.get_mut(&key).expect("open store");
                 stored.complete = true;
                 node.delivered.insert(id, stored.data.clone());
-                node.mesh.handle_store_finished(now, id, Ok(()));
+                node.mesh.handle(now, Input::StoreFinished { id, result: Ok(()) });
             }
-            Output::CloseStore { id, delete } => {
-                let node = &mut self.nodes[n];
+            StoreOp::Close { id, delete } => {
                 if let Some(key) = node.open_stores.remove(&id) {
                     if delete {
                         node.store.remove(&key);
@@ -698,7 +730,7 @@ impl World {
             if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                 pc.open = true;
                 opened = true;
-                self.nodes[n].mesh.handle_channel_open(now, conn, MAX_MESSAGE_SIZE);
+                self.nodes[n].mesh.handle(now, Input::ChannelOpened { conn, max_message_size: MAX_MESSAGE_SIZE });
             }
         }
         opened
@@ -773,13 +805,6 @@ pub fn left(events: &[Event]) -> Vec<String> {
 /// The `PeerId` of a connected peer, as `node` knows it.
 pub fn pid(node: &Node, id: &str) -> PeerId {
     node.mesh.peers().into_iter().map(|(p, _)| p).find(|p| p.as_str() == id).expect("peer not connected")
-}
-
-fn item_len(item: &BulkItem) -> u64 {
-    match item {
-        BulkItem::Frame(f) => f.len() as u64,
-        BulkItem::Slice { len, .. } => u64::from(*len),
-    }
 }
 
 fn blake3_key(label: &str) -> Box<[u8; 32]> {

@@ -7,20 +7,22 @@
 //! blocks is verified — so faster holders serve more blocks. A holder that leaves, or
 //! sends a block that does not match, loses its outstanding blocks to the others; if
 //! every holder is gone the download pauses until one comes back (or fails after
-//! `resume_timeout_ms`). Storage, commits and resume work as for direct transfers: a
-//! partial download is kept under the same content key, and its blocks are checked
-//! against the manifest before they count.
+//! `resume_timeout_ms`). Blocks arrive through the one receive path (`receive.rs`);
+//! storage, commits and resume work as for direct transfers: a partial download is
+//! kept under the same content key, and its blocks are checked against the manifest
+//! before they count.
 
 use std::collections::VecDeque;
 
-use super::blocks::{block_count, block_len, block_offset, content_hash, content_key, hash_block, Hash, BLOCK_SIZE, MAX_FILE_SIZE};
+use super::blocks::{block_count, block_len, block_offset, content_hash, content_key, hash_block, Hash, MAX_FILE_SIZE};
 use super::frame::Control;
-use super::recv::RecvLane;
-use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
-use crate::core::discovery::{Hit, ShareId};
-use crate::core::mesh::{Event, Mesh, Output};
+use super::receive::{Broken, Header, Receiving};
+use super::{store_error, FileMeta, Partial, ProgressMeter, Step, StoreError, TransferError, TransferId};
+use crate::core::discovery::ShareId;
+use crate::core::net::Net;
+use crate::core::output::{Event, Output, StoreOp};
 use crate::core::service::Service;
-use crate::core::{ConnId, Millis, PeerId, SendError};
+use crate::core::{Millis, PeerId, SendError};
 
 /// Blocks asked of one holder and not yet verified.
 pub(crate) const PER_SOURCE_WINDOW: usize = 4;
@@ -84,6 +86,43 @@ pub(crate) struct Download {
 }
 
 impl Download {
+    /// A download of the content `hash` (`meta.size` bytes) from every listed holder;
+    /// fails like a send if none of them is connected.
+    pub(crate) fn start(id: TransferId, net: &mut Net<'_>, meta: FileMeta, hash: Hash, holders: &[(PeerId, ShareId)]) -> Result<Download, SendError> {
+        let mut sources: Vec<Source> = Vec::new();
+        for (peer, share) in holders {
+            if !sources.iter().any(|s| s.peer == *peer) {
+                let state = if net.is_open(peer) { SourceState::Live } else { SourceState::Gone };
+                sources.push(Source { peer: peer.clone(), share: *share, state, assigned: Vec::new(), bytes: 0 });
+            }
+        }
+        let Some(first) = sources.iter().position(|s| s.state == SourceState::Live) else {
+            let peer = holders.first().map_or_else(|| PeerId::new(""), |(p, _)| p.clone());
+            return Err(SendError::NotConnected(peer));
+        };
+        if meta.size > MAX_FILE_SIZE {
+            return Err(SendError::TooLarge { size: meta.size, max: MAX_FILE_SIZE });
+        }
+        let mut meter = ProgressMeter::default();
+        meter.set(net.now, 0);
+        for (ix, source) in sources.iter().enumerate().filter(|(_, s)| s.state == SourceState::Live) {
+            net.send_service(&source.peer, &Service::Fetch { transfer: id, share: source.share.0, manifest: ix == first });
+        }
+        Ok(Download {
+            meta,
+            hash,
+            phase: DownPhase::Manifest,
+            paused_until: None,
+            manifest_from: Some(first),
+            hashes: Vec::new(),
+            status: Vec::new(),
+            missing: VecDeque::new(),
+            sources,
+            last_error: None,
+            meter,
+        })
+    }
+
     pub(crate) fn paused_until(&self) -> Option<Millis> {
         self.paused_until
     }
@@ -94,6 +133,11 @@ impl Download {
 
     pub(crate) fn involves(&self, peer: &PeerId) -> bool {
         self.sources.iter().any(|s| s.peer == *peer && s.state != SourceState::Failed)
+    }
+
+    /// Whether `peer` is a holder that left (and is asked again when it is back).
+    pub(crate) fn gone(&self, peer: &PeerId) -> bool {
+        self.sources.iter().any(|s| s.peer == *peer && s.state == SourceState::Gone)
     }
 
     /// Peers to tell when it ends.
@@ -108,12 +152,6 @@ impl Download {
 
     fn source_of(&self, peer: &PeerId) -> Option<usize> {
         self.sources.iter().position(|s| s.peer == *peer && s.state == SourceState::Live)
-    }
-
-    /// Whether `block` is asked of `peer` now, which is live (the only way its bytes
-    /// may be stored: see the write invariant in `Mesh::handle_bulk_frame`).
-    pub(crate) fn assigned_to(&self, peer: &PeerId, block: u32) -> bool {
-        self.source_of(peer).is_some_and(|ix| self.status.get(block as usize) == Some(&BlockState::Assigned(ix)))
     }
 
     fn done_bytes(&self) -> u64 {
@@ -133,355 +171,292 @@ impl Download {
             }
         }
     }
-}
 
-impl Mesh {
-    /// Downloads the content `hash` (`meta.size` bytes) from every listed holder
-    /// (peer and its share id) at once. Fails like [`Mesh::send`] if none of them is
-    /// connected. Progress, pause, resume, done and failure come as for any transfer.
-    pub fn download(&mut self, now: Millis, meta: FileMeta, hash: Hash, holders: &[(PeerId, ShareId)]) -> Result<TransferId, SendError> {
-        if self.is_closed() {
-            return Err(SendError::Closed);
+    /// A holder's block hashes: checked against the content hash asked for.
+    pub(crate) fn manifest(&mut self, id: TransferId, net: &mut Net<'_>, from: &PeerId, hashes: Vec<Hash>) -> Step {
+        let Some(ix) = self.source_of(from) else { return Step::Go };
+        if self.phase != DownPhase::Manifest || self.manifest_from != Some(ix) {
+            return Step::Go;
         }
-        let mut sources: Vec<Source> = Vec::new();
-        for (peer, share) in holders {
-            if !sources.iter().any(|s| s.peer == *peer) {
-                let state = if self.is_open(peer) { SourceState::Live } else { SourceState::Gone };
-                sources.push(Source { peer: peer.clone(), share: *share, state, assigned: Vec::new(), bytes: 0 });
-            }
-        }
-        let Some(first) = sources.iter().position(|s| s.state == SourceState::Live) else {
-            let peer = holders.first().map_or_else(|| PeerId::new(""), |(p, _)| p.clone());
-            return Err(SendError::NotConnected(peer));
-        };
-        if meta.size > MAX_FILE_SIZE {
-            return Err(SendError::TooLarge { size: meta.size, max: MAX_FILE_SIZE });
-        }
-        let id = self.new_transfer_id();
-        let mut meter = ProgressMeter::default();
-        meter.set(now, 0);
-        let download = Download {
-            meta,
-            hash,
-            phase: DownPhase::Manifest,
-            paused_until: None,
-            manifest_from: Some(first),
-            hashes: Vec::new(),
-            status: Vec::new(),
-            missing: VecDeque::new(),
-            sources,
-            last_error: None,
-            meter,
-        };
-        let fetches: Vec<_> = download
-            .sources
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.state == SourceState::Live)
-            .map(|(ix, s)| (s.peer.clone(), Service::Fetch { transfer: id, share: s.share.0, manifest: ix == first }))
-            .collect();
-        self.transfers.insert(id, Transfer::Down(download));
-        for (peer, fetch) in fetches {
-            self.send_service(&peer, &fetch);
-        }
-        Ok(id)
-    }
-
-    /// Downloads what a query found: the first hit's content, from every hit with
-    /// that content (the same hash and size; other bytes under the same name are
-    /// another file and are left out). Fails like [`Mesh::download`].
-    pub fn download_hits(&mut self, now: Millis, hits: &[Hit]) -> Result<TransferId, SendError> {
-        let Some(first) = hits.first() else { return Err(SendError::NotConnected(PeerId::new(""))) };
-        let holders: Vec<_> =
-            hits.iter().filter(|h| h.hash == first.hash && h.meta.size == first.meta.size).map(|h| (h.peer.clone(), h.id)).collect();
-        self.download(now, first.meta.clone(), first.hash, &holders)
-    }
-
-    /// Bytes each holder of a download served so far (verified), in the order given.
-    pub fn download_sources(&self, id: TransferId) -> Option<Vec<(PeerId, u64)>> {
-        match self.transfers.get(&id) {
-            Some(Transfer::Down(d)) => Some(d.served()),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn manifest_received(&mut self, now: Millis, from: &PeerId, id: TransferId, hashes: Vec<Hash>) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        let Some(ix) = d.source_of(from) else { return };
-        if d.phase != DownPhase::Manifest || d.manifest_from != Some(ix) {
-            return;
-        }
-        let size = d.meta.size;
-        if hashes.len() as u64 != u64::from(block_count(size)) || content_hash(size, &hashes) != d.hash {
+        let size = self.meta.size;
+        if hashes.len() as u64 != u64::from(block_count(size)) || content_hash(size, &hashes) != self.hash {
             let error = TransferError::HashMismatch(format!("the block hashes from {from} do not match the content hash"));
-            return self.source_failed(now, id, ix, error, true);
+            return self.source_failed(id, net, ix, error, true);
         }
         let head = hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
-        d.status = vec![BlockState::Missing; hashes.len()];
-        d.hashes = hashes;
-        d.phase = DownPhase::Probing;
-        let key = content_key(size, &head);
-        self.push_output(Output::ProbeStore { id, key });
+        self.status = vec![BlockState::Missing; hashes.len()];
+        self.hashes = hashes;
+        self.phase = DownPhase::Probing;
+        net.output(Output::Store(StoreOp::Probe { id, key: content_key(size, &head) }));
+        Step::Go
     }
 
-    pub(crate) fn download_probed(&mut self, now: Millis, id: TransferId, partial: Option<Partial>) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.phase != DownPhase::Probing {
-            return;
+    pub(crate) fn probed(&mut self, id: TransferId, net: &mut Net<'_>, partial: Option<Partial>) -> Step {
+        if self.phase != DownPhase::Probing {
+            return Step::Go;
         }
         // Kept blocks count only if they are the blocks of this content.
         for (block, hash) in partial.map(|p| p.blocks).unwrap_or_default() {
-            if d.hashes.get(block as usize) == Some(&hash) {
-                d.status[block as usize] = BlockState::Committed;
+            if self.hashes.get(block as usize) == Some(&hash) {
+                self.status[block as usize] = BlockState::Committed;
             }
         }
-        let have = d.done_bytes();
-        d.meter.set(now, have);
-        d.meter.restart();
-        d.phase = DownPhase::Opening;
-        let head = d.hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
-        let key = content_key(d.meta.size, &head);
+        self.meter.set(net.now, self.done_bytes());
+        self.meter.restart();
+        self.phase = DownPhase::Opening;
+        let head = self.hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
+        let key = content_key(self.meta.size, &head);
         // No sender to resume with by itself: any holder will do next time.
-        let output = Output::OpenStore { id, key, from: None, meta: d.meta.clone() };
-        self.push_output(output);
+        net.output(Output::Store(StoreOp::Open { id, key, from: None, meta: self.meta.clone() }));
+        Step::Go
     }
 
-    pub(crate) fn download_opened(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.phase != DownPhase::Opening {
-            return;
+    pub(crate) fn opened(&mut self, id: TransferId, net: &mut Net<'_>, result: Result<(), StoreError>) -> Step {
+        if self.phase != DownPhase::Opening {
+            return Step::Go;
         }
         if let Err(err) = result {
-            return self.fail(now, id, super::recv::store_error(err), true);
+            return Step::Fail(store_error(err), true);
         }
-        d.phase = DownPhase::Receiving;
-        d.missing = (0..d.status.len() as u32).filter(|&b| d.status[b as usize] == BlockState::Missing).collect();
-        self.schedule(now, id);
-        self.maybe_finish_download(now, id);
+        self.phase = DownPhase::Receiving;
+        self.missing = (0..self.status.len() as u32).filter(|&b| self.status[b as usize] == BlockState::Missing).collect();
+        self.schedule(id, net);
+        self.maybe_finish(id, net)
     }
 
     /// Asks every live source for blocks until its window is full.
-    fn schedule(&mut self, _now: Millis, id: TransferId) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.phase != DownPhase::Receiving || d.paused_until.is_some() {
+    fn schedule(&mut self, id: TransferId, net: &mut Net<'_>) {
+        if self.phase != DownPhase::Receiving || self.paused_until.is_some() {
             return;
         }
-        let mut gets = Vec::new();
-        for ix in 0..d.sources.len() {
-            if d.sources[ix].state != SourceState::Live {
+        for ix in 0..self.sources.len() {
+            if self.sources[ix].state != SourceState::Live {
                 continue;
             }
             let mut asked = Vec::new();
-            while d.sources[ix].assigned.len() < PER_SOURCE_WINDOW {
-                let Some(block) = d.missing.pop_front() else { break };
-                if d.status[block as usize] != BlockState::Missing {
+            while self.sources[ix].assigned.len() < PER_SOURCE_WINDOW {
+                let Some(block) = self.missing.pop_front() else { break };
+                if self.status[block as usize] != BlockState::Missing {
                     continue;
                 }
-                d.status[block as usize] = BlockState::Assigned(ix);
-                d.sources[ix].assigned.push(block);
+                self.status[block as usize] = BlockState::Assigned(ix);
+                self.sources[ix].assigned.push(block);
                 asked.push(block);
             }
             if !asked.is_empty() {
-                gets.push((d.sources[ix].peer.clone(), Service::Get { transfer: id, blocks: asked }));
+                net.send_service(&self.sources[ix].peer, &Service::Get { transfer: id, blocks: asked });
             }
         }
-        for (peer, get) in gets {
-            self.send_service(&peer, &get);
-        }
     }
 
-    /// A block header from a holder: receive its bytes if we asked it for that block
-    /// and the hash is the manifest's.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn download_header(&mut self, now: Millis, conn: ConnId, from: &PeerId, id: TransferId, block: u32, len: u32, data: bool, hash: Hash) {
-        let skip = |mesh: &mut Mesh| {
-            if data && len > 0 {
-                if let Some(lane) = mesh.recv_lane(conn) {
-                    *lane = RecvLane::Skip { remaining: u64::from(len).min(BLOCK_SIZE) };
-                }
-            }
-        };
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return skip(self) };
-        let Some(ix) = d.source_of(from) else { return skip(self) };
-        if d.phase != DownPhase::Receiving || d.status.get(block as usize) != Some(&BlockState::Assigned(ix)) || !data {
-            return skip(self); // no longer asked of it (given to another, or done)
+    pub(crate) fn committed(&mut self, id: TransferId, net: &mut Net<'_>, block: u32) -> Step {
+        if self.status.get(block as usize) != Some(&BlockState::Verified) {
+            return Step::Go;
         }
-        let expected_len = block_len(d.meta.size, block);
-        if u64::from(len) != expected_len {
-            skip(self);
-            let error = TransferError::Protocol(format!("block {block} from {from} has length {len}, expected {expected_len}"));
-            return self.source_failed(now, id, ix, error, true);
-        }
-        if hash != d.hashes[block as usize] {
-            skip(self);
-            let error = TransferError::HashMismatch(format!("block {block} from {from} does not match its hash"));
-            return self.source_failed(now, id, ix, error, true);
-        }
-        let hasher = Box::new(blake3::Hasher::new());
-        if let Some(lane) = self.recv_lane(conn) {
-            *lane = RecvLane::Block { id, block, offset: block_offset(block), remaining: u64::from(len), hasher, expected: hash };
-        }
+        self.status[block as usize] = BlockState::Committed;
+        self.maybe_finish(id, net)
     }
 
-    /// The last bytes of a block from `from` arrived and hashed to `digest`, the
-    /// manifest's hash for it (checked with its header and again by the lane).
-    pub(crate) fn download_block_done(&mut self, now: Millis, from: &PeerId, id: TransferId, block: u32, digest: Hash) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        let Some(ix) = d.source_of(from) else { return };
-        if d.hashes.get(block as usize) != Some(&digest) {
-            let error = TransferError::HashMismatch(format!("block {block} from {from} does not match its hash"));
-            return self.source_failed(now, id, ix, error, true);
+    fn maybe_finish(&mut self, id: TransferId, net: &mut Net<'_>) -> Step {
+        if self.phase != DownPhase::Receiving || self.status.iter().any(|s| *s != BlockState::Committed) {
+            return Step::Go;
         }
-        d.status[block as usize] = BlockState::Verified;
-        d.sources[ix].assigned.retain(|b| *b != block);
-        d.sources[ix].bytes += block_len(d.meta.size, block);
-        self.push_output(Output::CommitBlock { id, block, hash: digest });
-        self.schedule(now, id);
+        self.phase = DownPhase::Finishing;
+        net.output(Output::Store(StoreOp::Finish { id }));
+        Step::Go
     }
 
-    /// A holder broke the block it was sending (overran it, or it did not match).
-    pub(crate) fn download_holder_failed(&mut self, now: Millis, from: &PeerId, id: TransferId, error: TransferError) {
-        let Some(Transfer::Down(d)) = self.transfers.get(&id) else { return };
-        if let Some(ix) = d.source_of(from) {
-            self.source_failed(now, id, ix, error, true);
-        }
-    }
-
-    pub(crate) fn download_committed(&mut self, now: Millis, id: TransferId, block: u32) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.status.get(block as usize) == Some(&BlockState::Verified) {
-            d.status[block as usize] = BlockState::Committed;
-            self.maybe_finish_download(now, id);
-        }
-    }
-
-    fn maybe_finish_download(&mut self, now: Millis, id: TransferId) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.phase != DownPhase::Receiving || d.status.iter().any(|s| *s != BlockState::Committed) {
-            return;
-        }
-        // Every block matched the manifest, which matched the content hash; checked
-        // once more over what was committed.
-        if content_hash(d.meta.size, &d.hashes) != d.hash {
-            return self.fail(now, id, TransferError::HashMismatch("the file does not match its content hash".into()), true);
-        }
-        d.phase = DownPhase::Finishing;
-        self.push_output(Output::FinishStore { id });
-    }
-
-    pub(crate) fn download_finished(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        if d.phase != DownPhase::Finishing {
-            return;
+    pub(crate) fn finished(&mut self, id: TransferId, net: &mut Net<'_>, result: Result<(), StoreError>) -> Step {
+        if self.phase != DownPhase::Finishing {
+            return Step::Go;
         }
         if let Err(err) = result {
-            return self.fail(now, id, super::recv::store_error(err), true);
+            return Step::Fail(store_error(err), true);
         }
-        d.meter.set(now, d.meta.size);
-        self.report_progress(now, id, true);
-        let Some(Transfer::Down(d)) = self.transfers.remove(&id) else { return };
-        for peer in d.live_peers() {
-            self.send_control(&peer, &Control::Complete { id });
+        self.meter.set(net.now, self.meta.size);
+        for peer in self.live_peers() {
+            net.send_control(&peer, &Control::Complete { id });
         }
-        self.emit(Event::TransferDone { id, hash: d.hash });
+        Step::Done(self.hash)
     }
 
     /// A holder refused, failed or cheated: it serves no more of this download.
-    fn source_failed(&mut self, now: Millis, id: TransferId, ix: usize, error: TransferError, tell: bool) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        let peer = d.sources[ix].peer.clone();
-        d.sources[ix].state = SourceState::Failed;
-        d.release(ix);
-        self.warn(format!("download {id}: holder {peer} dropped: {error}"));
+    fn source_failed(&mut self, id: TransferId, net: &mut Net<'_>, ix: usize, error: TransferError, tell: bool) -> Step {
+        let peer = self.sources[ix].peer.clone();
+        self.sources[ix].state = SourceState::Failed;
+        self.release(ix);
+        net.warn(format!("download {id}: holder {peer} dropped: {error}"));
         if tell {
             let (code, reason) = error.wire();
-            self.send_control(&peer, &Control::Cancel { id, code, reason });
+            net.send_control(&peer, &Control::Cancel { id, code, reason });
         }
-        if let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) {
-            d.last_error = Some(error);
-        }
-        self.sources_changed(now, id);
+        self.last_error = Some(error);
+        self.sources_changed(id, net)
     }
 
     /// A holder left: its blocks go to the others; it is asked again if it returns.
-    pub(crate) fn source_left(&mut self, now: Millis, id: TransferId, peer: &PeerId) {
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        let Some(ix) = d.source_of(peer) else { return };
-        d.sources[ix].state = SourceState::Gone;
-        d.release(ix);
-        self.sources_changed(now, id);
+    pub(crate) fn source_left(&mut self, id: TransferId, net: &mut Net<'_>, peer: &PeerId) -> Step {
+        let Some(ix) = self.source_of(peer) else { return Step::Go };
+        self.sources[ix].state = SourceState::Gone;
+        self.release(ix);
+        self.sources_changed(id, net)
     }
 
     /// After losing a source: carry on with the others, pause, or fail.
-    fn sources_changed(&mut self, now: Millis, id: TransferId) {
-        let resume_timeout = self.config.resume_timeout_ms;
-        let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { return };
-        let live = d.sources.iter().position(|s| s.state == SourceState::Live);
-        let gone = d.sources.iter().any(|s| s.state == SourceState::Gone);
-        let done = d.done_bytes();
-        d.meter.set(now, done);
+    fn sources_changed(&mut self, id: TransferId, net: &mut Net<'_>) -> Step {
+        let live = self.sources.iter().position(|s| s.state == SourceState::Live);
+        let gone = self.sources.iter().any(|s| s.state == SourceState::Gone);
+        self.meter.set(net.now, self.done_bytes());
         match live {
             Some(first) => {
-                if d.phase == DownPhase::Manifest && d.manifest_from.is_none_or(|m| d.sources[m].state != SourceState::Live) {
-                    d.manifest_from = Some(first);
-                    let fetch = Service::Fetch { transfer: id, share: d.sources[first].share.0, manifest: true };
-                    let peer = d.sources[first].peer.clone();
-                    self.send_service(&peer, &fetch);
+                if self.phase == DownPhase::Manifest && self.manifest_from.is_none_or(|m| self.sources[m].state != SourceState::Live) {
+                    self.manifest_from = Some(first);
+                    let fetch = Service::Fetch { transfer: id, share: self.sources[first].share.0, manifest: true };
+                    net.send_service(&self.sources[first].peer, &fetch);
                 }
-                self.schedule(now, id);
+                self.schedule(id, net);
+                Step::Go
             }
             None if gone => {
-                if d.paused_until.is_none() {
-                    d.paused_until = Some(now + resume_timeout);
-                    d.meter.restart();
-                    self.emit(Event::TransferPaused { id });
+                if self.paused_until.is_none() {
+                    self.paused_until = Some(net.now + net.config.resume_timeout_ms);
+                    self.meter.restart();
+                    net.emit(Event::TransferPaused { id });
                 }
+                Step::Go
             }
-            None => {
-                let error = d.last_error.clone().unwrap_or(TransferError::PeerLeft(0));
-                self.fail(now, id, error, false);
-            }
+            None => Step::Fail(self.last_error.clone().unwrap_or(TransferError::PeerLeft(0)), false),
         }
     }
 
-    /// A peer (re)joined: downloads it is a holder of ask it again.
-    pub(crate) fn sources_rejoined(&mut self, now: Millis, peer: &PeerId) {
-        let mut ids: Vec<_> = self
-            .transfers
-            .iter()
-            .filter(|(_, t)| matches!(t, Transfer::Down(d) if d.sources.iter().any(|s| s.peer == *peer && s.state == SourceState::Gone)))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort();
-        for id in ids {
-            let Some(Transfer::Down(d)) = self.transfers.get_mut(&id) else { continue };
-            let Some(ix) = d.sources.iter().position(|s| s.peer == *peer) else { continue };
-            d.sources[ix].state = SourceState::Live;
-            let needs_manifest = d.phase == DownPhase::Manifest && d.manifest_from.is_none_or(|m| d.sources[m].state != SourceState::Live);
-            if needs_manifest {
-                d.manifest_from = Some(ix);
-            }
-            let fetch = Service::Fetch { transfer: id, share: d.sources[ix].share.0, manifest: needs_manifest };
-            let resumed = d.paused_until.take().is_some();
-            self.send_service(peer, &fetch);
-            if resumed {
-                self.emit(Event::TransferResumed { id });
-            }
-            self.schedule(now, id);
+    /// A holder that had left is back: ask it again.
+    pub(crate) fn source_back(&mut self, id: TransferId, net: &mut Net<'_>, peer: &PeerId) -> Step {
+        let Some(ix) = self.sources.iter().position(|s| s.peer == *peer && s.state == SourceState::Gone) else { return Step::Go };
+        self.sources[ix].state = SourceState::Live;
+        let needs_manifest = self.phase == DownPhase::Manifest && self.manifest_from.is_none_or(|m| self.sources[m].state != SourceState::Live);
+        if needs_manifest {
+            self.manifest_from = Some(ix);
         }
+        net.send_service(peer, &Service::Fetch { transfer: id, share: self.sources[ix].share.0, manifest: needs_manifest });
+        if self.paused_until.take().is_some() {
+            net.emit(Event::TransferResumed { id });
+        }
+        self.schedule(id, net);
+        Step::Go
     }
 
-    /// A cancel from one of the holders.
-    pub(crate) fn download_control(&mut self, now: Millis, from: &PeerId, control: Control) {
-        let id = control.id();
-        let Some(Transfer::Down(d)) = self.transfers.get(&id) else { return };
-        let Some(ix) = d.source_of(from) else { return };
+    /// A control frame from one of the holders: a cancel drops it; anything else is a
+    /// protocol error that drops it too.
+    pub(crate) fn on_control(&mut self, id: TransferId, net: &mut Net<'_>, from: &PeerId, control: Control) -> Step {
+        let Some(ix) = self.source_of(from) else { return Step::Go };
         match control {
-            Control::Cancel { code, reason, .. } => self.source_failed(now, id, ix, TransferError::from_wire(code, reason), false),
-            other => {
-                let error = TransferError::Protocol(format!("unexpected {other:?} from a holder"));
-                self.source_failed(now, id, ix, error, true);
-            }
+            Control::Cancel { code, reason, .. } => self.source_failed(id, net, ix, TransferError::from_wire(code, reason), false),
+            other => self.source_failed(id, net, ix, TransferError::Protocol(format!("unexpected {other:?} from a holder")), true),
         }
+    }
+}
+
+impl Receiving for Download {
+    /// A block header from a holder: received if we asked it for that block and the
+    /// hash is the manifest's.
+    fn header(&mut self, peer: &PeerId, block: u32, len: u32, hash: Hash) -> Header {
+        let Some(ix) = self.source_of(peer) else { return Header::Skip };
+        if self.phase != DownPhase::Receiving || self.status.get(block as usize) != Some(&BlockState::Assigned(ix)) {
+            return Header::Skip; // no longer asked of it (given to another, or done)
+        }
+        let expected = block_len(self.meta.size, block);
+        if u64::from(len) != expected {
+            return Header::Broken(TransferError::Protocol(format!("block {block} from {peer} has length {len}, expected {expected}")));
+        }
+        if hash != self.hashes[block as usize] {
+            return Header::Broken(TransferError::HashMismatch(format!("block {block} from {peer} does not match its hash")));
+        }
+        Header::Receive { offset: block_offset(block) }
+    }
+
+    fn owns(&self, peer: &PeerId, block: u32) -> bool {
+        self.source_of(peer).is_some_and(|ix| self.status.get(block as usize) == Some(&BlockState::Assigned(ix)))
+    }
+
+    fn meter(&mut self) -> &mut ProgressMeter {
+        &mut self.meter
+    }
+
+    fn verified(&mut self, net: &mut Net<'_>, id: TransferId, peer: &PeerId, block: u32, digest: Hash) {
+        let Some(ix) = self.source_of(peer) else { return };
+        self.status[block as usize] = BlockState::Verified;
+        self.sources[ix].assigned.retain(|b| *b != block);
+        self.sources[ix].bytes += block_len(self.meta.size, block);
+        net.output(Output::Store(StoreOp::Commit { id, block, hash: digest }));
+        self.schedule(id, net);
+    }
+
+    fn broken(&mut self, net: &mut Net<'_>, id: TransferId, peer: &PeerId, error: TransferError) -> Broken {
+        let Some(ix) = self.source_of(peer) else { return Broken::Continue };
+        match self.source_failed(id, net, ix, error, true) {
+            Step::Fail(error, _) => Broken::Fail(error),
+            _ => Broken::Continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::Harness;
+    use crate::core::transfer::blocks::BLOCK_SIZE;
+
+    fn hashes(n: u32) -> Vec<Hash> {
+        (0..n).map(|i| hash_block(&i.to_be_bytes())).collect()
+    }
+
+    /// A download of 10 blocks from the harness's one peer, its manifest in and its
+    /// storage open.
+    fn receiving(h: &mut Harness) -> (TransferId, Download, Vec<Hash>) {
+        let peer = h.peer();
+        let manifest = hashes(10);
+        let meta = FileMeta { name: "f".into(), size: 10 * BLOCK_SIZE, mime: String::new() };
+        let id = TransferId(4);
+        let mut d =
+            Download::start(id, &mut h.net(), meta, content_hash(10 * BLOCK_SIZE, &manifest), &[(peer.clone(), ShareId(1))]).expect("started");
+        assert_eq!(d.manifest(id, &mut h.net(), &peer, manifest.clone()), Step::Go);
+        d.probed(id, &mut h.net(), None);
+        d.opened(id, &mut h.net(), Ok(()));
+        (id, d, manifest)
+    }
+
+    #[test]
+    fn a_holder_is_asked_a_window_of_blocks_and_the_next_as_each_verifies() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let (id, mut d, manifest) = receiving(&mut h);
+        let gets: Vec<_> =
+            h.sent_services(&peer).into_iter().filter_map(|s| if let Service::Get { blocks, .. } = s { Some(blocks) } else { None }).collect();
+        assert_eq!(gets, vec![vec![0, 1, 2, 3]]);
+        assert_eq!(d.header(&peer, 5, BLOCK_SIZE as u32, manifest[5]), Header::Skip, "not asked of it");
+        assert!(matches!(d.header(&peer, 0, BLOCK_SIZE as u32, manifest[1]), Header::Broken(TransferError::HashMismatch(_))));
+        assert_eq!(d.header(&peer, 1, BLOCK_SIZE as u32, manifest[1]), Header::Receive { offset: BLOCK_SIZE });
+        d.verified(&mut h.net(), id, &peer, 1, manifest[1]);
+        assert!(!d.owns(&peer, 1));
+        let gets: Vec<_> =
+            h.sent_services(&peer).into_iter().filter_map(|s| if let Service::Get { blocks, .. } = s { Some(blocks) } else { None }).collect();
+        assert_eq!(gets, vec![vec![4]], "the freed slot asks for the next missing block");
+    }
+
+    #[test]
+    fn a_forged_manifest_drops_its_holder_and_the_last_holder_gone_pauses() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let meta = FileMeta { name: "f".into(), size: 2 * BLOCK_SIZE, mime: String::new() };
+        let id = TransferId(4);
+        let real = hashes(2);
+        let mut d =
+            Download::start(id, &mut h.net(), meta.clone(), content_hash(2 * BLOCK_SIZE, &real), &[(peer.clone(), ShareId(1))]).expect("started");
+        let step = d.manifest(id, &mut h.net(), &peer, hashes(3)[1..].to_vec());
+        assert!(matches!(step, Step::Fail(TransferError::HashMismatch(_), false)), "{step:?}");
+        let mut d = Download::start(id, &mut h.net(), meta, content_hash(2 * BLOCK_SIZE, &real), &[(peer.clone(), ShareId(1))]).expect("started");
+        assert_eq!(d.source_left(id, &mut h.net(), &peer), Step::Go);
+        assert!(d.paused_until().is_some());
+        assert!(h.events().contains(&Event::TransferPaused { id }));
     }
 }

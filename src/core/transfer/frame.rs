@@ -1,5 +1,6 @@
-//! Transfer frames. Control frames travel on the message channel as wire kind 5; block
-//! headers (kind 6) and end frames (kind 7) travel on the bulk channel, each header
+//! Transfer frames (their kinds are listed with all others in `wire.rs`). Control frames
+//! travel on the message channel as wire kind 5; block headers (kind 6) and end frames
+//! (kind 7) travel on the bulk channel, each header
 //! followed by the block's bytes as raw frames, so file bytes are never copied to
 //! prepend a header.
 //!
@@ -27,10 +28,8 @@ use thiserror::Error;
 
 use super::blocks::Hash;
 use super::TransferId;
+use crate::core::wire::kind::{BLOCK_HEADER as BLOCK, TRANSFER_CONTROL as CONTROL, TRANSFER_END as END};
 
-pub(crate) const CONTROL: u8 = 0x15;
-pub(crate) const BLOCK: u8 = 0x16;
-pub(crate) const END: u8 = 0x17;
 const MAX_TEXT: usize = 1024;
 
 /// Why a transfer ended early, on the wire and in errors.

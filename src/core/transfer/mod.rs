@@ -1,34 +1,52 @@
-//! File transfers between two peers: offer, accept or reject, blocks with their hashes
-//! on the bulk channel, acks once stored, a final content-hash check, and resume from
-//! whatever blocks the receiver already holds. Sans-IO like the rest of the core: the
-//! sender's driver reads blocks when asked ([`Output::ReadBlock`]), the receiver's
-//! driver stores what it is told to; every decision is made here.
+//! File transfers, one component: direct transfers both ways (offer, accept or reject,
+//! blocks with their hashes on the bulk channel, acks once stored, a final content-hash
+//! check, resume from whatever the receiver holds), multi-source downloads, and serving
+//! shared files to downloaders. Sans-IO like the rest of the core: the driver reads
+//! blocks when asked ([`FileOp::Read`]) and stores what it is told to
+//! ([`StoreOp`]); every decision is made here.
 //!
-//! [`Output::ReadBlock`]: super::Output::ReadBlock
+//! `Transfers` owns every transfer and routes each input to the state machine it is
+//! for — `send::Outgoing`, `recv::Incoming`, `download::Download`, `serve::Serving` —
+//! which decide, and return a `Step`; ending a transfer is done here, once. Bytes
+//! arriving on a bulk channel go through the one receive path (`receive.rs`), shared
+//! by direct transfers and downloads; bytes leaving go through one pump
+//! (`outbound.rs`), shared by sends and serves.
+//!
+//! [`FileOp::Read`]: crate::core::FileOp::Read
+//! [`StoreOp`]: crate::core::StoreOp
 
 pub mod blocks;
 mod download;
 pub(crate) mod frame;
+mod outbound;
 mod progress;
+mod receive;
 mod recv;
 mod send;
 mod serve;
+mod types;
 
-use std::fmt;
-
-use thiserror::Error;
+use std::collections::HashMap;
 
 pub use blocks::{Hash, BLOCK_SIZE};
-pub(crate) use download::Download;
 pub use frame::{CancelCode, FrameError};
+pub(crate) use outbound::{read_block, send_block};
 pub(crate) use progress::ProgressMeter;
-pub use recv::{BulkVerdict, MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER};
-pub(crate) use recv::{Incoming, RecvLane};
-pub(crate) use send::Outgoing;
-pub(crate) use serve::Serving;
+pub use recv::{MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER};
 pub use serve::MAX_SERVES_PER_PEER;
+pub use types::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError, TransferError, TransferId};
 
-use crate::core::{Millis, PeerId};
+use self::download::Download;
+use self::frame::{BulkHeader, Control};
+use self::receive::{receive_bytes, Header, Receiving, RecvLane};
+use self::recv::Incoming;
+use self::send::Outgoing;
+use self::serve::Serving;
+use super::discovery::{Hit, ServedFile, ShareId};
+use super::input::FrameId;
+use super::net::Net;
+use super::output::{Event, FileOp, Output, StoreOp};
+use super::{Millis, PeerId, SendError};
 
 /// Unacknowledged blocks a sender may have in flight to one receiver: bounds the
 /// receiver's memory when its storage is slower than the network.
@@ -39,223 +57,531 @@ pub(crate) const READ_AHEAD: u64 = 2 * BLOCK_SIZE;
 /// Progress events at most this often per transfer (at least 4 a second while bytes flow).
 pub(crate) const PROGRESS_INTERVAL_MS: u64 = 200;
 
-/// One transfer, the same on both sides (the sender picks it at random).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransferId(pub(crate) u64);
-
-impl TransferId {
-    /// Parses the 16-hex-digit form that `Display` writes.
-    pub fn parse(text: &str) -> Option<Self> {
-        crate::core::id::parse_hex_u64(text).map(TransferId)
-    }
-}
-
-impl fmt::Display for TransferId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// Which way the bytes go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// We send.
-    Send,
-    /// We receive.
-    Receive,
-}
-
-impl Direction {
-    /// The direction's name in the JS API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Send => "send",
-            Direction::Receive => "receive",
-        }
-    }
-}
-
-/// What a file is, as offered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileMeta {
-    /// File name (display only: never used as a path).
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// MIME type, possibly empty.
-    pub mime: String,
-}
-
-/// Bytes done so far.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    /// Sender: verified and stored by the receiver. Receiver: arrived.
-    pub bytes: u64,
-    /// The file size.
-    pub total: u64,
-    /// Over the last two seconds.
-    pub bytes_per_second: f64,
-}
-
-/// A receiver's earlier, incomplete download of some content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partial {
-    /// The peer that was sending it (none for a multi-source download).
-    pub from: Option<String>,
-    /// The transfer it was stored for, as [`Output::OpenStore`] said.
-    ///
-    /// [`Output::OpenStore`]: super::Output::OpenStore
-    pub transfer: Option<TransferId>,
-    /// Blocks already verified and stored, with their hashes.
-    pub blocks: Vec<(u32, Hash)>,
-}
-
-/// A storage failure reported by the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
-    /// The quota is exhausted.
-    pub full: bool,
-    /// What the browser said.
-    pub message: String,
-}
-
-/// Why a transfer failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum TransferError {
-    /// The receiver declined the offer.
-    #[error("declined: {0}")]
-    Declined(String),
-    /// Cancelled, by us or by the peer.
-    #[error("cancelled by {}{}", if *.by_peer { "the peer" } else { "us" }, if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
-    Cancelled {
-        /// The other side cancelled.
-        by_peer: bool,
-        /// Their words, if any.
-        reason: String,
-    },
-    /// The peer left and did not come back within this many ms (0: an offer whose
-    /// sender left before it was answered).
-    #[error("peer left{}", if *.0 > 0 { format!(" and did not come back within {} ms", .0) } else { String::new() })]
-    PeerLeft(u64),
-    /// A block or the whole file did not match its hash; nothing was delivered.
-    #[error("hash mismatch: {0}")]
-    HashMismatch(String),
-    /// The receiver's storage is full.
-    #[error("storage full: {0}")]
-    StorageFull(String),
-    /// The receiver could not store the file.
-    #[error("storage failed: {0}")]
-    Storage(String),
-    /// The sender could not read the file (moved, deleted, or changed while sending).
-    #[error("file unreadable: {0}")]
-    Unreadable(String),
-    /// The peer broke the transfer protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// `leave()` was called.
-    #[error("this peer has left the room")]
-    Closed,
-    /// The holder does not share this file (any more): it never was, or was unshared.
-    #[error("not shared: {0}")]
-    NotShared(String),
-    /// The receiver has too many offers waiting for an answer; offer again later.
-    #[error("busy: {0}")]
-    Busy(String),
-}
-
-impl TransferError {
-    /// What to tell the other side when this ends a transfer.
-    pub(crate) fn wire(&self) -> (CancelCode, String) {
-        match self {
-            TransferError::HashMismatch(m) => (CancelCode::HashMismatch, m.clone()),
-            TransferError::StorageFull(m) => (CancelCode::StorageFull, m.clone()),
-            TransferError::Storage(m) => (CancelCode::Storage, m.clone()),
-            TransferError::Unreadable(m) => (CancelCode::Unreadable, m.clone()),
-            TransferError::Protocol(m) => (CancelCode::Protocol, m.clone()),
-            TransferError::NotShared(m) => (CancelCode::NotShared, m.clone()),
-            TransferError::Busy(m) => (CancelCode::Busy, m.clone()),
-            TransferError::Cancelled { reason, .. } => (CancelCode::Cancelled, reason.clone()),
-            TransferError::Declined(m) => (CancelCode::Cancelled, m.clone()),
-            TransferError::PeerLeft(_) | TransferError::Closed => (CancelCode::Cancelled, self.to_string()),
-        }
-    }
-
-    /// The error the other side reported.
-    pub(crate) fn from_wire(code: CancelCode, reason: String) -> Self {
-        match code {
-            CancelCode::Cancelled => TransferError::Cancelled { by_peer: true, reason },
-            CancelCode::HashMismatch => TransferError::HashMismatch(reason),
-            CancelCode::StorageFull => TransferError::StorageFull(reason),
-            CancelCode::Storage => TransferError::Storage(reason),
-            CancelCode::Unreadable => TransferError::Unreadable(reason),
-            CancelCode::Protocol => TransferError::Protocol(reason),
-            CancelCode::NotShared => TransferError::NotShared(reason),
-            CancelCode::Busy => TransferError::Busy(reason),
-        }
-    }
-}
-
-/// What to put on the bulk channel: a frame the core built, or a slice of a block the
-/// driver read (held by the driver since [`Mesh::handle_block_read`] returned true).
-///
-/// [`Mesh::handle_block_read`]: super::Mesh::handle_block_read
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BulkItem {
-    /// Send these bytes.
-    Frame(Vec<u8>),
-    /// Send bytes `start..start + len` of block `block` of transfer `id`; after the
-    /// `last` slice the driver may drop the block.
-    Slice {
-        /// The transfer.
-        id: TransferId,
-        /// The block.
-        block: u32,
-        /// Offset within the block.
-        start: u32,
-        /// Bytes.
-        len: u32,
-        /// No more slices of this block follow.
-        last: bool,
-    },
-}
-
-impl BulkItem {
-    pub(crate) fn len(&self) -> u64 {
-        match self {
-            BulkItem::Frame(f) => f.len() as u64,
-            BulkItem::Slice { len, .. } => u64::from(*len),
-        }
-    }
-}
-
-/// A transfer in progress: one of ours, one we receive, a multi-source download, or
-/// a shared file we serve to a downloader.
+/// A transfer in progress: one of ours, one we receive, a multi-source download, or a
+/// shared file we serve to a downloader.
 #[derive(Debug)]
-pub(crate) enum Transfer {
-    Out(Outgoing),
-    In(Incoming),
-    Down(Download),
+enum Transfer {
+    Send(Outgoing),
+    Receive(Incoming),
+    Download(Download),
     Serve(Serving),
+}
+
+/// What a state machine decided.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    /// It goes on.
+    Go,
+    /// It ended with the file.
+    Done(Hash),
+    /// A serve ended quietly: finished, cancelled by the downloader, or asked again.
+    Ended,
+    /// It ended without the file; `tell` the other side(s) why.
+    Fail(TransferError, bool),
 }
 
 impl Transfer {
     /// Whether `peer` takes part (as the other side, or one of the holders).
-    pub(crate) fn involves(&self, peer: &PeerId) -> bool {
+    fn involves(&self, peer: &PeerId) -> bool {
         match self {
-            Transfer::Out(t) => t.peer == *peer,
-            Transfer::In(t) => t.peer == *peer,
-            Transfer::Down(d) => d.involves(peer),
+            Transfer::Send(t) => t.peer == *peer,
+            Transfer::Receive(t) => t.peer == *peer,
+            Transfer::Download(d) => d.involves(peer),
             Transfer::Serve(s) => s.peer == *peer,
         }
     }
 
     /// When a paused transfer gives up on its peer.
-    pub(crate) fn paused_until(&self) -> Option<Millis> {
+    fn paused_until(&self) -> Option<Millis> {
         match self {
-            Transfer::Out(t) => t.paused_until(),
-            Transfer::In(t) => t.paused_until(),
-            Transfer::Down(d) => d.paused_until(),
+            Transfer::Send(t) => t.paused_until(),
+            Transfer::Receive(t) => t.paused_until(),
+            Transfer::Download(d) => d.paused_until(),
             Transfer::Serve(_) => None,
         }
+    }
+
+    fn receiving(&mut self) -> Option<&mut dyn Receiving> {
+        match self {
+            Transfer::Receive(t) => Some(t),
+            Transfer::Download(d) => Some(d),
+            Transfer::Send(_) | Transfer::Serve(_) => None,
+        }
+    }
+}
+
+/// Every transfer, both directions, and the state of every peer's bulk channel.
+#[derive(Debug, Default)]
+pub(crate) struct Transfers {
+    map: HashMap<TransferId, Transfer>,
+    /// Per peer, the transfer that got the last read (for round-robin).
+    send_cursor: HashMap<PeerId, TransferId>,
+    /// Per peer, where its incoming bulk byte stream stands.
+    lanes: HashMap<PeerId, RecvLane>,
+    /// Shares found changed on disk while serving: the mesh stops sharing them.
+    changed_shares: Vec<ShareId>,
+}
+
+impl Transfers {
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.map.values().filter_map(Transfer::paused_until).min()
+    }
+
+    /// Shares that must no longer be shared (their file changed), since the last call.
+    pub(crate) fn take_changed_shares(&mut self) -> Vec<ShareId> {
+        std::mem::take(&mut self.changed_shares)
+    }
+
+    fn new_id(&self, net: &mut Net<'_>) -> TransferId {
+        loop {
+            let id = TransferId(net.random());
+            if !self.map.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    // -- commands ----------------------------------------------------------------------
+
+    /// Offers a file to `peer`; its blocks are read with [`FileOp::Read`] as needed.
+    pub(crate) fn send_file(&mut self, net: &mut Net<'_>, peer: &PeerId, meta: FileMeta) -> Result<TransferId, SendError> {
+        if !net.is_open(peer) {
+            return Err(SendError::NotConnected(peer.clone()));
+        }
+        let id = self.new_id(net);
+        let mut out = Outgoing::new(peer.clone(), meta);
+        out.start(id, net);
+        self.map.insert(id, Transfer::Send(out));
+        Ok(id)
+    }
+
+    /// The user accepted an offer.
+    pub(crate) fn accept(&mut self, net: &mut Net<'_>, id: TransferId) -> Result<(), TransferError> {
+        match self.map.get_mut(&id) {
+            Some(Transfer::Receive(t)) => t.accept(id, net),
+            _ => Err(TransferError::Cancelled { by_peer: true, reason: "the offer is no longer open".into() }),
+        }
+    }
+
+    /// The user declined an offer.
+    pub(crate) fn reject(&mut self, net: &mut Net<'_>, id: TransferId, reason: &str) {
+        if let Some(Transfer::Receive(t)) = self.map.get(&id) {
+            if t.reject(id, net, reason) {
+                self.map.remove(&id);
+            }
+        }
+    }
+
+    /// Cancels a transfer (either direction) or declines an open offer; the peer is told.
+    pub(crate) fn cancel(&mut self, net: &mut Net<'_>, id: TransferId, reason: &str) {
+        self.fail(net, id, TransferError::Cancelled { by_peer: false, reason: reason.to_owned() }, true);
+    }
+
+    /// Downloads the content `hash` from every listed holder (peer and its share id).
+    pub(crate) fn download(&mut self, net: &mut Net<'_>, meta: FileMeta, hash: Hash, holders: &[(PeerId, ShareId)]) -> Result<TransferId, SendError> {
+        let id = self.new_id(net);
+        let download = Download::start(id, net, meta, hash, holders)?;
+        self.map.insert(id, Transfer::Download(download));
+        Ok(id)
+    }
+
+    /// Downloads what a query found: the first hit's content, from every hit with that
+    /// content (the same hash and size; other bytes under the same name are another file).
+    pub(crate) fn download_hits(&mut self, net: &mut Net<'_>, hits: &[Hit]) -> Result<TransferId, SendError> {
+        let Some(first) = hits.first() else { return Err(SendError::NotConnected(PeerId::new(""))) };
+        let holders: Vec<_> =
+            hits.iter().filter(|h| h.hash == first.hash && h.meta.size == first.meta.size).map(|h| (h.peer.clone(), h.id)).collect();
+        self.download(net, first.meta.clone(), first.hash, &holders)
+    }
+
+    /// Bytes each holder of a download served so far (verified), in the order given.
+    pub(crate) fn download_sources(&self, id: TransferId) -> Option<Vec<(PeerId, u64)>> {
+        match self.map.get(&id) {
+            Some(Transfer::Download(d)) => Some(d.served()),
+            _ => None,
+        }
+    }
+
+    /// A file is no longer shared: its serves end with `NotShared` for the downloader.
+    pub(crate) fn end_serves_of(&mut self, net: &mut Net<'_>, share: ShareId) {
+        let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| matches!(t, Transfer::Serve(s) if s.share == share)).map(|(id, _)| *id).collect();
+        ids.sort();
+        for id in ids {
+            self.fail(net, id, TransferError::NotShared("the holder stopped sharing this file".into()), true);
+        }
+    }
+
+    // -- frames from peers -------------------------------------------------------------
+
+    /// A transfer control frame from `from`.
+    pub(crate) fn on_control(&mut self, net: &mut Net<'_>, from: &PeerId, frame: &[u8]) {
+        let control = match Control::decode(frame) {
+            Ok(control) => control,
+            Err(err) => return net.warn(format!("bad transfer frame from {from}: {err}")),
+        };
+        let id = control.id();
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Send(t)) if t.peer == *from => t.on_control(id, net, control),
+            Some(Transfer::Receive(t)) if t.peer == *from => t.on_control(id, net, control),
+            Some(Transfer::Download(d)) => d.on_control(id, net, from, control),
+            Some(Transfer::Serve(s)) if s.peer == *from => s.on_control(control),
+            Some(_) if matches!(control, Control::Offer { .. }) => {
+                return recv::refuse(net, from, id, CancelCode::Protocol, "transfer id already in use")
+            }
+            Some(_) => return net.warn(format!("peer {from} sent a frame for a transfer that is not theirs")),
+            None => match control {
+                Control::Offer { .. } => return self.offered(net, from, control),
+                Control::Cancel { .. } => return,
+                other => return net.warn(format!("peer {from} sent {other:?} for no transfer of ours")),
+            },
+        };
+        self.apply(net, id, step);
+        // An accept, an ack or a want may have opened the sender's window.
+        self.pump(net, from);
+    }
+
+    fn offered(&mut self, net: &mut Net<'_>, from: &PeerId, offer: Control) {
+        let pending = self.map.values().filter_map(|t| match t {
+            Transfer::Receive(t) if t.pending() => Some(&t.peer),
+            _ => None,
+        });
+        let (mine, all) = pending.fold((0, 0), |(mine, all), peer| (mine + usize::from(peer == from), all + 1));
+        if let Some((id, incoming)) = Incoming::offered(net, from, offer, mine, all) {
+            self.map.insert(id, Transfer::Receive(incoming));
+        }
+    }
+
+    /// A frame on `from`'s bulk channel.
+    pub(crate) fn on_bulk(&mut self, net: &mut Net<'_>, from: &PeerId, bytes: &[u8], frame: FrameId) {
+        let lane = std::mem::take(self.lanes.entry(from.clone()).or_default());
+        let next = match lane {
+            RecvLane::Idle => self.bulk_header(net, from, bytes),
+            RecvLane::Skip { remaining } => {
+                let remaining = remaining.saturating_sub(bytes.len() as u64);
+                if remaining > 0 {
+                    RecvLane::Skip { remaining }
+                } else {
+                    RecvLane::Idle
+                }
+            }
+            RecvLane::Block { id, .. } => {
+                let receiver = self.map.get_mut(&id).and_then(Transfer::receiving);
+                let (next, failed) = receive_bytes(net, receiver, from, lane, bytes, frame);
+                match failed {
+                    Some(error) => self.fail(net, id, error, true),
+                    None => self.report_progress(net, id, false),
+                }
+                next
+            }
+        };
+        self.lanes.insert(from.clone(), next);
+    }
+
+    /// A frame that is not a block's bytes: a header, or a transfer's end.
+    fn bulk_header(&mut self, net: &mut Net<'_>, from: &PeerId, bytes: &[u8]) -> RecvLane {
+        let header = match BulkHeader::decode(bytes) {
+            Ok(header) => header,
+            Err(err) => {
+                net.warn(format!("bad bulk frame from {from}: {err}"));
+                return RecvLane::Idle;
+            }
+        };
+        match header {
+            BulkHeader::Block { id, block, len, data: true, hash } => {
+                let Some(receiver) = self.map.get_mut(&id).and_then(Transfer::receiving) else {
+                    net.warn(format!("peer {from} sent block {block} for no transfer we receive"));
+                    return RecvLane::skip(true, len);
+                };
+                match receiver.header(from, block, len, hash) {
+                    Header::Receive { offset } => RecvLane::block(id, block, offset, len, hash),
+                    Header::Skip => RecvLane::skip(true, len),
+                    Header::Broken(error) => {
+                        if let receive::Broken::Fail(error) = receiver.broken(net, id, from, error) {
+                            self.fail(net, id, error, true);
+                        }
+                        RecvLane::skip(true, len)
+                    }
+                }
+            }
+            BulkHeader::Block { id, block, len, data: false, hash } => {
+                let step = match self.map.get_mut(&id) {
+                    Some(Transfer::Receive(t)) if t.peer == *from => t.announced(id, net, block, len, hash),
+                    _ => return RecvLane::Idle,
+                };
+                self.apply(net, id, step);
+                RecvLane::Idle
+            }
+            BulkHeader::End { id, hash } => {
+                let step = match self.map.get_mut(&id) {
+                    Some(Transfer::Receive(t)) if t.peer == *from => t.ended(id, net, hash),
+                    _ => {
+                        net.warn(format!("peer {from} ended a transfer we do not receive"));
+                        return RecvLane::Idle;
+                    }
+                };
+                self.apply(net, id, step);
+                RecvLane::Idle
+            }
+        }
+    }
+
+    /// A downloader asks for one of our shared files (`served`, if it is shared).
+    pub(crate) fn on_fetch(&mut self, net: &mut Net<'_>, from: &PeerId, id: TransferId, share: ShareId, served: Option<ServedFile>, manifest: bool) {
+        let Some(served) = served else {
+            let cancel = Control::Cancel { id, code: CancelCode::NotShared, reason: format!("file {share} is not shared") };
+            return net.send_control(from, &cancel);
+        };
+        match self.map.get(&id) {
+            // Asked again (e.g. for the manifest): start over with what it asks next.
+            Some(Transfer::Serve(s)) if s.peer == *from && s.share == share => self.apply(net, id, Step::Ended),
+            Some(_) => {
+                let cancel = Control::Cancel { id, code: CancelCode::Protocol, reason: "transfer id already in use".into() };
+                return net.send_control(from, &cancel);
+            }
+            None => {}
+        }
+        let serving_them = self.map.values().filter(|t| matches!(t, Transfer::Serve(s) if s.peer == *from)).count();
+        if let Some(serving) = Serving::start(id, net, from, share, served, manifest, serving_them) {
+            self.map.insert(id, Transfer::Serve(serving));
+        }
+    }
+
+    /// A holder's block hashes.
+    pub(crate) fn on_manifest(&mut self, net: &mut Net<'_>, from: &PeerId, id: TransferId, hashes: Vec<Hash>) {
+        if let Some(Transfer::Download(d)) = self.map.get_mut(&id) {
+            let step = d.manifest(id, net, from, hashes);
+            self.apply(net, id, step);
+        }
+    }
+
+    /// A downloader asks for blocks.
+    pub(crate) fn on_get(&mut self, net: &mut Net<'_>, from: &PeerId, id: TransferId, blocks: Vec<u32>) {
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Serve(s)) if s.peer == *from => s.get(blocks),
+            Some(Transfer::Serve(_)) => return net.warn(format!("peer {from} asked for blocks of a transfer that is not theirs")),
+            _ => return net.warn(format!("peer {from} asked for blocks of transfer {id}, which we do not serve")),
+        };
+        self.apply(net, id, step);
+        self.pump(net, from);
+    }
+
+    // -- files and storage -------------------------------------------------------------
+
+    /// A block was read ([`FileOp::Read`]); the driver holds its bytes.
+    pub(crate) fn block_read(&mut self, net: &mut Net<'_>, id: TransferId, block: u32, bytes: &[u8]) {
+        let (peer, step) = match self.map.get_mut(&id) {
+            Some(Transfer::Send(t)) => (t.peer.clone(), t.block_read(id, net, block, bytes)),
+            Some(Transfer::Serve(s)) => {
+                let step = s.block_read(id, net, block, bytes);
+                if matches!(step, Step::Fail(TransferError::Unreadable(_), _)) {
+                    self.changed_shares.push(s.share);
+                }
+                (s.peer.clone(), step)
+            }
+            _ => return net.output(Output::File(FileOp::ReleaseBlock { id, block })),
+        };
+        self.apply(net, id, step);
+        self.pump(net, &peer);
+    }
+
+    pub(crate) fn block_unreadable(&mut self, net: &mut Net<'_>, id: TransferId, message: &str) {
+        if matches!(self.map.get(&id), Some(Transfer::Send(_) | Transfer::Serve(_))) {
+            self.fail(net, id, TransferError::Unreadable(message.to_owned()), true);
+        }
+    }
+
+    pub(crate) fn store_probed(&mut self, net: &mut Net<'_>, id: TransferId, partial: Option<Partial>) {
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Receive(t)) => t.probed(id, net, partial),
+            Some(Transfer::Download(d)) => d.probed(id, net, partial),
+            _ => return,
+        };
+        self.apply(net, id, step);
+    }
+
+    pub(crate) fn store_opened(&mut self, net: &mut Net<'_>, id: TransferId, result: Result<(), StoreError>) {
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Receive(t)) => t.opened(id, net, result),
+            Some(Transfer::Download(d)) => d.opened(id, net, result),
+            _ => return,
+        };
+        self.apply(net, id, step);
+    }
+
+    pub(crate) fn block_committed(&mut self, net: &mut Net<'_>, id: TransferId, block: u32) {
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Receive(t)) => t.committed(id, net, block),
+            Some(Transfer::Download(d)) => d.committed(id, net, block),
+            _ => return,
+        };
+        self.apply(net, id, step);
+    }
+
+    pub(crate) fn store_finished(&mut self, net: &mut Net<'_>, id: TransferId, result: Result<(), StoreError>) {
+        let step = match self.map.get_mut(&id) {
+            Some(Transfer::Receive(t)) => t.finished(id, net, result),
+            Some(Transfer::Download(d)) => d.finished(id, net, result),
+            _ => return,
+        };
+        self.apply(net, id, step);
+    }
+
+    pub(crate) fn store_failed(&mut self, net: &mut Net<'_>, id: TransferId, error: StoreError) {
+        if matches!(self.map.get(&id), Some(Transfer::Receive(_) | Transfer::Download(_))) {
+            self.fail(net, id, store_error(error), true);
+        }
+    }
+
+    // -- peers and time ----------------------------------------------------------------
+
+    /// `peer`'s channels opened: a fresh bulk stream, and what waited for it goes on.
+    pub(crate) fn peer_opened(&mut self, net: &mut Net<'_>, peer: &PeerId) {
+        self.lanes.remove(peer);
+        for id in self.ids(|t| t.involves(peer) || matches!(t, Transfer::Download(d) if d.gone(peer))) {
+            let step = match self.map.get_mut(&id) {
+                Some(Transfer::Send(t)) => t.peer_back(id, net),
+                Some(Transfer::Download(d)) => d.source_back(id, net, peer),
+                _ => Step::Go,
+            };
+            self.apply(net, id, step);
+        }
+    }
+
+    /// `peer`'s channels closed: what it takes part in pauses (or ends).
+    pub(crate) fn peer_closed(&mut self, net: &mut Net<'_>, peer: &PeerId) {
+        self.lanes.remove(peer);
+        let until = net.now + net.config.resume_timeout_ms;
+        for id in self.ids(|t| t.involves(peer)) {
+            let step = match self.map.get_mut(&id) {
+                Some(Transfer::Send(t)) => t.pause(id, net, until),
+                Some(Transfer::Receive(t)) => t.pause(id, net, until),
+                Some(Transfer::Download(d)) => d.source_left(id, net, peer),
+                // The downloader asks again when it is back.
+                Some(Transfer::Serve(_)) => Step::Ended,
+                None => Step::Go,
+            };
+            self.apply(net, id, step);
+        }
+    }
+
+    /// The bulk channel to `peer` drained: more may go.
+    pub(crate) fn bulk_drained(&mut self, net: &mut Net<'_>, peer: &PeerId) {
+        self.pump(net, peer);
+    }
+
+    /// Paused transfers whose peer did not come back in time fail.
+    pub(crate) fn handle_timeout(&mut self, net: &mut Net<'_>) {
+        let now = net.now;
+        for id in self.ids(|t| t.paused_until().is_some_and(|until| until <= now)) {
+            self.fail(net, id, TransferError::PeerLeft(net.config.resume_timeout_ms), false);
+        }
+    }
+
+    /// Every transfer ends: `leave()` was called.
+    pub(crate) fn close(&mut self, net: &mut Net<'_>) {
+        for id in self.ids(|_| true) {
+            self.fail(net, id, TransferError::Closed, true);
+        }
+    }
+
+    fn ids(&self, which: impl Fn(&Transfer) -> bool) -> Vec<TransferId> {
+        let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| which(t)).map(|(id, _)| *id).collect();
+        ids.sort();
+        ids
+    }
+
+    // -- ending ------------------------------------------------------------------------
+
+    /// Applies a state machine's decision.
+    fn apply(&mut self, net: &mut Net<'_>, id: TransferId, step: Step) {
+        match step {
+            Step::Go => self.report_progress(net, id, false),
+            Step::Done(hash) => self.finish(net, id, hash),
+            Step::Ended => self.end_serve(net, id),
+            Step::Fail(error, tell) => self.fail(net, id, error, tell),
+        }
+    }
+
+    fn finish(&mut self, net: &mut Net<'_>, id: TransferId, hash: Hash) {
+        self.report_progress(net, id, true);
+        match self.map.remove(&id) {
+            Some(Transfer::Send(_)) => net.output(Output::File(FileOp::Release { id, except: None })),
+            Some(Transfer::Download(d)) => net.emit(Event::TransferSources { id, sources: d.served() }),
+            Some(Transfer::Receive(_)) => {}
+            Some(Transfer::Serve(_)) | None => return,
+        }
+        net.emit(Event::TransferDone { id, hash });
+    }
+
+    /// Stops serving without a word, still finishing a block half on the wire (the
+    /// downloader would read what follows as its bytes).
+    fn end_serve(&mut self, net: &mut Net<'_>, id: TransferId) {
+        if let Some(Transfer::Serve(s)) = self.map.remove(&id) {
+            let except = net.purge_bulk(&s.peer, id);
+            net.output(Output::File(FileOp::Release { id, except }));
+        }
+    }
+
+    /// Ends a transfer without the file: tells the peer(s) (if `tell` and they are
+    /// there), releases what the driver holds for it, and reports `error`.
+    fn fail(&mut self, net: &mut Net<'_>, id: TransferId, error: TransferError, tell: bool) {
+        let Some(transfer) = self.map.remove(&id) else { return };
+        let peers = match &transfer {
+            Transfer::Send(t) => vec![t.peer.clone()],
+            Transfer::Receive(t) => vec![t.peer.clone()],
+            Transfer::Serve(s) => vec![s.peer.clone()],
+            Transfer::Download(d) => d.live_peers(),
+        };
+        if tell {
+            let (code, reason) = error.wire();
+            for peer in &peers {
+                net.send_control(peer, &Control::Cancel { id, code, reason: reason.clone() });
+            }
+        }
+        let delete = matches!(error, TransferError::Cancelled { .. });
+        match transfer {
+            Transfer::Send(_) => {
+                let except = net.purge_bulk(&peers[0], id);
+                net.output(Output::File(FileOp::Release { id, except }));
+            }
+            // Serving has no user-facing transfer to fail.
+            Transfer::Serve(_) => {
+                let except = net.purge_bulk(&peers[0], id);
+                return net.output(Output::File(FileOp::Release { id, except }));
+            }
+            Transfer::Receive(t) if t.has_store() => net.output(Output::Store(StoreOp::Close { id, delete })),
+            Transfer::Receive(_) => {}
+            Transfer::Download(d) => {
+                net.emit(Event::TransferSources { id, sources: d.served() });
+                if d.has_store() {
+                    net.output(Output::Store(StoreOp::Close { id, delete }));
+                }
+            }
+        }
+        net.emit(Event::TransferFailed { id, error });
+    }
+
+    /// Emits progress if due (or `force`d).
+    fn report_progress(&mut self, net: &mut Net<'_>, id: TransferId, force: bool) {
+        let Some(transfer) = self.map.get_mut(&id) else { return };
+        let (meter, total) = match transfer {
+            Transfer::Send(t) => (&mut t.meter, t.meta.size),
+            Transfer::Receive(t) => (&mut t.meter, t.meta.size),
+            Transfer::Download(d) => (&mut d.meter, d.meta.size),
+            Transfer::Serve(_) => return,
+        };
+        let Some(progress) = meter.report(net.now, total, force) else { return };
+        if let Transfer::Download(d) = transfer {
+            net.emit(Event::TransferSources { id, sources: d.served() });
+        }
+        net.emit(Event::TransferProgress { id, progress });
+    }
+}
+
+pub(crate) fn store_error(err: StoreError) -> TransferError {
+    if err.full {
+        TransferError::StorageFull(err.message)
+    } else {
+        TransferError::Storage(err.message)
     }
 }

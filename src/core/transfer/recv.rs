@@ -1,15 +1,17 @@
-//! The receiving side: look for a partial download of the offered content, let the
-//! user decide (or resume by itself when the same sender comes back), then check every
-//! block against its hash as its bytes arrive, have the driver store and commit it,
-//! acknowledge it, and finish when the content hash over all blocks matches.
+//! The receiving side of a direct transfer: look for a partial download of the offered
+//! content, let the user decide (or resume by itself when the very transfer comes
+//! back), then take blocks through the one receive path (`receive.rs`), acknowledge
+//! each once stored, and finish when the content hash over all blocks matches.
 
 use super::blocks::{
     block_count, block_len, block_offset, content_hash, content_key, resume_response, resume_token, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE,
 };
-use super::frame::{BulkHeader, CancelCode, Control, Proof};
-use super::{FileMeta, Partial, ProgressMeter, StoreError, Transfer, TransferError, TransferId};
-use crate::core::mesh::{Event, Mesh, Output};
-use crate::core::{ConnId, Millis, PeerId};
+use super::frame::{CancelCode, Control, Proof};
+use super::receive::{Broken, Header, Receiving};
+use super::{store_error, FileMeta, Partial, ProgressMeter, Step, StoreError, TransferError, TransferId};
+use crate::core::net::Net;
+use crate::core::output::{Event, Output, StoreOp};
+use crate::core::{Millis, PeerId};
 
 /// Offers from one peer waiting for the user's answer at once; more are refused.
 pub const MAX_PENDING_OFFERS_PER_PEER: usize = 8;
@@ -17,7 +19,7 @@ pub const MAX_PENDING_OFFERS_PER_PEER: usize = 8;
 pub const MAX_PENDING_OFFERS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RecvPhase {
+enum RecvPhase {
     /// Asked the driver whether part of this content is already stored.
     Probing,
     /// Waiting for the user's accept or reject.
@@ -37,8 +39,8 @@ pub(crate) enum RecvPhase {
 pub(crate) struct Incoming {
     pub(crate) peer: PeerId,
     pub(crate) meta: FileMeta,
-    pub(crate) phase: RecvPhase,
-    pub(crate) key: String,
+    phase: RecvPhase,
+    key: String,
     blocks: u32,
     /// The content hash the offer announced, if any.
     offered_hash: Option<Hash>,
@@ -62,7 +64,62 @@ pub(crate) struct Incoming {
     pub(crate) meter: ProgressMeter,
 }
 
+/// Refuses an offer with a reason the sender sees.
+pub(crate) fn refuse(net: &mut Net<'_>, to: &PeerId, id: TransferId, code: CancelCode, reason: &str) {
+    if code != CancelCode::Busy {
+        net.warn(format!("refused a transfer from {to}: {reason}"));
+    }
+    net.send_control(to, &Control::Cancel { id, code, reason: reason.to_owned() });
+}
+
 impl Incoming {
+    /// A new offer from `from`, who has `mine` offers waiting for an answer here (of
+    /// `all`): the transfer, or nothing if it was refused.
+    pub(crate) fn offered(net: &mut Net<'_>, from: &PeerId, offer: Control, mine: usize, all: usize) -> Option<(TransferId, Incoming)> {
+        let Control::Offer { id, size, block_size, head, hash, name, mime, nonce } = offer else { return None };
+        let reason = if u64::from(block_size) != BLOCK_SIZE {
+            Some((CancelCode::Protocol, format!("unsupported block size {block_size}")))
+        } else if size > MAX_FILE_SIZE {
+            Some((CancelCode::Protocol, format!("file of {size} bytes is larger than the {MAX_FILE_SIZE}-byte limit")))
+        } else if mine >= MAX_PENDING_OFFERS_PER_PEER {
+            // Offers cost the user attention and us memory until answered: a peer gets a
+            // few at a time, the room a few more.
+            Some((CancelCode::Busy, format!("the receiver has {MAX_PENDING_OFFERS_PER_PEER} offers from you waiting for an answer")))
+        } else if all >= MAX_PENDING_OFFERS {
+            Some((CancelCode::Busy, format!("the receiver has {MAX_PENDING_OFFERS} offers waiting for an answer")))
+        } else {
+            None
+        };
+        if let Some((code, reason)) = reason {
+            refuse(net, from, id, code, &reason);
+            return None;
+        }
+        let key = content_key(size, &head);
+        net.output(Output::Store(StoreOp::Probe { id, key: key.clone() }));
+        let incoming = Incoming {
+            peer: from.clone(),
+            phase: RecvPhase::Probing,
+            key,
+            blocks: block_count(size),
+            offered_hash: hash,
+            hashes: Vec::new(),
+            committed: BlockSet::new(0),
+            kept: Vec::new(),
+            end_hash: None,
+            accepted: false,
+            resuming: false,
+            nonce,
+            meter: ProgressMeter::default(),
+            meta: FileMeta { name, size, mime },
+        };
+        Some((id, incoming))
+    }
+
+    /// Whether an answer from the user is still awaited (it has not been accepted).
+    pub(crate) fn pending(&self) -> bool {
+        matches!(self.phase, RecvPhase::Probing | RecvPhase::Offered)
+    }
+
     pub(crate) fn paused_until(&self) -> Option<Millis> {
         match self.phase {
             RecvPhase::Paused { until } => Some(until),
@@ -70,509 +127,319 @@ impl Incoming {
         }
     }
 
-    /// Whether an answer from the user is still awaited (it has not been accepted).
-    fn pending(&self) -> bool {
-        matches!(self.phase, RecvPhase::Probing | RecvPhase::Offered)
-    }
-
-    /// Whether `block` is one this transfer still waits for: in range, not verified.
-    pub(crate) fn awaits_block(&self, block: u32) -> bool {
-        self.hashes.get(block as usize).is_some_and(Option::is_none)
-    }
-
     /// Whether the driver has (or is opening) storage for it.
     pub(crate) fn has_store(&self) -> bool {
-        !matches!(self.phase, RecvPhase::Probing | RecvPhase::Offered)
-    }
-}
-
-/// Where the bulk channel's byte stream stands on the receiving side.
-#[derive(Debug, Default)]
-pub(crate) enum RecvLane {
-    /// The next frame is a header.
-    #[default]
-    Idle,
-    /// The next frames are this block's bytes.
-    Block { id: TransferId, block: u32, offset: u64, remaining: u64, hasher: Box<blake3::Hasher>, expected: Hash },
-    /// The next frames are bytes to drop (a duplicate block, or one for no transfer).
-    Skip { remaining: u64 },
-}
-
-/// What the driver does with a raw frame from the bulk channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BulkVerdict {
-    /// Store the frame's bytes at `offset` of transfer `id`'s file.
-    Store {
-        /// The transfer.
-        id: TransferId,
-        /// Where in the file.
-        offset: u64,
-    },
-    /// Nothing to store.
-    Drop,
-}
-
-impl Mesh {
-    /// Control frames for a transfer we receive (or are offered).
-    pub(crate) fn receiver_control(&mut self, now: Millis, from: &PeerId, control: Control) {
-        let id = control.id();
-        match control {
-            Control::Offer { size, block_size, head, hash, name, mime, nonce, .. } => {
-                self.offered(now, from, id, FileMeta { name, size, mime }, block_size, head, hash, nonce)
-            }
-            Control::Cancel { code, reason, .. } => match self.transfers.get(&id) {
-                Some(Transfer::In(t)) if t.peer == *from => self.fail(now, id, TransferError::from_wire(code, reason), false),
-                _ => {}
-            },
-            other => self.warn(format!("peer {from} sent {other:?} for no transfer of ours")),
-        }
+        !self.pending()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn offered(&mut self, _now: Millis, from: &PeerId, id: TransferId, meta: FileMeta, block_size: u32, head: Hash, hash: Option<Hash>, nonce: u64) {
-        match self.transfers.get_mut(&id) {
-            Some(Transfer::In(t)) if t.peer == *from && t.meta == meta => {
-                // The sender came back (or repeats itself): pick up where we are.
-                if let RecvPhase::Paused { .. } = t.phase {
-                    t.phase = RecvPhase::Receiving;
-                    t.nonce = nonce;
-                    t.resuming = t.accepted;
-                    t.meter.restart();
-                    self.emit(Event::TransferResumed { id });
-                    self.send_accept(id);
-                }
-                return;
-            }
-            Some(_) => {
-                return self.refuse(from, id, CancelCode::Protocol, "transfer id already in use");
-            }
-            None => {}
-        }
-        if block_size as u64 != BLOCK_SIZE {
-            return self.refuse(from, id, CancelCode::Protocol, &format!("unsupported block size {block_size}"));
-        }
-        if meta.size > MAX_FILE_SIZE {
-            return self.refuse(
-                from,
-                id,
-                CancelCode::Protocol,
-                &format!("file of {} bytes is larger than the {MAX_FILE_SIZE}-byte limit", meta.size),
-            );
-        }
-        // Offers cost the user attention and us memory until answered: a peer gets a
-        // few at a time, the room a few more.
-        let pending = self.transfers.values().filter_map(|t| match t {
-            Transfer::In(t) if t.pending() => Some(&t.peer),
-            _ => None,
-        });
-        let (mine, all) = pending.fold((0, 0), |(mine, all), peer| (mine + usize::from(peer == from), all + 1));
-        if mine >= MAX_PENDING_OFFERS_PER_PEER {
-            return self.refuse(
-                from,
-                id,
-                CancelCode::Busy,
-                &format!("the receiver has {MAX_PENDING_OFFERS_PER_PEER} offers from you waiting for an answer"),
-            );
-        }
-        if all >= MAX_PENDING_OFFERS {
-            return self.refuse(from, id, CancelCode::Busy, &format!("the receiver has {MAX_PENDING_OFFERS} offers waiting for an answer"));
-        }
-        let key = content_key(meta.size, &head);
-        self.transfers.insert(
-            id,
-            Transfer::In(Incoming {
-                peer: from.clone(),
-                phase: RecvPhase::Probing,
-                key: key.clone(),
-                blocks: block_count(meta.size),
-                offered_hash: hash,
-                hashes: Vec::new(),
-                committed: BlockSet::new(0),
-                kept: Vec::new(),
-                end_hash: None,
-                accepted: false,
-                resuming: false,
-                nonce,
-                meter: ProgressMeter::default(),
-                meta,
-            }),
-        );
-        self.push_output(Output::ProbeStore { id, key });
-    }
-
-    fn refuse(&mut self, to: &PeerId, id: TransferId, code: CancelCode, reason: &str) {
-        if code != CancelCode::Busy {
-            self.warn(format!("refused a transfer from {to}: {reason}"));
-        }
-        self.send_control(to, &Control::Cancel { id, code, reason: reason.to_owned() });
-    }
-
-    /// The driver looked for a partial download asked for with [`Output::ProbeStore`].
-    pub fn handle_store_probed(&mut self, now: Millis, id: TransferId, partial: Option<Partial>) {
-        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
-            return self.download_probed(now, id, partial);
-        }
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        if t.phase != RecvPhase::Probing {
-            return;
+    /// The driver looked for a partial download.
+    pub(crate) fn probed(&mut self, id: TransferId, net: &mut Net<'_>, partial: Option<Partial>) -> Step {
+        if self.phase != RecvPhase::Probing {
+            return Step::Go;
         }
         let mut resumable = false;
         if let Some(partial) = partial {
             // Only this very transfer, stored before one of us reloaded, resumes by
             // itself; the same content sent again is a new offer that reuses the blocks.
-            resumable = partial.transfer == Some(id) && partial.from.as_deref() == Some(t.peer.as_str());
-            let blocks = t.blocks;
-            t.kept = partial.blocks;
-            t.kept.retain(|(block, _)| *block < blocks);
-            t.kept.sort_unstable_by_key(|(block, _)| *block);
-            t.kept.dedup_by_key(|(block, _)| *block);
+            resumable = partial.transfer == Some(id) && partial.from.as_deref() == Some(self.peer.as_str());
+            let blocks = self.blocks;
+            self.kept = partial.blocks;
+            self.kept.retain(|(block, _)| *block < blocks);
+            self.kept.sort_unstable_by_key(|(block, _)| *block);
+            self.kept.dedup_by_key(|(block, _)| *block);
         }
-        let have: u64 = t.kept.iter().map(|(block, _)| block_len(t.meta.size, *block)).sum();
-        t.meter.set(now, have);
+        let have: u64 = self.kept.iter().map(|(block, _)| block_len(self.meta.size, *block)).sum();
+        self.meter.set(net.now, have);
         if resumable && have > 0 {
             // The same browser offers what it was sending us before (one of the two
             // reloaded): the user already accepted it.
-            t.resuming = true;
-            let (peer, meta) = (t.peer.clone(), t.meta.clone());
-            self.emit(Event::TransferStarted { id, peer, meta });
-            self.open_store(id);
+            self.resuming = true;
+            net.emit(Event::TransferStarted { id, peer: self.peer.clone(), meta: self.meta.clone() });
+            self.open_store(id, net);
         } else {
-            t.phase = RecvPhase::Offered;
-            let event = Event::FileOffer { id, from: t.peer.clone(), meta: t.meta.clone(), hash: t.offered_hash, have };
-            self.emit(event);
+            self.phase = RecvPhase::Offered;
+            net.emit(Event::FileOffer { id, from: self.peer.clone(), meta: self.meta.clone(), hash: self.offered_hash, have });
         }
+        Step::Go
     }
 
-    /// The user accepted an offer.
-    pub fn accept_file(&mut self, _now: Millis, id: TransferId) -> Result<(), TransferError> {
-        match self.transfers.get(&id) {
-            Some(Transfer::In(t)) if t.phase == RecvPhase::Offered => {
-                self.open_store(id);
-                Ok(())
-            }
-            Some(Transfer::In(_)) => Ok(()),
-            _ => Err(TransferError::Cancelled { by_peer: true, reason: "the offer is no longer open".into() }),
+    /// The user accepted.
+    pub(crate) fn accept(&mut self, id: TransferId, net: &mut Net<'_>) -> Result<(), TransferError> {
+        if self.phase == RecvPhase::Offered {
+            self.open_store(id, net);
         }
+        Ok(())
     }
 
-    /// The user declined an offer.
-    pub fn reject_file(&mut self, _now: Millis, id: TransferId, reason: &str) {
-        let Some(Transfer::In(t)) = self.transfers.get(&id) else { return };
-        if t.phase != RecvPhase::Offered {
-            return;
+    /// The user declined; whether the offer was open (and is now gone).
+    pub(crate) fn reject(&self, id: TransferId, net: &mut Net<'_>, reason: &str) -> bool {
+        if self.phase != RecvPhase::Offered {
+            return false;
         }
-        let peer = t.peer.clone();
-        self.transfers.remove(&id);
-        self.send_control(&peer, &Control::Reject { id, reason: reason.to_owned() });
+        net.send_control(&self.peer, &Control::Reject { id, reason: reason.to_owned() });
+        true
     }
 
-    fn open_store(&mut self, id: TransferId) {
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        t.phase = RecvPhase::Opening;
-        t.accepted = true;
+    fn open_store(&mut self, id: TransferId, net: &mut Net<'_>) {
+        self.phase = RecvPhase::Opening;
+        self.accepted = true;
         // Accepted: now the per-block bookkeeping its size needs is worth having.
-        t.hashes = vec![None; t.blocks as usize];
-        t.committed = BlockSet::new(t.blocks);
-        for (block, hash) in std::mem::take(&mut t.kept) {
-            t.hashes[block as usize] = Some(hash);
-            t.committed.insert(block);
+        self.hashes = vec![None; self.blocks as usize];
+        self.committed = BlockSet::new(self.blocks);
+        for (block, hash) in std::mem::take(&mut self.kept) {
+            self.hashes[block as usize] = Some(hash);
+            self.committed.insert(block);
         }
-        let output = Output::OpenStore { id, key: t.key.clone(), from: Some(t.peer.clone()), meta: t.meta.clone() };
-        self.push_output(output);
+        net.output(Output::Store(StoreOp::Open { id, key: self.key.clone(), from: Some(self.peer.clone()), meta: self.meta.clone() }));
     }
 
-    /// Storage opened (or failed to) after [`Output::OpenStore`].
-    pub fn handle_store_opened(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
-        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
-            return self.download_opened(now, id, result);
-        }
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        if t.phase != RecvPhase::Opening {
-            return;
+    /// Storage opened (or failed to).
+    pub(crate) fn opened(&mut self, id: TransferId, net: &mut Net<'_>, result: Result<(), StoreError>) -> Step {
+        if self.phase != RecvPhase::Opening {
+            return Step::Go;
         }
         if let Err(err) = result {
-            return self.fail(now, id, store_error(err), true);
+            return Step::Fail(store_error(err), true);
         }
-        t.phase = RecvPhase::Receiving;
-        let peer = t.peer.clone();
-        if self.is_open(&peer) {
-            self.send_accept(id);
+        self.phase = RecvPhase::Receiving;
+        if net.is_open(&self.peer) {
+            self.send_accept(id, net);
+            Step::Go
         } else {
-            let until = now + self.config.resume_timeout_ms;
-            self.pause_receive(id, until);
+            let until = net.now + net.config.resume_timeout_ms;
+            self.pause(id, net, until)
         }
     }
 
-    fn send_accept(&mut self, id: TransferId) {
-        let Some(Transfer::In(t)) = self.transfers.get(&id) else { return };
-        let token = resume_token(&self.config.local_key, id.0, t.peer.as_str());
-        let proof = if t.resuming { Proof::Response(resume_response(&token, t.nonce)) } else { Proof::Token(token) };
-        let accept = Control::Accept { id, have: t.committed.as_bytes().to_vec(), proof };
-        let peer = t.peer.clone();
-        self.send_control(&peer, &accept);
+    fn send_accept(&self, id: TransferId, net: &mut Net<'_>) {
+        let token = resume_token(&net.config.local_key, id.0, self.peer.as_str());
+        let proof = if self.resuming { Proof::Response(resume_response(&token, self.nonce)) } else { Proof::Token(token) };
+        let accept = Control::Accept { id, have: self.committed.as_bytes().to_vec(), proof };
+        net.send_control(&self.peer, &accept);
     }
 
-    /// A frame from `conn`'s bulk channel.
-    pub fn handle_bulk_frame(&mut self, now: Millis, conn: ConnId, frame: &[u8]) -> BulkVerdict {
-        let Some(peer) = self.peer_of(conn) else { return BulkVerdict::Drop };
-        if let Some(s) = self.session_mut(conn) {
-            s.deadline = None; // alive
-        }
-        let Some(lane) = self.recv_lane(conn) else { return BulkVerdict::Drop };
-        match std::mem::take(lane) {
-            RecvLane::Idle => {
-                self.bulk_header(now, conn, &peer, frame);
-                BulkVerdict::Drop
+    /// A control frame from the sender of this transfer.
+    pub(crate) fn on_control(&mut self, id: TransferId, net: &mut Net<'_>, control: Control) -> Step {
+        match control {
+            // The sender came back (or repeats itself): pick up where we are.
+            Control::Offer { size, ref name, ref mime, nonce, .. }
+                if self.meta.size == size && self.meta.name == *name && self.meta.mime == *mime =>
+            {
+                if let RecvPhase::Paused { .. } = self.phase {
+                    self.phase = RecvPhase::Receiving;
+                    self.nonce = nonce;
+                    self.resuming = self.accepted;
+                    self.meter.restart();
+                    net.emit(Event::TransferResumed { id });
+                    self.send_accept(id, net);
+                }
+                Step::Go
             }
-            RecvLane::Skip { remaining } => {
-                let remaining = remaining.saturating_sub(frame.len() as u64);
-                if remaining > 0 {
-                    *lane = RecvLane::Skip { remaining };
-                }
-                BulkVerdict::Drop
+            Control::Offer { .. } => {
+                refuse(net, &self.peer.clone(), id, CancelCode::Protocol, "transfer id already in use");
+                Step::Go
             }
-            RecvLane::Block { id, block, offset, remaining, mut hasher, expected } => {
-                let len = frame.len() as u64;
-                // THE WRITE INVARIANT: a byte is stored only if the peer it came from
-                // owns its block right now — the sender of a direct transfer we are
-                // receiving, or the holder a download assigned that block to — and the
-                // block is not verified yet. A holder dropped or released mid-block,
-                // a block re-assigned, verified or committed since its header: the
-                // rest of that block is skipped here, and the lane expects a header
-                // again, which must name a block the peer owns. So a verified block is
-                // never written again, and what was verified is what is stored.
-                if !self.owns_block(&peer, id, block) {
-                    if let Some(lane) = self.recv_lane(conn) {
-                        if remaining > len {
-                            *lane = RecvLane::Skip { remaining: remaining - len };
-                        }
-                    }
-                    return BulkVerdict::Drop;
-                }
-                if len > remaining || len == 0 {
-                    let error = TransferError::Protocol(format!("block {block} overran its length"));
-                    self.block_failed(now, &peer, id, error);
-                    return BulkVerdict::Drop;
-                }
-                hasher.update(frame);
-                let remaining = remaining - len;
-                let digest = if remaining > 0 {
-                    if let Some(lane) = self.recv_lane(conn) {
-                        *lane = RecvLane::Block { id, block, offset: offset + len, remaining, hasher, expected };
-                    }
-                    None
-                } else {
-                    Some(*hasher.finalize().as_bytes())
-                };
-                let meter = match self.transfers.get_mut(&id) {
-                    Some(Transfer::In(t)) => &mut t.meter,
-                    Some(Transfer::Down(d)) => &mut d.meter,
-                    _ => return BulkVerdict::Drop,
-                };
-                let received = meter.bytes + len;
-                meter.set(now, received);
-                if let Some(digest) = digest {
-                    if digest != expected {
-                        let error = TransferError::HashMismatch(format!("block {block} from {peer} does not match its hash"));
-                        self.block_failed(now, &peer, id, error);
-                        return BulkVerdict::Drop;
-                    }
-                    self.block_verified(now, &peer, id, block, digest);
-                }
-                self.report_progress(now, id, false);
-                // Ordered before the commit `block_verified` queued: the driver stores
-                // these bytes first, then commits.
-                BulkVerdict::Store { id, offset }
+            Control::Cancel { code, reason, .. } => Step::Fail(TransferError::from_wire(code, reason), false),
+            other => {
+                net.warn(format!("peer {} sent {other:?} for a transfer it sends", self.peer));
+                Step::Go
             }
         }
     }
 
-    /// Whether `peer` may write `block` of transfer `id` now (see the write invariant
-    /// in [`Mesh::handle_bulk_frame`]).
-    fn owns_block(&self, peer: &PeerId, id: TransferId, block: u32) -> bool {
-        match self.transfers.get(&id) {
-            Some(Transfer::In(t)) => t.peer == *peer && t.phase == RecvPhase::Receiving && t.awaits_block(block),
-            Some(Transfer::Down(d)) => d.assigned_to(peer, block),
-            _ => false,
+    /// A header-only block: the sender says we hold it; check our copy is theirs.
+    pub(crate) fn announced(&mut self, id: TransferId, net: &mut Net<'_>, block: u32, len: u32, hash: Hash) -> Step {
+        if self.phase != RecvPhase::Receiving || block >= self.blocks {
+            return Step::Go;
         }
-    }
-
-    /// Every byte of `block` arrived from its owner and hashed to what its header said.
-    fn block_verified(&mut self, now: Millis, peer: &PeerId, id: TransferId, block: u32, digest: Hash) {
-        if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
-            return self.download_block_done(now, peer, id, block, digest);
+        let expected = block_len(self.meta.size, block);
+        if u64::from(len) != expected {
+            return Step::Fail(TransferError::Protocol(format!("block {block} has length {len}, expected {expected}")), true);
         }
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        t.hashes[block as usize] = Some(digest);
-        self.push_output(Output::CommitBlock { id, block, hash: digest });
-    }
-
-    /// A block's owner broke it: a direct transfer fails; a download drops that holder
-    /// and gives its blocks to the others.
-    fn block_failed(&mut self, now: Millis, peer: &PeerId, id: TransferId, error: TransferError) {
-        if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) {
-            self.download_holder_failed(now, peer, id, error);
-        } else {
-            self.fail(now, id, error, true);
-        }
-    }
-
-    fn bulk_header(&mut self, now: Millis, conn: ConnId, peer: &PeerId, frame: &[u8]) {
-        let header = match BulkHeader::decode(frame) {
-            Ok(header) => header,
-            Err(err) => return self.warn(format!("bad bulk frame from {peer}: {err}")),
-        };
-        match header {
-            BulkHeader::Block { id, block, len, data, hash } if matches!(self.transfers.get(&id), Some(Transfer::Down(_))) => {
-                self.download_header(now, conn, peer, id, block, len, data, hash);
+        let ours = self.hashes[block as usize];
+        if ours != Some(hash) {
+            if self.resuming && ours.is_some() {
+                return Step::Fail(TransferError::Protocol(format!("the resumed sender's block {block} differs from the one kept")), true);
             }
-            BulkHeader::Block { id, block, len, data, hash } => {
-                let expected = match self.transfers.get(&id) {
-                    Some(Transfer::In(t)) if t.peer == *peer && t.phase == RecvPhase::Receiving && block < t.blocks => {
-                        Some((block_len(t.meta.size, block), t.hashes[block as usize]))
-                    }
-                    _ => None,
-                };
-                let skip = |mesh: &mut Mesh| {
-                    if data && len > 0 {
-                        if let Some(lane) = mesh.recv_lane(conn) {
-                            *lane = RecvLane::Skip { remaining: u64::from(len).min(BLOCK_SIZE) };
-                        }
-                    }
-                };
-                let Some((block_len, ours)) = expected else {
-                    self.warn(format!("peer {peer} sent block {block} for no transfer we receive"));
-                    return skip(self);
-                };
-                if u64::from(len) != block_len {
-                    skip(self);
-                    return self.fail(now, id, TransferError::Protocol(format!("block {block} has length {len}, expected {block_len}")), true);
-                }
-                if !data {
-                    // The sender says we hold this block: check our copy is theirs.
-                    let resuming = matches!(self.transfers.get(&id), Some(Transfer::In(t)) if t.resuming);
-                    if ours != Some(hash) && resuming && ours.is_some() {
-                        let message = format!("the resumed sender's block {block} differs from the one kept");
-                        return self.fail(now, id, TransferError::Protocol(message), true);
-                    }
-                    if ours != Some(hash) {
-                        if let Some(Transfer::In(t)) = self.transfers.get_mut(&id) {
-                            t.committed.remove(block);
-                            t.hashes[block as usize] = None;
-                        }
-                        self.send_control(peer, &Control::Want { id, block });
-                    }
-                    return self.maybe_finish(now, id);
-                }
-                if ours.is_some() {
-                    return skip(self); // a duplicate: we have it
-                }
-                let offset = block_offset(block);
-                let hasher = Box::new(blake3::Hasher::new());
-                if let Some(lane) = self.recv_lane(conn) {
-                    *lane = RecvLane::Block { id, block, offset, remaining: block_len, hasher, expected: hash };
-                }
-            }
-            BulkHeader::End { id, hash } => match self.transfers.get_mut(&id) {
-                Some(Transfer::In(t)) if t.peer == *peer && t.phase == RecvPhase::Receiving => {
-                    t.end_hash = Some(hash);
-                    self.maybe_finish(now, id);
-                }
-                _ => self.warn(format!("peer {peer} ended a transfer we do not receive")),
-            },
+            self.committed.remove(block);
+            self.hashes[block as usize] = None;
+            net.send_control(&self.peer, &Control::Want { id, block });
         }
+        self.maybe_finish(id, net)
     }
 
-    /// The driver stored block `block` and its hash for good ([`Output::CommitBlock`]).
-    pub fn handle_block_committed(&mut self, now: Millis, id: TransferId, block: u32) {
-        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
-            return self.download_committed(now, id, block);
+    /// The sender's end frame: every block went out.
+    pub(crate) fn ended(&mut self, id: TransferId, net: &mut Net<'_>, hash: Hash) -> Step {
+        if self.phase != RecvPhase::Receiving {
+            net.warn(format!("peer {} ended a transfer we do not receive", self.peer));
+            return Step::Go;
         }
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        if block >= t.blocks || t.hashes[block as usize].is_none() || !t.committed.insert(block) {
-            return;
-        }
-        let peer = t.peer.clone();
-        self.send_control(&peer, &Control::Ack { id, block });
-        self.maybe_finish(now, id);
+        self.end_hash = Some(hash);
+        self.maybe_finish(id, net)
     }
 
-    fn maybe_finish(&mut self, now: Millis, id: TransferId) {
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        let Some(end) = t.end_hash else { return };
-        if t.phase != RecvPhase::Receiving || !t.committed.is_full() {
-            return;
+    /// A block and its hash are stored for good.
+    pub(crate) fn committed(&mut self, id: TransferId, net: &mut Net<'_>, block: u32) -> Step {
+        if block >= self.blocks || self.hashes[block as usize].is_none() || !self.committed.insert(block) {
+            return Step::Go;
         }
-        let ours = content_hash(t.meta.size, t.hashes.iter().flatten());
-        if ours != end || t.offered_hash.is_some_and(|h| h != end) {
-            return self.fail(now, id, TransferError::HashMismatch("the file does not match its content hash".into()), true);
-        }
-        t.phase = RecvPhase::Finishing;
-        self.push_output(Output::FinishStore { id });
+        net.send_control(&self.peer, &Control::Ack { id, block });
+        self.maybe_finish(id, net)
     }
 
-    /// Storage closed after [`Output::FinishStore`]: the file is complete.
-    pub fn handle_store_finished(&mut self, now: Millis, id: TransferId, result: Result<(), StoreError>) {
-        if let Some(Transfer::Down(_)) = self.transfers.get(&id) {
-            return self.download_finished(now, id, result);
+    fn maybe_finish(&mut self, id: TransferId, net: &mut Net<'_>) -> Step {
+        let Some(end) = self.end_hash else { return Step::Go };
+        if self.phase != RecvPhase::Receiving || !self.committed.is_full() {
+            return Step::Go;
         }
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        if t.phase != RecvPhase::Finishing {
-            return;
+        let ours = content_hash(self.meta.size, self.hashes.iter().flatten());
+        if ours != end || self.offered_hash.is_some_and(|h| h != end) {
+            return Step::Fail(TransferError::HashMismatch("the file does not match its content hash".into()), true);
+        }
+        self.phase = RecvPhase::Finishing;
+        net.output(Output::Store(StoreOp::Finish { id }));
+        Step::Go
+    }
+
+    /// Storage closed after `Finish`: the file is complete.
+    pub(crate) fn finished(&mut self, id: TransferId, net: &mut Net<'_>, result: Result<(), StoreError>) -> Step {
+        if self.phase != RecvPhase::Finishing {
+            return Step::Go;
         }
         if let Err(err) = result {
-            return self.fail(now, id, store_error(err), true);
+            return Step::Fail(store_error(err), true);
         }
-        let hash = content_hash(t.meta.size, t.hashes.iter().flatten());
-        let peer = t.peer.clone();
-        t.meter.set(now, t.meta.size);
-        self.report_progress(now, id, true);
-        self.transfers.remove(&id);
-        self.send_control(&peer, &Control::Complete { id });
-        self.emit(Event::TransferDone { id, hash });
-    }
-
-    /// Storage failed while receiving (a write or a commit).
-    pub fn handle_store_failed(&mut self, now: Millis, id: TransferId, err: StoreError) {
-        if matches!(self.transfers.get(&id), Some(Transfer::In(_) | Transfer::Down(_))) {
-            self.fail(now, id, store_error(err), true);
-        }
+        self.meter.set(net.now, self.meta.size);
+        net.send_control(&self.peer, &Control::Complete { id });
+        Step::Done(content_hash(self.meta.size, self.hashes.iter().flatten()))
     }
 
     /// The sender left: keep what we have until it offers again or `until`.
-    pub(crate) fn pause_receive(&mut self, id: TransferId, until: Millis) {
-        let Some(Transfer::In(t)) = self.transfers.get_mut(&id) else { return };
-        match t.phase {
-            // An offer nobody answered: it is gone with its sender; the offer comes
-            // again if the sender returns.
-            RecvPhase::Probing | RecvPhase::Offered if !t.accepted => {
-                let left = TransferError::PeerLeft(0);
-                self.fail(Millis(0), id, left, false);
-            }
+    pub(crate) fn pause(&mut self, id: TransferId, net: &mut Net<'_>, until: Millis) -> Step {
+        match self.phase {
+            // An offer nobody answered: it is gone with its sender; the offer comes again
+            // if the sender returns.
+            RecvPhase::Probing | RecvPhase::Offered if !self.accepted => Step::Fail(TransferError::PeerLeft(0), false),
             RecvPhase::Opening | RecvPhase::Receiving | RecvPhase::Offered | RecvPhase::Probing => {
-                let committed = t.committed.bytes(t.meta.size);
-                t.meter.set(Millis(0), committed);
-                t.meter.restart();
+                self.meter.set(net.now, self.committed.bytes(self.meta.size));
+                self.meter.restart();
                 // Blocks verified but not committed are sent again; drop their hashes.
-                for block in 0..t.blocks {
-                    if !t.committed.contains(block) {
-                        t.hashes[block as usize] = None;
+                for block in 0..self.blocks {
+                    if !self.committed.contains(block) {
+                        self.hashes[block as usize] = None;
                     }
                 }
-                if t.phase != RecvPhase::Opening {
-                    t.phase = RecvPhase::Paused { until };
+                if self.phase != RecvPhase::Opening {
+                    self.phase = RecvPhase::Paused { until };
                 }
-                self.emit(Event::TransferPaused { id });
+                net.emit(Event::TransferPaused { id });
+                Step::Go
             }
-            RecvPhase::Finishing | RecvPhase::Paused { .. } => {}
+            RecvPhase::Finishing | RecvPhase::Paused { .. } => Step::Go,
         }
     }
 }
 
-pub(crate) fn store_error(err: StoreError) -> TransferError {
-    if err.full {
-        TransferError::StorageFull(err.message)
-    } else {
-        TransferError::Storage(err.message)
+impl Receiving for Incoming {
+    fn header(&mut self, peer: &PeerId, block: u32, len: u32, _hash: Hash) -> Header {
+        if *peer != self.peer || self.phase != RecvPhase::Receiving || block >= self.blocks {
+            return Header::Skip;
+        }
+        let expected = block_len(self.meta.size, block);
+        if u64::from(len) != expected {
+            return Header::Broken(TransferError::Protocol(format!("block {block} has length {len}, expected {expected}")));
+        }
+        if self.hashes[block as usize].is_some() {
+            return Header::Skip; // a duplicate: we have it
+        }
+        Header::Receive { offset: block_offset(block) }
+    }
+
+    fn owns(&self, peer: &PeerId, block: u32) -> bool {
+        *peer == self.peer && self.phase == RecvPhase::Receiving && self.hashes.get(block as usize).is_some_and(Option::is_none)
+    }
+
+    fn meter(&mut self) -> &mut ProgressMeter {
+        &mut self.meter
+    }
+
+    fn verified(&mut self, net: &mut Net<'_>, id: TransferId, _peer: &PeerId, block: u32, digest: Hash) {
+        self.hashes[block as usize] = Some(digest);
+        net.output(Output::Store(StoreOp::Commit { id, block, hash: digest }));
+    }
+
+    fn broken(&mut self, _net: &mut Net<'_>, _id: TransferId, _peer: &PeerId, error: TransferError) -> Broken {
+        Broken::Fail(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::Harness;
+    use crate::core::transfer::blocks::hash_block;
+
+    fn offer(id: u64, size: u64) -> Control {
+        Control::Offer {
+            id: TransferId(id),
+            size,
+            block_size: BLOCK_SIZE as u32,
+            head: [1; 32],
+            hash: None,
+            name: "f".into(),
+            mime: String::new(),
+            nonce: 5,
+        }
+    }
+
+    #[test]
+    fn offers_past_the_caps_are_refused_with_busy_and_cost_nothing() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        assert!(Incoming::offered(&mut h.net(), &peer, offer(1, MAX_FILE_SIZE), MAX_PENDING_OFFERS_PER_PEER - 1, 0).is_some());
+        assert!(Incoming::offered(&mut h.net(), &peer, offer(2, 1), MAX_PENDING_OFFERS_PER_PEER, 0).is_none());
+        assert!(Incoming::offered(&mut h.net(), &peer, offer(3, 1), 0, MAX_PENDING_OFFERS).is_none());
+        assert!(Incoming::offered(&mut h.net(), &peer, offer(4, MAX_FILE_SIZE + 1), 0, 0).is_none());
+        let codes: Vec<_> =
+            h.sent_controls(&peer).into_iter().map(|c| if let Control::Cancel { code, .. } = c { code } else { panic!("{c:?}") }).collect();
+        assert_eq!(codes, vec![CancelCode::Busy, CancelCode::Busy, CancelCode::Protocol]);
+        let (_, t) = Incoming::offered(&mut h.net(), &peer, offer(5, MAX_FILE_SIZE), 0, 0).expect("offered");
+        assert!(t.hashes.is_empty() && t.committed.as_bytes().is_empty(), "nothing sized by the claim before an accept");
+    }
+
+    #[test]
+    fn only_the_very_transfer_resumes_by_itself_and_a_resend_is_offered_with_what_is_kept() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let kept =
+            Partial { from: Some(peer.as_str().to_owned()), transfer: Some(TransferId(9)), blocks: vec![(0, [2; 32]), (0, [2; 32]), (99, [3; 32])] };
+        let (id, mut same) = Incoming::offered(&mut h.net(), &peer, offer(9, 4 * BLOCK_SIZE), 0, 0).expect("offered");
+        same.probed(id, &mut h.net(), Some(kept.clone()));
+        assert!(matches!(h.events().as_slice(), [Event::TransferStarted { .. }]));
+        let (id, mut other) = Incoming::offered(&mut h.net(), &peer, offer(10, 4 * BLOCK_SIZE), 0, 0).expect("offered");
+        other.probed(id, &mut h.net(), Some(kept));
+        let events = h.events();
+        assert!(
+            matches!(events.as_slice(), [Event::FileOffer { have, .. }] if *have == BLOCK_SIZE),
+            "one kept block in range counts once: {events:?}"
+        );
+    }
+
+    #[test]
+    fn a_header_for_a_verified_block_is_skipped_and_a_verified_block_is_not_owned() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let (id, mut t) = Incoming::offered(&mut h.net(), &peer, offer(9, 2 * BLOCK_SIZE), 0, 0).expect("offered");
+        t.probed(id, &mut h.net(), None);
+        t.accept(id, &mut h.net()).expect("accept");
+        t.opened(id, &mut h.net(), Ok(()));
+        let hash = hash_block(&[0; 8]);
+        assert_eq!(t.header(&peer, 1, BLOCK_SIZE as u32, hash), Header::Receive { offset: BLOCK_SIZE });
+        assert!(t.owns(&peer, 1));
+        t.verified(&mut h.net(), id, &peer, 1, hash);
+        assert!(!t.owns(&peer, 1), "a verified block is never written again");
+        assert_eq!(t.header(&peer, 1, BLOCK_SIZE as u32, hash), Header::Skip);
+        assert_eq!(t.header(&PeerId::new("c"), 0, BLOCK_SIZE as u32, hash), Header::Skip, "only the sender writes");
+        assert!(matches!(t.header(&peer, 0, 7, hash), Header::Broken(TransferError::Protocol(_))));
     }
 }

@@ -1,0 +1,466 @@
+//! Every other peer of the room: who the server says is there, and a [`Session`] per
+//! peer we connect to — who offers, the negotiation, retries and timeouts, and the two
+//! channels' queues once open. Signals for the server and events for the user go out
+//! through the mesh's queue; which peers opened or closed is handed back as
+//! [`PeerChange`]s for the mesh to tell the other components.
+//!
+//! Who offers: of two peers, the one with the smaller id. Each side learns of the other
+//! from the server exactly once (one from `welcome`, the other from `peer-joined`), so
+//! the offerer offers and the answerer says `hello` (in case the offerer thinks it
+//! already has a connection, e.g. after the answerer reloaded). Collisions that remain
+//! possible are settled the perfect-negotiation way: the answerer is polite.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use meshdrop_signal::protocol::ClientMessage;
+use serde_json::value::RawValue;
+
+use super::output::{ConnectionOp, Event, Output, SdpKind, SignalingOp};
+use super::rng::Rng;
+use super::session::Session;
+use super::signal::PeerSignal;
+use super::time::backoff;
+use super::transfer::BulkItem;
+use super::{ConnId, Millis, PeerId};
+
+/// Connection attempts we offer at once; the rest wait their turn. All at once, a
+/// 32-peer room's 496 DTLS handshakes on two cores took long enough to hit the connect
+/// timeout, and the retries made it worse (bench/mesh.mjs).
+pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
+
+/// How long a peer the server says left has to show it is still there (any frame).
+pub const LEFT_PROBE_MS: u64 = 3_000;
+
+/// A peer's channels opened or closed (the other components care).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PeerChange {
+    Opened(PeerId),
+    Closed(PeerId),
+}
+
+/// Settings the peers need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerSettings {
+    pub(crate) connect_timeout_ms: u64,
+    pub(crate) max_message_bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Peers {
+    settings: PeerSettings,
+    rng: Rng,
+    /// Our id, once welcomed.
+    me: Option<PeerId>,
+    /// Signals can go out now (joined).
+    signaling: bool,
+    /// The mesh left: nothing new starts.
+    closed: bool,
+    /// Who the server says is in the room, with their names.
+    roster: HashMap<PeerId, Option<String>>,
+    sessions: HashMap<PeerId, Session>,
+    conns: HashMap<ConnId, PeerId>,
+    /// When to try a peer again, and how many tries it has had.
+    retries: HashMap<PeerId, Millis>,
+    attempts: HashMap<PeerId, u32>,
+    /// Announced with `PeerConnecting`, neither joined nor left since.
+    connecting: HashSet<PeerId>,
+    /// Peers we will offer to once fewer than [`MAX_OFFERS_IN_FLIGHT`] are in flight.
+    offer_queue: VecDeque<PeerId>,
+    changes: Vec<PeerChange>,
+}
+
+impl Peers {
+    pub(crate) fn new(settings: PeerSettings, seed: u64) -> Self {
+        Peers {
+            settings,
+            rng: Rng::new(seed),
+            me: None,
+            signaling: false,
+            closed: false,
+            roster: HashMap::new(),
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            retries: HashMap::new(),
+            attempts: HashMap::new(),
+            connecting: HashSet::new(),
+            offer_queue: VecDeque::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Which peers opened or closed since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<PeerChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Peers with open channels, with their names, sorted by id.
+    pub(crate) fn open(&self) -> Vec<(PeerId, Option<String>)> {
+        let mut peers: Vec<_> =
+            self.sessions.iter().filter(|(_, s)| s.open).map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten())).collect();
+        peers.sort();
+        peers
+    }
+
+    pub(crate) fn is_open(&self, peer: &PeerId) -> bool {
+        self.sessions.get(peer).is_some_and(|s| s.open)
+    }
+
+    /// The open peer a connection belongs to.
+    pub(crate) fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
+        let peer = self.conns.get(&conn)?;
+        self.sessions.get(peer).filter(|s| s.conn == conn && s.open).map(|_| peer.clone())
+    }
+
+    fn session_of(&mut self, conn: ConnId) -> Option<&mut Session> {
+        let peer = self.conns.get(&conn)?;
+        self.sessions.get_mut(peer).filter(|s| s.conn == conn)
+    }
+
+    /// An open peer's session, for the channels.
+    pub(crate) fn open_session(&mut self, peer: &PeerId) -> Option<&mut Session> {
+        self.sessions.get_mut(peer).filter(|s| s.open)
+    }
+
+    pub(crate) fn session(&self, peer: &PeerId) -> Option<&Session> {
+        self.sessions.get(peer)
+    }
+
+    pub(crate) fn deadlines(&self) -> impl Iterator<Item = Millis> + '_ {
+        self.sessions.values().filter_map(|s| s.deadline).chain(self.retries.values().copied())
+    }
+
+    // -- the room, as the server tells it ----------------------------------------------
+
+    /// Welcomed: our id, and who is there.
+    pub(crate) fn welcomed(&mut self, now: Millis, me: PeerId, roster: Vec<(PeerId, Option<String>)>, out: &mut VecDeque<Output>) {
+        self.me = Some(me);
+        self.signaling = true;
+        self.roster = roster.into_iter().collect();
+        let mut known: Vec<_> = self.roster.keys().cloned().collect();
+        known.sort();
+        for peer in known {
+            self.meet(now, peer, out);
+        }
+    }
+
+    /// The signaling connection is gone (for now, or for good).
+    pub(crate) fn signaling_lost(&mut self) {
+        self.signaling = false;
+    }
+
+    pub(crate) fn joined(&mut self, now: Millis, peer: PeerId, name: Option<String>, out: &mut VecDeque<Output>) {
+        self.roster.insert(peer.clone(), name);
+        self.meet(now, peer, out);
+    }
+
+    /// The server says `peer` left. An open channel is the truth about a peer;
+    /// signaling only introduces. But a closed tab's channel can take 15 s to close: ask
+    /// it (`probe`), and close it if nothing at all comes back within [`LEFT_PROBE_MS`].
+    /// Returns whether to probe it.
+    pub(crate) fn left(&mut self, now: Millis, peer: &PeerId, out: &mut VecDeque<Output>) -> bool {
+        self.roster.remove(peer);
+        self.retries.remove(peer);
+        self.attempts.remove(peer);
+        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+            s.deadline = Some(now + LEFT_PROBE_MS);
+            return true;
+        }
+        self.close_session(peer, out);
+        self.offer_queue.retain(|p| p != peer);
+        if self.connecting.remove(peer) {
+            out.push_back(Output::Event(Event::PeerLeft { id: peer.clone() }));
+        }
+        self.start_queued_offers(now, out);
+        false
+    }
+
+    /// A relayed signal from `from` (the server relays only within our room).
+    pub(crate) fn signal(&mut self, now: Millis, from: PeerId, data: &RawValue, out: &mut VecDeque<Output>) {
+        if self.closed || Some(&from) == self.me.as_ref() {
+            return;
+        }
+        let signal = match PeerSignal::parse(data.get()) {
+            Ok(signal) => signal,
+            Err(err) => return warn(out, format!("bad signal from {from}: {err}")),
+        };
+        self.roster.entry(from.clone()).or_insert(None);
+        match signal {
+            PeerSignal::Hello => {
+                if !self.we_offer(&from) {
+                    return warn(out, format!("peer {from} asked us to offer, but it is the offerer"));
+                }
+                match self.sessions.get(&from) {
+                    // Our offer is on its way; it answers that.
+                    Some(s) if s.awaiting_answer => {}
+                    // It has lost the connection we still hold (it reloaded): start over.
+                    Some(_) => {
+                        self.close_session(&from, out);
+                        self.initiate(now, from, out);
+                    }
+                    None => self.initiate(now, from, out),
+                }
+            }
+            PeerSignal::Offer { conn, sdp } => {
+                if let Some(s) = self.sessions.get(&from) {
+                    if s.conn == conn {
+                        return; // duplicate
+                    }
+                    let polite = !self.we_offer(&from);
+                    if s.offerer && s.awaiting_answer && !polite {
+                        return; // glare: the impolite side keeps its own offer
+                    }
+                    self.close_session(&from, out);
+                }
+                self.start_session(now, from, conn, false, out);
+                out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp }));
+                self.remote_description_issued(conn, out);
+                // Issued without waiting: the browser's operations chain applies the
+                // offer first, and skipping a round trip through us saves a task hop.
+                out.push_back(Output::Connection(ConnectionOp::CreateAnswer { conn }));
+            }
+            PeerSignal::Answer { conn, sdp } => match self.sessions.get_mut(&from) {
+                Some(s) if s.conn == conn && s.awaiting_answer => {
+                    s.awaiting_answer = false;
+                    out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp }));
+                    self.remote_description_issued(conn, out);
+                }
+                _ => warn(out, format!("unexpected answer from {from}")),
+            },
+            PeerSignal::Candidate { conn, candidate } => {
+                if let Some(s) = self.sessions.get_mut(&from).filter(|s| s.conn == conn) {
+                    if let Some(candidate) = s.remote_candidate(candidate) {
+                        out.push_back(Output::Connection(ConnectionOp::AddIceCandidate { conn, candidate }));
+                    }
+                }
+            }
+        }
+    }
+
+    // -- negotiation -------------------------------------------------------------------
+
+    fn we_offer(&self, peer: &PeerId) -> bool {
+        self.me.as_ref().is_some_and(|ours| ours < peer)
+    }
+
+    /// The server told us about `peer`: connect unless we already are.
+    fn meet(&mut self, now: Millis, peer: PeerId, out: &mut VecDeque<Output>) {
+        if Some(&peer) == self.me.as_ref() || self.sessions.contains_key(&peer) {
+            return;
+        }
+        self.initiate(now, peer, out);
+    }
+
+    fn initiate(&mut self, now: Millis, peer: PeerId, out: &mut VecDeque<Output>) {
+        if self.connecting.insert(peer.clone()) {
+            let name = self.roster.get(&peer).cloned().flatten();
+            out.push_back(Output::Event(Event::PeerConnecting { id: peer.clone(), name }));
+        }
+        if self.we_offer(&peer) {
+            if self.offers_in_flight() >= MAX_OFFERS_IN_FLIGHT {
+                if !self.offer_queue.contains(&peer) {
+                    self.offer_queue.push_back(peer);
+                }
+                return;
+            }
+            let conn = ConnId::from_raw(self.rng.next_u64());
+            self.start_session(now, peer, conn, true, out);
+        } else {
+            self.send_signal(&peer, PeerSignal::Hello, out);
+            // If the offer never comes, ask again.
+            self.schedule_retry(now, &peer, self.settings.connect_timeout_ms);
+        }
+    }
+
+    fn offers_in_flight(&self) -> usize {
+        self.sessions.values().filter(|s| s.offerer && !s.open).count()
+    }
+
+    /// Starts queued offers while there is room, skipping peers that left or that
+    /// connected meanwhile (their own offer after a glare, say).
+    fn start_queued_offers(&mut self, now: Millis, out: &mut VecDeque<Output>) {
+        while self.offers_in_flight() < MAX_OFFERS_IN_FLIGHT {
+            let Some(peer) = self.offer_queue.pop_front() else { return };
+            if !self.closed && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
+                let conn = ConnId::from_raw(self.rng.next_u64());
+                self.start_session(now, peer, conn, true, out);
+            }
+        }
+    }
+
+    fn start_session(&mut self, now: Millis, peer: PeerId, conn: ConnId, offerer: bool, out: &mut VecDeque<Output>) {
+        let deadline = now + self.settings.connect_timeout_ms;
+        self.sessions.insert(peer.clone(), Session::new(conn, offerer, deadline, self.settings.max_message_bytes));
+        self.conns.insert(conn, peer.clone());
+        self.retries.remove(&peer);
+        out.push_back(Output::Connection(ConnectionOp::Create { peer, conn }));
+        if offerer {
+            out.push_back(Output::Connection(ConnectionOp::CreateOffer { conn }));
+        }
+    }
+
+    fn send_signal(&mut self, to: &PeerId, signal: PeerSignal, out: &mut VecDeque<Output>) {
+        if !self.signaling {
+            // Nobody to carry it; the attempt times out and is retried after reconnect.
+            return;
+        }
+        let Ok(data) = RawValue::from_string(signal.to_json()) else { return };
+        let frame = ClientMessage::Signal { to: to.as_str(), data: &data };
+        if let Ok(text) = serde_json::to_string(&frame) {
+            out.push_back(Output::Signaling(SignalingOp::Send(text)));
+        }
+    }
+
+    /// Candidates that arrived before the remote description may follow it now: the
+    /// driver performs outputs in order and RTCPeerConnection's operations chain applies
+    /// them after the description, without a round trip through us first.
+    fn remote_description_issued(&mut self, conn: ConnId, out: &mut VecDeque<Output>) {
+        let Some(s) = self.session_of(conn) else { return };
+        let early = s.remote_description_issued();
+        out.extend(early.into_iter().map(|candidate| Output::Connection(ConnectionOp::AddIceCandidate { conn, candidate })));
+    }
+
+    pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let signal = match kind {
+            SdpKind::Offer => PeerSignal::Offer { conn, sdp },
+            SdpKind::Answer => PeerSignal::Answer { conn, sdp },
+        };
+        self.send_signal(&peer, signal, out);
+    }
+
+    pub(crate) fn local_candidate(&mut self, conn: ConnId, candidate: String, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        self.send_signal(&peer, PeerSignal::Candidate { conn, candidate }, out);
+    }
+
+    // -- channels ----------------------------------------------------------------------
+
+    pub(crate) fn channel_opened(&mut self, now: Millis, conn: ConnId, max_message_size: u64, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && !s.open) else { return };
+        s.opened(max_message_size);
+        self.connecting.remove(&peer);
+        self.retries.remove(&peer);
+        self.attempts.remove(&peer);
+        let name = self.roster.get(&peer).cloned().flatten();
+        out.push_back(Output::Event(Event::PeerJoined { id: peer.clone(), name }));
+        self.changes.push(PeerChange::Opened(peer));
+        self.start_queued_offers(now, out);
+    }
+
+    /// Anything at all from a peer shows it is there.
+    pub(crate) fn heard_from(&mut self, peer: &PeerId) {
+        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+            s.deadline = None;
+        }
+    }
+
+    pub(crate) fn channel_drained(&mut self, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
+        if let Some(s) = self.session_of(conn) {
+            s.set_buffered(buffered);
+            flush(s, out);
+        }
+    }
+
+    pub(crate) fn bulk_drained(&mut self, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
+        if let Some(s) = self.session_of(conn) {
+            s.bulk.set_buffered(buffered);
+            flush_bulk(s, out);
+        }
+    }
+
+    /// Queues message frames for an open peer (within the queue's bound unless
+    /// `unbounded`) and releases what fits; false if not connected or full.
+    pub(crate) fn transmit(&mut self, peer: &PeerId, frames: Vec<Vec<u8>>, unbounded: bool, out: &mut VecDeque<Output>) -> bool {
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) else { return false };
+        if unbounded {
+            frames.into_iter().for_each(|frame| s.enqueue_unbounded(frame));
+        } else if !s.enqueue(frames) {
+            return false;
+        }
+        flush(s, out);
+        true
+    }
+
+    pub(crate) fn transmit_bulk(&mut self, peer: &PeerId, items: Vec<BulkItem>, out: &mut VecDeque<Output>) {
+        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+            s.bulk.push(items);
+            flush_bulk(s, out);
+        }
+    }
+
+    /// The connection failed or a channel closed: the peer may still be there (a
+    /// network blip), so it is tried again while it is listed.
+    pub(crate) fn connection_closed(&mut self, now: Millis, conn: ConnId, reason: &str, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        if self.sessions.get(&peer).is_some_and(|s| !s.open) {
+            warn(out, format!("connection to {peer} failed: {reason}"));
+        }
+        self.close_session(&peer, out);
+        self.start_queued_offers(now, out);
+        let delay = backoff(self.attempts.get(&peer).copied().unwrap_or(0), 1_000, 15_000, self.rng.next_u64());
+        self.schedule_retry(now, &peer, delay);
+    }
+
+    fn close_session(&mut self, peer: &PeerId, out: &mut VecDeque<Output>) {
+        let Some(s) = self.sessions.remove(peer) else { return };
+        self.conns.remove(&s.conn);
+        out.push_back(Output::Connection(ConnectionOp::Close { conn: s.conn }));
+        if s.open {
+            out.push_back(Output::Event(Event::PeerLeft { id: peer.clone() }));
+            self.changes.push(PeerChange::Closed(peer.clone()));
+        }
+    }
+
+    fn schedule_retry(&mut self, now: Millis, peer: &PeerId, delay: u64) {
+        if self.roster.contains_key(peer) && !self.closed {
+            self.retries.insert(peer.clone(), now + delay);
+        }
+    }
+
+    /// Expires stalled attempts and silent peers, and retries peers that are due.
+    pub(crate) fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
+        let mut stalled: Vec<_> = self.sessions.values().filter(|s| s.deadline.is_some_and(|d| d <= now)).map(|s| s.conn).collect();
+        stalled.sort();
+        for conn in stalled {
+            self.connection_closed(now, conn, "timed out", out);
+        }
+        let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        due.sort();
+        for peer in due {
+            self.retries.remove(&peer);
+            if self.signaling && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
+                *self.attempts.entry(peer.clone()).or_default() += 1;
+                self.initiate(now, peer, out);
+            }
+        }
+    }
+
+    /// Closes every connection; nothing new starts. Final.
+    pub(crate) fn close_all(&mut self, out: &mut VecDeque<Output>) {
+        self.closed = true;
+        self.signaling = false;
+        let mut conns: Vec<_> = self.conns.keys().copied().collect();
+        conns.sort();
+        out.extend(conns.into_iter().map(|conn| Output::Connection(ConnectionOp::Close { conn })));
+        self.sessions.clear();
+        self.conns.clear();
+        self.retries.clear();
+        self.connecting.clear();
+        self.offer_queue.clear();
+    }
+}
+
+fn flush(s: &mut Session, out: &mut VecDeque<Output>) {
+    let conn = s.conn;
+    out.extend(s.release().map(|frame| Output::Connection(ConnectionOp::Transmit { conn, frame })));
+}
+
+fn flush_bulk(s: &mut Session, out: &mut VecDeque<Output>) {
+    let conn = s.conn;
+    out.extend(s.bulk.release().map(|item| Output::Connection(ConnectionOp::TransmitBulk { conn, item })));
+}
+
+pub(crate) fn warn(out: &mut VecDeque<Output>, message: String) {
+    out.push_back(Output::Event(Event::Warning(message)));
+}
