@@ -63,8 +63,8 @@ const receiver = await launch("receiver");
 const sender = await receiver.browser().newContext();
 
 // In-page helpers. The raw ceiling: negotiated channel, 256 KiB messages, at most
-// 256 KiB buffered, bufferedAmountLowThreshold 0 (the best settings measured here,
-// NOTES.md), 1 MiB Blob.slice reads with one read ahead; the receiver discards bytes.
+// 256 KiB buffered, bufferedAmountLowThreshold 0 (the best settings measured here
+// on fresh connections), 1 MiB Blob.slice reads with one read ahead; the receiver discards bytes.
 const PAGE_HELPERS = `
 window.rawPc = async () => {
   const pc = new RTCPeerConnection({ iceServers: [] });

@@ -4,11 +4,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{File, FilePropertyBag};
 
-use super::transfer::{FileOffer, Transfer, TransferShared};
+use super::js::{object, peer_info, Listeners};
+use super::transfer::{FileOffer, Transfer, TransferState};
 use crate::core::{Direction, Event, Payload, TransferId};
 use crate::web::driver::{Delivery, EventSink};
 use crate::web::Driver;
@@ -132,71 +133,30 @@ export interface Peer {
 pub(crate) const EVENT_TYPES_LIST: [&str; 8] =
     ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning", "file-offer", "transfer"];
 
+/// What a `Peer` and its event sink share: listeners, live transfers, the driver.
 #[derive(Default)]
-pub(crate) struct Listeners {
-    by_type: RefCell<HashMap<&'static str, Vec<Function>>>,
-}
-
-impl Listeners {
-    pub(crate) fn add(&self, kind: &'static str, listener: Function) {
-        self.by_type.borrow_mut().entry(kind).or_default().push(listener);
-    }
-
-    /// Adds a listener for `kind` if it is one of `allowed`; else a `TypeError` naming
-    /// `what` was asked for and what exists.
-    pub(crate) fn add_checked(&self, allowed: &[&'static str], what: &str, kind: &str, listener: Function) -> Result<(), JsValue> {
-        let kind = allowed
-            .iter()
-            .find(|k| **k == kind)
-            .ok_or_else(|| super::error::type_error(&format!("unknown {what} \"{kind}\"; expected one of {}", allowed.join(", "))))?;
-        self.add(kind, listener);
-        Ok(())
-    }
-
-    pub(crate) fn remove(&self, kind: &str, listener: &Function) {
-        if let Some(list) = self.by_type.borrow_mut().get_mut(kind) {
-            if let Some(i) = list.iter().position(|l| l == listener) {
-                list.remove(i);
-            }
-        }
-    }
-
-    pub(crate) fn emit(&self, kind: &str, payload: &JsValue) {
-        // A copy: listeners may add or remove listeners while we iterate.
-        let list = self.by_type.borrow().get(kind).cloned().unwrap_or_default();
-        for listener in list {
-            if let Err(err) = listener.call1(&JsValue::NULL, payload) {
-                // One throwing listener must not starve the others or the core.
-                web_sys::console::error_2(&JsValue::from_str(&format!("meshdrop: a \"{kind}\" listener threw")), &err);
-            }
-        }
-    }
-}
-
-/// What the `Peer` and the event sink share: listeners, live transfers, the driver.
-#[derive(Default)]
-pub(crate) struct Shared {
+pub(crate) struct PeerState {
     pub(crate) listeners: Listeners,
     pub(crate) services: super::services::Services,
-    pub(crate) transfers: RefCell<HashMap<TransferId, Rc<TransferShared>>>,
+    pub(crate) transfers: RefCell<HashMap<TransferId, Rc<TransferState>>>,
     pub(crate) driver: RefCell<Weak<Driver>>,
 }
 
-impl Shared {
-    fn transfer(&self, id: &TransferId) -> Option<Rc<TransferShared>> {
+impl PeerState {
+    fn transfer(&self, id: &TransferId) -> Option<Rc<TransferState>> {
         self.transfers.borrow().get(id).cloned()
     }
 
     /// A new transfer object, registered for its events.
-    pub(crate) fn register(&self, id: TransferId, peer: &str, meta: crate::core::FileMeta, direction: Direction) -> Rc<TransferShared> {
-        let shared = TransferShared::new(id, peer, meta, direction, self.driver.borrow().clone());
+    pub(crate) fn register(&self, id: TransferId, peer: &str, meta: crate::core::FileMeta, direction: Direction) -> Rc<TransferState> {
+        let shared = TransferState::new(id, peer, meta, direction, self.driver.borrow().clone());
         self.transfers.borrow_mut().insert(id, shared.clone());
         shared
     }
 }
 
 /// Delivers core events to the listeners (shared with the `Peer`).
-pub(crate) struct ListenerSink(pub(crate) Rc<Shared>);
+pub(crate) struct ListenerSink(pub(crate) Rc<PeerState>);
 
 impl EventSink for ListenerSink {
     fn deliver(&self, delivery: Delivery) {
@@ -278,20 +238,4 @@ fn named_file(blob: &web_sys::Blob, meta: &crate::core::FileMeta) -> JsValue {
     let options = FilePropertyBag::new();
     options.set_type(&meta.mime);
     File::new_with_blob_sequence_and_options(&Array::of1(blob), &meta.name, &options).map_or_else(|_| blob.clone().into(), Into::into)
-}
-
-pub(crate) fn peer_info(id: &str, name: Option<&str>) -> JsValue {
-    let info = object(&[("id", id.into())]);
-    if let Some(name) = name {
-        let _ = Reflect::set(&info, &JsValue::from_str("name"), &JsValue::from_str(name));
-    }
-    info
-}
-
-pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
-    let obj = Object::new();
-    for (key, value) in fields {
-        let _ = Reflect::set(&obj, &JsValue::from_str(key), value);
-    }
-    obj.into()
 }

@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod js;
 mod options;
 mod peer;
 mod services;

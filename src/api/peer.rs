@@ -6,13 +6,14 @@ use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::error::{join_error, js_error, send_error, type_error};
-use super::events::{peer_info, ListenerSink, Shared, EVENT_TYPES_LIST};
+use super::events::{ListenerSink, PeerState, EVENT_TYPES_LIST};
+use super::js::peer_info;
 use super::options::{self, number_field, string_field};
 use super::services::{parse_hits, shared_object};
 use super::transfer::Transfer;
 use crate::core::request::MAX_METHOD_LEN;
 use crate::core::{Direction, FileMeta, Match, MeshConfig, Payload, PeerId, ShareId};
-use crate::web::driver::describe;
+use crate::web::describe;
 use crate::web::identity::Identity;
 use crate::web::random_seed;
 use crate::web::{Driver, DriverConfig};
@@ -89,7 +90,7 @@ extern "C" {
 #[wasm_bindgen]
 pub struct Peer {
     driver: Rc<Driver>,
-    shared: Rc<Shared>,
+    shared: Rc<PeerState>,
     /// Held until `leave()`, so a new `Peer` in this tab can take it back.
     identity: std::cell::RefCell<Option<Identity>>,
     id: String,
@@ -119,7 +120,7 @@ impl Peer {
         if let Some(timeout) = settings.resume_timeout_ms {
             mesh.resume_timeout_ms = timeout;
         }
-        let shared = Rc::new(Shared::default());
+        let shared = Rc::new(PeerState::default());
         let config = DriverConfig {
             signaling_url: settings.signaling_url.clone(),
             rtc: settings.rtc,

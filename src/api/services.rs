@@ -11,10 +11,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::error::{js_error, type_error};
-use super::events::object;
+use super::js::{object, promise};
 use crate::core::transfer::blocks::hex;
 use crate::core::{FileMeta, Hash, Hit, Payload, PeerId, QueryId, RequestError, RequestId, ShareId, SharedFile};
-use crate::web::driver::describe;
+use crate::web::describe;
 use crate::web::Driver;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -94,15 +94,6 @@ pub(crate) struct Services {
     finds: RefCell<HashMap<QueryId, Function>>,
     requests: RefCell<HashMap<RequestId, Settle>>,
     handlers: RefCell<HashMap<String, Function>>,
-}
-
-/// A promise and its settle functions.
-pub(crate) fn promise() -> (Promise, Function, Function) {
-    let mut settle = None;
-    let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
-    #[allow(clippy::expect_used)]
-    let (resolve, reject) = settle.expect("the Promise executor runs synchronously");
-    (promise, resolve, reject)
 }
 
 impl Services {

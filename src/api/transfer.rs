@@ -7,7 +7,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::error::transfer_error;
-use super::events::{object, Listeners};
+use super::js::{object, promise, Listeners};
 use crate::core::transfer::blocks::hex;
 use crate::core::{Direction, FileMeta, PeerId, Progress, TransferError, TransferId};
 use crate::web::Driver;
@@ -26,7 +26,7 @@ extern "C" {
 }
 
 thread_local! {
-    /// One shared no-op rejection handler (see `TransferShared::new`).
+    /// One shared no-op rejection handler (see `TransferState::new`).
     static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
 }
 
@@ -36,7 +36,7 @@ pub(crate) const TRANSFER_EVENTS: [&str; 3] = ["progress", "paused", "resumed"];
 pub(crate) const OFFER_EVENTS: [&str; 1] = ["withdrawn"];
 
 /// What both the JS `Transfer` and the event sink hold for one transfer.
-pub(crate) struct TransferShared {
+pub(crate) struct TransferState {
     id: TransferId,
     peer: String,
     meta: FileMeta,
@@ -55,15 +55,15 @@ pub(crate) struct TransferShared {
     driver: Weak<Driver>,
 }
 
-impl TransferShared {
+impl TransferState {
     pub(crate) fn new(id: TransferId, peer: &str, meta: FileMeta, direction: Direction, driver: Weak<Driver>) -> Rc<Self> {
-        let (done, resolve, reject) = super::services::promise();
+        let (done, resolve, reject) = promise();
         // Marked handled: a transfer nobody awaits must not log "uncaught"; awaiting
         // `done` still sees the rejection.
         IGNORE.with(|ignore| {
             let _ = done.catch(ignore);
         });
-        Rc::new(TransferShared {
+        Rc::new(TransferState {
             id,
             peer: peer.to_owned(),
             meta,
@@ -143,11 +143,11 @@ impl TransferShared {
 /// ```
 #[wasm_bindgen]
 pub struct Transfer {
-    shared: Rc<TransferShared>,
+    shared: Rc<TransferState>,
 }
 
 impl Transfer {
-    pub(crate) fn new(shared: Rc<TransferShared>) -> Self {
+    pub(crate) fn new(shared: Rc<TransferState>) -> Self {
         Transfer { shared }
     }
 }
@@ -239,13 +239,13 @@ impl Transfer {
 /// A peer offers to send us a file: `accept()` it or `reject()` it.
 #[wasm_bindgen]
 pub struct FileOffer {
-    shared: Rc<TransferShared>,
+    shared: Rc<TransferState>,
     hash: Option<String>,
     have: u64,
 }
 
 impl FileOffer {
-    pub(crate) fn new(shared: Rc<TransferShared>, hash: Option<&[u8; 32]>, have: u64) -> Self {
+    pub(crate) fn new(shared: Rc<TransferState>, hash: Option<&[u8; 32]>, have: u64) -> Self {
         shared.answered.set(false);
         FileOffer { shared, hash: hash.map(|h| hex(h)), have }
     }

@@ -16,6 +16,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Blob, RtcConfiguration};
 
+use super::error::describe;
 use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
@@ -513,11 +514,4 @@ fn copy_into<'a>(scratch: &'a mut Vec<u8>, view: &Uint8Array) -> &'a [u8] {
     }
     view.copy_to(&mut scratch[..len]);
     &scratch[..len]
-}
-
-/// A thrown JS value as text, for messages.
-pub(crate) fn describe(err: &JsValue) -> String {
-    err.as_string()
-        .or_else(|| js_sys::Reflect::get(err, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()))
-        .unwrap_or_else(|| "unknown error".to_owned())
 }

@@ -4,6 +4,7 @@
 
 mod blob;
 pub(crate) mod driver;
+mod error;
 pub(crate) mod identity;
 mod platform;
 mod rtc;
@@ -11,6 +12,7 @@ mod socket;
 mod store;
 
 pub(crate) use driver::{Driver, DriverConfig};
+pub(crate) use error::describe;
 
 /// A random seed for the core.
 pub(crate) fn random_seed() -> Result<u64, wasm_bindgen::JsValue> {

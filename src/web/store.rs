@@ -10,6 +10,7 @@ use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, BlobPropertyBag, MessageEvent, Url, Worker};
 
+use super::error::describe;
 use crate::core::{FileMeta, Hash, Partial, PeerId, StoreError, TransferId};
 
 const WORKER_SOURCE: &str = include_str!("store_worker.js");
@@ -177,10 +178,6 @@ impl Drop for Store {
 
 fn id_js(id: TransferId) -> JsValue {
     JsValue::from_str(&id.to_string())
-}
-
-fn describe(err: &JsValue) -> String {
-    super::driver::describe(err)
 }
 
 fn parse_reply(data: &JsValue) -> Option<StoreReply> {
