@@ -44,10 +44,37 @@ function setStatus(stateName, text = stateName) {
   badge.textContent = stateName === "reconnecting" ? "signaling offline — reconnecting…" : text;
 }
 
+/** "direct · 12 ms", "relayed (TURN/UDP) · 40 ms", "reconnecting…", or why it failed. */
+function peerStatus(connection, path, rttMs, failure) {
+  if (connection === "reconnecting") return "reconnecting…";
+  if (connection !== "connected") return failure ? `failed: ${failure}` : "connecting…";
+  if (!path) return "";
+  const how = path.path === "relayed" ? `relayed (TURN/${path.protocol.toUpperCase()})` : "direct";
+  return rttMs == null ? how : `${how} · ${Math.round(rttMs)} ms`;
+}
+
+function updatePeer(id, changes) {
+  const known = state.peers.get(id);
+  if (!known) return;
+  state.peers.set(id, { ...known, ...changes });
+  renderPeers();
+}
+
+/** Round-trip times for the peer list, every few seconds. */
+async function refreshPaths() {
+  for (const [id, info] of state.peers) {
+    if (info.state !== "connected" || !state.peer) continue;
+    const connection = await state.peer.connection(id).catch(() => null);
+    if (connection && state.peers.get(id)) state.peers.set(id, { ...state.peers.get(id), rttMs: connection.rttMs, path: connection });
+  }
+  renderPeers();
+}
+setInterval(() => refreshPaths(), 3000);
+
 function renderPeers() {
   const list = $("peers");
   list.replaceChildren();
-  for (const [id, { name, state: connection }] of state.peers) {
+  for (const [id, { name, state: connection, path, rttMs, failure }] of state.peers) {
     const li = document.createElement("li");
     li.dataset.id = id;
     li.dataset.state = connection;
@@ -56,7 +83,8 @@ function renderPeers() {
     label.textContent = name ?? "anonymous";
     const status = document.createElement("span");
     status.className = "conn";
-    status.textContent = connection === "connected" ? "" : "connecting…";
+    status.textContent = peerStatus(connection, path, rttMs, failure);
+    if (failure) status.title = failure;
     const short = document.createElement("span");
     short.className = "id";
     short.textContent = id.slice(0, 8);
@@ -96,6 +124,13 @@ async function join(name) {
   peer.on("peer-connecting", ({ id, name }) => {
     state.peers.set(id, { name, state: "connecting" });
     renderPeers();
+  });
+  peer.on("peer-path", ({ id, ...path }) => updatePeer(id, { path }));
+  peer.on("peer-reconnecting", ({ id }) => updatePeer(id, { state: "reconnecting" }));
+  peer.on("peer-reconnected", ({ id }) => updatePeer(id, { state: "connected" }));
+  peer.on("peer-failed", ({ id, message }) => {
+    updatePeer(id, { failure: message });
+    log(`Could not connect to ${state.names.get(id) ?? id.slice(0, 8)}: ${message}`, { system: true });
   });
   peer.on("peer-joined", ({ id, name }) => {
     state.names.set(id, name ?? "anonymous");

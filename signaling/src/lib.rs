@@ -19,6 +19,8 @@ pub mod rooms;
 #[cfg(feature = "server")]
 mod admission;
 #[cfg(feature = "server")]
+pub mod ice;
+#[cfg(feature = "server")]
 mod identity;
 #[cfg(feature = "server")]
 mod limit;

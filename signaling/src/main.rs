@@ -50,6 +50,21 @@ struct Args {
     /// NAT share an address: leave room for them.
     #[arg(long, env = "MESHDROP_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     max_connections_per_ip: usize,
+    /// A STUN server for clients, e.g. stun:stun.example.org:3478 (repeatable; the
+    /// variable takes a comma-separated list).
+    #[arg(long = "stun-url", env = "MESHDROP_STUN_URL", value_delimiter = ',')]
+    stun_urls: Vec<String>,
+    /// A TURN server for clients, e.g. turn:turn.example.org:3478?transport=udp
+    /// (repeatable; comma-separated in the variable). Needs --turn-secret-file.
+    #[arg(long = "turn-url", env = "MESHDROP_TURN_URL", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// File holding the secret shared with the TURN server (coturn's
+    /// static-auth-secret); clients get time-limited credentials derived from it.
+    #[arg(long, env = "MESHDROP_TURN_SECRET_FILE")]
+    turn_secret_file: Option<PathBuf>,
+    /// How long TURN credentials last (e.g. 1h, 30m); fresh ones are sent before.
+    #[arg(long, env = "MESHDROP_TURN_TTL", default_value = "1h", value_parser = meshdrop_signal::ice::parse_duration)]
+    turn_ttl: Duration,
 }
 
 #[tokio::main]
@@ -74,6 +89,13 @@ async fn main() -> std::io::Result<()> {
         Some(max) => max,
         None => fitting,
     };
+    let ice = match ice_config(&args) {
+        Ok(ice) => ice,
+        Err(message) => {
+            eprintln!("meshdrop-signal: {message}");
+            std::process::exit(2);
+        }
+    };
     let seconds = |s: u64| Duration::from_secs(s.max(1));
     let config = meshdrop_signal::Config {
         max_room_peers: args.max_room_peers,
@@ -86,12 +108,41 @@ async fn main() -> std::io::Result<()> {
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         www: args.www,
+        ice,
     };
     let listener = meshdrop_signal::bind(args.listen)?;
-    info!(addr = %listener.local_addr()?, www = ?config.www, max_connections, descriptors, "meshdrop-signal listening");
+    info!(addr = %listener.local_addr()?, www = ?config.www, max_connections, descriptors, stun = ?config.ice.stun, turn = ?config.ice.turn, "meshdrop-signal listening");
     meshdrop_signal::serve(listener, config, shutdown_signal()).await?;
     info!("stopped");
     Ok(())
+}
+
+/// The STUN/TURN settings, checked: TURN needs a secret, and the secret a TURN URL.
+fn ice_config(args: &Args) -> Result<meshdrop_signal::ice::IceConfig, String> {
+    let check = |url: &String, schemes: &[&str]| {
+        if schemes.iter().any(|s| url.starts_with(s)) {
+            Ok(())
+        } else {
+            Err(format!("`{url}` should start with {}", schemes.join(" or ")))
+        }
+    };
+    args.stun_urls.iter().try_for_each(|u| check(u, &["stun:", "stuns:"]))?;
+    args.turn_urls.iter().try_for_each(|u| check(u, &["turn:", "turns:"]))?;
+    let secret = match &args.turn_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read --turn-secret-file {}: {e}", path.display()))?;
+            let secret = text.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+            if secret.is_empty() {
+                return Err(format!("--turn-secret-file {} is empty", path.display()));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    if !args.turn_urls.is_empty() && secret.is_none() {
+        return Err("--turn-url needs --turn-secret-file (the secret shared with the TURN server)".into());
+    }
+    Ok(meshdrop_signal::ice::IceConfig { stun: args.stun_urls.clone(), turn: args.turn_urls.clone(), secret, ttl: args.turn_ttl })
 }
 
 async fn shutdown_signal() {

@@ -36,6 +36,19 @@ pub struct PeerInfo {
     pub name: Option<String>,
 }
 
+/// A STUN or TURN server for the client's `RTCPeerConnection`s, as an `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN only: `<expiry, unix seconds>:<peer id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN only: base64(HMAC-SHA1(shared secret, username)), coturn's REST scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 /// Stable machine-readable error codes carried by `{"type":"error"}` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -320,6 +333,15 @@ pub enum ServerMessage<'a> {
         id: &'a str,
         /// Everybody else already in the room.
         peers: Vec<PeerInfo>,
+        /// STUN and TURN servers (with credentials for this peer), if the server has any.
+        #[serde(rename = "iceServers", skip_serializing_if = "<[IceServer]>::is_empty")]
+        ice_servers: &'a [IceServer],
+    },
+    /// Fresh TURN credentials, before the ones given expire.
+    IceServers {
+        /// The servers, as in `welcome`.
+        #[serde(rename = "iceServers")]
+        ice_servers: &'a [IceServer],
     },
     /// Someone entered the room.
     PeerJoined {
@@ -365,7 +387,11 @@ pub enum ServerEvent {
         id: String,
         /// Peers already in the room.
         peers: Vec<PeerInfo>,
+        /// STUN and TURN servers the server offers (none if it has none).
+        ice_servers: Vec<IceServer>,
     },
+    /// `ice-servers`: fresh credentials.
+    IceServers(Vec<IceServer>),
     /// `peer-joined`
     PeerJoined(PeerInfo),
     /// `peer-left`
@@ -395,7 +421,8 @@ impl PartialEq for ServerEvent {
     fn eq(&self, other: &Self) -> bool {
         use ServerEvent::*;
         match (self, other) {
-            (Welcome { id: i1, peers: p1 }, Welcome { id: i2, peers: p2 }) => i1 == i2 && p1 == p2,
+            (Welcome { id: i1, peers: p1, ice_servers: s1 }, Welcome { id: i2, peers: p2, ice_servers: s2 }) => i1 == i2 && p1 == p2 && s1 == s2,
+            (IceServers(a), IceServers(b)) => a == b,
             (PeerJoined(a), PeerJoined(b)) => a == b,
             (PeerLeft { id: a }, PeerLeft { id: b }) => a == b,
             (Signal { from: f1, data: d1 }, Signal { from: f2, data: d2 }) => f1 == f2 && d1.get() == d2.get(),
@@ -413,6 +440,8 @@ struct ServerFrame {
     id: Option<String>,
     #[serde(default)]
     peers: Option<Vec<PeerInfo>>,
+    #[serde(default, rename = "iceServers")]
+    ice_servers: Option<Vec<IceServer>>,
     #[serde(default)]
     peer: Option<PeerInfo>,
     #[serde(default)]
@@ -430,7 +459,12 @@ pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
     let frame: ServerFrame = serde_json::from_str(text).map_err(classify_json_error)?;
     let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("{} frame without `{field}`", frame.kind));
     Ok(match frame.kind.as_str() {
-        "welcome" => ServerEvent::Welcome { id: frame.id.clone().ok_or_else(|| missing("id"))?, peers: frame.peers.clone().unwrap_or_default() },
+        "welcome" => ServerEvent::Welcome {
+            id: frame.id.clone().ok_or_else(|| missing("id"))?,
+            peers: frame.peers.clone().unwrap_or_default(),
+            ice_servers: frame.ice_servers.clone().unwrap_or_default(),
+        },
+        "ice-servers" => ServerEvent::IceServers(frame.ice_servers.clone().ok_or_else(|| missing("iceServers"))?),
         "peer-joined" => ServerEvent::PeerJoined(frame.peer.clone().ok_or_else(|| missing("peer"))?),
         "peer-left" => ServerEvent::PeerLeft { id: frame.id.clone().ok_or_else(|| missing("id"))? },
         "signal" => {
@@ -515,9 +549,21 @@ mod tests {
 
     #[test]
     fn server_frames_parse() {
-        let welcome = ServerMessage::Welcome { id: "me", peers: vec![PeerInfo { id: "p".into(), name: None }] }.to_json();
+        let welcome = ServerMessage::Welcome { id: "me", peers: vec![PeerInfo { id: "p".into(), name: None }], ice_servers: &[] }.to_json();
         assert_eq!(welcome, r#"{"type":"welcome","id":"me","peers":[{"id":"p"}]}"#);
-        assert_eq!(parse_server(&welcome).unwrap(), ServerEvent::Welcome { id: "me".into(), peers: vec![PeerInfo { id: "p".into(), name: None }] });
+        assert_eq!(
+            parse_server(&welcome).unwrap(),
+            ServerEvent::Welcome { id: "me".into(), peers: vec![PeerInfo { id: "p".into(), name: None }], ice_servers: vec![] }
+        );
+        let turn = IceServer { urls: vec!["turn:192.0.2.1:3478?transport=udp".into()], username: Some("1:me".into()), credential: Some("c".into()) };
+        let welcome = ServerMessage::Welcome { id: "me", peers: vec![], ice_servers: std::slice::from_ref(&turn) }.to_json();
+        assert_eq!(
+            welcome,
+            r#"{"type":"welcome","id":"me","peers":[],"iceServers":[{"urls":["turn:192.0.2.1:3478?transport=udp"],"username":"1:me","credential":"c"}]}"#
+        );
+        assert_eq!(parse_server(&welcome).unwrap(), ServerEvent::Welcome { id: "me".into(), peers: vec![], ice_servers: vec![turn.clone()] });
+        let refresh = ServerMessage::IceServers { ice_servers: std::slice::from_ref(&turn) }.to_json();
+        assert_eq!(parse_server(&refresh).unwrap(), ServerEvent::IceServers(vec![turn]));
         let data = RawValue::from_string("[1,{\"x\":null}]".into()).unwrap();
         let signal = ServerMessage::Signal { from: "a", data: &data }.to_json();
         match parse_server(&signal).unwrap() {

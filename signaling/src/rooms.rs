@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
-use crate::protocol::{ErrorCode, PeerInfo, ProtocolError, ServerMessage};
+use crate::protocol::{ErrorCode, IceServer, PeerInfo, ProtocolError, ServerMessage};
 
 /// Frames to hand to connections, in order.
 pub type Outbox<C> = Vec<(C, String)>;
@@ -44,7 +44,8 @@ impl<C: Clone + PartialEq> Rooms<C> {
     /// Adds peer `id` on `conn` to `room`. A peer that joins again with the same id
     /// (it reconnected before its old connection timed out) replaces the old connection:
     /// the others see it leave and join again.
-    pub fn join(&mut self, conn: C, room: &str, id: &str, name: Option<&str>) -> Result<Joined<C>, ProtocolError> {
+    /// `ice_servers` go to the joiner with its welcome.
+    pub fn join(&mut self, conn: C, room: &str, id: &str, name: Option<&str>, ice_servers: &[IceServer]) -> Result<Joined<C>, ProtocolError> {
         let members = self.rooms.entry(room.to_owned()).or_default();
         let rejoining = members.contains_key(id);
         if !rejoining && members.len() >= self.max_room_peers {
@@ -60,7 +61,7 @@ impl<C: Clone + PartialEq> Rooms<C> {
             old.conn
         });
         let peers = members.iter().map(|(peer_id, m)| PeerInfo { id: peer_id.clone(), name: m.name.clone() }).collect();
-        outbox.push((conn.clone(), ServerMessage::Welcome { id, peers }.to_json()));
+        outbox.push((conn.clone(), ServerMessage::Welcome { id, peers, ice_servers }.to_json()));
         let joined = ServerMessage::PeerJoined { peer: PeerInfo { id: id.to_owned(), name: name.map(str::to_owned) } }.to_json();
         outbox.extend(members.values().map(|m| (m.conn.clone(), joined.clone())));
         members.insert(id.to_owned(), Member { name: name.map(str::to_owned), conn });
@@ -118,12 +119,12 @@ mod tests {
     #[test]
     fn join_welcomes_and_announces() {
         let mut rooms = Rooms::new(8);
-        let a = rooms.join(1, "r", "a", Some("alice")).unwrap();
-        assert_eq!(events(&a.outbox, 1), vec![ServerEvent::Welcome { id: "a".into(), peers: vec![] }]);
-        let b = rooms.join(2, "r", "b", None).unwrap();
+        let a = rooms.join(1, "r", "a", Some("alice"), &[]).unwrap();
+        assert_eq!(events(&a.outbox, 1), vec![ServerEvent::Welcome { id: "a".into(), peers: vec![], ice_servers: vec![] }]);
+        let b = rooms.join(2, "r", "b", None, &[]).unwrap();
         assert_eq!(
             events(&b.outbox, 2),
-            vec![ServerEvent::Welcome { id: "b".into(), peers: vec![PeerInfo { id: "a".into(), name: Some("alice".into()) }] }]
+            vec![ServerEvent::Welcome { id: "b".into(), peers: vec![PeerInfo { id: "a".into(), name: Some("alice".into()) }], ice_servers: vec![] }]
         );
         assert_eq!(events(&b.outbox, 1), vec![ServerEvent::PeerJoined(PeerInfo { id: "b".into(), name: None })]);
         assert!(b.replaced.is_none());
@@ -132,8 +133,8 @@ mod tests {
     #[test]
     fn rooms_are_isolated() {
         let mut rooms = Rooms::new(8);
-        rooms.join(1, "r1", "a", None).unwrap();
-        let b = rooms.join(2, "r2", "b", None).unwrap();
+        rooms.join(1, "r1", "a", None, &[]).unwrap();
+        let b = rooms.join(2, "r2", "b", None, &[]).unwrap();
         assert_eq!(b.outbox.len(), 1, "nobody in r1 hears of b");
         let data = RawValue::from_string("1".into()).unwrap();
         assert_eq!(rooms.relay("r2", "b", "a", &data).unwrap_err().code, ErrorCode::UnknownPeer);
@@ -144,10 +145,10 @@ mod tests {
     #[test]
     fn full_room_refuses_but_rejoin_is_allowed() {
         let mut rooms = Rooms::new(2);
-        rooms.join(1, "r", "a", None).unwrap();
-        rooms.join(2, "r", "b", None).unwrap();
-        assert_eq!(rooms.join(3, "r", "c", None).unwrap_err().code, ErrorCode::RoomFull);
-        let again = rooms.join(4, "r", "a", None).unwrap();
+        rooms.join(1, "r", "a", None, &[]).unwrap();
+        rooms.join(2, "r", "b", None, &[]).unwrap();
+        assert_eq!(rooms.join(3, "r", "c", None, &[]).unwrap_err().code, ErrorCode::RoomFull);
+        let again = rooms.join(4, "r", "a", None, &[]).unwrap();
         assert_eq!(again.replaced, Some(1));
         assert_eq!(
             events(&again.outbox, 2),
@@ -162,8 +163,8 @@ mod tests {
     #[test]
     fn relay_stamps_sender() {
         let mut rooms = Rooms::new(8);
-        rooms.join(1, "r", "a", None).unwrap();
-        rooms.join(2, "r", "b", None).unwrap();
+        rooms.join(1, "r", "a", None, &[]).unwrap();
+        rooms.join(2, "r", "b", None, &[]).unwrap();
         let data = RawValue::from_string(r#"{"sdp":"x"}"#.into()).unwrap();
         let (to, frame) = rooms.relay("r", "a", "b", &data).unwrap();
         assert_eq!(to, 2);

@@ -23,6 +23,7 @@ use tower_http::services::ServeDir;
 use tracing::warn;
 
 use crate::admission::{Admission, Admitted, Busy, Slot};
+use crate::ice::IceConfig;
 use crate::rooms::Rooms;
 use crate::ws::{serve_connection, Conn, HARD_MESSAGE_CAP};
 
@@ -56,6 +57,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Static files to serve at `/` (the demo page), if any.
     pub www: Option<PathBuf>,
+    /// STUN and TURN servers handed to joined clients.
+    pub ice: IceConfig,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             www: None,
+            ice: IceConfig { ttl: Duration::from_secs(3600), ..IceConfig::default() },
         }
     }
 }

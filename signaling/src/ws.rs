@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -154,6 +154,10 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let join_deadline = tokio::time::sleep(state.config.join_timeout);
     tokio::pin!(join_deadline);
+    // Fresh TURN credentials before the ones in `welcome` expire (long sessions).
+    let refresh_every = state.config.ice.refresh_every();
+    let refresh = tokio::time::sleep(refresh_every.unwrap_or(Duration::from_secs(365 * 86_400)));
+    tokio::pin!(refresh);
     let mut last_heard = Instant::now();
     state.live_sockets.fetch_add(1, Ordering::Relaxed);
     debug!(conn = conn_id, "connected");
@@ -245,6 +249,17 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                 }
             }
             _ = &mut join_deadline, if joined.is_none() => break Some((close_code::POLICY, "no join within the join timeout")),
+            _ = &mut refresh, if joined.is_some() && refresh_every.is_some() => {
+                if let (Some((_, id)), Some(every)) = (&joined, refresh_every) {
+                    let servers = state.config.ice.servers_for(id, SystemTime::now());
+                    let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
+                    let sent = tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Text(Utf8Bytes::from(frame)))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break None;
+                    }
+                    refresh.as_mut().reset(Instant::now() + every);
+                }
+            }
             _ = shut_down(&mut shutdown) => break Some((close_code::GOING_AWAY, "server shutting down")),
         }
     };
@@ -333,8 +348,10 @@ fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, s
                 Some(secret) => identity::id_from_secret(&secret),
                 None => identity::random_id(),
             };
+            // Credentials only for a client that holds a live session: this one, now.
+            let ice_servers = state.config.ice.servers_for(&id, SystemTime::now());
             let mut rooms = state.rooms();
-            let result = rooms.join(conn.clone(), &room, &id, name.as_deref())?;
+            let result = rooms.join(conn.clone(), &room, &id, name.as_deref(), &ice_servers)?;
             let _ = conn.link.member.set((room.to_string(), id.clone()));
             if let Some(old) = result.replaced {
                 // Said in words before the close, so the old tab stops instead of

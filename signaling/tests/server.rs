@@ -299,3 +299,43 @@ async fn binary_flood_is_limited_like_text_and_not_amplified() {
     assert_eq!(code, CloseCode::Policy);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn joined_clients_get_turn_credentials_and_fresh_ones_before_they_expire() {
+    use meshdrop_signal::ice::{credential, IceConfig};
+    let ice = IceConfig {
+        stun: vec!["stun:192.0.2.1:3478".into()],
+        turn: vec!["turn:192.0.2.1:3478?transport=udp".into(), "turn:192.0.2.1:3478?transport=tcp".into()],
+        secret: Some(b"shared with coturn".to_vec()),
+        ttl: Duration::from_secs(4),
+    };
+    let server = Server::start(Config { ice, ..Config::default() }).await;
+    let mut c = server.client().await;
+    send(&mut c, json!({"type": "join", "room": "r"})).await;
+    let welcome = recv(&mut c).await;
+    let id = welcome["id"].as_str().unwrap().to_owned();
+    let servers = welcome["iceServers"].as_array().unwrap().clone();
+    assert_eq!(servers[0], json!({"urls": ["stun:192.0.2.1:3478"]}));
+    let check = |server: &Value| -> u64 {
+        let username = server["username"].as_str().unwrap();
+        let (expiry, peer) = username.split_once(':').unwrap();
+        assert_eq!(peer, id, "the username names the peer");
+        assert_eq!(server["credential"], credential(b"shared with coturn", username), "coturn's REST password");
+        expiry.parse().unwrap()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let first = check(&servers[1]);
+    assert!((now + 3..=now + 5).contains(&first), "expires with the TTL: {first} vs {now}");
+    // Before the 4 s are over, fresh credentials arrive on the same connection.
+    let refresh = recv(&mut c).await;
+    assert_eq!(refresh["type"], "ice-servers", "{refresh}");
+    let second = check(&refresh["iceServers"][1]);
+    assert!(second > first, "the fresh credential lasts longer");
+    // A server without ICE servers says nothing of them.
+    let plain = Server::start(Config::default()).await;
+    let mut d = plain.client().await;
+    send(&mut d, json!({"type": "join", "room": "r"})).await;
+    assert!(recv(&mut d).await.get("iceServers").is_none());
+    plain.stop().await;
+    server.stop().await;
+}

@@ -24,6 +24,32 @@ export interface PeerInfo {
   name?: string;
 }
 
+/** Why a connection attempt failed: no local address at all; no pair of addresses
+ *  worked (the message says whether a TURN server was configured); the encrypted
+ *  handshake failed; or it did not open within `connectTimeoutMs`. */
+export type PeerFailureReason = "no-candidates" | "ice-failed" | "dtls-failed" | "timeout";
+
+/** How a connection travels. */
+export interface ConnectionPath {
+  /** "relayed" when it goes through a TURN server (on either side). */
+  path: "direct" | "relayed";
+  /** Our candidate's type: host (our address), srflx (our NAT's, from STUN), prflx
+   *  (learned from the peer's checks) or relay (the TURN server's). */
+  local: "host" | "srflx" | "prflx" | "relay";
+  /** The peer's candidate's type. */
+  remote: "host" | "srflx" | "prflx" | "relay";
+  /** Between the peers, or to the TURN server when relayed: "udp", "tcp" or "tls". */
+  protocol: string;
+}
+
+/** A connection's path and how it is doing, from `Peer.connection`. */
+export interface ConnectionInfo extends ConnectionPath {
+  /** The current round trip time, if the browser measured one. */
+  rttMs: number | null;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 /** The signaling connection: peers already connected are unaffected by it. */
 export type SignalingState = "connected" | "reconnecting" | "closed";
 
@@ -35,6 +61,17 @@ export interface PeerEventMap {
   "peer-joined": PeerInfo;
   /** The data channel to this peer closed, or an announced attempt ended because it left. */
   "peer-left": { id: string };
+  /** The connection to this peer lost its network path and is being restored (an ICE
+   *  restart): the session is kept, messages wait, transfers pause. "peer-reconnected"
+   *  follows, or "peer-left" after `reconnectTimeoutMs`. */
+  "peer-reconnecting": { id: string };
+  /** The connection to this peer has a network path again. */
+  "peer-reconnected": { id: string };
+  /** How the connection to this peer travels: when first known and whenever it changes. */
+  "peer-path": { id: string } & ConnectionPath;
+  /** A connection attempt to this peer failed; it is tried again while the peer is in
+   *  the room. `message` says what a user needs to know. */
+  "peer-failed": { id: string; reason: PeerFailureReason; message: string };
   /** A whole message: a string if a string was sent, else a Uint8Array. */
   "message": { from: string; data: string | Uint8Array };
   /** The signaling connection changed state. `reason` says why it closed when that
@@ -99,7 +136,8 @@ export interface JoinOptions {
   room: string;
   /** Display name shown to the others (at most 64 characters). */
   name?: string;
-  /** STUN/TURN servers; none by default (enough on one machine or LAN). */
+  /** STUN/TURN servers. Merged with those the signaling server hands out (with TURN
+   *  credentials it refreshes); these win for the same URL. None by default. */
   iceServers?: RTCIceServer[];
   /** "relay" to use TURN only. Default "all". */
   iceTransportPolicy?: RTCIceTransportPolicy;
@@ -107,6 +145,9 @@ export interface JoinOptions {
   maxMessageBytes?: number;
   /** Give up on a connection attempt after this long (it is retried). Default 20000. */
   connectTimeoutMs?: number;
+  /** How long a connection that lost its network path may take to get one back (ICE
+   *  restarts, keeping the session) before the peer counts as gone. Default 30000. */
+  reconnectTimeoutMs?: number;
   /** How long a transfer waits for a peer that left to come back. Default 120000. */
   resumeTimeoutMs?: number;
   /** Stored downloads (finished or partial) untouched for this long are removed when a
@@ -130,8 +171,30 @@ export interface Peer {
 "#;
 
 /// The event types `on` accepts.
-pub(crate) const EVENT_TYPES_LIST: [&str; 8] =
-    ["peer-connecting", "peer-joined", "peer-left", "message", "signaling", "warning", "file-offer", "transfer"];
+pub(crate) const EVENT_TYPES_LIST: [&str; 12] = [
+    "peer-connecting",
+    "peer-joined",
+    "peer-left",
+    "peer-reconnecting",
+    "peer-reconnected",
+    "peer-path",
+    "peer-failed",
+    "message",
+    "signaling",
+    "warning",
+    "file-offer",
+    "transfer",
+];
+
+/// `{ path, local, remote, protocol }` of a connection's path.
+pub(crate) fn path_object(path: &crate::core::Path) -> JsValue {
+    object(&[
+        ("path", path.kind().into()),
+        ("local", path.local.as_str().into()),
+        ("remote", path.remote.as_str().into()),
+        ("protocol", path.protocol.as_str().into()),
+    ])
+}
 
 /// What a `Peer` and its event sink share: listeners, live transfers, the driver.
 #[derive(Default)]
@@ -166,6 +229,16 @@ impl EventSink for ListenerSink {
             Event::PeerConnecting { id, name } => ("peer-connecting", peer_info(id.as_str(), name.as_deref())),
             Event::PeerJoined { id, name } => ("peer-joined", peer_info(id.as_str(), name.as_deref())),
             Event::PeerLeft { id } => ("peer-left", object(&[("id", id.as_str().into())])),
+            Event::PeerReconnecting { id } => ("peer-reconnecting", object(&[("id", id.as_str().into())])),
+            Event::PeerReconnected { id } => ("peer-reconnected", object(&[("id", id.as_str().into())])),
+            Event::PeerPath { id, path } => {
+                let payload = path_object(&path);
+                let _ = Reflect::set(&payload, &JsValue::from_str("id"), &JsValue::from_str(id.as_str()));
+                ("peer-path", payload)
+            }
+            Event::PeerFailed { id, reason, message } => {
+                ("peer-failed", object(&[("id", id.as_str().into()), ("reason", reason.as_str().into()), ("message", message.into())]))
+            }
             Event::Message { from, payload } => {
                 let data = match payload {
                     Payload::Text(text) => JsValue::from_str(&text),

@@ -1,20 +1,21 @@
 //! `Peer.join` options, read from a plain JS object and checked before anything starts.
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Reflect};
 use meshdrop_signal::protocol::{validate_name, validate_room};
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::RtcConfiguration;
+use wasm_bindgen::JsValue;
 
 use super::error::type_error;
+use crate::web::IceSettings;
 
 pub(crate) struct JoinSettings {
     pub(crate) signaling_url: String,
     pub(crate) room: String,
     pub(crate) name: Option<String>,
-    pub(crate) rtc: RtcConfiguration,
+    pub(crate) ice: IceSettings,
     pub(crate) max_message_bytes: Option<u64>,
     pub(crate) connect_timeout_ms: Option<u64>,
     pub(crate) resume_timeout_ms: Option<u64>,
+    pub(crate) reconnect_timeout_ms: Option<u64>,
     pub(crate) storage_max_age_ms: Option<u64>,
     pub(crate) persistent_identity: bool,
 }
@@ -54,27 +55,26 @@ pub(crate) fn parse(options: &JsValue) -> Result<JoinSettings, JsValue> {
         validate_name(name).map_err(|e| type_error(&format!("options.name: {}", e.message)))?;
     }
 
-    let rtc = Object::new();
     let ice_servers = match field(options, "iceServers") {
-        None => Array::new().into(),
-        Some(v) if Array::is_array(&v) => v,
+        None => Array::new(),
+        Some(v) if Array::is_array(&v) => Array::from(&v),
         Some(_) => return Err(type_error("options.iceServers must be an array of RTCIceServer")),
     };
-    Reflect::set(&rtc, &JsValue::from_str("iceServers"), &ice_servers)?;
-    if let Some(policy) = string_field(options, "iceTransportPolicy")? {
+    let policy = string_field(options, "iceTransportPolicy")?;
+    if let Some(policy) = &policy {
         if policy != "all" && policy != "relay" {
             return Err(type_error("options.iceTransportPolicy must be \"all\" or \"relay\""));
         }
-        Reflect::set(&rtc, &JsValue::from_str("iceTransportPolicy"), &JsValue::from_str(&policy))?;
     }
     Ok(JoinSettings {
         signaling_url,
         room,
         name,
-        rtc: rtc.unchecked_into(),
+        ice: IceSettings::new(ice_servers, policy),
         max_message_bytes: number_field(options, "maxMessageBytes")?,
         connect_timeout_ms: number_field(options, "connectTimeoutMs")?,
         resume_timeout_ms: number_field(options, "resumeTimeoutMs")?,
+        reconnect_timeout_ms: number_field(options, "reconnectTimeoutMs")?,
         storage_max_age_ms: number_field(options, "storageMaxAgeMs")?,
         persistent_identity: match string_field(options, "identity")?.as_deref() {
             None | Some("persistent") => true,

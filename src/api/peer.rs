@@ -6,7 +6,7 @@ use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::error::{join_error, js_error, send_error, type_error};
-use super::events::{ListenerSink, PeerState, EVENT_TYPES_LIST};
+use super::events::{path_object, ListenerSink, PeerState, EVENT_TYPES_LIST};
 use super::js::peer_info;
 use super::options::{self, number_field, string_field};
 use super::services::{parse_hits, shared_object};
@@ -77,6 +77,9 @@ extern "C" {
     /// `"connected" | "reconnecting" | "closed"`.
     #[wasm_bindgen(typescript_type = "SignalingState")]
     pub type SignalingStateName;
+    /// `Promise<ConnectionInfo | null>`.
+    #[wasm_bindgen(typescript_type = "Promise<ConnectionInfo | null>")]
+    pub type PromiseConnection;
 }
 
 /// A member of a room. Every other member it meets gets a direct, reliable, ordered
@@ -120,10 +123,13 @@ impl Peer {
         if let Some(timeout) = settings.resume_timeout_ms {
             mesh.resume_timeout_ms = timeout;
         }
+        if let Some(timeout) = settings.reconnect_timeout_ms {
+            mesh.reconnect_timeout_ms = timeout;
+        }
         let shared = Rc::new(PeerState::default());
         let config = DriverConfig {
             signaling_url: settings.signaling_url.clone(),
-            rtc: settings.rtc,
+            ice: settings.ice,
             mesh,
             seed,
             storage_max_age_ms: settings.storage_max_age_ms.unwrap_or(24 * 60 * 60 * 1000),
@@ -333,6 +339,24 @@ impl Peer {
             promise.ok_or_else(|| js_error("ClosedError", "request did not start"))
         })();
         result.unwrap_or_else(|err| Promise::reject(&err)).unchecked_into()
+    }
+
+    /// How the connection to a peer travels and how it is doing, from the browser's
+    /// statistics: `{ path, local, remote, protocol, rttMs, bytesSent, bytesReceived }`,
+    /// or `null` for a peer that is not connected (or before ICE selected a path).
+    pub fn connection(&self, peer_id: &str) -> PromiseConnection {
+        let driver = self.driver.clone();
+        let peer = PeerId::new(peer_id);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some((path, pair)) = crate::web::Driver::connection(driver, &peer).await else { return Ok(JsValue::NULL) };
+            let info = path_object(&path);
+            let rtt = pair.rtt_ms.map_or(JsValue::NULL, JsValue::from_f64);
+            for (key, value) in [("rttMs", rtt), ("bytesSent", pair.bytes_sent.into()), ("bytesReceived", pair.bytes_received.into())] {
+                Reflect::set(&info, &JsValue::from_str(key), &value)?;
+            }
+            Ok(info)
+        })
+        .unchecked_into()
     }
 
     /// Whether received files are stored on disk (OPFS) and downloads resume after a

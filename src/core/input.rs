@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::output::SdpKind;
+use super::path::{Failure, IceState, Path};
 use super::transfer::{Partial, StoreError, TransferId};
 use super::ConnId;
 
@@ -43,12 +44,33 @@ pub enum Input<'a> {
         /// The candidate.
         candidate: String,
     },
-    /// The connection failed, or one of its channels closed.
+    /// A channel closed, or the connection can no longer be used.
     ConnectionClosed {
         /// The attempt.
         conn: ConnId,
         /// For messages.
         reason: Cow<'a, str>,
+    },
+    /// The connection's ICE state changed (`iceconnectionstatechange`).
+    IceState {
+        /// The attempt.
+        conn: ConnId,
+        /// The new state.
+        state: IceState,
+    },
+    /// The connection failed, with what the browser knows of why.
+    ConnectionFailed {
+        /// The attempt.
+        conn: ConnId,
+        /// Why.
+        failure: Failure,
+    },
+    /// How the connection travels, as [`ConnectionOp::ObservePath`](super::ConnectionOp::ObservePath) asked.
+    PathObserved {
+        /// The attempt.
+        conn: ConnId,
+        /// The selected candidate pair, classified.
+        path: Path,
     },
     /// The data channels opened; `max_message_size` is `pc.sctp.maxMessageSize` (0 if
     /// the browser does not say).
@@ -155,6 +177,9 @@ impl Input<'_> {
             Input::LocalDescription { conn, kind, sdp } => Input::LocalDescription { conn, kind, sdp },
             Input::LocalCandidate { conn, candidate } => Input::LocalCandidate { conn, candidate },
             Input::ConnectionClosed { conn, reason } => Input::ConnectionClosed { conn, reason: Cow::Owned(reason.into_owned()) },
+            Input::IceState { conn, state } => Input::IceState { conn, state },
+            Input::ConnectionFailed { conn, failure } => Input::ConnectionFailed { conn, failure },
+            Input::PathObserved { conn, path } => Input::PathObserved { conn, path },
             Input::ChannelOpened { conn, max_message_size } => Input::ChannelOpened { conn, max_message_size },
             Input::ChannelFrame { conn, frame } => Input::ChannelFrame { conn, frame: Cow::Owned(frame.into_owned()) },
             Input::ChannelDrained { conn, buffered } => Input::ChannelDrained { conn, buffered },

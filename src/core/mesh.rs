@@ -15,7 +15,8 @@ use super::discovery::{Discovery, Hit, ManifestError, Match, QueryId, ShareId, S
 use super::error::{JoinError, SendError};
 use super::input::Input;
 use super::net::Net;
-use super::output::{Event, Output, SignalingOp, SignalingState};
+use super::output::{ConnectionOp, Event, Output, SignalingOp, SignalingState};
+use super::path::Path;
 use super::peers::{warn, PeerChange, PeerSettings, Peers};
 use super::request::{RequestId, Requests};
 use super::rng::Rng;
@@ -51,6 +52,9 @@ pub struct MeshConfig {
     pub connect_timeout_ms: u64,
     /// How long a transfer waits for a peer that left to come back.
     pub resume_timeout_ms: u64,
+    /// How long a connection that lost its network path may take to get one back (ICE
+    /// restarts) before the peer counts as gone.
+    pub reconnect_timeout_ms: u64,
     /// A key that never leaves this device (unlike `secret`, which the server sees):
     /// a receiver proves with it that it is the one that accepted a transfer before,
     /// so a transfer resumes only with the same browser. Persist it with the secret.
@@ -72,6 +76,7 @@ impl MeshConfig {
             max_message_bytes: 16 * 1024 * 1024,
             connect_timeout_ms: 20_000,
             resume_timeout_ms: 120_000,
+            reconnect_timeout_ms: 30_000,
             local_key,
         }
     }
@@ -116,7 +121,11 @@ impl Mesh {
     /// `seed` should come from a secure random source (ids and jitter derive from it).
     pub fn new(config: MeshConfig, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let settings = PeerSettings { connect_timeout_ms: config.connect_timeout_ms, max_message_bytes: config.max_message_bytes };
+        let settings = PeerSettings {
+            connect_timeout_ms: config.connect_timeout_ms,
+            max_message_bytes: config.max_message_bytes,
+            reconnect_timeout_ms: config.reconnect_timeout_ms,
+        };
         let peers = Peers::new(settings, rng.next_u64());
         Mesh {
             config,
@@ -143,6 +152,16 @@ impl Mesh {
     /// Peers with an open data channel, with their names, sorted by id.
     pub fn peers(&self) -> Vec<(PeerId, Option<String>)> {
         self.peers.open()
+    }
+
+    /// How the connection to `peer` travels, once known.
+    pub fn path(&self, peer: &PeerId) -> Option<&Path> {
+        self.peers.path(peer)
+    }
+
+    /// The open connection to `peer`, for a driver that looks at it.
+    pub fn connection_of(&self, peer: &PeerId) -> Option<super::ConnId> {
+        self.peers.session(peer).filter(|s| s.open).map(|s| s.conn)
     }
 
     /// The signaling link as users see it.
@@ -183,6 +202,9 @@ impl Mesh {
             Input::LocalDescription { conn, kind, sdp } => self.peers.local_description(conn, kind, sdp, &mut self.outputs),
             Input::LocalCandidate { conn, candidate } => self.peers.local_candidate(conn, candidate, &mut self.outputs),
             Input::ConnectionClosed { conn, reason } => self.peers.connection_closed(now, conn, &reason, &mut self.outputs),
+            Input::IceState { conn, state } => self.peers.ice_state(now, conn, state, &mut self.outputs),
+            Input::ConnectionFailed { conn, failure } => self.peers.connection_failed(now, conn, &failure, &mut self.outputs),
+            Input::PathObserved { conn, path } => self.peers.path_observed(conn, path, &mut self.outputs),
             Input::ChannelOpened { conn, max_message_size } => self.peers.channel_opened(now, conn, max_message_size, &mut self.outputs),
             Input::ChannelFrame { conn, frame } => self.channel_frame(now, conn, &frame),
             Input::ChannelDrained { conn, buffered } => self.peers.channel_drained(conn, buffered, &mut self.outputs),
@@ -249,6 +271,8 @@ impl Mesh {
             for change in changes {
                 match change {
                     PeerChange::Opened(peer) => parts.transfers.peer_opened(&mut net, &peer),
+                    PeerChange::Reconnecting(peer) => parts.transfers.peer_stalled(&mut net, &peer, true),
+                    PeerChange::Reconnected(peer) => parts.transfers.peer_stalled(&mut net, &peer, false),
                     PeerChange::Closed(peer) => {
                         parts.transfers.peer_closed(&mut net, &peer);
                         parts.discovery.peer_left(&mut net, &peer);
@@ -324,7 +348,13 @@ impl Mesh {
             Err(err) => return warn(&mut self.outputs, format!("bad frame from signaling server: {err}")),
         };
         match event {
-            ServerEvent::Welcome { id, peers } => self.welcomed(now, PeerId::new(id), peers),
+            ServerEvent::Welcome { id, peers, ice_servers } => {
+                if !ice_servers.is_empty() {
+                    self.outputs.push_back(Output::Connection(ConnectionOp::UseIceServers(ice_servers)));
+                }
+                self.welcomed(now, PeerId::new(id), peers);
+            }
+            ServerEvent::IceServers(servers) => self.outputs.push_back(Output::Connection(ConnectionOp::UseIceServers(servers))),
             ServerEvent::PeerJoined(info) if self.link == Link::Joined => self.peers.joined(now, PeerId::new(info.id), info.name, &mut self.outputs),
             ServerEvent::PeerJoined(_) => {}
             ServerEvent::PeerLeft { id } => {

@@ -5,10 +5,12 @@
 use super::discovery::{Hit, QueryId, ShareId};
 use super::error::JoinError;
 use super::input::FrameId;
+use super::path::{FailReason, Path};
 use super::request::{RequestError, RequestId};
 use super::transfer::{BulkItem, FileMeta, Hash, Progress, TransferError, TransferId};
 use super::wire::Payload;
 use super::{ConnId, PeerId};
+pub use meshdrop_signal::protocol::IceServer;
 
 /// Where the signaling connection stands, as users see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,34 @@ pub enum Event {
     PeerLeft {
         /// Who.
         id: PeerId,
+    },
+    /// The connection to this peer lost its network path; it is being restored (an ICE
+    /// restart) with the session kept: messages wait, transfers pause.
+    PeerReconnecting {
+        /// Who.
+        id: PeerId,
+    },
+    /// The connection to this peer has a network path again.
+    PeerReconnected {
+        /// Who.
+        id: PeerId,
+    },
+    /// How the connection to this peer travels, when first known and whenever it changes.
+    PeerPath {
+        /// Who.
+        id: PeerId,
+        /// Direct or relayed, over what.
+        path: Path,
+    },
+    /// A connection attempt to this peer failed (it is tried again while the peer is in
+    /// the room).
+    PeerFailed {
+        /// Who.
+        id: PeerId,
+        /// Why, as a stable code.
+        reason: FailReason,
+        /// What a user needs to know.
+        message: String,
     },
     /// A whole message arrived.
     Message {
@@ -270,6 +300,23 @@ pub enum ConnectionOp {
         /// The attempt.
         conn: ConnId,
     },
+    /// Restart ICE on this connection and create a new offer, set it as local
+    /// description, report [`Input::LocalDescription`](super::Input::LocalDescription)
+    /// (`pc.restartIce()`, then `setLocalDescription()`).
+    RestartIce {
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// Find out how this connection travels (the selected candidate pair) and report
+    /// [`Input::PathObserved`](super::Input::PathObserved).
+    ObservePath {
+        /// The attempt.
+        conn: ConnId,
+    },
+    /// The signaling server's STUN and TURN servers, for connections from now on (and
+    /// `setConfiguration` on open ones: TURN credentials expire). The driver merges them
+    /// with the application's own, which win.
+    UseIceServers(Vec<IceServer>),
 }
 
 /// Where a block to read comes from.

@@ -16,8 +16,9 @@ use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
 use super::output::{ConnectionOp, Event, Output, SdpKind, SignalingOp};
+use super::path::{FailReason, Failure, IceState, Path};
 use super::rng::Rng;
-use super::session::Session;
+use super::session::{Health, Session};
 use super::signal::PeerSignal;
 use super::time::backoff;
 use super::transfer::BulkItem;
@@ -31,11 +32,20 @@ pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
 /// How long a peer the server says left has to show it is still there (any frame).
 pub const LEFT_PROBE_MS: u64 = 3_000;
 
-/// A peer's channels opened or closed (the other components care).
+/// A connection whose ICE path went `disconnected` gets this long to come back by itself
+/// before it is restarted.
+pub const ICE_GRACE_MS: u64 = 2_000;
+/// A restart that has not brought the path back after this long is tried again.
+pub const ICE_RESTART_RETRY_MS: u64 = 5_000;
+
+/// A peer's channels opened or closed, or its path went away and came back (the other
+/// components care).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PeerChange {
     Opened(PeerId),
     Closed(PeerId),
+    Reconnecting(PeerId),
+    Reconnected(PeerId),
 }
 
 /// Settings the peers need.
@@ -43,6 +53,7 @@ pub(crate) enum PeerChange {
 pub(crate) struct PeerSettings {
     pub(crate) connect_timeout_ms: u64,
     pub(crate) max_message_bytes: u64,
+    pub(crate) reconnect_timeout_ms: u64,
 }
 
 #[derive(Debug)]
@@ -126,7 +137,11 @@ impl Peers {
     }
 
     pub(crate) fn deadlines(&self) -> impl Iterator<Item = Millis> + '_ {
-        self.sessions.values().filter_map(|s| s.deadline).chain(self.retries.values().copied())
+        let health = self.sessions.values().filter_map(|s| match s.health {
+            Health::Down { since, restart_at, .. } => Some(restart_at.min(since + self.settings.reconnect_timeout_ms)),
+            Health::Up => None,
+        });
+        self.sessions.values().filter_map(|s| s.deadline).chain(self.retries.values().copied()).chain(health)
     }
 
     // -- the room, as the server tells it ----------------------------------------------
@@ -200,12 +215,20 @@ impl Peers {
                     None => self.initiate(now, from, out),
                 }
             }
-            PeerSignal::Offer { conn, sdp } => {
-                if let Some(s) = self.sessions.get(&from) {
+            PeerSignal::Offer { conn, sdp, generation } => {
+                let polite = !self.we_offer(&from);
+                if let Some(s) = self.sessions.get_mut(&from) {
+                    if s.conn == conn && generation > s.generation && s.open {
+                        // An ICE restart of the connection we have: same session, same
+                        // channels; only the network path is negotiated again.
+                        s.generation = generation;
+                        out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp }));
+                        out.push_back(Output::Connection(ConnectionOp::CreateAnswer { conn }));
+                        return;
+                    }
                     if s.conn == conn {
                         return; // duplicate
                     }
-                    let polite = !self.we_offer(&from);
                     if s.offerer && s.awaiting_answer && !polite {
                         return; // glare: the impolite side keeps its own offer
                     }
@@ -218,8 +241,8 @@ impl Peers {
                 // offer first, and skipping a round trip through us saves a task hop.
                 out.push_back(Output::Connection(ConnectionOp::CreateAnswer { conn }));
             }
-            PeerSignal::Answer { conn, sdp } => match self.sessions.get_mut(&from) {
-                Some(s) if s.conn == conn && s.awaiting_answer => {
+            PeerSignal::Answer { conn, sdp, generation } => match self.sessions.get_mut(&from) {
+                Some(s) if s.conn == conn && s.awaiting_answer && generation == s.generation => {
                     s.awaiting_answer = false;
                     out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp }));
                     self.remote_description_issued(conn, out);
@@ -321,9 +344,10 @@ impl Peers {
 
     pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let generation = self.sessions.get(&peer).map_or(0, |s| s.generation);
         let signal = match kind {
-            SdpKind::Offer => PeerSignal::Offer { conn, sdp },
-            SdpKind::Answer => PeerSignal::Answer { conn, sdp },
+            SdpKind::Offer => PeerSignal::Offer { conn, sdp, generation },
+            SdpKind::Answer => PeerSignal::Answer { conn, sdp, generation },
         };
         self.send_signal(&peer, signal, out);
     }
@@ -344,8 +368,100 @@ impl Peers {
         self.attempts.remove(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
         out.push_back(Output::Event(Event::PeerJoined { id: peer.clone(), name }));
+        out.push_back(Output::Connection(ConnectionOp::ObservePath { conn }));
         self.changes.push(PeerChange::Opened(peer));
         self.start_queued_offers(now, out);
+    }
+
+    /// The connection's ICE state changed. An open connection that loses its path is
+    /// kept: after a short grace (or at once if ICE failed) the offerer restarts ICE
+    /// over signaling, and the session only ends if no path is back within
+    /// `reconnect_timeout_ms`.
+    pub(crate) fn ice_state(&mut self, now: Millis, conn: ConnId, state: IceState, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.open) else { return };
+        match (state, s.health) {
+            (IceState::Connected, Health::Down { announced, .. }) => {
+                s.health = Health::Up;
+                out.push_back(Output::Connection(ConnectionOp::ObservePath { conn }));
+                if announced {
+                    out.push_back(Output::Event(Event::PeerReconnected { id: peer.clone() }));
+                    self.changes.push(PeerChange::Reconnected(peer));
+                }
+            }
+            (IceState::Disconnected, Health::Up) => {
+                s.health = Health::Down { since: now, failed: false, announced: false, restart_at: now + ICE_GRACE_MS };
+            }
+            (IceState::Failed, Health::Up) => {
+                s.health = Health::Down { since: now, failed: true, announced: false, restart_at: now };
+                self.check_health(now, &peer, out);
+            }
+            (IceState::Failed, Health::Down { since, announced, restart_at, .. }) => {
+                s.health = Health::Down { since, failed: true, announced, restart_at };
+            }
+            _ => {}
+        }
+    }
+
+    /// Acts on a connection whose path is down: tell the user, restart ICE (the
+    /// offerer, while signaling is up), and give up in the end.
+    fn check_health(&mut self, now: Millis, peer: &PeerId, out: &mut VecDeque<Output>) {
+        let signaling = self.signaling;
+        let give_up_after = self.settings.reconnect_timeout_ms;
+        let we_offer = self.we_offer(peer);
+        let Some(s) = self.sessions.get_mut(peer) else { return };
+        let Health::Down { since, failed, announced, restart_at } = s.health else { return };
+        if now >= since + give_up_after {
+            let conn = s.conn;
+            warn(out, format!("no network path to {peer} came back within {give_up_after} ms"));
+            return self.connection_closed(now, conn, "no path after an ICE restart", out);
+        }
+        if now < restart_at {
+            return;
+        }
+        if !announced {
+            out.push_back(Output::Event(Event::PeerReconnecting { id: peer.clone() }));
+            self.changes.push(PeerChange::Reconnecting(peer.clone()));
+        }
+        let mut next = now + ICE_RESTART_RETRY_MS;
+        if we_offer && signaling {
+            s.generation += 1;
+            s.awaiting_answer = true;
+            out.push_back(Output::Connection(ConnectionOp::RestartIce { conn: s.conn }));
+        } else if we_offer {
+            // No signaling to carry the offer: try again soon.
+            next = now + ICE_GRACE_MS;
+        }
+        s.health = Health::Down { since, failed, announced: true, restart_at: next };
+    }
+
+    /// The connection failed; an attempt that never opened is reported with why.
+    pub(crate) fn connection_failed(&mut self, now: Millis, conn: ConnId, failure: &Failure, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get(&peer).filter(|s| s.conn == conn) else { return };
+        if s.open && matches!(failure, Failure::Ice { .. }) {
+            return self.ice_state(now, conn, IceState::Failed, out);
+        }
+        let (reason, message) = failure.explain();
+        if !s.open {
+            out.push_back(Output::Event(Event::PeerFailed { id: peer.clone(), reason, message: message.clone() }));
+        }
+        self.connection_closed(now, conn, &format!("{reason}: {message}"), out);
+    }
+
+    /// How the connection travels: told to the user when first known and on a change.
+    pub(crate) fn path_observed(&mut self, conn: ConnId, path: Path, out: &mut VecDeque<Output>) {
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.open) else { return };
+        if s.path.as_ref() != Some(&path) {
+            s.path = Some(path.clone());
+            out.push_back(Output::Event(Event::PeerPath { id: peer, path }));
+        }
+    }
+
+    /// How the connection to `peer` travels, once known.
+    pub(crate) fn path(&self, peer: &PeerId) -> Option<&Path> {
+        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.path.as_ref())
     }
 
     /// Anything at all from a peer shows it is there.
@@ -418,12 +534,23 @@ impl Peers {
         }
     }
 
-    /// Expires stalled attempts and silent peers, and retries peers that are due.
+    /// Expires stalled attempts and silent peers, restarts lost paths, and retries
+    /// peers that are due.
     pub(crate) fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
-        let mut stalled: Vec<_> = self.sessions.values().filter(|s| s.deadline.is_some_and(|d| d <= now)).map(|s| s.conn).collect();
+        let mut stalled: Vec<_> =
+            self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone(), s.open)).collect();
         stalled.sort();
-        for conn in stalled {
+        for (conn, peer, open) in stalled {
+            if !open {
+                let message = format!("the connection did not open within {} ms", self.settings.connect_timeout_ms);
+                out.push_back(Output::Event(Event::PeerFailed { id: peer, reason: FailReason::Timeout, message }));
+            }
             self.connection_closed(now, conn, "timed out", out);
+        }
+        let mut down: Vec<_> = self.sessions.iter().filter(|(_, s)| matches!(s.health, Health::Down { .. })).map(|(p, _)| p.clone()).collect();
+        down.sort();
+        for peer in down {
+            self.check_health(now, &peer, out);
         }
         let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
         due.sort();

@@ -4,6 +4,7 @@
 //! business of the layers above.
 
 use super::lane::{Lane, MAX_FRAME};
+use super::path::Path;
 use super::transfer::BulkItem;
 use super::wire::Reassembler;
 use super::{ConnId, Millis};
@@ -14,6 +15,20 @@ pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
 const MAX_EARLY_CANDIDATES: usize = 64;
+
+/// Whether an open connection has a working network path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Up,
+    /// Lost since `since`; `failed` if ICE gave up (not just `disconnected`);
+    /// `announced` once the user was told; `restart_at` when to (re)start ICE next.
+    Down {
+        since: Millis,
+        failed: bool,
+        announced: bool,
+        restart_at: Millis,
+    },
+}
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -35,6 +50,13 @@ pub(crate) struct Session {
     pub(crate) reassembler: Reassembler,
     /// The bulk channel's queue: outgoing file data.
     pub(crate) bulk: Lane<BulkItem>,
+    /// Whether the path works (open sessions).
+    pub(crate) health: Health,
+    /// Offers made on this connection so far, less one: every ICE restart offers again,
+    /// with the next generation, so a repeated offer is told from a new one.
+    pub(crate) generation: u32,
+    /// How it travels, once known.
+    pub(crate) path: Option<Path>,
 }
 
 impl Session {
@@ -51,6 +73,9 @@ impl Session {
             outbox: Lane::new(),
             reassembler: Reassembler::new(max_message),
             bulk: Lane::new(),
+            health: Health::Up,
+            generation: 0,
+            path: None,
         }
     }
 

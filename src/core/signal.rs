@@ -4,8 +4,8 @@
 //!
 //! ```json
 //! {"kind":"hello"}                                       answerer: "please offer me"
-//! {"kind":"offer","conn":"<16 hex>","sdp":"v=0..."}
-//! {"kind":"answer","conn":"<16 hex>","sdp":"v=0..."}
+//! {"kind":"offer","conn":"<16 hex>","sdp":"v=0...","gen":1}     gen: 0 (left out) first,
+//! {"kind":"answer","conn":"<16 hex>","sdp":"v=0...","gen":1}    then +1 per ICE restart
 //! {"kind":"candidate","conn":"<16 hex>","candidate":{RTCIceCandidateInit}}
 //! ```
 
@@ -20,13 +20,17 @@ const MAX_SDP_BYTES: usize = 32 * 1024;
 #[derive(Debug, PartialEq)]
 pub(crate) enum PeerSignal {
     Hello,
+    /// `generation` counts the offers on one connection: 0 first, one more for every
+    /// ICE restart.
     Offer {
         conn: ConnId,
         sdp: String,
+        generation: u32,
     },
     Answer {
         conn: ConnId,
         sdp: String,
+        generation: u32,
     },
     /// The candidate as raw JSON (an `RTCIceCandidateInit`), handed to the browser.
     Candidate {
@@ -41,8 +45,22 @@ pub(crate) enum PeerSignal {
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Wire<'a> {
     Hello,
-    Offer { conn: &'a str, sdp: String },
-    Answer { conn: &'a str, sdp: String },
+    Offer {
+        conn: &'a str,
+        sdp: String,
+        #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
+        generation: u32,
+    },
+    Answer {
+        conn: &'a str,
+        sdp: String,
+        #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
+        generation: u32,
+    },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PeerSignal {
@@ -50,13 +68,13 @@ impl PeerSignal {
         let conn_text;
         let wire = match self {
             PeerSignal::Hello => Wire::Hello,
-            PeerSignal::Offer { conn, sdp } => {
+            PeerSignal::Offer { conn, sdp, generation } => {
                 conn_text = conn.to_string();
-                Wire::Offer { conn: &conn_text, sdp: sdp.clone() }
+                Wire::Offer { conn: &conn_text, sdp: sdp.clone(), generation: *generation }
             }
-            PeerSignal::Answer { conn, sdp } => {
+            PeerSignal::Answer { conn, sdp, generation } => {
                 conn_text = conn.to_string();
-                Wire::Answer { conn: &conn_text, sdp: sdp.clone() }
+                Wire::Answer { conn: &conn_text, sdp: sdp.clone(), generation: *generation }
             }
             PeerSignal::Candidate { conn, candidate } => {
                 conn_text = conn.to_string();
@@ -90,8 +108,8 @@ impl PeerSignal {
             "offer" | "answer" => {
                 let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
                 let signal = match wire {
-                    Wire::Offer { conn: c, sdp } => PeerSignal::Offer { conn: conn(Some(c))?, sdp },
-                    Wire::Answer { conn: c, sdp } => PeerSignal::Answer { conn: conn(Some(c))?, sdp },
+                    Wire::Offer { conn: c, sdp, generation } => PeerSignal::Offer { conn: conn(Some(c))?, sdp, generation },
+                    Wire::Answer { conn: c, sdp, generation } => PeerSignal::Answer { conn: conn(Some(c))?, sdp, generation },
                     _ => return Err("malformed signal".into()),
                 };
                 match &signal {
@@ -113,8 +131,9 @@ mod tests {
         let conn = ConnId::from_raw(42);
         for s in [
             PeerSignal::Hello,
-            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into() },
-            PeerSignal::Answer { conn, sdp: "v=0".into() },
+            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 0 },
+            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 2 },
+            PeerSignal::Answer { conn, sdp: "v=0".into(), generation: 1 },
             PeerSignal::Candidate { conn, candidate: r#"{"candidate":"c","sdpMid":"0"}"#.into() },
         ] {
             assert_eq!(PeerSignal::parse(&s.to_json()).unwrap(), s);

@@ -31,7 +31,11 @@ impl Harness {
     /// We are "a"; `label` is connected.
     pub(crate) fn with_peer(label: &str) -> Harness {
         let config = MeshConfig::new("room", None, "s".repeat(32));
-        let settings = PeerSettings { connect_timeout_ms: config.connect_timeout_ms, max_message_bytes: config.max_message_bytes };
+        let settings = PeerSettings {
+            connect_timeout_ms: config.connect_timeout_ms,
+            max_message_bytes: config.max_message_bytes,
+            reconnect_timeout_ms: config.reconnect_timeout_ms,
+        };
         let mut peers = Peers::new(settings, 1);
         let mut out = VecDeque::new();
         let now = Millis(1_000);

@@ -14,15 +14,16 @@ use gloo_timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{Blob, RtcConfiguration};
+use web_sys::Blob;
 
 use super::error::describe;
+use super::ice::IceSettings;
 use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
 use super::store::{Store, StoreReply};
 use crate::core::{
-    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, PeerId,
+    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, Path, PeerId,
     SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
 };
 
@@ -32,7 +33,7 @@ type Task = Box<dyn FnOnce(&mut State, Millis)>;
 /// Everything the driver needs besides the core's own settings.
 pub(crate) struct DriverConfig {
     pub(crate) signaling_url: String,
-    pub(crate) rtc: RtcConfiguration,
+    pub(crate) ice: IceSettings,
     pub(crate) mesh: MeshConfig,
     pub(crate) seed: u64,
     /// Remove stored downloads untouched for this long (at start).
@@ -42,7 +43,7 @@ pub(crate) struct DriverConfig {
 struct State {
     mesh: Mesh,
     url: String,
-    rtc: RtcConfiguration,
+    ice: IceSettings,
     socket: Option<Socket>,
     conns: HashMap<ConnId, RtcConn>,
     timer: Option<(Millis, Timeout)>,
@@ -99,7 +100,7 @@ impl Driver {
                 state: RefCell::new(State {
                     mesh: Mesh::new(config.mesh, config.seed),
                     url: config.signaling_url,
-                    rtc: config.rtc,
+                    ice: config.ice,
                     socket: None,
                     conns: HashMap::new(),
                     timer: None,
@@ -149,6 +150,11 @@ impl Driver {
     /// attaches listeners only then; the continuation of that `await` runs before any
     /// timer task.
     pub(crate) fn release_events(&self) {
+        if let Some(warning) = super::platform::insecure_context_warning() {
+            if let Some(held) = self.held.borrow_mut().as_mut() {
+                held.insert(0, Delivery { event: Event::Warning(warning), file: None });
+            }
+        }
         let weak = self.this.clone();
         let timeout = Timeout::new(0, move || {
             if let Some(driver) = weak.upgrade() {
@@ -198,6 +204,19 @@ impl Driver {
         };
         self.pump();
         removed
+    }
+
+    /// How the connection to `peer` travels and how it is doing, or `None` if it is not
+    /// connected or has no selected path yet.
+    pub(crate) async fn connection(driver: Rc<Driver>, peer: &PeerId) -> Option<(Path, rtc::PairStats)> {
+        let pc = {
+            let state = driver.state.borrow();
+            let conn = state.mesh.connection_of(peer)?;
+            state.conns.get(&conn).map(RtcConn::peer_connection)?
+        };
+        let pair = rtc::pair_stats(pc).await.ok()??;
+        let path = Path::classify(&pair.local, &pair.remote)?;
+        Some((path, pair))
     }
 
     /// Whether received files survive a reload (OPFS), so downloads can resume.
@@ -326,9 +345,12 @@ impl Driver {
                         RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
                         RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
                         RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
+                        RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
+                        RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
                     })
                 };
-                match RtcConn::new(&state.rtc, on_event) {
+                let (config, relay_configured) = state.ice.configuration();
+                match RtcConn::new(&config, relay_configured, on_event) {
                     Ok(rtc) => {
                         state.conns.insert(conn, rtc);
                     }
@@ -384,6 +406,34 @@ impl Driver {
             }
             ConnectionOp::Close { conn } => {
                 state.conns.remove(&conn);
+            }
+            ConnectionOp::RestartIce { conn } => {
+                let Some(rtc) = state.conns.get(&conn) else { return };
+                if let Err(err) = rtc::restart_ice(&rtc.peer_connection()) {
+                    let reason = format!("cannot restart ICE: {}", describe(&err));
+                    events.push(Delivery { event: Event::Warning(reason), file: None });
+                }
+                self.local_description(state, conn, SdpKind::Offer);
+            }
+            ConnectionOp::ObservePath { conn } => {
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                spawn_local(async move {
+                    let path = match rtc::pair_stats(pc).await {
+                        Ok(Some(pair)) => Path::classify(&pair.local, &pair.remote),
+                        _ => None,
+                    };
+                    if let Some(path) = path {
+                        Driver::input(&weak, move |state, now| state.mesh.handle(now, Input::PathObserved { conn, path }));
+                    }
+                });
+            }
+            ConnectionOp::UseIceServers(servers) => {
+                state.ice.set_server(servers);
+                // Open connections take the fresh TURN credentials for their next restart.
+                let (config, _) = state.ice.configuration();
+                for rtc in state.conns.values() {
+                    let _ = rtc.peer_connection().set_configuration_with_configuration(&config);
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 mod blob;
 pub(crate) mod driver;
 mod error;
+mod ice;
 pub(crate) mod identity;
 mod platform;
 mod rtc;
@@ -13,6 +14,7 @@ mod store;
 
 pub(crate) use driver::{Driver, DriverConfig};
 pub(crate) use error::describe;
+pub(crate) use ice::IceSettings;
 
 /// A random seed for the core.
 pub(crate) fn random_seed() -> Result<u64, wasm_bindgen::JsValue> {

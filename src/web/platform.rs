@@ -35,3 +35,15 @@ pub(crate) fn random_seed() -> Result<u64, JsValue> {
     random_bytes(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
 }
+
+/// What is off, and why, when the page is not a secure context (plain `http` from an
+/// address other than localhost): said at join rather than failing later.
+pub(crate) fn insecure_context_warning() -> Option<String> {
+    let secure = Reflect::get(&js_sys::global(), &JsValue::from_str("isSecureContext")).ok().and_then(|v| v.as_bool());
+    (secure == Some(false)).then(|| {
+        "this page is not a secure context (plain http from an address other than localhost), so the browser withholds \
+         Web Locks, the Origin Private File System and WebCrypto: this tab gets a new id on every load, received files are \
+         kept in memory and cannot resume after a reload. Serve the page over https (or from localhost)."
+            .to_owned()
+    })
+}

@@ -1,8 +1,12 @@
 //! One RTCPeerConnection with its pre-negotiated data channel, and the listeners that
 //! report its events. Dropping it removes the listeners, then closes both.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use gloo_events::EventListener;
 use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -10,7 +14,30 @@ use web_sys::{
     RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-use crate::core::{SdpKind, BUFFERED_LOW_THRESHOLD};
+use crate::core::{CandidateStats, Failure, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
+
+#[wasm_bindgen(inline_js = r#"
+export function selectedPair(report) {
+  const stats = [...report.values()];
+  const byId = new Map(stats.map((s) => [s.id, s]));
+  const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
+  const pair = transport
+    ? byId.get(transport.selectedCandidatePairId)
+    : stats.find((s) => s.type === "candidate-pair" && (s.selected || (s.nominated && s.state === "succeeded")));
+  if (!pair) return null;
+  const side = (c) => c && { candidateType: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol, url: c.url };
+  const local = side(byId.get(pair.localCandidateId));
+  const remote = side(byId.get(pair.remoteCandidateId));
+  if (!local || !remote) return null;
+  return { local, remote, rttMs: pair.currentRoundTripTime === undefined ? null : pair.currentRoundTripTime * 1000, bytesSent: pair.bytesSent ?? 0, bytesReceived: pair.bytesReceived ?? 0 };
+}
+"#)]
+extern "C" {
+    /// The selected candidate pair of a `getStats()` report, with both candidates, or
+    /// null before there is one.
+    #[wasm_bindgen(js_name = selectedPair)]
+    fn selected_pair(report: &JsValue) -> JsValue;
+}
 
 /// The channels' ids; both sides create them with `negotiated: true`, which saves the
 /// `ondatachannel` round trip. Messages and transfer control on one, file bytes on the
@@ -31,6 +58,17 @@ pub(crate) enum RtcEvent {
     BulkMessage(js_sys::ArrayBuffer),
     BulkLow(u64),
     Closed(&'static str),
+    /// `iceconnectionstatechange`, except `failed` (which comes as `Failed`).
+    IceState(IceState),
+    /// The connection failed, with what is known of why.
+    Failed(Failure),
+}
+
+/// Local candidates gathered, of every type and relayed: why ICE failed, if it does.
+#[derive(Default)]
+struct Gathered {
+    all: Cell<u32>,
+    relay: Cell<u32>,
 }
 
 pub(crate) struct RtcConn {
@@ -38,6 +76,7 @@ pub(crate) struct RtcConn {
     channel: RtcDataChannel,
     bulk: RtcDataChannel,
     listeners: Vec<EventListener>,
+    _gathered: Rc<Gathered>,
 }
 
 fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataChannel {
@@ -53,35 +92,51 @@ fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataCh
 }
 
 impl RtcConn {
-    pub(crate) fn new(config: &RtcConfiguration, on_event: impl Fn(RtcEvent) + Clone + 'static) -> Result<RtcConn, JsValue> {
+    /// `relay_configured`: the configuration names a TURN server (for failure reasons).
+    pub(crate) fn new(config: &RtcConfiguration, relay_configured: bool, on_event: impl Fn(RtcEvent) + Clone + 'static) -> Result<RtcConn, JsValue> {
         let pc = RtcPeerConnection::new_with_configuration(config)?;
         let channel = negotiated_channel(&pc, "meshdrop", CHANNEL_ID);
         let bulk = negotiated_channel(&pc, "meshdrop-bulk", BULK_CHANNEL_ID);
+        let gathered = Rc::new(Gathered::default());
 
-        let mut listeners = Vec::with_capacity(10);
+        let mut listeners = Vec::with_capacity(12);
         let report = on_event.clone();
+        let counts = gathered.clone();
         listeners.push(EventListener::new(&pc, "icecandidate", move |event| {
             let candidate = event.dyn_ref::<RtcPeerConnectionIceEvent>().and_then(|e| e.candidate());
             // `null` marks the end of gathering; trickle needs nothing for it.
-            if let Some(json) = candidate.and_then(|c| js_sys::JSON::stringify(&c.to_json()).ok()).and_then(|s| s.as_string()) {
+            let Some(candidate) = candidate else { return };
+            counts.all.set(counts.all.get() + 1);
+            if Reflect::get(&candidate, &JsValue::from_str("type")).ok().and_then(|t| t.as_string()).as_deref() == Some("relay") {
+                counts.relay.set(counts.relay.get() + 1);
+            }
+            if let Some(json) = js_sys::JSON::stringify(&candidate.to_json()).ok().and_then(|s| s.as_string()) {
                 report(RtcEvent::LocalCandidate(json));
             }
         }));
-        // Firefox drops connections without an ICE state listener, and "failed" is the
-        // only signal a dead path gives.
+        // Firefox drops connections without an ICE state listener; and the states are
+        // how a lost path is noticed (and restarted) while the session is kept.
         let report = on_event.clone();
         let ice_pc = pc.clone();
+        let counts = gathered.clone();
         listeners.push(EventListener::new(&pc, "iceconnectionstatechange", move |_| {
-            if ice_pc.ice_connection_state() == RtcIceConnectionState::Failed {
-                report(RtcEvent::Closed("ice failed"));
+            let state = ice_pc.ice_connection_state();
+            if state == RtcIceConnectionState::Failed {
+                let failure = Failure::Ice { local_candidates: counts.all.get(), relay_candidates: counts.relay.get(), relay_configured };
+                report(RtcEvent::Failed(failure));
+            } else if let Some(state) = ice_state_name(state).and_then(IceState::parse) {
+                report(RtcEvent::IceState(state));
             }
         }));
         let report = on_event.clone();
         let state_pc = pc.clone();
         listeners.push(EventListener::new(&pc, "connectionstatechange", move |_| {
             let state = Reflect::get(&state_pc, &JsValue::from_str("connectionState")).ok().and_then(|s| s.as_string());
-            if state.as_deref() == Some("failed") {
-                report(RtcEvent::Closed("connection failed"));
+            let ice_ok = matches!(state_pc.ice_connection_state(), RtcIceConnectionState::Connected | RtcIceConnectionState::Completed);
+            // Failed while ICE works: the DTLS handshake is what failed. (An ICE failure
+            // is reported by its own listener.)
+            if state.as_deref() == Some("failed") && ice_ok {
+                report(RtcEvent::Failed(Failure::Dtls));
             }
         }));
         let report = on_event.clone();
@@ -118,7 +173,7 @@ impl RtcConn {
         let report = on_event.clone();
         listeners.push(EventListener::new(&bulk, "close", move |_| report(RtcEvent::Closed("bulk channel closed"))));
         listeners.push(EventListener::new(&channel, "close", move |_| on_event(RtcEvent::Closed("channel closed"))));
-        Ok(RtcConn { pc, channel, bulk, listeners })
+        Ok(RtcConn { pc, channel, bulk, listeners, _gathered: gathered })
     }
 
     pub(crate) fn peer_connection(&self) -> RtcPeerConnection {
@@ -189,4 +244,60 @@ fn sdp_type(kind: SdpKind) -> RtcSdpType {
         SdpKind::Offer => RtcSdpType::Offer,
         SdpKind::Answer => RtcSdpType::Answer,
     }
+}
+
+fn ice_state_name(state: RtcIceConnectionState) -> Option<&'static str> {
+    Some(match state {
+        RtcIceConnectionState::New => "new",
+        RtcIceConnectionState::Checking => "checking",
+        RtcIceConnectionState::Connected => "connected",
+        RtcIceConnectionState::Completed => "completed",
+        RtcIceConnectionState::Disconnected => "disconnected",
+        RtcIceConnectionState::Failed => "failed",
+        RtcIceConnectionState::Closed => "closed",
+        _ => return None,
+    })
+}
+
+/// `pc.restartIce()`: the next local description restarts ICE (new credentials), while
+/// the DTLS session and the channels stay.
+pub(crate) fn restart_ice(pc: &RtcPeerConnection) -> Result<(), JsValue> {
+    let restart: js_sys::Function = Reflect::get(pc, &JsValue::from_str("restartIce"))?.dyn_into()?;
+    restart.call0(pc).map(drop)
+}
+
+/// What `getStats()` says of the selected candidate pair: both candidates, the round
+/// trip time and the bytes; `None` before a pair is selected.
+pub(crate) struct PairStats {
+    pub(crate) local: CandidateStats,
+    pub(crate) remote: CandidateStats,
+    pub(crate) rtt_ms: Option<f64>,
+    pub(crate) bytes_sent: f64,
+    pub(crate) bytes_received: f64,
+}
+
+pub(crate) async fn pair_stats(pc: RtcPeerConnection) -> Result<Option<PairStats>, JsValue> {
+    let report = JsFuture::from(pc.get_stats()).await?;
+    let pair = selected_pair(&report);
+    if pair.is_null() || pair.is_undefined() {
+        return Ok(None);
+    }
+    let text = |v: &JsValue, key: &str| Reflect::get(v, &JsValue::from_str(key)).ok().and_then(|s| s.as_string());
+    let number = |v: &JsValue, key: &str| Reflect::get(v, &JsValue::from_str(key)).ok().and_then(|n| n.as_f64());
+    let side = |key: &str| -> Result<CandidateStats, JsValue> {
+        let c = Reflect::get(&pair, &JsValue::from_str(key))?;
+        Ok(CandidateStats {
+            candidate_type: text(&c, "candidateType").unwrap_or_default(),
+            protocol: text(&c, "protocol").unwrap_or_default(),
+            relay_protocol: text(&c, "relayProtocol"),
+            url: text(&c, "url"),
+        })
+    };
+    Ok(Some(PairStats {
+        local: side("local")?,
+        remote: side("remote")?,
+        rtt_ms: number(&pair, "rttMs"),
+        bytes_sent: number(&pair, "bytesSent").unwrap_or(0.0),
+        bytes_received: number(&pair, "bytesReceived").unwrap_or(0.0),
+    }))
 }

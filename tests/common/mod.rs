@@ -8,10 +8,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
 use meshdrop::core::{
-    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Hash, Input, Mesh, MeshConfig, Millis, Output, Partial, PeerId,
-    SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
+    BulkItem, CandidateType, ConnId, ConnectionOp, Event, Failure, FileMeta, FileOp, FileSource, FrameId, Hash, IceState, Input, Mesh, MeshConfig,
+    Millis, Output, Partial, Path, PeerId, SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
 };
-use meshdrop_signal::protocol::{parse_client, ClientRequest, ServerMessage};
+use meshdrop_signal::protocol::{parse_client, ClientRequest, IceServer, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
 
 /// SCTP max message size the fake connections report.
@@ -23,6 +23,10 @@ struct FakePc {
     remote: bool,
     candidates_added: usize,
     open: bool,
+    /// The network path is gone (ICE disconnected or failed): nothing crosses.
+    path_down: bool,
+    /// An ICE restart is being negotiated on it.
+    restarting: bool,
 }
 
 /// What a node keeps in its (simulated) OPFS, across reloads.
@@ -57,6 +61,10 @@ pub struct Node {
     pub events: Vec<Event>,
     /// Files this node shares, by share id.
     pub shares: HashMap<ShareId, Vec<u8>>,
+    /// The STUN/TURN servers the core told the driver to use.
+    pub ice_servers: Vec<IceServer>,
+    /// Every ICE restart this node's core asked for.
+    pub ice_restarts: usize,
     /// Messages from this node are lost (a peer that never answers).
     pub muted: bool,
     /// The type byte of every service message this node sent, in order.
@@ -144,6 +152,12 @@ pub struct World {
     /// when `capture` is set: a corpus of real traffic for the random-input tests.
     pub capture: bool,
     pub captured: Captured,
+    /// What the server hands joiners as STUN/TURN servers.
+    pub ice_servers: Vec<IceServer>,
+    /// Connections whose lost path cannot come back (restarts never succeed).
+    pub unreachable: HashSet<ConnId>,
+    /// How each connection travels, as its ObservePath reports (host/host if absent).
+    pub paths: HashMap<ConnId, Path>,
     next_frame: u64,
     turn: u64,
 }
@@ -177,6 +191,9 @@ impl World {
             slow: HashSet::new(),
             capture: false,
             captured: Captured::default(),
+            ice_servers: Vec::new(),
+            unreachable: HashSet::new(),
+            paths: HashMap::new(),
             next_frame: 0,
             turn: 0,
         }
@@ -217,6 +234,8 @@ impl World {
             corrupt_block: None,
             events: Vec::new(),
             shares: HashMap::new(),
+            ice_servers: Vec::new(),
+            ice_restarts: 0,
             muted: false,
             service_sent: Vec::new(),
             bulk_muted: false,
@@ -272,7 +291,9 @@ impl World {
                     self.nodes[n].mesh.handle(now, Input::SignalingFrame(text.into()));
                 }
             }
-            if let Some((n, conn, frame)) = self.frames.pop_front() {
+            // Frames wait while their connection's path is down, as SCTP holds them.
+            let next_frame = self.frames.iter().position(|(n, c, _)| !self.nodes[*n].pcs.get(c).is_some_and(|pc| pc.path_down));
+            if let Some((n, conn, frame)) = next_frame.and_then(|i| self.frames.remove(i)) {
                 progress = true;
                 if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.open) {
                     let now = self.now;
@@ -281,9 +302,10 @@ impl World {
             }
             self.turn += 1;
             let turn = self.turn;
-            let next_bulk = self.bulk.iter().position(|(_, c, _)| !self.slow.contains(c) || turn % 8 == 0);
+            let down = |n: &usize, c: &ConnId| self.nodes[*n].pcs.get(c).is_some_and(|pc| pc.path_down);
+            let next_bulk = self.bulk.iter().position(|(n, c, _)| !down(n, c) && (!self.slow.contains(c) || turn % 8 == 0));
             // Slow frames still waiting for their turn keep the world going.
-            progress |= self.bulk_budget != Some(0) && !self.bulk.is_empty();
+            progress |= self.bulk_budget != Some(0) && self.bulk.iter().any(|(n, c, _)| !down(n, c));
             if self.bulk_budget != Some(0) && next_bulk.is_some() {
                 if let Some((n, conn, frame)) = next_bulk.and_then(|i| self.bulk.remove(i)) {
                     progress = true;
@@ -379,6 +401,49 @@ impl World {
         self.settle();
     }
 
+    /// The network path of an open connection goes away (ICE `disconnected`, or
+    /// `failed`); frames on it wait. It comes back when an ICE restart completes, unless
+    /// the connection is in `unreachable`.
+    pub fn lose_path(&mut self, conn: ConnId, failed: bool) {
+        let state = if failed { IceState::Failed } else { IceState::Disconnected };
+        for n in 0..self.nodes.len() {
+            if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                pc.path_down = true;
+                let now = self.now;
+                self.nodes[n].mesh.handle(now, Input::IceState { conn, state });
+            }
+        }
+        self.settle();
+    }
+
+    /// The offer and answer of an ICE restart were both applied: the path is back, if
+    /// it can be.
+    fn restart_done(&mut self, conn: ConnId) {
+        if self.unreachable.contains(&conn) {
+            return;
+        }
+        for n in 0..self.nodes.len() {
+            if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                pc.restarting = false;
+                if std::mem::take(&mut pc.path_down) {
+                    let now = self.now;
+                    self.nodes[n].mesh.handle(now, Input::IceState { conn, state: IceState::Connected });
+                }
+            }
+        }
+    }
+
+    /// An attempt fails as the browser would report it.
+    pub fn fail_conn(&mut self, conn: ConnId, failure: Failure) {
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].pcs.remove(&conn).is_some() {
+                let now = self.now;
+                self.nodes[n].mesh.handle(now, Input::ConnectionFailed { conn, failure: failure.clone() });
+            }
+        }
+        self.settle();
+    }
+
     /// No connection between `a` and `b` will ever open (signaling still works).
     pub fn partition(&mut self, a: usize, b: usize) {
         self.partitions.insert((a.min(b), a.max(b)));
@@ -387,6 +452,18 @@ impl World {
     /// Connections node `n` has created that have not opened.
     pub fn unopened(&self, n: usize) -> usize {
         self.nodes[n].pcs.values().filter(|pc| !pc.open).count()
+    }
+
+    /// A connection attempt between two nodes that has not opened.
+    pub fn pending_conn(&self, a: usize, b: usize) -> Option<ConnId> {
+        self.nodes[a].pcs.iter().find(|(c, pc)| !pc.open && self.nodes[b].pcs.contains_key(c)).map(|(c, _)| *c)
+    }
+
+    /// Drops every node's events so far.
+    pub fn take_all_events(&mut self) {
+        for node in &mut self.nodes {
+            node.take_events();
+        }
     }
 
     /// The open connection between two nodes.
@@ -478,17 +555,47 @@ impl World {
             ConnectionOp::CreateOffer { conn } | ConnectionOp::CreateAnswer { conn } => {
                 let kind = if self.nodes[n].pcs.get(&conn).is_some_and(|pc| pc.remote) { SdpKind::Answer } else { SdpKind::Offer };
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                    if pc.open {
+                        // Answering an ICE restart: no new candidates are needed here.
+                        let mesh = &mut self.nodes[n].mesh;
+                        mesh.handle(now, Input::LocalDescription { conn, kind, sdp: format!("v=0 {kind:?} again {conn}") });
+                        return;
+                    }
                     pc.local = true;
                     let mesh = &mut self.nodes[n].mesh;
                     mesh.handle(now, Input::LocalDescription { conn, kind, sdp: format!("v=0 {kind:?} {conn}") });
                     mesh.handle(now, Input::LocalCandidate { conn, candidate: format!(r#"{{"candidate":"host {n}","sdpMid":"0"}}"#) });
                 }
             }
-            ConnectionOp::SetRemoteDescription { conn, .. } => {
+            ConnectionOp::SetRemoteDescription { conn, kind, .. } => {
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                     pc.remote = true;
+                    if pc.open && kind == SdpKind::Offer {
+                        pc.restarting = true;
+                    }
+                    if pc.open && kind == SdpKind::Answer && pc.restarting {
+                        self.restart_done(conn);
+                    }
                 }
             }
+            ConnectionOp::RestartIce { conn } => {
+                self.nodes[n].ice_restarts += 1;
+                if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+                    pc.restarting = true;
+                    let mesh = &mut self.nodes[n].mesh;
+                    mesh.handle(now, Input::LocalDescription { conn, kind: SdpKind::Offer, sdp: format!("v=0 restart {conn}") });
+                }
+            }
+            ConnectionOp::ObservePath { conn } => {
+                let path = self.paths.get(&conn).cloned().unwrap_or(Path {
+                    relayed: false,
+                    local: CandidateType::Host,
+                    remote: CandidateType::Host,
+                    protocol: "udp".into(),
+                });
+                self.nodes[n].mesh.handle(now, Input::PathObserved { conn, path });
+            }
+            ConnectionOp::UseIceServers(servers) => self.nodes[n].ice_servers = servers,
             ConnectionOp::AddIceCandidate { conn, candidate } => {
                 assert!(candidate.starts_with('{'), "candidate handed to the browser must be JSON: {candidate}");
                 let pc = self.nodes[n].pcs.get_mut(&conn).expect("candidate for an unknown connection");
@@ -748,7 +855,7 @@ impl World {
         match request {
             ClientRequest::Join { room, name, secret } => {
                 let id = secret.map(|s| s.into_owned()).unwrap_or_else(|| format!("anon{n}"));
-                match self.rooms.join(n, &room, &id, name.as_deref()) {
+                match self.rooms.join(n, &room, &id, name.as_deref(), &self.ice_servers) {
                     Ok(joined) => {
                         // As the real server does: the connection that held the id hears
                         // why, and is closed.

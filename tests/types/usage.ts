@@ -11,6 +11,7 @@ export async function usage(): Promise<void> {
     name: "alice",
     iceServers: [],
     iceTransportPolicy: "all",
+    reconnectTimeoutMs: 30000,
   });
   const id: string = peer.id;
   const room: string = peer.room;
@@ -26,10 +27,30 @@ export async function usage(): Promise<void> {
   };
   peer.on("message", onMessage);
   peer.off("message", onMessage);
-  peer.on("signaling", ({ state }) => {
+  peer.on("signaling", ({ state, reason }) => {
     const s: "connected" | "reconnecting" | "closed" = state;
-    console.log(s);
+    const why: string | undefined = reason;
+    console.log(s, why);
   });
+  peer.on("peer-reconnecting", ({ id }) => console.log("reconnecting", id));
+  peer.on("peer-reconnected", ({ id }) => console.log("reconnected", id));
+  peer.on("peer-path", ({ id, path, local, remote, protocol }) => {
+    const how: "direct" | "relayed" = path;
+    const kind: "host" | "srflx" | "prflx" | "relay" = local;
+    console.log(id, how, kind, remote, protocol.toUpperCase());
+  });
+  peer.on("peer-failed", ({ id, reason, message }) => {
+    const code: "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" = reason;
+    console.log(id, code, message);
+  });
+  const info = await peer.connection("someone");
+  if (info) {
+    const rtt: number | null = info.rttMs;
+    const sent: number = info.bytesSent + info.bytesReceived;
+    console.log(info.path, rtt, sent);
+  }
+  // @ts-expect-error: a path is direct or relayed, nothing else
+  peer.on("peer-path", ({ path }) => { const p: "direct" = path; console.log(p); });
 
   await peer.send(peers[0].id, "hi");
   await peer.send(peers[0].id, new Uint8Array([1, 2, 3]));

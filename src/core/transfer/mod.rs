@@ -464,6 +464,17 @@ impl Transfers {
         }
     }
 
+    /// `peer`'s network path went away (`stalled`) or came back: its transfers say
+    /// they paused or resumed; they carry on by themselves on the same session.
+    pub(crate) fn peer_stalled(&mut self, net: &mut Net<'_>, peer: &PeerId, stalled: bool) {
+        for id in self.ids(|t| matches!(t, Transfer::Send(_) | Transfer::Receive(_) | Transfer::Download(_)) && t.involves(peer)) {
+            net.emit(if stalled { Event::TransferPaused { id } } else { Event::TransferResumed { id } });
+        }
+        if !stalled {
+            self.pump(net, peer);
+        }
+    }
+
     /// The bulk channel to `peer` drained: more may go.
     pub(crate) fn bulk_drained(&mut self, net: &mut Net<'_>, peer: &PeerId) {
         self.pump(net, peer);
