@@ -19,6 +19,7 @@ test: tools-test check build test-native test-types test-browser test-e2e
 check: tools-build
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --test fuzz -- -D warnings  # test = false: not in --all-targets
 	cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --target wasm32-unknown-unknown --no-deps -p meshdrop

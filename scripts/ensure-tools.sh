@@ -2,7 +2,8 @@
 # Installs what the build and tests need, only where missing or at the wrong version,
 # so a second run takes well under a second. Usage: ensure-tools.sh [build|test]
 #   build: Rust wasm target, wasm-pack, wasm-bindgen-cli, npm packages (wasm-opt)
-#   test:  the same, plus Chromium and ChromeDriver
+#   test:  the same, plus Chromium and ChromeDriver; as root also coturn, nftables and
+#          iproute2 for the tests across real NATs (which need root and skip without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-test}"
@@ -57,5 +58,12 @@ fi
 if [ "$what" = test ]; then
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     as_root_or_explain "chromium chromium-driver" "the browser tests"
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    missing=""
+    command -v turnserver >/dev/null || missing+=" coturn"
+    command -v nft >/dev/null || missing+=" nftables"
+    { command -v ip && command -v tc; } >/dev/null || missing+=" iproute2"
+    [ -z "$missing" ] || as_root_or_explain "${missing# }" "the tests across NATs (tests/e2e/nat.test.mjs)"
   fi
 fi

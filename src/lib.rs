@@ -11,8 +11,8 @@
 //! ```
 //! use meshdrop::core::{Input, Mesh, MeshConfig, Millis, Output, SignalingOp};
 //!
-//! let mut mesh = Mesh::new(MeshConfig::new("lobby", None, "x".repeat(32)), 42);
 //! let now = Millis(0);
+//! let mut mesh = Mesh::new(MeshConfig::new("lobby", None, "x".repeat(32)), 42, now);
 //! // 1. feed an input (a WebSocket frame, a channel event, a timer, ...), e.g.:
 //! mesh.handle(now, Input::Timeout);
 //! // 2. perform every output until there is none

@@ -354,7 +354,7 @@ fn the_clients_signaling_input() {
     corpus.push(br#"{"type":"error","code":"replaced","message":"x"}"#.to_vec());
     let mut rng = Rng(0x5eed_0003);
     let mut now = Millis(1_000);
-    let mut mesh = Mesh::new(meshdrop::core::MeshConfig::new("room", None, "s".repeat(32)), 7);
+    let mut mesh = Mesh::new(meshdrop::core::MeshConfig::new("room", None, "s".repeat(32)), 7, now);
     let mut reached = Reached::default();
     mesh.handle(now, Input::SignalingOpened);
     mesh.handle(now, Input::SignalingFrame(String::from_utf8_lossy(&corpus[0])));
@@ -378,6 +378,7 @@ fn the_servers_parser() {
     let w = real_traffic();
     let mut corpus: Vec<Vec<u8>> = w.captured.to_server.iter().map(|t| t.clone().into_bytes()).collect();
     corpus.push(br#"{"type":"join","room":"r","name":"alice","secret":"ssssssssssssssssssssssssssssssssss"}"#.to_vec());
+    corpus.push(br#"{"type":"ping"}"#.to_vec());
     assert!(corpus.len() > 20);
     let mut rng = Rng(0x5eed_0004);
     run("server parser", |_| {
@@ -392,7 +393,7 @@ fn the_servers_parser() {
             Ok(ClientRequest::Signal { data, .. }) => {
                 assert!(serde_json::from_str::<serde_json::Value>(data.get()).is_ok(), "relayed data that is not JSON");
             }
-            Err(_) => {}
+            Ok(ClientRequest::Ping) | Err(_) => {}
         }
         if text.len() > MAX_FRAME_BYTES {
             assert!(parse_client(&text).is_err());

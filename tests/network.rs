@@ -6,7 +6,10 @@ mod common;
 
 use common::{joined, left, pid, World};
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
-use meshdrop::core::{CandidateType, Event, FailReason, Failure, Path, Payload, ICE_GRACE_MS};
+use meshdrop::core::{
+    CandidateType, Event, FailReason, Failure, Gathered, JoinError, Path, Payload, SignalingState, ICE_GRACE_MS, ICE_RESTART_RETRY_MS,
+    PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS,
+};
 use meshdrop_signal::protocol::IceServer;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -59,6 +62,117 @@ fn a_lost_path_is_restarted_and_the_session_kept_with_its_messages_and_transfers
     assert_eq!(w.conn_between(n[0], n[1]), Some(conn), "still the same connection");
 }
 
+/// A NAT that changes its public address takes the signaling connection down with the
+/// path, silently: the ICE restart needs signaling, so the client must notice and join
+/// again, and the other side must keep the session through the server's leave and join.
+fn network_change_with_a_silent_signaling_socket(moving: &str) {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let mover = if moving == "a" { n[0] } else { n[1] };
+    let other = if moving == "a" { n[1] } else { n[0] };
+    let bytes = pattern(12 * BLOCK_SIZE as usize, 2);
+    let id = w.send_file(n[0], n[1], "f.bin", bytes.clone());
+    w.settle();
+    w.bulk_budget = Some(20);
+    let now = w.now;
+    w.nodes[n[1]].mesh.accept_file(now, id).unwrap();
+    w.settle();
+    w.take_all_events();
+    w.silence_socket(mover);
+    let conn = w.conn_between(n[0], n[1]).unwrap();
+    // The new address takes a while to work (restarts fail until then).
+    w.unreachable.insert(conn);
+    w.lose_path(conn, false);
+    w.bulk_budget = None;
+    w.advance(PONG_TIMEOUT_MS + 1_000);
+    let mut events = w.nodes[mover].take_events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning(m) if m.contains("did not answer"))),
+        "the dead socket is noticed within the pong timeout: {events:?}"
+    );
+    assert!(events.contains(&Event::Signaling { state: SignalingState::Connected, reason: None }), "and joined again: {events:?}");
+    w.advance(ICE_GRACE_MS + 5_000);
+    w.unreachable.remove(&conn);
+    w.advance(ICE_RESTART_RETRY_MS + 1_000);
+    for node in [mover, other] {
+        if node == mover {
+            events.extend(w.nodes[node].take_events());
+        } else {
+            events = w.nodes[node].take_events();
+        }
+        assert!(left(&events).is_empty(), "{node}: no peer-left: {events:?}");
+        assert!(events.iter().any(|e| matches!(e, Event::PeerReconnected { .. })), "{node}: the path came back: {events:?}");
+    }
+    w.advance(5_000);
+    assert_eq!(w.nodes[n[1]].delivered.get(&id), Some(&bytes), "the transfer finished, whole");
+    assert_eq!(w.conn_between(n[0], n[1]), Some(conn), "the same connection throughout");
+}
+
+#[test]
+fn a_network_change_that_kills_signaling_silently_is_survived_by_the_offerer() {
+    network_change_with_a_silent_signaling_socket("a");
+}
+
+#[test]
+fn a_network_change_that_kills_signaling_silently_is_survived_by_the_answerer() {
+    network_change_with_a_silent_signaling_socket("b");
+}
+
+#[test]
+fn the_answerer_asks_the_offerer_to_restart_when_only_it_lost_the_path() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    w.take_all_events();
+    let conn = w.conn_between(n[0], n[1]).unwrap();
+    w.lose_path_seen_by(n[1], conn);
+    w.advance(ICE_GRACE_MS + 10);
+    assert_eq!(w.nodes[n[0]].ice_restarts, 1, "the offerer restarted on request");
+    let events = w.nodes[n[1]].take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::PeerReconnected { .. })), "{events:?}");
+    assert!(left(&events).is_empty());
+    assert!(w.nodes[n[0]].take_events().iter().all(|e| !matches!(e, Event::PeerLeft { .. } | Event::PeerReconnecting { .. })));
+}
+
+#[test]
+fn a_quiet_signaling_link_is_pinged_and_a_dead_one_replaced() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    w.take_all_events();
+    // Alive: pinged when quiet, and the pong keeps it.
+    w.advance(3 * SIGNALING_IDLE_MS);
+    assert!(w.nodes[n[0]].take_events().is_empty());
+    // Dead: noticed within one idle period and the pong timeout, and joined again with
+    // the same id; the peers stay connected throughout.
+    w.silence_socket(n[0]);
+    w.advance(SIGNALING_IDLE_MS + PONG_TIMEOUT_MS + 1_000);
+    let events = w.nodes[n[0]].take_events();
+    assert!(events.contains(&Event::Signaling { state: SignalingState::Reconnecting, reason: None }), "{events:?}");
+    assert!(events.contains(&Event::Signaling { state: SignalingState::Connected, reason: None }), "{events:?}");
+    assert!(left(&events).is_empty());
+    assert!(left(&w.nodes[n[1]].take_events()).is_empty(), "the rejoin does not drop an open connection");
+    assert_eq!(w.nodes[n[0]].peers(), vec![World::id_of("b")]);
+}
+
+#[test]
+fn a_signaling_connect_that_hangs_is_given_up_in_time() {
+    // The first join: fails, saying the server is unreachable.
+    let mut w = World::new();
+    w.server_blackholed = true;
+    let a = w.add("r", "a");
+    w.advance(SIGNALING_CONNECT_MS - 100);
+    assert!(w.nodes[a].take_events().is_empty(), "still trying");
+    w.advance(200);
+    assert!(w.nodes[a].take_events().contains(&Event::JoinFailed(JoinError::Unreachable)));
+    // A rejoin: tried again until the server answers.
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    w.take_all_events();
+    w.server_blackholed = true;
+    w.drop_socket(n[0]);
+    w.advance(3 * SIGNALING_CONNECT_MS);
+    let events = w.nodes[n[0]].take_events();
+    assert!(events.iter().filter(|e| matches!(e, Event::Warning(m) if m.contains("did not welcome us"))).count() >= 2, "{events:?}");
+    w.server_blackholed = false;
+    w.advance(SIGNALING_CONNECT_MS + 10_000);
+    assert!(w.nodes[n[0]].take_events().contains(&Event::Signaling { state: SignalingState::Connected, reason: None }));
+}
+
 #[test]
 fn a_failed_path_restarts_at_once_and_one_that_never_returns_ends_the_session() {
     let (mut w, n) = World::connected("r", &["a", "b"]);
@@ -109,7 +223,7 @@ fn failures_before_open_say_why() {
     // The retry's attempt fails in ICE, with no TURN server configured.
     w.advance(20_000);
     let attempt = w.pending_conn(n[0], n[1]).expect("a new attempt");
-    w.fail_conn(attempt, Failure::Ice { local_candidates: 2, relay_candidates: 0, relay_configured: false });
+    w.fail_conn(attempt, Failure::Ice(Gathered { local: 2, relay: 0, relay_configured: false }));
     let events = w.nodes[n[0]].take_events();
     let failed: Vec<_> = events
         .iter()
@@ -120,6 +234,19 @@ fn failures_before_open_say_why() {
     w.advance(40_000);
     let events = w.nodes[n[0]].take_events();
     assert!(events.iter().any(|e| matches!(e, Event::PeerFailed { reason: FailReason::Timeout, .. })), "{events:?}");
+    // One whose gathering got nothing from a configured TURN server is ICE failing, and
+    // the words point at the credentials — before the browser itself gives up.
+    w.advance(20_000);
+    let attempt = w.pending_conn(n[0], n[1]).expect("another attempt");
+    w.gathered(n[0], attempt, Gathered { local: 3, relay: 0, relay_configured: true });
+    w.nodes[n[0]].take_events();
+    w.advance(20_000);
+    let events = w.nodes[n[0]].take_events();
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| if let Event::PeerFailed { reason, message, .. } = e { Some((*reason, message.clone())) } else { None })
+        .collect();
+    assert!(matches!(failed.first(), Some((FailReason::IceFailed, m)) if m.contains("credentials")), "{failed:?}");
 }
 
 #[test]

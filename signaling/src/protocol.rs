@@ -162,6 +162,10 @@ pub enum ClientMessage<'a> {
         /// Any JSON value, forwarded untouched.
         data: &'a RawValue,
     },
+    /// Is the connection alive? The server answers `pong`. Browsers cannot see
+    /// WebSocket pings, and a connection whose NAT mapping vanished stays "open" to them
+    /// for minutes: this is how a client finds out.
+    Ping,
 }
 
 /// A validated client frame, borrowing from the text it was parsed from.
@@ -183,6 +187,8 @@ pub enum ClientRequest<'a> {
         /// The payload, as raw JSON text.
         data: &'a RawValue,
     },
+    /// `{"type":"ping"}`
+    Ping,
 }
 
 impl PartialEq for ClientRequest<'_> {
@@ -192,6 +198,7 @@ impl PartialEq for ClientRequest<'_> {
             (Join { room: r1, name: n1, secret: s1 }, Join { room: r2, name: n2, secret: s2 }) => r1 == r2 && n1 == n2 && s1 == s2,
             // Raw payloads compare by their exact text.
             (Signal { to: t1, data: d1 }, Signal { to: t2, data: d2 }) => t1 == t2 && d1.get() == d2.get(),
+            (Ping, Ping) => true,
             _ => false,
         }
     }
@@ -237,6 +244,7 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
             let data = frame.data.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs `data`"))?;
             Ok(ClientRequest::Signal { to, data })
         }
+        "ping" => Ok(ClientRequest::Ping),
         other => Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     }
 }
@@ -367,6 +375,8 @@ pub enum ServerMessage<'a> {
         /// Reason for people.
         message: &'a str,
     },
+    /// The answer to a client's `ping`.
+    Pong,
 }
 
 impl ServerMessage<'_> {
@@ -415,6 +425,8 @@ pub enum ServerEvent {
         /// The server's message.
         message: String,
     },
+    /// `pong`: the answer to our `ping`.
+    Pong,
 }
 
 impl PartialEq for ServerEvent {
@@ -427,6 +439,7 @@ impl PartialEq for ServerEvent {
             (PeerLeft { id: a }, PeerLeft { id: b }) => a == b,
             (Signal { from: f1, data: d1 }, Signal { from: f2, data: d2 }) => f1 == f2 && d1.get() == d2.get(),
             (Error { code: c1, code_text: t1, message: m1 }, Error { code: c2, code_text: t2, message: m2 }) => c1 == c2 && t1 == t2 && m1 == m2,
+            (Pong, Pong) => true,
             _ => false,
         }
     }
@@ -475,6 +488,7 @@ pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
             let code = serde_json::from_value(serde_json::Value::String(code_text.clone())).ok();
             ServerEvent::Error { code, code_text, message: frame.message.clone().unwrap_or_default() }
         }
+        "pong" => ServerEvent::Pong,
         other => return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     })
 }

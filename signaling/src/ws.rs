@@ -381,6 +381,12 @@ fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, s
             deliver(&mut rooms, vec![(target, frame)]);
             Ok(())
         }
+        // Queued behind the frames already on their way, like everything else we send:
+        // the pong also says those were written.
+        ClientRequest::Ping => {
+            conn.link.offer(ServerMessage::Pong.to_json());
+            Ok(())
+        }
     }
 }
 

@@ -57,6 +57,24 @@ async fn relay_stamps_from_and_keeps_data() {
 }
 
 #[tokio::test]
+async fn ping_gets_pong_before_and_after_join() {
+    let server = Server::start(Config::default()).await;
+    let mut a = server.client().await;
+    send(&mut a, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "pong"}));
+    let (a_id, _) = join(&mut a, "r", None).await;
+    let mut b = server.client().await;
+    let (b_id, _) = join(&mut b, "r", None).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "peer-joined", "peer": {"id": b_id}}));
+    send(&mut a, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "pong"}));
+    // Still a member: signals flow.
+    send(&mut b, json!({"type": "signal", "to": a_id, "data": 1})).await;
+    assert_eq!(recv(&mut a).await, json!({"type": "signal", "from": b_id, "data": 1}));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_error_code_and_the_connection_stays_usable() {
     let server = Server::start(Config { max_room_peers: 2, ..Config::default() }).await;
     let mut c = server.client().await;

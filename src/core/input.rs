@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::output::SdpKind;
-use super::path::{Failure, IceState, Path};
+use super::path::{Failure, Gathered, IceState, Path};
 use super::transfer::{Partial, StoreError, TransferId};
 use super::ConnId;
 
@@ -57,6 +57,13 @@ pub enum Input<'a> {
         conn: ConnId,
         /// The new state.
         state: IceState,
+    },
+    /// Gathering local candidates completed (`icegatheringstatechange` to `complete`).
+    CandidatesGathered {
+        /// The attempt.
+        conn: ConnId,
+        /// What it found.
+        gathered: Gathered,
     },
     /// The connection failed, with what the browser knows of why.
     ConnectionFailed {
@@ -179,6 +186,7 @@ impl Input<'_> {
             Input::ConnectionClosed { conn, reason } => Input::ConnectionClosed { conn, reason: Cow::Owned(reason.into_owned()) },
             Input::IceState { conn, state } => Input::IceState { conn, state },
             Input::ConnectionFailed { conn, failure } => Input::ConnectionFailed { conn, failure },
+            Input::CandidatesGathered { conn, gathered } => Input::CandidatesGathered { conn, gathered },
             Input::PathObserved { conn, path } => Input::PathObserved { conn, path },
             Input::ChannelOpened { conn, max_message_size } => Input::ChannelOpened { conn, max_message_size },
             Input::ChannelFrame { conn, frame } => Input::ChannelFrame { conn, frame: Cow::Owned(frame.into_owned()) },

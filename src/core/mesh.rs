@@ -16,7 +16,7 @@ use super::error::{JoinError, SendError};
 use super::input::Input;
 use super::net::Net;
 use super::output::{ConnectionOp, Event, Output, SignalingOp, SignalingState};
-use super::path::Path;
+use super::path::{IceState, Path};
 use super::peers::{warn, PeerChange, PeerSettings, Peers};
 use super::request::{RequestId, Requests};
 use super::rng::Rng;
@@ -35,6 +35,18 @@ const MAX_SERVER_FRAME: usize = 1024 * 1024;
 const REPLACED_CLOSE: (u16, &str) = (1008, "replaced");
 /// The error code the server sends before that close.
 const REPLACED_ERROR: &str = "replaced";
+
+/// A joined link silent this long is asked whether it is alive (`ping`). Browsers
+/// cannot see WebSocket pings, and a connection whose NAT mapping went away (a new
+/// public address, a sleeping laptop) stays open to them for minutes.
+pub const SIGNALING_IDLE_MS: u64 = 20_000;
+/// A `ping` not answered by any frame within this long means the link is dead: it is
+/// closed and joined again.
+pub const PONG_TIMEOUT_MS: u64 = 3_000;
+/// A WebSocket that has not opened and brought a `welcome` within this long is given
+/// up (and tried again, or the first join fails): a connect whose packets go nowhere
+/// hangs for minutes in a browser.
+pub const SIGNALING_CONNECT_MS: u64 = 10_000;
 
 /// Settings for one mesh.
 #[derive(Debug, Clone)]
@@ -111,15 +123,20 @@ pub struct Mesh {
     id: Option<PeerId>,
     link: Link,
     reconnect_attempt: u32,
+    /// When the server last sent us anything.
+    server_heard: Millis,
+    /// Connecting, or a `ping` is out: the link is dead unless the server says
+    /// something (a welcome, when connecting) by then.
+    server_due: Option<Millis>,
     peers: Peers,
     outputs: VecDeque<Output>,
     parts: Components,
 }
 
 impl Mesh {
-    /// Starts a mesh: the first output asks the driver to open signaling.
+    /// Starts a mesh at `now`: the first output asks the driver to open signaling.
     /// `seed` should come from a secure random source (ids and jitter derive from it).
-    pub fn new(config: MeshConfig, seed: u64) -> Self {
+    pub fn new(config: MeshConfig, seed: u64, now: Millis) -> Self {
         let mut rng = Rng::new(seed);
         let settings = PeerSettings {
             connect_timeout_ms: config.connect_timeout_ms,
@@ -133,6 +150,8 @@ impl Mesh {
             id: None,
             link: Link::Connecting,
             reconnect_attempt: 0,
+            server_heard: now,
+            server_due: Some(now + SIGNALING_CONNECT_MS),
             peers,
             outputs: VecDeque::from([Output::Signaling(SignalingOp::Open)]),
             parts: Components::default(),
@@ -187,6 +206,8 @@ impl Mesh {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let link = match self.link {
             Link::Waiting { until } => Some(until),
+            Link::Joined => Some(self.server_due.unwrap_or(self.server_heard + SIGNALING_IDLE_MS)),
+            Link::Connecting => self.server_due,
             _ => None,
         };
         let parts = [self.parts.requests.next_deadline(), self.parts.discovery.next_deadline(), self.parts.transfers.next_deadline()];
@@ -202,8 +223,16 @@ impl Mesh {
             Input::LocalDescription { conn, kind, sdp } => self.peers.local_description(conn, kind, sdp, &mut self.outputs),
             Input::LocalCandidate { conn, candidate } => self.peers.local_candidate(conn, candidate, &mut self.outputs),
             Input::ConnectionClosed { conn, reason } => self.peers.connection_closed(now, conn, &reason, &mut self.outputs),
-            Input::IceState { conn, state } => self.peers.ice_state(now, conn, state, &mut self.outputs),
+            Input::IceState { conn, state } => {
+                // A path that went away may mean our network changed, and with it the
+                // signaling connection an ICE restart needs: make sure it is alive.
+                if matches!(state, IceState::Disconnected | IceState::Failed) {
+                    self.probe_signaling(now);
+                }
+                self.peers.ice_state(now, conn, state, &mut self.outputs)
+            }
             Input::ConnectionFailed { conn, failure } => self.peers.connection_failed(now, conn, &failure, &mut self.outputs),
+            Input::CandidatesGathered { conn, gathered } => self.peers.gathered(conn, gathered),
             Input::PathObserved { conn, path } => self.peers.path_observed(conn, path, &mut self.outputs),
             Input::ChannelOpened { conn, max_message_size } => self.peers.channel_opened(now, conn, max_message_size, &mut self.outputs),
             Input::ChannelFrame { conn, frame } => self.channel_frame(now, conn, &frame),
@@ -284,11 +313,27 @@ impl Mesh {
     }
 
     fn handle_timeout(&mut self, now: Millis) {
-        if let Link::Waiting { until } = self.link {
-            if now >= until {
+        match self.link {
+            Link::Waiting { until } if now >= until => {
                 self.link = Link::Connecting;
+                self.server_due = Some(now + SIGNALING_CONNECT_MS);
                 self.outputs.push_back(Output::Signaling(SignalingOp::Open));
             }
+            Link::Connecting if self.server_due.is_some_and(|due| now >= due) => {
+                self.outputs.push_back(Output::Signaling(SignalingOp::Close));
+                if self.id.is_none() {
+                    return self.fail_join(JoinError::Unreachable);
+                }
+                warn(&mut self.outputs, format!("the signaling server did not welcome us within {SIGNALING_CONNECT_MS} ms; trying again"));
+                self.schedule_reconnect(now);
+            }
+            Link::Joined if self.server_due.is_some_and(|due| now >= due) => {
+                warn(&mut self.outputs, format!("the signaling server did not answer within {PONG_TIMEOUT_MS} ms; connecting again"));
+                self.outputs.push_back(Output::Signaling(SignalingOp::Close));
+                self.schedule_reconnect(now);
+            }
+            Link::Joined if now >= self.server_heard + SIGNALING_IDLE_MS => self.probe_signaling(now),
+            _ => {}
         }
         self.peers.handle_timeout(now, &mut self.outputs);
         let (mut net, parts) = self.split(now);
@@ -307,6 +352,18 @@ impl Mesh {
         let join = ClientMessage::Join { room: &self.config.room, name: self.config.name.as_deref(), secret: Some(&self.config.secret) };
         if let Ok(text) = serde_json::to_string(&join) {
             self.outputs.push_back(Output::Signaling(SignalingOp::Send(text)));
+        }
+    }
+
+    /// Asks the server for a `pong` (unless already waiting for one): any frame back
+    /// shows the link is alive.
+    fn probe_signaling(&mut self, now: Millis) {
+        if self.link != Link::Joined || self.server_due.is_some() {
+            return;
+        }
+        if let Ok(text) = serde_json::to_string(&ClientMessage::Ping) {
+            self.outputs.push_back(Output::Signaling(SignalingOp::Send(text)));
+            self.server_due = Some(now + PONG_TIMEOUT_MS);
         }
     }
 
@@ -340,6 +397,11 @@ impl Mesh {
     }
 
     fn signaling_frame(&mut self, now: Millis, text: &str) {
+        self.server_heard = now;
+        // Connecting, only the welcome counts (an error frame may precede the close).
+        if self.link == Link::Joined {
+            self.server_due = None;
+        }
         if text.len() > MAX_SERVER_FRAME {
             return warn(&mut self.outputs, format!("ignored a {}-byte frame from the signaling server", text.len()));
         }
@@ -367,6 +429,7 @@ impl Mesh {
             }
             ServerEvent::Signal { from, data } if self.link != Link::Closed => self.peers.signal(now, PeerId::new(from), &data, &mut self.outputs),
             ServerEvent::Signal { .. } => {}
+            ServerEvent::Pong => {}
             ServerEvent::Error { code_text, message, .. } if code_text == REPLACED_ERROR => {
                 self.stop_signaling(format!("the signaling server closed us: {message}"));
             }
@@ -390,6 +453,7 @@ impl Mesh {
             return;
         }
         self.link = Link::Joined;
+        self.server_due = None;
         self.reconnect_attempt = 0;
         match &self.id {
             None => {
@@ -416,6 +480,7 @@ impl Mesh {
             self.emit(Event::Signaling { state: SignalingState::Reconnecting, reason: None });
         }
         self.peers.signaling_lost();
+        self.server_due = None;
         let delay = backoff(self.reconnect_attempt, 250, 10_000, self.rng.next_u64());
         self.reconnect_attempt = self.reconnect_attempt.saturating_add(1);
         self.link = Link::Waiting { until: now + delay };

@@ -160,18 +160,22 @@ impl fmt::Display for FailReason {
     }
 }
 
+/// What gathering local candidates found (when it completed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gathered {
+    /// Local candidates of every type.
+    pub local: u32,
+    /// Of them, relay candidates (a TURN server answered).
+    pub relay: u32,
+    /// A TURN server was configured.
+    pub relay_configured: bool,
+}
+
 /// What the browser knows about a failed connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// ICE failed.
-    Ice {
-        /// Local candidates gathered, of every type.
-        local_candidates: u32,
-        /// Of them, relay candidates (a TURN server answered).
-        relay_candidates: u32,
-        /// A TURN server was configured.
-        relay_configured: bool,
-    },
+    /// ICE failed (or did not connect in time), after gathering this.
+    Ice(Gathered),
     /// ICE connected, then DTLS failed.
     Dtls,
 }
@@ -180,7 +184,7 @@ impl Failure {
     /// The stable reason and the words a user needs.
     pub fn explain(&self) -> (FailReason, String) {
         match *self {
-            Failure::Ice { local_candidates: 0, relay_configured, .. } => {
+            Failure::Ice(Gathered { local: 0, relay_configured, .. }) => {
                 let message = if relay_configured {
                     "no network address could be gathered, not even from the TURN server (check its URL and credentials)"
                 } else {
@@ -188,14 +192,14 @@ impl Failure {
                 };
                 (FailReason::NoCandidates, message.into())
             }
-            Failure::Ice { relay_configured: false, .. } => {
+            Failure::Ice(Gathered { relay_configured: false, .. }) => {
                 (FailReason::IceFailed, "no TURN server configured; the peers are on networks that need one".into())
             }
-            Failure::Ice { relay_candidates: 0, .. } => (
+            Failure::Ice(Gathered { relay: 0, .. }) => (
                 FailReason::IceFailed,
                 "the TURN server gave no relay address: check its URL and that the credentials are right and not expired".into(),
             ),
-            Failure::Ice { .. } => (FailReason::IceFailed, "no path between the peers worked, not even through the TURN relay".into()),
+            Failure::Ice(_) => (FailReason::IceFailed, "no path between the peers worked, not even through the TURN relay".into()),
             Failure::Dtls => (FailReason::DtlsFailed, "the peers reached each other but the encrypted handshake (DTLS) failed".into()),
         }
     }
@@ -233,8 +237,7 @@ mod tests {
 
     #[test]
     fn failures_say_what_a_user_can_do() {
-        let ice =
-            |local, relay, configured| Failure::Ice { local_candidates: local, relay_candidates: relay, relay_configured: configured }.explain();
+        let ice = |local, relay, relay_configured| Failure::Ice(Gathered { local, relay, relay_configured }).explain();
         assert_eq!(ice(0, 0, false).0, FailReason::NoCandidates);
         assert!(ice(0, 0, true).1.contains("credentials"));
         let (reason, message) = ice(3, 0, false);

@@ -16,7 +16,7 @@ use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
 use super::output::{ConnectionOp, Event, Output, SdpKind, SignalingOp};
-use super::path::{FailReason, Failure, IceState, Path};
+use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
 use super::session::{Health, Session};
 use super::signal::PeerSignal;
@@ -156,6 +156,17 @@ impl Peers {
         for peer in known {
             self.meet(now, peer, out);
         }
+        // Paths that went down while we could not signal are restarted now, not at the
+        // next retry: we may have been away because our own network changed.
+        let mut down: Vec<_> =
+            self.sessions.iter().filter(|(_, s)| matches!(s.health, Health::Down { announced: true, .. })).map(|(p, _)| p.clone()).collect();
+        down.sort();
+        for peer in down {
+            if let Some(Session { health: Health::Down { restart_at, .. }, .. }) = self.sessions.get_mut(&peer) {
+                *restart_at = now;
+            }
+            self.check_health(now, &peer, out);
+        }
     }
 
     /// The signaling connection is gone (for now, or for good).
@@ -171,12 +182,17 @@ impl Peers {
     /// The server says `peer` left. An open channel is the truth about a peer;
     /// signaling only introduces. But a closed tab's channel can take 15 s to close: ask
     /// it (`probe`), and close it if nothing at all comes back within [`LEFT_PROBE_MS`].
-    /// Returns whether to probe it.
+    /// A connection whose path is already down cannot answer: its ICE restart and
+    /// `reconnect_timeout_ms` decide (a peer whose network changed loses its signaling
+    /// connection too, and comes back with the same id). Returns whether to probe it.
     pub(crate) fn left(&mut self, now: Millis, peer: &PeerId, out: &mut VecDeque<Output>) -> bool {
         self.roster.remove(peer);
         self.retries.remove(peer);
         self.attempts.remove(peer);
         if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+            if matches!(s.health, Health::Down { .. }) {
+                return false;
+            }
             s.deadline = Some(now + LEFT_PROBE_MS);
             return true;
         }
@@ -214,6 +230,12 @@ impl Peers {
                     }
                     None => self.initiate(now, from, out),
                 }
+            }
+            PeerSignal::Restart { conn } => {
+                if !self.we_offer(&from) {
+                    return warn(out, format!("peer {from} asked us to restart ICE, but it is the offerer"));
+                }
+                self.restart_requested(now, &from, conn, out);
             }
             PeerSignal::Offer { conn, sdp, generation } => {
                 let polite = !self.we_offer(&from);
@@ -424,15 +446,45 @@ impl Peers {
             self.changes.push(PeerChange::Reconnecting(peer.clone()));
         }
         let mut next = now + ICE_RESTART_RETRY_MS;
-        if we_offer && signaling {
+        let conn = s.conn;
+        if !signaling {
+            // Nothing can carry an offer (or a request for one): try again soon.
+            next = now + ICE_GRACE_MS;
+        } else if we_offer {
             s.generation += 1;
             s.awaiting_answer = true;
-            out.push_back(Output::Connection(ConnectionOp::RestartIce { conn: s.conn }));
-        } else if we_offer {
-            // No signaling to carry the offer: try again soon.
-            next = now + ICE_GRACE_MS;
+            out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
         }
         s.health = Health::Down { since, failed, announced: true, restart_at: next };
+        if signaling && !we_offer {
+            // The offerer may not have noticed yet (or was away): ask it.
+            self.send_signal(peer, PeerSignal::Restart { conn }, out);
+        }
+    }
+
+    /// The answerer says its path on `conn` is down: restart now, unless a restart is
+    /// on its way already. A path we think is still up is restarted all the same (the
+    /// restart keeps it while it works); one we know is down restarts on its schedule.
+    fn restart_requested(&mut self, now: Millis, peer: &PeerId, conn: ConnId, out: &mut VecDeque<Output>) {
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.conn == conn && s.open && !s.awaiting_answer) else { return };
+        match &mut s.health {
+            Health::Down { restart_at, .. } => {
+                *restart_at = now;
+                self.check_health(now, peer, out);
+            }
+            Health::Up => {
+                s.generation += 1;
+                s.awaiting_answer = true;
+                out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
+            }
+        }
+    }
+
+    /// Gathering our candidates for `conn` completed.
+    pub(crate) fn gathered(&mut self, conn: ConnId, gathered: Gathered) {
+        if let Some(s) = self.session_of(conn) {
+            s.gathered = Some(gathered);
+        }
     }
 
     /// The connection failed; an attempt that never opened is reported with why.
@@ -538,12 +590,18 @@ impl Peers {
     /// peers that are due.
     pub(crate) fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
         let mut stalled: Vec<_> =
-            self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone(), s.open)).collect();
+            self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone())).collect();
         stalled.sort();
-        for (conn, peer, open) in stalled {
-            if !open {
-                let message = format!("the connection did not open within {} ms", self.settings.connect_timeout_ms);
-                out.push_back(Output::Event(Event::PeerFailed { id: peer, reason: FailReason::Timeout, message }));
+        for (conn, peer) in stalled {
+            if let Some(s) = self.sessions.get(&peer).filter(|s| !s.open) {
+                // Both sides took part and gathered, yet no path worked in time: that is
+                // ICE failing (browsers take longer to say so), and what was gathered
+                // says why. Otherwise it is a plain timeout.
+                let (reason, message) = match s.gathered {
+                    Some(gathered) if s.remote_issued() => Failure::Ice(gathered).explain(),
+                    _ => (FailReason::Timeout, format!("the connection did not open within {} ms", self.settings.connect_timeout_ms)),
+                };
+                out.push_back(Output::Event(Event::PeerFailed { id: peer, reason, message }));
             }
             self.connection_closed(now, conn, "timed out", out);
         }

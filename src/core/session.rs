@@ -4,7 +4,7 @@
 //! business of the layers above.
 
 use super::lane::{Lane, MAX_FRAME};
-use super::path::Path;
+use super::path::{Gathered, Path};
 use super::transfer::BulkItem;
 use super::wire::Reassembler;
 use super::{ConnId, Millis};
@@ -57,6 +57,8 @@ pub(crate) struct Session {
     pub(crate) generation: u32,
     /// How it travels, once known.
     pub(crate) path: Option<Path>,
+    /// What gathering our candidates found, once it completed.
+    pub(crate) gathered: Option<Gathered>,
 }
 
 impl Session {
@@ -76,6 +78,7 @@ impl Session {
             health: Health::Up,
             generation: 0,
             path: None,
+            gathered: None,
         }
     }
 
@@ -102,6 +105,11 @@ impl Session {
             self.early_candidates.push(candidate);
         }
         None
+    }
+
+    /// Whether the peer's description came (so the peer took part in the attempt).
+    pub(crate) fn remote_issued(&self) -> bool {
+        self.remote_issued
     }
 
     /// The remote description was issued: the candidates that waited for it.

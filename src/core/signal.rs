@@ -4,6 +4,8 @@
 //!
 //! ```json
 //! {"kind":"hello"}                                       answerer: "please offer me"
+//! {"kind":"restart","conn":"<16 hex>"}                   answerer: "my path to you is
+//!                                                        down: restart ICE now"
 //! {"kind":"offer","conn":"<16 hex>","sdp":"v=0...","gen":1}     gen: 0 (left out) first,
 //! {"kind":"answer","conn":"<16 hex>","sdp":"v=0...","gen":1}    then +1 per ICE restart
 //! {"kind":"candidate","conn":"<16 hex>","candidate":{RTCIceCandidateInit}}
@@ -20,6 +22,10 @@ const MAX_SDP_BYTES: usize = 32 * 1024;
 #[derive(Debug, PartialEq)]
 pub(crate) enum PeerSignal {
     Hello,
+    /// The answerer lost its path on `conn` (only the offerer restarts ICE).
+    Restart {
+        conn: ConnId,
+    },
     /// `generation` counts the offers on one connection: 0 first, one more for every
     /// ICE restart.
     Offer {
@@ -45,6 +51,9 @@ pub(crate) enum PeerSignal {
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Wire<'a> {
     Hello,
+    Restart {
+        conn: &'a str,
+    },
     Offer {
         conn: &'a str,
         sdp: String,
@@ -68,6 +77,10 @@ impl PeerSignal {
         let conn_text;
         let wire = match self {
             PeerSignal::Hello => Wire::Hello,
+            PeerSignal::Restart { conn } => {
+                conn_text = conn.to_string();
+                Wire::Restart { conn: &conn_text }
+            }
             PeerSignal::Offer { conn, sdp, generation } => {
                 conn_text = conn.to_string();
                 Wire::Offer { conn: &conn_text, sdp: sdp.clone(), generation: *generation }
@@ -98,6 +111,7 @@ impl PeerSignal {
         let conn = |text: Option<&str>| text.and_then(ConnId::parse).ok_or_else(|| "signal with a bad conn id".to_owned());
         match probe.kind {
             "hello" => Ok(PeerSignal::Hello),
+            "restart" => Ok(PeerSignal::Restart { conn: conn(probe.conn)? }),
             "candidate" => {
                 let candidate = probe.candidate.ok_or("candidate signal without a candidate")?;
                 if !candidate.get().starts_with('{') {
@@ -131,6 +145,7 @@ mod tests {
         let conn = ConnId::from_raw(42);
         for s in [
             PeerSignal::Hello,
+            PeerSignal::Restart { conn },
             PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 0 },
             PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 2 },
             PeerSignal::Answer { conn, sdp: "v=0".into(), generation: 1 },
@@ -149,6 +164,7 @@ mod tests {
             r#"{"kind":"offer","conn":"zz","sdp":"x"}"#,
             r#"{"kind":"candidate","conn":"000000000000002a","candidate":"str"}"#,
             r#"{"kind":"fly"}"#,
+            r#"{"kind":"restart"}"#,
         ] {
             assert!(PeerSignal::parse(bad).is_err(), "{bad}");
         }

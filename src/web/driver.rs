@@ -98,7 +98,7 @@ impl Driver {
             store.cleanup(config.storage_max_age_ms);
             Driver {
                 state: RefCell::new(State {
-                    mesh: Mesh::new(config.mesh, config.seed),
+                    mesh: Mesh::new(config.mesh, config.seed, now()),
                     url: config.signaling_url,
                     ice: config.ice,
                     socket: None,
@@ -347,6 +347,7 @@ impl Driver {
                         RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
                         RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
                         RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
+                        RtcEvent::Gathered(gathered) => state.mesh.handle(now, Input::CandidatesGathered { conn, gathered }),
                     })
                 };
                 let (config, relay_configured) = state.ice.configuration();

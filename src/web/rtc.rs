@@ -14,7 +14,7 @@ use web_sys::{
     RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-use crate::core::{CandidateStats, Failure, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
+use crate::core::{CandidateStats, Failure, Gathered, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
 
 #[wasm_bindgen(inline_js = r#"
 export function selectedPair(report) {
@@ -62,13 +62,21 @@ pub(crate) enum RtcEvent {
     IceState(IceState),
     /// The connection failed, with what is known of why.
     Failed(Failure),
+    /// Gathering local candidates completed.
+    Gathered(Gathered),
 }
 
 /// Local candidates gathered, of every type and relayed: why ICE failed, if it does.
 #[derive(Default)]
-struct Gathered {
+struct Candidates {
     all: Cell<u32>,
     relay: Cell<u32>,
+}
+
+impl Candidates {
+    fn facts(&self, relay_configured: bool) -> Gathered {
+        Gathered { local: self.all.get(), relay: self.relay.get(), relay_configured }
+    }
 }
 
 pub(crate) struct RtcConn {
@@ -76,7 +84,7 @@ pub(crate) struct RtcConn {
     channel: RtcDataChannel,
     bulk: RtcDataChannel,
     listeners: Vec<EventListener>,
-    _gathered: Rc<Gathered>,
+    _gathered: Rc<Candidates>,
 }
 
 fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataChannel {
@@ -97,7 +105,7 @@ impl RtcConn {
         let pc = RtcPeerConnection::new_with_configuration(config)?;
         let channel = negotiated_channel(&pc, "meshdrop", CHANNEL_ID);
         let bulk = negotiated_channel(&pc, "meshdrop-bulk", BULK_CHANNEL_ID);
-        let gathered = Rc::new(Gathered::default());
+        let gathered = Rc::new(Candidates::default());
 
         let mut listeners = Vec::with_capacity(12);
         let report = on_event.clone();
@@ -122,10 +130,18 @@ impl RtcConn {
         listeners.push(EventListener::new(&pc, "iceconnectionstatechange", move |_| {
             let state = ice_pc.ice_connection_state();
             if state == RtcIceConnectionState::Failed {
-                let failure = Failure::Ice { local_candidates: counts.all.get(), relay_candidates: counts.relay.get(), relay_configured };
-                report(RtcEvent::Failed(failure));
+                report(RtcEvent::Failed(Failure::Ice(counts.facts(relay_configured))));
             } else if let Some(state) = ice_state_name(state).and_then(IceState::parse) {
                 report(RtcEvent::IceState(state));
+            }
+        }));
+        let report = on_event.clone();
+        let gathering_pc = pc.clone();
+        let counts = gathered.clone();
+        listeners.push(EventListener::new(&pc, "icegatheringstatechange", move |_| {
+            let state = Reflect::get(&gathering_pc, &JsValue::from_str("iceGatheringState")).ok().and_then(|s| s.as_string());
+            if state.as_deref() == Some("complete") {
+                report(RtcEvent::Gathered(counts.facts(relay_configured)));
             }
         }));
         let report = on_event.clone();

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
 use meshdrop::core::{
-    BulkItem, CandidateType, ConnId, ConnectionOp, Event, Failure, FileMeta, FileOp, FileSource, FrameId, Hash, IceState, Input, Mesh, MeshConfig,
-    Millis, Output, Partial, Path, PeerId, SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
+    BulkItem, CandidateType, ConnId, ConnectionOp, Event, Failure, FileMeta, FileOp, FileSource, FrameId, Gathered, Hash, IceState, Input, Mesh,
+    MeshConfig, Millis, Output, Partial, Path, PeerId, SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
 };
 use meshdrop_signal::protocol::{parse_client, ClientRequest, IceServer, ServerMessage};
 use meshdrop_signal::rooms::Rooms;
@@ -78,6 +78,9 @@ pub struct Node {
     frames: HashMap<FrameId, (usize, Vec<u8>)>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
+    /// The WebSocket is open to both ends but carries nothing either way (its NAT
+    /// mapping went away): until the node closes it, and the server never hears that.
+    ws_silent: bool,
     joined: Option<(String, String)>,
     pcs: HashMap<ConnId, FakePc>,
 }
@@ -158,6 +161,8 @@ pub struct World {
     pub unreachable: HashSet<ConnId>,
     /// How each connection travels, as its ObservePath reports (host/host if absent).
     pub paths: HashMap<ConnId, Path>,
+    /// New WebSockets neither open nor fail: their packets go nowhere.
+    pub server_blackholed: bool,
     next_frame: u64,
     turn: u64,
 }
@@ -194,6 +199,7 @@ impl World {
             ice_servers: Vec::new(),
             unreachable: HashSet::new(),
             paths: HashMap::new(),
+            server_blackholed: false,
             next_frame: 0,
             turn: 0,
         }
@@ -221,7 +227,7 @@ impl World {
         configure(&mut config);
         let seed = 0x5eed ^ (self.nodes.len() as u64 * 7919);
         self.nodes.push(Node {
-            mesh: Mesh::new(config.clone(), seed),
+            mesh: Mesh::new(config.clone(), seed, self.now),
             config,
             files: HashMap::new(),
             held: HashMap::new(),
@@ -242,6 +248,7 @@ impl World {
             writes: Vec::new(),
             frames: HashMap::new(),
             ws_open: false,
+            ws_silent: false,
             joined: None,
             pcs: HashMap::new(),
         });
@@ -286,7 +293,7 @@ impl World {
             }
             if let Some((n, text)) = self.to_node.pop_front() {
                 progress = true;
-                if self.nodes[n].ws_open {
+                if self.nodes[n].ws_open && !self.nodes[n].ws_silent {
                     let now = self.now;
                     self.nodes[n].mesh.handle(now, Input::SignalingFrame(text.into()));
                 }
@@ -386,6 +393,12 @@ impl World {
         self.settle();
     }
 
+    /// Node `n`'s WebSocket stays open but carries nothing, either way: what a NAT that
+    /// changed its public address leaves behind. Nobody is told.
+    pub fn silence_socket(&mut self, n: usize) {
+        self.nodes[n].ws_silent = true;
+    }
+
     pub fn server_start(&mut self) {
         self.server_up = true;
     }
@@ -416,6 +429,17 @@ impl World {
         self.settle();
     }
 
+    /// Only node `n` sees the path of `conn` go (ICE `disconnected`); the other end
+    /// has not noticed yet.
+    pub fn lose_path_seen_by(&mut self, n: usize, conn: ConnId) {
+        if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+            pc.path_down = true;
+            let now = self.now;
+            self.nodes[n].mesh.handle(now, Input::IceState { conn, state: IceState::Disconnected });
+        }
+        self.settle();
+    }
+
     /// The offer and answer of an ICE restart were both applied: the path is back, if
     /// it can be.
     fn restart_done(&mut self, conn: ConnId) {
@@ -431,6 +455,13 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Gathering candidates completed on `n`'s end of `conn`, finding this.
+    pub fn gathered(&mut self, n: usize, conn: ConnId, gathered: Gathered) {
+        let now = self.now;
+        self.nodes[n].mesh.handle(now, Input::CandidatesGathered { conn, gathered });
+        self.settle();
     }
 
     /// An attempt fails as the browser would report it.
@@ -524,7 +555,9 @@ impl World {
         let now = self.now;
         match op {
             SignalingOp::Open => {
-                if self.server_up {
+                if self.server_blackholed {
+                    // Nothing happens, for as long as the browser cares to wait.
+                } else if self.server_up {
                     self.nodes[n].ws_open = true;
                     self.nodes[n].mesh.handle(now, Input::SignalingOpened);
                 } else {
@@ -535,13 +568,16 @@ impl World {
                 if self.capture {
                     self.captured.to_server.push(text.clone());
                 }
-                if self.nodes[n].ws_open {
+                if self.nodes[n].ws_open && !self.nodes[n].ws_silent {
                     self.server_receive(n, &text);
                 }
             }
             SignalingOp::Close => {
                 self.nodes[n].ws_open = false;
-                self.server_disconnect(n);
+                // A silent socket's close never reaches the server either.
+                if !std::mem::take(&mut self.nodes[n].ws_silent) {
+                    self.server_disconnect(n);
+                }
             }
         }
     }
@@ -792,13 +828,14 @@ impl World {
         self.server_disconnect(n);
         let node = &mut self.nodes[n];
         node.ws_open = false;
+        node.ws_silent = false;
         node.pcs.clear();
         node.held.clear();
         node.files.clear();
         node.shares.clear();
         node.open_stores.clear();
         node.events.clear();
-        node.mesh = Mesh::new(node.config.clone(), 0xbeef ^ n as u64);
+        node.mesh = Mesh::new(node.config.clone(), 0xbeef ^ n as u64, self.now);
         if !rejoin {
             // A mesh that never starts: it has no connections to close or tell.
             node.mesh.leave(self.now);
@@ -875,6 +912,7 @@ impl World {
                     }
                 }
             }
+            ClientRequest::Ping => self.to_node.push_back((n, ServerMessage::Pong.to_json())),
             ClientRequest::Signal { to, data } => {
                 let Some((room, from)) = self.nodes[n].joined.clone() else { return };
                 match self.rooms.relay(&room, &from, &to, data) {

@@ -1,0 +1,223 @@
+// Real networks for the end-to-end tests, built from Linux network namespaces (root
+// only): a "public" network 203.0.113.0/24 on a bridge, where meshdrop-signal and
+// coturn run; two homes (192.0.2.0/24 and 198.51.100.0/24), each behind its own NAT
+// namespace whose rules make it full-cone, symmetric, or UDP-blocking; and Chromium
+// launched inside a home. Only documentation address ranges are used, every namespace
+// is created and deleted here (also when a test fails or the process is interrupted),
+// and every process started is stopped by its pid.
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, ROOT, SERVER_BIN } from "./helpers.mjs";
+
+export const PUBLIC = "203.0.113.1";
+const RUNNER = "203.0.113.254";
+const HOMES = {
+  a: { wan: "203.0.113.10", lan: "192.0.2.1", host: "192.0.2.2" },
+  b: { wan: "203.0.113.20", lan: "198.51.100.1", host: "198.51.100.2" },
+};
+
+export const isRoot = () => process.getuid?.() === 0;
+
+function sh(args, input) {
+  return execFileSync(args[0], args.slice(1), { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+}
+
+/** NAT rules by kind: masquerade that keeps ports plus unsolicited UDP to the home host
+ *  ("full cone": plain masquerade alone lets conntrack break hole punching), plain
+ *  masquerade ("restricted": only replies to what the host sent get in), random ports
+ *  per destination ("symmetric"), or symmetric with every UDP packet dropped. */
+function natRules(kind, host, wan) {
+  const masquerade = kind === "full-cone" || kind === "restricted" ? "masquerade" : "masquerade random";
+  let rules = `table ip nat {
+  chain postrouting { type nat hook postrouting priority srcnat; oifname "wan" ${masquerade}; }
+`;
+  if (kind === "full-cone") rules += `  chain prerouting { type nat hook prerouting priority dstnat; iifname "wan" ip daddr ${wan} meta l4proto udp dnat to ${host}; }\n`;
+  rules += "}\n";
+  if (kind === "udp-blocked") rules += `table inet filter {\n  chain forward { type filter hook forward priority 0; iifname "lan" meta l4proto udp drop; }\n}\n`;
+  return rules;
+}
+
+export class Topology {
+  /** `nat`: { a: kind, b: kind }. */
+  constructor(nat) {
+    this.id = `md${process.pid % 100000}${Math.floor(Math.random() * 1000)}`;
+    this.nat = nat;
+    this.homes = structuredClone(HOMES); // renumbering changes them
+    this.namespaces = [];
+    this.links = [];
+    this.processes = [];
+    this.dir = mkdtempSync(path.join(tmpdir(), "meshdrop-nat-"));
+    this.cleanup = () => this.destroy();
+  }
+
+  ns(name) {
+    return `${this.id}-${name}`;
+  }
+
+  exec(ns, ...args) {
+    return sh(["ip", "netns", "exec", this.ns(ns), ...args]);
+  }
+
+  up() {
+    process.once("exit", this.cleanup);
+    for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => (this.destroy(), process.exit(130)));
+    for (const name of ["pub", "nat-a", "home-a", "nat-b", "home-b"]) {
+      sh(["ip", "netns", "add", this.ns(name)]);
+      this.namespaces.push(this.ns(name));
+      this.exec(name, "ip", "link", "set", "lo", "up");
+      this.exec(name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
+    }
+    this.exec("pub", "ip", "link", "add", "br0", "type", "bridge");
+    this.exec("pub", "ip", "addr", "add", `${PUBLIC}/24`, "dev", "br0");
+    this.exec("pub", "ip", "link", "set", "br0", "up");
+    // The test runner reaches the public network too (health checks, logs).
+    const runner = `${this.id}r`;
+    sh(["ip", "link", "add", runner, "type", "veth", "peer", "name", "r0", "netns", this.ns("pub")]);
+    this.links.push(runner);
+    sh(["ip", "addr", "add", `${RUNNER}/24`, "dev", runner]);
+    sh(["ip", "link", "set", runner, "up"]);
+    this.exec("pub", "ip", "link", "set", "r0", "master", "br0", "up");
+    for (const side of ["a", "b"]) {
+      const home = this.homes[side];
+      const nat = `nat-${side}`;
+      const homeNs = `home-${side}`;
+      sh(["ip", "link", "add", `p${side}`, "netns", this.ns("pub"), "type", "veth", "peer", "name", "wan", "netns", this.ns(nat)]);
+      this.exec("pub", "ip", "link", "set", `p${side}`, "master", "br0", "up");
+      this.exec(nat, "ip", "addr", "add", `${home.wan}/24`, "dev", "wan");
+      this.exec(nat, "ip", "link", "set", "wan", "up");
+      sh(["ip", "link", "add", "lan", "netns", this.ns(nat), "type", "veth", "peer", "name", "eth0", "netns", this.ns(homeNs)]);
+      this.exec(nat, "ip", "addr", "add", `${home.lan}/24`, "dev", "lan");
+      this.exec(nat, "ip", "link", "set", "lan", "up");
+      this.exec(nat, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+      this.exec(homeNs, "ip", "addr", "add", `${home.host}/24`, "dev", "eth0");
+      this.exec(homeNs, "ip", "link", "set", "eth0", "up");
+      this.exec(homeNs, "ip", "route", "add", "default", "via", home.lan);
+      sh(["ip", "netns", "exec", this.ns(nat), "nft", "-f", "-"], natRules(this.nat[side], home.host, home.wan));
+    }
+    return this;
+  }
+
+  /** The NAT of `side` moves to another public address (its mappings go with the old). */
+  renumber(side, address) {
+    const home = this.homes[side];
+    // Old first: deleting a primary address takes its secondaries with it.
+    this.exec(`nat-${side}`, "ip", "addr", "del", `${home.wan}/24`, "dev", "wan");
+    this.exec(`nat-${side}`, "ip", "addr", "add", `${address}/24`, "dev", "wan");
+    home.wan = address;
+    this.exec(`nat-${side}`, "nft", "flush", "ruleset");
+    sh(["ip", "netns", "exec", this.ns(`nat-${side}`), "nft", "-f", "-"], natRules(this.nat[side], home.host, address));
+    // Nobody on the public network remembers where the old address was.
+    for (const ns of ["pub", "nat-a", "nat-b"]) this.exec(ns, "ip", "neigh", "flush", "all");
+  }
+
+  /** The host in home `side` moves to another address (as on joining another network):
+   *  the sockets bound to the old one stop working. */
+  renumberHost(side, address) {
+    const home = this.homes[side];
+    this.exec(`home-${side}`, "ip", "addr", "del", `${home.host}/24`, "dev", "eth0");
+    this.exec(`home-${side}`, "ip", "addr", "add", `${address}/24`, "dev", "eth0");
+    this.exec(`home-${side}`, "ip", "route", "add", "default", "via", home.lan);
+    home.host = address;
+    this.exec(`nat-${side}`, "nft", "flush", "ruleset");
+    sh(["ip", "netns", "exec", this.ns(`nat-${side}`), "nft", "-f", "-"], natRules(this.nat[side], address, home.wan));
+  }
+
+  /** Limits `side`'s NAT uplink to `rate` (e.g. "4mbit") with `tc`. */
+  limit(side, rate) {
+    this.exec(`nat-${side}`, "tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate", rate, "burst", "64kb", "latency", "400ms");
+  }
+
+  /** Starts a process in `ns`; it is killed at teardown. */
+  spawn(ns, args, name) {
+    const child = spawn("ip", ["netns", "exec", this.ns(ns), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    child.stdout.on("data", (d) => (log += d));
+    child.stderr.on("data", (d) => (log += d));
+    const entry = { child, name, log: () => log, exited: once(child, "exit") };
+    this.processes.push(entry);
+    return entry;
+  }
+
+  /** coturn on the public network, with meshdrop's shipped configuration. */
+  async turn(secret) {
+    const turn = this.spawn(
+      "pub",
+      [
+        "turnserver",
+        "-c", path.join(ROOT, "deploy/turnserver.conf"),
+        `--listening-ip=${PUBLIC}`,
+        `--relay-ip=${PUBLIC}`,
+        `--external-ip=${PUBLIC}`,
+        `--static-auth-secret=${secret}`,
+        "--log-file=stdout",
+        "--no-tls",
+        "--no-dtls",
+        `--pidfile=${path.join(this.dir, "turnserver.pid")}`,
+      ],
+      "turnserver",
+    );
+    for (let i = 0; i < 100; i++) {
+      if (/listener opened on/i.test(turn.log()) || /Total General servers/i.test(turn.log())) break;
+      if (turn.child.exitCode !== null) throw new Error(`turnserver exited: ${turn.log()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return turn;
+  }
+
+  /** meshdrop-signal on the public network; resolves once /healthz answers. */
+  async signal(port, args = []) {
+    const server = this.spawn("pub", [SERVER_BIN, "--listen", `${PUBLIC}:${port}`, "--www", path.join(ROOT, "www"), ...args], "meshdrop-signal");
+    const url = `http://${PUBLIC}:${port}`;
+    for (let i = 0; i < 200; i++) {
+      if (server.child.exitCode !== null) throw new Error(`meshdrop-signal exited: ${server.log()}`);
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) return { ...server, url, ws: `ws://${PUBLIC}:${port}/ws` };
+      } catch {
+        /* not yet */
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`meshdrop-signal did not start: ${server.log()}`);
+  }
+
+  /** Chromium inside home `side`, treating the public page as a secure context. */
+  async browser(side, origin) {
+    const wrapper = path.join(this.dir, `chromium-${side}`);
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${this.ns(`home-${side}`)} ${process.env.CHROMIUM_BIN ?? "/usr/bin/chromium"} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${origin}`] });
+    this.processes.push({ name: `chromium-${side}`, close: () => browser.close() });
+    return browser;
+  }
+
+  destroy() {
+    process.removeListener("exit", this.cleanup);
+    for (const p of this.processes.splice(0).reverse()) {
+      try {
+        if (p.close) p.close().catch(() => {});
+        else if (p.child.exitCode === null) p.child.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    for (const link of this.links.splice(0)) {
+      try {
+        sh(["ip", "link", "del", link]);
+      } catch {
+        /* gone with its namespace */
+      }
+    }
+    for (const ns of this.namespaces.splice(0)) {
+      try {
+        sh(["ip", "netns", "del", ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
