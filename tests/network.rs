@@ -7,7 +7,7 @@ mod common;
 use common::{joined, left, pid, World};
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
 use meshdrop::core::{
-    CandidateType, Event, FailReason, Failure, Gathered, JoinError, Path, Payload, SignalingState, ICE_GRACE_MS, ICE_RESTART_RETRY_MS,
+    CandidateType, Event, FailReason, Failure, Gathered, JoinError, Path, Payload, SignalingState, ICE_GRACE_MS, ICE_RESTART_RETRY_MS, LEFT_PROBE_MS,
     PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS,
 };
 use meshdrop_signal::protocol::IceServer;
@@ -129,6 +129,31 @@ fn the_answerer_asks_the_offerer_to_restart_when_only_it_lost_the_path() {
     assert!(events.iter().any(|e| matches!(e, Event::PeerReconnected { .. })), "{events:?}");
     assert!(left(&events).is_empty());
     assert!(w.nodes[n[0]].take_events().iter().all(|e| !matches!(e, Event::PeerLeft { .. } | Event::PeerReconnecting { .. })));
+}
+
+#[test]
+fn a_peer_whose_signaling_comes_back_before_its_path_keeps_its_session() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    w.take_all_events();
+    // a's network changes: its socket goes silent and a's end of the path goes down; b
+    // has not noticed yet, and the new path takes a while to work.
+    let conn = w.conn_between(n[0], n[1]).unwrap();
+    w.silence_socket(n[0]);
+    w.unreachable.insert(conn);
+    w.lose_path_seen_by(n[0], conn);
+    // a rejoins within the pong timeout; the server tells b "left", then "joined".
+    w.advance(PONG_TIMEOUT_MS + 1_000);
+    assert!(w.nodes[n[0]].take_events().contains(&Event::Signaling { state: SignalingState::Connected, reason: None }));
+    // Longer than a left peer's probe: b must not give up on a peer that is back.
+    w.advance(LEFT_PROBE_MS + 3_000);
+    w.unreachable.remove(&conn);
+    w.advance(ICE_RESTART_RETRY_MS + 1_000);
+    for node in [n[0], n[1]] {
+        let events = w.nodes[node].take_events();
+        assert!(left(&events).is_empty(), "{node}: no peer-left: {events:?}");
+    }
+    assert_eq!(w.conn_between(n[0], n[1]), Some(conn), "the same connection throughout");
+    assert_eq!(w.nodes[n[1]].peers(), vec![World::id_of("a")]);
 }
 
 #[test]

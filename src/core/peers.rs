@@ -174,8 +174,15 @@ impl Peers {
         self.signaling = false;
     }
 
+    /// The server says `peer` joined. Right after it said the peer left, that is the
+    /// peer's signaling connection coming back (its network changed, say): a session we
+    /// still have is kept, not probed. A peer that reloaded offers or says hello on a
+    /// new connection, which replaces the old session then.
     pub(crate) fn joined(&mut self, now: Millis, peer: PeerId, name: Option<String>, out: &mut VecDeque<Output>) {
         self.roster.insert(peer.clone(), name);
+        if let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.open) {
+            s.deadline = None;
+        }
         self.meet(now, peer, out);
     }
 
