@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 LISTEN ?= 127.0.0.1:8080
 SERVER := target/release/meshdrop-signal
 
-.PHONY: demo test check build tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
+.PHONY: demo test check build docs tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
 
 ## demo: build everything and serve the page and signaling on http://$(LISTEN)
 demo: build
@@ -42,9 +42,16 @@ server:
 test-native:
 	cargo test --workspace
 	cargo test --release --test fuzz
+	# The crate `cargo install meshdrop-signal` fetches: packaged and built on its own.
+	cargo publish --dry-run --allow-dirty --quiet -p meshdrop-signal
+
+## docs: the JS API reference, from the package's declarations, in target/docs/api
+docs: tools-build wasm
+	typedoc
 
 test-types: wasm
 	tsc -p tests/types
+	typedoc --emit none  # every exported member documented, every link resolved
 
 test-browser: server
 	scripts/browser-tests.sh
@@ -61,4 +68,4 @@ bench: tools-test build
 
 clean:
 	cargo clean
-	rm -rf pkg www/pkg node_modules bench/results bench/hash/out bench/hash/target bench/hash/target-simd
+	rm -rf pkg www/pkg node_modules bench/results bench/hash/out bench/hash/target bench/hash/target-simd tests/bundlers/*/node_modules tests/bundlers/*/dist

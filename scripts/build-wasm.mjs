@@ -1,11 +1,18 @@
 #!/usr/bin/env node
-// Builds every [[package]] declared in wasm-pack.toml with wasm-pack.
+// Builds every [[package]] declared in wasm-pack.toml with wasm-pack, once, and
+// finishes it as the npm package users install: the storage worker beside the module
+// that starts it, the entry that checks `init()` was called, declarations without the
+// wasm internals, the npm README and metadata. Then copies it where `copy-to` says and
+// packs it where `pack-to` says.
 // The file uses a small TOML subset (tables of `key = "string"`); anything else is an
 // error rather than silently ignored, so the file always means what it says.
-import { readFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-const KEYS = new Set(["target", "out-dir", "scope", "profile"]);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const KEYS = new Set(["target", "out-dir", "scope", "profile", "copy-to", "pack-to"]);
 const TARGETS = new Set(["web", "bundler", "nodejs", "no-modules", "deno"]);
 
 export function parsePackages(text) {
@@ -30,11 +37,94 @@ export function parsePackages(text) {
   return packages;
 }
 
-const packages = parsePackages(readFileSync(new URL("../wasm-pack.toml", import.meta.url), "utf8"));
+function run(cmd, args, options = {}) {
+  console.log(`${cmd} ${args.join(" ")}`);
+  const r = spawnSync(cmd, args, { stdio: "inherit", cwd: ROOT, ...options });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+/** The wasm-bindgen snippet that starts the worker; the worker file goes beside it. */
+function placeWorker(dir) {
+  const snippets = path.join(dir, "snippets");
+  const starters = readdirSync(snippets)
+    .map((crate) => path.join("snippets", crate, "src/web/store_worker_file.js"))
+    .filter((file) => existsSync(path.join(dir, file)));
+  if (starters.length !== 1) throw new Error(`expected one store_worker_file.js snippet in ${dir}, found ${starters.length}`);
+  copyFileSync(path.join(ROOT, "src/web/store_worker.js"), path.join(dir, path.dirname(starters[0]), "store_worker.js"));
+}
+
+/** Declarations: the Disposable lib referenced (no tsconfig change for users), and
+ *  `InitOutput` without the ~60 raw wasm exports nobody should call. */
+function finishDeclarations(file) {
+  let text = readFileSync(file, "utf8");
+  const start = text.indexOf("export interface InitOutput {");
+  const end = text.indexOf("\n}\n", start);
+  if (start < 0 || end < 0) throw new Error(`${file}: no InitOutput interface to trim`);
+  const initOutput =
+    "/** What `init` resolves to. */\nexport interface InitOutput {\n    /** The module's memory. Everything else in it is internal. */\n    readonly memory: WebAssembly.Memory;\n}";
+  text = text.slice(0, start) + initOutput + text.slice(end + 2);
+  // wasm-bindgen's own members and types, documented for the API reference.
+  const documented = [
+    [
+      "    free(): void;\n    [Symbol.dispose](): void;",
+      "    /** Releases this object's memory in the WebAssembly module now rather than when it is\n     *  garbage-collected; using the object afterwards throws. Rarely needed. */\n    free(): void;\n    /** `free()`, for `using` declarations. */\n    [Symbol.dispose](): void;",
+    ],
+    ["export type InitInput =", "/** Where `init` gets the module: its URL (the default), a Response, its bytes, or a compiled module. */\nexport type InitInput ="],
+    ["export type SyncInitInput =", "/** What `initSync` takes: the module's bytes, or a compiled module. */\nexport type SyncInitInput ="],
+  ];
+  for (const [from, to] of documented) {
+    if (!text.includes(from)) throw new Error(`${file}: expected ${JSON.stringify(from)} to document`);
+    text = text.replaceAll(from, to);
+  }
+  text = `/// <reference lib="esnext.disposable" />\n${text}`;
+  writeFileSync(file, text);
+}
+
+function finishPackageJson(file) {
+  const pkg = JSON.parse(readFileSync(file, "utf8"));
+  const repository = pkg.repository?.url ?? "https://github.com/meshdrop/meshdrop";
+  Object.assign(pkg, {
+    main: "index.js",
+    module: "index.js",
+    types: "index.d.ts",
+    exports: {
+      ".": { types: "./index.d.ts", default: "./index.js" },
+      // For bundlers that do not emit it by themselves (esbuild): import its URL.
+      "./meshdrop_bg.wasm": "./meshdrop_bg.wasm",
+      "./package.json": "./package.json",
+    },
+    // index.js wraps Peer.join; the snippets start the worker and read identity.
+    sideEffects: ["./index.js", "./snippets/*"],
+    bugs: { url: `${repository}/issues` },
+  });
+  pkg.files = [...new Set([...(pkg.files ?? []), "index.js", "index.d.ts", "README.md"])];
+  writeFileSync(file, `${JSON.stringify(pkg, null, 2)}\n`);
+}
+
+function finish(dir) {
+  placeWorker(dir);
+  for (const name of ["index.js", "index.d.ts", "README.md"]) copyFileSync(path.join(ROOT, "npm", name), path.join(dir, name));
+  finishDeclarations(path.join(dir, "meshdrop.d.ts"));
+  finishPackageJson(path.join(dir, "package.json"));
+  rmSync(path.join(dir, ".gitignore"), { force: true });
+}
+
+const packages = parsePackages(readFileSync(path.join(ROOT, "wasm-pack.toml"), "utf8"));
 for (const p of packages) {
   const args = ["build", "--target", p.target, "--out-dir", p["out-dir"], "--out-name", "meshdrop", `--${p.profile ?? "release"}`];
   if (p.scope) args.push("--scope", p.scope);
-  console.log(`wasm-pack ${args.join(" ")}`);
-  const r = spawnSync("wasm-pack", args, { stdio: "inherit" });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+  run("wasm-pack", args);
+  const dir = path.join(ROOT, p["out-dir"]);
+  finish(dir);
+  if (p["copy-to"]) {
+    const to = path.join(ROOT, p["copy-to"]);
+    rmSync(to, { recursive: true, force: true });
+    cpSync(dir, to, { recursive: true });
+    console.log(`copied ${p["out-dir"]} to ${p["copy-to"]}`);
+  }
+  if (p["pack-to"]) {
+    const to = path.join(ROOT, p["pack-to"]);
+    mkdirSync(to, { recursive: true });
+    run("npm", ["pack", "--silent", "--pack-destination", to], { cwd: dir });
+  }
 }

@@ -143,6 +143,23 @@ async fn join_rejects_bad_options_before_connecting() {
         let err = Peer::join(bad.unchecked_into()).await.err().expect("join must fail");
         assert!(err.is_instance_of::<js_sys::TypeError>(), "{err:?}");
     }
+    // The message names the field and says what was wrong with it.
+    for (bad, says) in [
+        (
+            options(&[("signalingUrl", signal_url().into()), ("room", "r".into()), ("maxMessageBytes", "big".into())]),
+            "options.maxMessageBytes: invalid type",
+        ),
+        (options(&[("signalingURL", signal_url().into()), ("room", "r".into())]), "options: missing field `signalingUrl`"),
+        (
+            options(&[("signalingUrl", signal_url().into()), ("room", "r".into()), ("identity", "forever".into())]),
+            "options.identity: unknown variant `forever`",
+        ),
+        (options(&[("signalingUrl", signal_url().into())]), "missing field `room`"),
+    ] {
+        let err = Peer::join(bad.unchecked_into()).await.err().expect("join must fail");
+        let message = get(&err, "message").as_string().unwrap_or_default();
+        assert!(message.contains(says), "{message:?} should say {says:?}");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -30,4 +30,4 @@ mod server;
 mod ws;
 
 #[cfg(feature = "server")]
-pub use server::{bind, serve, Config, ACCEPT_BACKLOG};
+pub use server::{bind, serve, Config, ACCEPT_BACKLOG, WWW_CSP};

@@ -21,6 +21,9 @@ struct Args {
     /// Directory of static files to serve at `/` (e.g. the demo page, `www`).
     #[arg(long, env = "MESHDROP_WWW")]
     www: Option<PathBuf>,
+    /// Content-Security-Policy header for those files; an empty value sends none.
+    #[arg(long, env = "MESHDROP_WWW_CSP", default_value = meshdrop_signal::WWW_CSP)]
+    www_csp: String,
     /// Most peers in one room.
     #[arg(long, env = "MESHDROP_MAX_ROOM_PEERS", default_value_t = 64)]
     max_room_peers: usize,
@@ -108,6 +111,7 @@ async fn main() -> std::io::Result<()> {
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         www: args.www,
+        www_csp: args.www_csp,
         ice,
     };
     let listener = meshdrop_signal::bind(args.listen)?;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Extension, State, WebSocketUpgrade};
+use axum::http::HeaderValue;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeader;
 use tracing::warn;
 
 use crate::admission::{Admission, Admitted, Busy, Slot};
@@ -57,6 +59,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Static files to serve at `/` (the demo page), if any.
     pub www: Option<PathBuf>,
+    /// The Content-Security-Policy header sent with those files (none if empty).
+    pub www_csp: String,
     /// STUN and TURN servers handed to joined clients.
     pub ice: IceConfig,
 }
@@ -74,6 +78,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             www: None,
+            www_csp: WWW_CSP.to_owned(),
             ice: IceConfig { ttl: Duration::from_secs(3600), ..IceConfig::default() },
         }
     }
@@ -105,11 +110,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
+/// The policy the demo page is served with: everything from our own origin, WebAssembly
+/// compiled, WebSockets to any signaling server (the demo's `?signal=`), nothing
+/// inline, no plugins, no framing. meshdrop needs no more (its storage worker is a
+/// file, not a `blob:`), and the demo tests run under it.
+pub const WWW_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' ws: wss: blob:; \
+                           img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 fn router(state: Arc<AppState>) -> Router {
     let router = Router::new().route("/ws", get(upgrade)).route("/healthz", get(healthz)).with_state(state.clone());
-    match &state.config.www {
-        Some(dir) => router.fallback_service(ServeDir::new(dir)),
-        None => router,
+    let Some(dir) = &state.config.www else { return router };
+    let files = ServeDir::new(dir);
+    match HeaderValue::from_str(&state.config.www_csp) {
+        Ok(csp) if !csp.is_empty() => router.fallback_service(SetResponseHeader::overriding(files, header::CONTENT_SECURITY_POLICY, csp)),
+        _ => router.fallback_service(files),
     }
 }
 

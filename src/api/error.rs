@@ -41,7 +41,12 @@ pub(crate) fn join_error(err: &JoinError, url: &str) -> JsValue {
 
 /// A transfer's failure as an `Error` whose `name` says which.
 pub(crate) fn transfer_error(err: &TransferError) -> JsValue {
-    let name = match err {
+    js_error(transfer_error_name(err), &err.to_string())
+}
+
+/// The `name` of a transfer's failure.
+pub(crate) fn transfer_error_name(err: &TransferError) -> &'static str {
+    match err {
         TransferError::Declined(_) => "DeclinedError",
         TransferError::Cancelled { .. } => "CancelledError",
         TransferError::PeerLeft(_) => "PeerLeftError",
@@ -53,6 +58,5 @@ pub(crate) fn transfer_error(err: &TransferError) -> JsValue {
         TransferError::Closed => "ClosedError",
         TransferError::NotShared(_) => "NotSharedError",
         TransferError::Busy(_) => "BusyError",
-    };
-    js_error(name, &err.to_string())
+    }
 }

@@ -4,11 +4,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Array, Reflect, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{File, FilePropertyBag};
 
-use super::js::{object, peer_info, Listeners};
+use super::js::Listeners;
+use super::shapes::{self, to_js, PeerInfo};
 use super::transfer::{FileOffer, Transfer, TransferState};
 use crate::core::{Direction, Event, Payload, TransferId};
 use crate::web::driver::{Delivery, EventSink};
@@ -16,6 +17,58 @@ use crate::web::Driver;
 
 #[wasm_bindgen(typescript_custom_section)]
 const EVENT_TYPES: &'static str = r#"
+/** The `name` of every error meshdrop throws or rejects with, besides `TypeError`
+ *  for arguments of the wrong kind. Branch on it, never on the message:
+ *
+ *  ```ts
+ *  try { await peer.send(id, "hi"); }
+ *  catch (err) { if ((err as MeshdropError).name === "NotConnectedError") retryLater(); }
+ *  ``` */
+export type MeshdropErrorName =
+  | "SignalingError" | "NotConnectedError" | "MessageTooLargeError" | "QueueFullError" | "ClosedError"
+  | "DeclinedError" | "CancelledError" | "PeerLeftError" | "HashMismatchError" | "StorageFullError"
+  | "StorageError" | "FileUnreadableError" | "ProtocolError" | "BusyError" | "NotSharedError"
+  | "NoSuchMethodError" | "HandlerError" | "TimeoutError";
+
+/** An error from meshdrop: an `Error` whose `name` says which. */
+export interface MeshdropError extends Error {
+  /** Which error: stable across versions. */
+  name: MeshdropErrorName;
+}
+
+/** Why `Peer.join` failed: the server could not be reached (or closed before welcoming
+ *  us), `leave()` was called first, or the server's own code. A newer server may send
+ *  codes this version does not list. */
+export type SignalingErrorCode =
+  | "unreachable" | "cancelled" | "room-full" | "bad-room" | "bad-name" | "bad-secret"
+  | "rate-limited" | "replaced" | (string & {});
+
+/** `Peer.join` rejects with this. */
+export interface SignalingError extends MeshdropError {
+  /** Always "SignalingError". */
+  name: "SignalingError";
+  /** Why, for code to branch on. */
+  code: SignalingErrorCode;
+}
+
+/** A file on its way to a peer (`Peer.sendFile`): `done` resolves to nothing once the
+ *  receiver verified and stored all of it. */
+export interface SendTransfer extends Transfer {
+  /** Always "send". */
+  readonly direction: "send";
+  /** Resolves once the receiver verified and stored the whole file. */
+  readonly done: Promise<void>;
+}
+
+/** A file on its way here (`FileOffer.accept`, `Peer.download`, the "transfer"
+ *  event): `done` resolves to the verified `File`. */
+export interface ReceiveTransfer extends Transfer {
+  /** Always "receive". */
+  readonly direction: "receive";
+  /** Resolves to the verified `File` (stored in OPFS where it can be). */
+  readonly done: Promise<File>;
+}
+
 /** A peer in the room with an open data channel. */
 export interface PeerInfo {
   /** Stable for the life of that peer's `Peer`; assigned by the signaling server. */
@@ -46,7 +99,9 @@ export interface ConnectionPath {
 export interface ConnectionInfo extends ConnectionPath {
   /** The current round trip time, if the browser measured one. */
   rttMs: number | null;
+  /** Bytes sent on this connection so far (all channels, with overhead). */
   bytesSent: number;
+  /** Bytes received on it so far. */
   bytesReceived: number;
 }
 
@@ -60,38 +115,77 @@ export interface PeerEventMap {
   /** A data channel to this peer opened (also for peers present before we joined). */
   "peer-joined": PeerInfo;
   /** The data channel to this peer closed, or an announced attempt ended because it left. */
-  "peer-left": { id: string };
+  "peer-left": {
+    /** The peer's id. */
+    id: string;
+  };
   /** The connection to this peer lost its network path and is being restored (an ICE
    *  restart): the session is kept, messages wait, transfers pause. "peer-reconnected"
    *  follows, or "peer-left" after `reconnectTimeoutMs`. */
-  "peer-reconnecting": { id: string };
+  "peer-reconnecting": {
+    /** The peer's id. */
+    id: string;
+  };
   /** The connection to this peer has a network path again. */
-  "peer-reconnected": { id: string };
+  "peer-reconnected": {
+    /** The peer's id. */
+    id: string;
+  };
   /** How the connection to this peer travels: when first known and whenever it changes. */
-  "peer-path": { id: string } & ConnectionPath;
+  "peer-path": {
+    /** The peer's id. */
+    id: string;
+  } & ConnectionPath;
   /** A connection attempt to this peer failed; it is tried again while the peer is in
    *  the room. `message` says what a user needs to know. */
-  "peer-failed": { id: string; reason: PeerFailureReason; message: string };
+  "peer-failed": {
+    /** The peer's id. */
+    id: string;
+    /** Why, for code to branch on. */
+    reason: PeerFailureReason;
+    /** Why, for people: what to check or change. */
+    message: string;
+  };
   /** A whole message: a string if a string was sent, else a Uint8Array. */
-  "message": { from: string; data: string | Uint8Array };
+  "message": {
+    /** The sender's id. */
+    from: string;
+    /** The message as sent: a string, or bytes. */
+    data: string | Uint8Array;
+  };
   /** The signaling connection changed state. `reason` says why it closed when that
    *  was not `leave()`: e.g. another tab or device joined with this identity, which
    *  ends signaling here for good (connected peers stay connected). */
-  "signaling": { state: SignalingState; reason?: string };
+  "signaling": {
+    /** The new state. */
+    state: SignalingState;
+    /** Why it closed, when that was not `leave()`. */
+    reason?: string;
+  };
   /** Something went wrong that needs no action (e.g. a peer sent a malformed frame). */
-  "warning": { message: string };
+  "warning": {
+    /** What happened, for people (and logs). */
+    message: string;
+  };
   /** A peer offers a file: call `accept()` (returns the `Transfer`) or `reject(reason)`. */
   "file-offer": FileOffer;
   /** A download resumed by itself: the same sender came back with content we were
    *  receiving from it before one of us reloaded. The user already accepted it. */
-  "transfer": Transfer;
+  "transfer": ReceiveTransfer;
 }
 
 /** Transfer event payloads by event type. */
 export interface TransferEventMap {
   /** At least 4 a second while bytes flow. Sender: bytes the receiver verified and
    *  stored; receiver: bytes arrived. */
-  "progress": { bytes: number; total: number; bytesPerSecond: number };
+  "progress": {
+    /** Bytes so far (sender: verified and stored by the receiver; receiver: arrived). */
+    bytes: number;
+    /** The file's size. */
+    total: number;
+    /** Recent rate. */
+    bytesPerSecond: number;
+  };
   /** The peer left; the transfer continues if it comes back in time (`resumeTimeoutMs`). */
   "paused": {};
   /** Bytes flow again (also when the receiver accepts). */
@@ -186,14 +280,10 @@ pub(crate) const EVENT_TYPES_LIST: [&str; 12] = [
     "transfer",
 ];
 
-/// `{ path, local, remote, protocol }` of a connection's path.
-pub(crate) fn path_object(path: &crate::core::Path) -> JsValue {
-    object(&[
-        ("path", path.kind().into()),
-        ("local", path.local.as_str().into()),
-        ("remote", path.remote.as_str().into()),
-        ("protocol", path.protocol.as_str().into()),
-    ])
+/// `{ path, local, remote, protocol }` of a connection's path (with the peer's `id`
+/// in "peer-path").
+pub(crate) fn path_info<'a>(id: Option<&'a str>, path: &'a crate::core::Path) -> shapes::PathInfo<'a> {
+    shapes::PathInfo { id, path: path.kind(), local: path.local.as_str(), remote: path.remote.as_str(), protocol: &path.protocol }
 }
 
 /// What a `Peer` and its event sink share: listeners, live transfers, the driver.
@@ -226,34 +316,24 @@ impl EventSink for ListenerSink {
         let Delivery { event, file } = delivery;
         let shared = &self.0;
         let (kind, payload) = match event {
-            Event::PeerConnecting { id, name } => ("peer-connecting", peer_info(id.as_str(), name.as_deref())),
-            Event::PeerJoined { id, name } => ("peer-joined", peer_info(id.as_str(), name.as_deref())),
-            Event::PeerLeft { id } => ("peer-left", object(&[("id", id.as_str().into())])),
-            Event::PeerReconnecting { id } => ("peer-reconnecting", object(&[("id", id.as_str().into())])),
-            Event::PeerReconnected { id } => ("peer-reconnected", object(&[("id", id.as_str().into())])),
-            Event::PeerPath { id, path } => {
-                let payload = path_object(&path);
-                let _ = Reflect::set(&payload, &JsValue::from_str("id"), &JsValue::from_str(id.as_str()));
-                ("peer-path", payload)
-            }
+            Event::PeerConnecting { id, name } => ("peer-connecting", to_js(&PeerInfo { id: id.as_str(), name: name.as_deref() })),
+            Event::PeerJoined { id, name } => ("peer-joined", to_js(&PeerInfo { id: id.as_str(), name: name.as_deref() })),
+            Event::PeerLeft { id } => ("peer-left", to_js(&PeerInfo { id: id.as_str(), name: None })),
+            Event::PeerReconnecting { id } => ("peer-reconnecting", to_js(&PeerInfo { id: id.as_str(), name: None })),
+            Event::PeerReconnected { id } => ("peer-reconnected", to_js(&PeerInfo { id: id.as_str(), name: None })),
+            Event::PeerPath { id, path } => ("peer-path", to_js(&path_info(Some(id.as_str()), &path))),
             Event::PeerFailed { id, reason, message } => {
-                ("peer-failed", object(&[("id", id.as_str().into()), ("reason", reason.as_str().into()), ("message", message.into())]))
+                ("peer-failed", to_js(&shapes::PeerFailed { id: id.as_str(), reason: reason.as_str(), message: &message }))
             }
             Event::Message { from, payload } => {
                 let data = match payload {
                     Payload::Text(text) => JsValue::from_str(&text),
                     Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
                 };
-                ("message", object(&[("from", from.as_str().into()), ("data", data)]))
+                ("message", to_js(&shapes::Message { from: from.as_str(), data }))
             }
-            Event::Signaling { state, reason } => {
-                let payload = object(&[("state", state.as_str().into())]);
-                if let Some(reason) = reason {
-                    let _ = Reflect::set(&payload, &JsValue::from_str("reason"), &JsValue::from_str(&reason));
-                }
-                ("signaling", payload)
-            }
-            Event::Warning(message) => ("warning", object(&[("message", message.into())])),
+            Event::Signaling { state, reason } => ("signaling", to_js(&shapes::Signaling { state: state.as_str(), reason: reason.as_deref() })),
+            Event::Warning(message) => ("warning", to_js(&shapes::Warning { message: &message })),
             Event::FileOffer { id, from, meta, hash, have } => {
                 let transfer = shared.register(id, from.as_str(), meta, Direction::Receive);
                 ("file-offer", FileOffer::new(transfer, hash.as_ref(), have).into())

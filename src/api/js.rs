@@ -1,11 +1,11 @@
-//! Small helpers every part of the JS surface uses: plain objects, promises with their
-//! settle functions, and per-type listener lists. A leaf: it imports nothing from the
+//! Small helpers every part of the JS surface uses: promises with their settle
+//! functions, and per-type listener lists. A leaf: it imports nothing from the
 //! rest of `api`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Function, Promise};
 use wasm_bindgen::JsValue;
 
 #[derive(Default)]
@@ -56,20 +56,4 @@ pub(crate) fn promise() -> (Promise, Function, Function) {
     #[allow(clippy::expect_used)]
     let (resolve, reject) = settle.expect("the Promise executor runs synchronously");
     (promise, resolve, reject)
-}
-
-pub(crate) fn peer_info(id: &str, name: Option<&str>) -> JsValue {
-    let info = object(&[("id", id.into())]);
-    if let Some(name) = name {
-        let _ = Reflect::set(&info, &JsValue::from_str("name"), &JsValue::from_str(name));
-    }
-    info
-}
-
-pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
-    let obj = Object::new();
-    for (key, value) in fields {
-        let _ = Reflect::set(&obj, &JsValue::from_str(key), value);
-    }
-    obj.into()
 }

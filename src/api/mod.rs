@@ -7,7 +7,15 @@ mod js;
 mod options;
 mod peer;
 mod services;
+mod shapes;
 mod transfer;
 
 pub use peer::Peer;
 pub use transfer::{FileOffer, Transfer};
+
+/// Runs when the module is instantiated (`init()`): a panic then reaches the console
+/// as a message and a stack instead of `RuntimeError: unreachable`.
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}

@@ -2,14 +2,14 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, ArrayBuffer, Function, Promise, Reflect, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::error::{join_error, js_error, send_error, type_error};
-use super::events::{path_object, ListenerSink, PeerState, EVENT_TYPES_LIST};
-use super::js::peer_info;
-use super::options::{self, number_field, string_field};
+use super::events::{path_info, ListenerSink, PeerState, EVENT_TYPES_LIST};
+use super::options;
 use super::services::{parse_hits, shared_object};
+use super::shapes::{self, from_js, to_js};
 use super::transfer::Transfer;
 use crate::core::request::MAX_METHOD_LEN;
 use crate::core::{Direction, FileMeta, Match, MeshConfig, Payload, PeerId, ShareId};
@@ -72,7 +72,7 @@ extern "C" {
     #[wasm_bindgen(typescript_type = "RequestOptions")]
     pub type RequestOptions;
     /// `Promise<ServicePayload>`.
-    #[wasm_bindgen(typescript_type = "Promise<ServicePayload>")]
+    #[wasm_bindgen(typescript_type = "Promise<unknown>")]
     pub type PromiseReply;
     /// `"connected" | "reconnecting" | "closed"`.
     #[wasm_bindgen(typescript_type = "SignalingState")]
@@ -109,7 +109,7 @@ impl Peer {
     /// `code`: `unreachable`, or the server's code such as `room-full`) or a
     /// `TypeError` for bad options.
     pub async fn join(options: JoinOptions) -> Result<Peer, JsValue> {
-        let settings = options::parse(&options)?;
+        let settings = options::parse(options.into())?;
         let identity = if settings.persistent_identity { Identity::claim().await? } else { Identity::ephemeral()? };
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
@@ -134,13 +134,16 @@ impl Peer {
             seed,
             storage_max_age_ms: settings.storage_max_age_ms.unwrap_or(24 * 60 * 60 * 1000),
         };
-        let (driver, joined) = Driver::start(config, Box::new(ListenerSink(shared.clone())));
+        let started = Driver::start(config, Box::new(ListenerSink(shared.clone())));
+        let driver = started.driver;
         *shared.driver.borrow_mut() = Rc::downgrade(&driver);
-        match joined.await {
+        match started.joined.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(join_error(&err, &settings.signaling_url)),
             Err(_) => return Err(join_error(&crate::core::JoinError::Cancelled, &settings.signaling_url)),
         }
+        // Settles within the worker's start timeout; `persistentStorage` is then a fact.
+        let _ = started.storage.await;
         driver.release_events();
         let id = driver.read(|mesh| mesh.id().map(|id| id.as_str().to_owned())).unwrap_or_default();
         Ok(Peer { driver, shared, identity: std::cell::RefCell::new(Some(identity)), id, room: settings.room, name: settings.name })
@@ -168,7 +171,7 @@ impl Peer {
     pub fn peers(&self) -> PeerInfoList {
         let list = Array::new();
         for (id, name) in self.driver.read(|mesh| mesh.peers()) {
-            list.push(&peer_info(id.as_str(), name.as_deref()));
+            list.push(&to_js(&shapes::PeerInfo { id: id.as_str(), name: name.as_deref() }));
         }
         list.unchecked_into()
     }
@@ -202,7 +205,13 @@ impl Peer {
     /// a time (never whole) and hashed as it goes; `done` resolves once the receiver
     /// verified and stored it. Throws `NotConnectedError` for an unknown or
     /// disconnected peer, `ClosedError` after `leave()`, `TypeError` for a non-Blob.
-    #[wasm_bindgen(js_name = sendFile)]
+    ///
+    /// ```js
+    /// const t = peer.sendFile(peerId, input.files[0]);
+    /// t.on("progress", ({ bytes, total }) => (bar.value = bytes / total));
+    /// await t.done; // stored and verified on the other side
+    /// ```
+    #[wasm_bindgen(js_name = sendFile, unchecked_return_type = "SendTransfer")]
     pub fn send_file(&self, peer_id: &str, file: BlobLike, options: Option<SendFileOptions>) -> Result<Transfer, JsValue> {
         let (blob, meta) = file_meta(file.into(), options.map(Into::into), "sendFile")?;
         let peer = PeerId::new(peer_id);
@@ -215,6 +224,11 @@ impl Peer {
     /// sent until someone asks; only shared files are ever readable by others.
     /// Resolves to `{ id, name, size, hash, type }`; rejects with a `TypeError` for a
     /// non-Blob, `FileUnreadableError` if the file cannot be read.
+    ///
+    /// ```js
+    /// const shared = await peer.share(file, { name: "report.pdf" });
+    /// // later: peer.unshare(shared.id);
+    /// ```
     pub fn share(&self, file: BlobLike, options: Option<ShareOptions>) -> PromiseShared {
         let parsed = file_meta(file.into(), options.map(Into::into), "share");
         let driver = self.driver.clone();
@@ -243,17 +257,19 @@ impl Peer {
     /// name, size, hash, type }]` once every peer answered, or after `timeoutMs`
     /// (default 2000) with those that did; `[]` if nobody has it. Rejects with a
     /// `TypeError` for bad options.
+    ///
+    /// ```js
+    /// const hits = await peer.find("report.pdf");
+    /// if (hits.length) saveAs(await peer.download(hits).done);
+    /// ```
     pub fn find(&self, name: &str, options: Option<FindOptions>) -> PromiseHits {
-        let parsed = (|| {
-            let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
-            let timeout = number_field(&options, "timeoutMs")?.unwrap_or(2_000);
-            let how = match string_field(&options, "match")?.as_deref() {
-                None | Some("exact") => Match::Exact,
-                Some("substring") => Match::Substring,
-                Some(_) => return Err(type_error("options.match must be \"exact\" or \"substring\"")),
+        let parsed = options.map_or(Ok(shapes::FindOptions::default()), |o| from_js(o.into(), "options")).map(|o: shapes::FindOptions| {
+            let how = match o.matching {
+                Some(shapes::Matching::Substring) => Match::Substring,
+                None | Some(shapes::Matching::Exact) => Match::Exact,
             };
-            Ok((timeout, how))
-        })();
+            (o.timeout_ms.unwrap_or(2_000), how)
+        });
         let (timeout, how) = match parsed {
             Ok(parsed) => parsed,
             Err(err) => return Promise::reject(&err).unchecked_into(),
@@ -272,9 +288,16 @@ impl Peer {
     /// Returns the receiving `Transfer` (its `peerId` is the first holder; `sources()`
     /// says what each served); `done` resolves to the verified `File`. Throws a
     /// `TypeError` for bad hits, `NotConnectedError` if no holder is connected.
+    ///
+    /// ```js
+    /// const t = peer.download(await peer.find("movie.mkv"));
+    /// t.on("progress", ({ bytes, total }) => console.log(bytes / total, t.sources()));
+    /// const file = await t.done;
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "ReceiveTransfer")]
     pub fn download(&self, hits: Hits, options: Option<DownloadOptions>) -> Result<Transfer, JsValue> {
-        let mut hits = parse_hits(&hits)?;
-        if let Some(name) = options.map(JsValue::from).map(|o| string_field(&o, "name")).transpose()?.flatten() {
+        let mut hits = parse_hits(hits.into())?;
+        if let Some(name) = name_option(options.map(Into::into))? {
             hits[0].meta.name = name;
         }
         let shared = &self.shared;
@@ -300,6 +323,11 @@ impl Peer {
     /// rejection reaches the caller as a `HandlerError` with its message. Replaces an
     /// earlier handler for the same method. Throws a `TypeError` for an empty or
     /// overlong (more than 64 bytes) method name.
+    ///
+    /// ```js
+    /// peer.handle("time", () => new Date().toISOString());
+    /// const now = await other.request(peer.id, "time", null);
+    /// ```
     pub fn handle(&self, method: &str, handler: ServiceHandlerFn) -> Result<(), JsValue> {
         check_method(method)?;
         let handler = handler.dyn_into::<Function>().map_err(|_| type_error("handle needs a function"))?;
@@ -324,8 +352,8 @@ impl Peer {
     pub fn request(&self, peer_id: &str, method: &str, payload: ServicePayloadValue, options: Option<RequestOptions>) -> PromiseReply {
         let result = (|| {
             check_method(method)?;
-            let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
-            let timeout = number_field(&options, "timeoutMs")?.unwrap_or(10_000);
+            let options: shapes::RequestOptions = options.map_or(Ok(Default::default()), |o| from_js(o.into(), "options"))?;
+            let timeout = options.timeout_ms.unwrap_or(10_000);
             let payload = super::services::to_payload(&payload)?;
             let peer = PeerId::new(peer_id);
             let services = &self.shared.services;
@@ -349,12 +377,12 @@ impl Peer {
         let peer = PeerId::new(peer_id);
         wasm_bindgen_futures::future_to_promise(async move {
             let Some((path, pair)) = crate::web::Driver::connection(driver, &peer).await else { return Ok(JsValue::NULL) };
-            let info = path_object(&path);
-            let rtt = pair.rtt_ms.map_or(JsValue::NULL, JsValue::from_f64);
-            for (key, value) in [("rttMs", rtt), ("bytesSent", pair.bytes_sent.into()), ("bytesReceived", pair.bytes_received.into())] {
-                Reflect::set(&info, &JsValue::from_str(key), &value)?;
-            }
-            Ok(info)
+            Ok(to_js(&shapes::ConnectionInfo {
+                path: path_info(None, &path),
+                rtt_ms: pair.rtt_ms,
+                bytes_sent: pair.bytes_sent,
+                bytes_received: pair.bytes_received,
+            }))
         })
         .unchecked_into()
     }
@@ -398,12 +426,20 @@ fn check_method(method: &str) -> Result<(), JsValue> {
 /// The Blob, and its name (from `options.name`, the File's name, or "file"), size and type.
 fn file_meta(file: JsValue, options: Option<JsValue>, what: &str) -> Result<(web_sys::Blob, FileMeta), JsValue> {
     let blob = file.dyn_into::<web_sys::Blob>().map_err(|_| type_error(&format!("{what} needs a File or Blob")))?;
-    let name = match options.as_ref().map(|o| string_field(o, "name")).transpose()?.flatten() {
+    let name = match name_option(options)? {
         Some(name) => name,
-        None => Reflect::get(&blob, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "file".into()),
+        None => blob.dyn_ref::<web_sys::File>().map_or_else(|| "file".into(), web_sys::File::name),
     };
     let meta = FileMeta { name, size: blob.size() as u64, mime: blob.type_() };
     Ok((blob, meta))
+}
+
+/// The `name` of `SendFileOptions`, `ShareOptions` or `DownloadOptions`.
+fn name_option(options: Option<JsValue>) -> Result<Option<String>, JsValue> {
+    match options {
+        Some(o) if !o.is_undefined() && !o.is_null() => Ok(from_js::<shapes::NameOptions>(o, "options")?.name),
+        _ => Ok(None),
+    }
 }
 
 fn settle(result: Result<JsValue, JsValue>) -> Promise {

@@ -11,7 +11,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::error::{js_error, type_error};
-use super::js::{object, promise};
+use super::js::promise;
+use super::shapes::{self, from_js, to_js};
 use crate::core::transfer::blocks::hex;
 use crate::core::{FileMeta, Hash, Hit, Payload, PeerId, QueryId, RequestError, RequestId, ShareId, SharedFile};
 use crate::web::describe;
@@ -23,6 +24,7 @@ const SERVICE_TYPES: &'static str = r#"
 export interface SharedFile {
   /** Its id: what other peers' hits carry, and what `unshare` takes. */
   id: string;
+  /** The name others find it by. */
   name: string;
   /** Size in bytes. */
   size: number;
@@ -38,10 +40,13 @@ export interface FindHit {
   peerId: string;
   /** Its id on that peer. */
   id: string;
+  /** Its name there. */
   name: string;
+  /** Size in bytes. */
   size: number;
   /** Content hash (hex BLAKE3): hits with the same hash can be downloaded together. */
   hash: string;
+  /** MIME type, possibly empty. */
   type: string;
 }
 
@@ -68,17 +73,45 @@ export interface RequestOptions {
 
 /** What a request carries and a handler returns: any JSON value, or bytes. Bytes
  *  (Uint8Array, ArrayBuffer or any view) arrive as a Uint8Array; everything else goes
- *  through JSON.stringify and JSON.parse. At most `maxMessageBytes` (16 MiB). */
-export type ServicePayload = any;
+ *  through JSON.stringify and JSON.parse. At most `maxMessageBytes` (16 MiB). What
+ *  arrives comes from another peer: check it before trusting its shape. */
+export type ServicePayload = unknown;
 
 /** Serves one method: its return value (or what its Promise resolves to) is the reply;
  *  if it throws or rejects, the caller's promise rejects with a `HandlerError` carrying
- *  the message. */
-export type ServiceHandler = (payload: ServicePayload, context: { from: string; method: string }) => ServicePayload | Promise<ServicePayload>;
+ *  the message. `payload` is whatever the caller sent: check it.
+ *
+ *  ```ts
+ *  peer.handle("add", (payload) => {
+ *    if (!Array.isArray(payload)) throw new Error("expected an array of numbers");
+ *    return payload.reduce((sum: number, n) => sum + Number(n), 0);
+ *  });
+ *  ``` */
+export type ServiceHandler = (payload: unknown, context: HandlerContext) => unknown;
+
+/** Who called a handler, and for what. */
+export interface HandlerContext {
+  /** The calling peer's id. */
+  from: string;
+  /** The method it called. */
+  method: string;
+}
+
+export interface Peer {
+  /** Calls `method` on a peer; resolves to its reply, typed as the caller expects
+   *  (`Reply` is not checked: the reply comes from another peer).
+   *
+   *  ```ts
+   *  const sum = await peer.request<number>(peerId, "add", [1, 2]);
+   *  ``` */
+  request<Reply = unknown>(peerId: string, method: string, payload: unknown, options?: RequestOptions | null): Promise<Reply>;
+}
 
 /** Bytes one holder served for a transfer (verified). */
 export interface TransferSource {
+  /** The holder. */
   peerId: string;
+  /** Verified bytes it served. */
   bytes: number;
 }
 "#;
@@ -139,7 +172,7 @@ impl Services {
     /// Runs the user's handler for a request and sends its reply (or its error) back.
     pub(crate) fn call_handler(&self, driver: Weak<Driver>, from: PeerId, id: u64, method: String, payload: Payload) {
         let handler = self.handlers.borrow().get(&method).cloned();
-        let context = object(&[("from", from.as_str().into()), ("method", method.as_str().into())]);
+        let context = to_js(&shapes::HandlerContext { from: from.as_str(), method: &method });
         let respond = move |result: Result<Payload, String>| {
             if let Some(driver) = driver.upgrade() {
                 driver.with_mesh(|mesh, now| mesh.respond(now, &from, id, result));
@@ -208,49 +241,47 @@ fn request_error(err: &RequestError) -> JsValue {
 }
 
 pub(crate) fn hit_object(hit: &Hit) -> JsValue {
-    object(&[
-        ("peerId", hit.peer.as_str().into()),
-        ("id", hit.id.to_string().into()),
-        ("name", hit.meta.name.as_str().into()),
-        ("size", (hit.meta.size as f64).into()),
-        ("hash", hex(&hit.hash).into()),
-        ("type", hit.meta.mime.as_str().into()),
-    ])
+    to_js(&shapes::FindHit {
+        peer_id: hit.peer.as_str(),
+        id: hit.id.to_string(),
+        name: &hit.meta.name,
+        size: hit.meta.size as f64,
+        hash: hex(&hit.hash),
+        mime: &hit.meta.mime,
+    })
 }
 
 pub(crate) fn shared_object(file: &SharedFile) -> JsValue {
-    object(&[
-        ("id", file.id.to_string().into()),
-        ("name", file.meta.name.as_str().into()),
-        ("size", (file.meta.size as f64).into()),
-        ("hash", hex(&file.hash).into()),
-        ("type", file.meta.mime.as_str().into()),
-    ])
+    to_js(&shapes::SharedFile {
+        id: file.id.to_string(),
+        name: &file.meta.name,
+        size: file.meta.size as f64,
+        hash: hex(&file.hash),
+        mime: &file.meta.mime,
+    })
 }
 
 /// Reads `download`'s argument: one hit or an array of hits, as `find` returned them.
-pub(crate) fn parse_hits(hits: &JsValue) -> Result<Vec<Hit>, JsValue> {
-    let list: Vec<JsValue> = if Array::is_array(hits) { Array::from(hits).iter().collect() } else { vec![hits.clone()] };
-    let hits = list.iter().map(parse_hit).collect::<Result<Vec<_>, _>>()?;
+pub(crate) fn parse_hits(hits: JsValue) -> Result<Vec<Hit>, JsValue> {
+    if !hits.is_object() {
+        return Err(type_error("download needs what find() returned: a hit or an array of hits"));
+    }
+    let hits: Vec<shapes::FindHitIn> = if Array::is_array(&hits) { from_js(hits, "hits")? } else { vec![from_js(hits, "hit")?] };
     if hits.is_empty() {
         return Err(type_error("download needs at least one hit from find()"));
     }
-    Ok(hits)
+    hits.into_iter().map(parse_hit).collect()
 }
 
-fn parse_hit(hit: &JsValue) -> Result<Hit, JsValue> {
+fn parse_hit(hit: shapes::FindHitIn) -> Result<Hit, JsValue> {
     let bad = |what: &str| type_error(&format!("a hit needs {what} (pass what find() returned)"));
-    let field = |key: &str| js_sys::Reflect::get(hit, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null());
-    if !hit.is_object() {
-        return Err(bad("to be an object"));
+    if hit.peer_id.is_empty() {
+        return Err(bad("a peerId"));
     }
-    let peer = field("peerId").and_then(|v| v.as_string()).filter(|p| !p.is_empty()).ok_or_else(|| bad("a peerId"))?;
-    let share = field("id").and_then(|v| v.as_string()).and_then(|s| ShareId::parse(&s)).ok_or_else(|| bad("an id of 16 hex digits"))?;
-    let size = field("size").and_then(|v| v.as_f64()).filter(|s| s.is_finite() && *s >= 0.0 && s.fract() == 0.0).ok_or_else(|| bad("a size"))?;
-    let hash = field("hash").and_then(|v| v.as_string()).and_then(|h| parse_hash(&h)).ok_or_else(|| bad("a hash of 64 hex digits"))?;
-    let name = field("name").and_then(|v| v.as_string()).unwrap_or_else(|| "file".into());
-    let mime = field("type").and_then(|v| v.as_string()).unwrap_or_default();
-    Ok(Hit { peer: PeerId::new(peer), id: share, meta: FileMeta { name, size: size as u64, mime }, hash })
+    let share = ShareId::parse(&hit.id).ok_or_else(|| bad("an id of 16 hex digits"))?;
+    let hash = parse_hash(&hit.hash).ok_or_else(|| bad("a hash of 64 hex digits"))?;
+    let meta = FileMeta { name: hit.name.unwrap_or_else(|| "file".into()), size: hit.size, mime: hit.mime.unwrap_or_default() };
+    Ok(Hit { peer: PeerId::new(hit.peer_id), id: share, meta, hash })
 }
 
 fn parse_hash(text: &str) -> Option<Hash> {

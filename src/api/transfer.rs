@@ -6,16 +6,17 @@ use std::rc::{Rc, Weak};
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use super::error::transfer_error;
-use super::js::{object, promise, Listeners};
+use super::error::{transfer_error, transfer_error_name};
+use super::js::{promise, Listeners};
+use super::shapes::{self, to_js};
 use crate::core::transfer::blocks::hex;
 use crate::core::{Direction, FileMeta, PeerId, Progress, TransferError, TransferId};
 use crate::web::Driver;
 
 #[wasm_bindgen]
 extern "C" {
-    /// `Promise<File | void>` (see the `Transfer` interface).
-    #[wasm_bindgen(typescript_type = "Promise<any>")]
+    /// `Promise<File | void>`: `SendTransfer` and `ReceiveTransfer` narrow it.
+    #[wasm_bindgen(typescript_type = "Promise<File | void>")]
     pub type PromiseDone;
     /// `TransferSource[]`.
     #[wasm_bindgen(typescript_type = "TransferSource[]")]
@@ -87,12 +88,8 @@ impl TransferState {
                 *bytes = progress.bytes;
             }
         }
-        let payload = object(&[
-            ("bytes", (progress.bytes as f64).into()),
-            ("total", (progress.total as f64).into()),
-            ("bytesPerSecond", progress.bytes_per_second.into()),
-        ]);
-        self.listeners.emit("progress", &payload);
+        let payload = shapes::Progress { bytes: progress.bytes as f64, total: progress.total as f64, bytes_per_second: progress.bytes_per_second };
+        self.listeners.emit("progress", &to_js(&payload));
     }
 
     /// A download's holders, before any byte (their order is the core's).
@@ -106,7 +103,7 @@ impl TransferState {
     }
 
     pub(crate) fn state(&self, kind: &str) {
-        self.listeners.emit(kind, &object(&[]));
+        self.listeners.emit(kind, &to_js(&shapes::Nothing {}));
     }
 
     pub(crate) fn succeed(&self, value: &JsValue) {
@@ -119,14 +116,12 @@ impl TransferState {
         if self.settled.replace(true) {
             return;
         }
-        let error = transfer_error(error);
         if !self.answered.replace(true) {
             // Nobody holds this transfer's `done` yet: tell the offer's listeners.
-            let reason = js_sys::Reflect::get(&error, &"message".into()).unwrap_or_default();
-            let name = js_sys::Reflect::get(&error, &"name".into()).unwrap_or_default();
-            self.listeners.emit("withdrawn", &object(&[("name", name), ("reason", reason)]));
+            let reason = error.to_string();
+            self.listeners.emit("withdrawn", &to_js(&shapes::Withdrawn { name: transfer_error_name(error), reason: &reason }));
         }
-        let _ = self.reject.call1(&JsValue::NULL, &error);
+        let _ = self.reject.call1(&JsValue::NULL, &transfer_error(error));
     }
 
     pub(crate) fn meta(&self) -> &FileMeta {
@@ -221,7 +216,7 @@ impl Transfer {
             .sources
             .borrow()
             .iter()
-            .map(|(peer, bytes)| object(&[("peerId", peer.as_str().into()), ("bytes", (*bytes as f64).into())]))
+            .map(|(peer, bytes)| to_js(&shapes::Source { peer_id: peer.as_str(), bytes: *bytes as f64 }))
             .collect::<js_sys::Array>()
             .unchecked_into()
     }
@@ -237,6 +232,13 @@ impl Transfer {
 }
 
 /// A peer offers to send us a file: `accept()` it or `reject()` it.
+///
+/// ```js
+/// peer.on("file-offer", async (offer) => {
+///   if (offer.size > 2 ** 30) return offer.reject("too large");
+///   const file = await offer.accept().done;
+/// });
+/// ```
 #[wasm_bindgen]
 pub struct FileOffer {
     shared: Rc<TransferState>,
@@ -310,6 +312,7 @@ impl FileOffer {
     }
 
     /// Accepts: the bytes start flowing. Calling it again returns the same transfer.
+    #[wasm_bindgen(unchecked_return_type = "ReceiveTransfer")]
     pub fn accept(&self) -> Transfer {
         if !self.shared.answered.replace(true) {
             if let Some(driver) = self.shared.driver.upgrade() {

@@ -49,6 +49,11 @@ struct State {
     timer: Option<(Millis, Timeout)>,
     join: Option<oneshot::Sender<Result<(), JoinError>>>,
     store: Store,
+    /// Told once storage is settled (worker ready, or memory), so `persistentStorage`
+    /// is true to fact when `Peer.join` resolves.
+    storage_settled: Option<oneshot::Sender<()>>,
+    /// Warnings from the driver itself, delivered after the current pump's outputs.
+    notices: Vec<String>,
     /// Files we send, by transfer.
     files: HashMap<TransferId, Blob>,
     /// Files we share, by share id: the only ones read for others' downloads.
@@ -64,6 +69,14 @@ struct State {
     /// Reused for copying bytes into wasm memory for hashing (one allocation, not one
     /// per frame).
     scratch: Vec<u8>,
+}
+
+/// A started driver: resolves when the server first welcomes us, and when storage is
+/// settled.
+pub(crate) struct Started {
+    pub(crate) driver: Rc<Driver>,
+    pub(crate) joined: oneshot::Receiver<Result<(), JoinError>>,
+    pub(crate) storage: oneshot::Receiver<()>,
 }
 
 /// A user-facing event, with the received file for a finished download.
@@ -89,13 +102,22 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Starts the mesh; the receiver resolves when the server first welcomes us.
-    pub(crate) fn start(config: DriverConfig, sink: Box<dyn EventSink>) -> (Rc<Driver>, oneshot::Receiver<Result<(), JoinError>>) {
+    /// Starts the mesh and storage; the receivers resolve when the server first
+    /// welcomes us, and when storage is settled.
+    pub(crate) fn start(config: DriverConfig, sink: Box<dyn EventSink>) -> Started {
         let (tx, rx) = oneshot::channel();
+        let (settled_tx, settled_rx) = oneshot::channel();
         let driver = Rc::new_cyclic(|this: &Weak<Driver>| {
             let weak = this.clone();
-            let store = Store::new(move |reply| Driver::input(&weak, move |state, now| Driver::stored(state, now, reply)));
+            let mut store = Store::new(move |reply| Driver::input(&weak, move |state, now| Driver::stored(state, now, reply)));
             store.cleanup(config.storage_max_age_ms);
+            let store_warning = store.take_warning();
+            let storage_settled = if store.starting() {
+                Some(settled_tx)
+            } else {
+                let _ = settled_tx.send(());
+                None
+            };
             Driver {
                 state: RefCell::new(State {
                     mesh: Mesh::new(config.mesh, config.seed, now()),
@@ -106,6 +128,8 @@ impl Driver {
                     timer: None,
                     join: Some(tx),
                     store,
+                    storage_settled,
+                    notices: store_warning.into_iter().collect(),
                     files: HashMap::new(),
                     shares: HashMap::new(),
                     blocks: HashMap::new(),
@@ -123,7 +147,7 @@ impl Driver {
             }
         });
         driver.pump();
-        (driver, rx)
+        Started { driver, joined: rx, storage: settled_rx }
     }
 
     /// Runs `f` on the core now (for calls that need an answer, like `send`), then pumps.
@@ -255,6 +279,7 @@ impl Driver {
                     worked = true;
                     self.perform(&mut state, output, &mut events);
                 }
+                events.extend(state.notices.drain(..).map(|warning| Delivery { event: Event::Warning(warning), file: None }));
                 state.frames.clear();
                 self.arm_timer(&mut state);
             }
@@ -517,6 +542,17 @@ impl Driver {
                 Input::StoreFinished { id, result }
             }
             StoreReply::Failed(id, error) => Input::StoreFailed { id, error },
+            StoreReply::Worker(attempt, event) => {
+                if let Some(warning) = state.store.worker_event(attempt, event) {
+                    state.notices.push(warning);
+                }
+                if !state.store.starting() {
+                    if let Some(settled) = state.storage_settled.take() {
+                        let _ = settled.send(());
+                    }
+                }
+                return;
+            }
         };
         state.mesh.handle(now, input);
     }

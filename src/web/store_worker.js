@@ -5,7 +5,7 @@
 // `hashes` holds 32 bytes per block at block * 32, zero until that block is verified
 // and written. A download with `done` is final: never reported as a partial, never
 // opened again (the File handed to the user reads it).
-"use strict";
+"use strict"; // also loaded as a classic script, from a blob: URL
 let rootDir;
 const open = new Map(); // transfer id -> { key, slot, data, hashes, dataFile }
 const probed = new Map(); // transfer id -> the partial's directory name, for `open`
@@ -186,3 +186,17 @@ self.onmessage = (event) => {
     if (reply) self.postMessage(reply);
   });
 };
+
+// The first word: whether OPFS with synchronous access handles works here (a private
+// window or an old browser may lack it), before any operation is sent.
+(async () => {
+  try {
+    await root();
+    if (typeof FileSystemFileHandle === "undefined" || !("createSyncAccessHandle" in FileSystemFileHandle.prototype)) {
+      throw new Error("no synchronous access handles");
+    }
+    self.postMessage({ op: "ready" });
+  } catch (err) {
+    self.postMessage({ op: "unusable", error: String((err && err.message) || err) });
+  }
+})();

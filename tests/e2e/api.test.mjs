@@ -149,3 +149,32 @@ test("join rejects with the server's code when the room is full", async () => {
     await server.stop();
   }
 });
+
+test("the package's entry: Peer.join before init() says to call init(), and works after it", async () => {
+  const port = await freePort();
+  const server = await startServer(port);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/healthz`);
+    const result = await page.evaluate(async (ws) => {
+      const { default: init, Peer } = await import("/pkg/index.js");
+      let before;
+      try {
+        await Peer.join({ signalingUrl: ws, room: "early" });
+      } catch (e) {
+        before = e.message;
+      }
+      await init();
+      const peer = await Peer.join({ signalingUrl: ws, room: "early", identity: "ephemeral" });
+      const after = peer.id.length;
+      await peer.leave();
+      return { before, after };
+    }, `ws://127.0.0.1:${port}/ws`);
+    assert.match(result.before ?? "", /call `await init\(\)`/);
+    assert.equal(result.after, 32);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});

@@ -21,9 +21,11 @@ export async function freePort() {
   return port;
 }
 
-/** Starts meshdrop-signal serving www/ on `port`; resolves when /healthz answers. */
+/** Starts meshdrop-signal serving www/ (or the `--www` in `extraArgs`) on `port`;
+ *  resolves when /healthz answers. */
 export async function startServer(port, extraArgs = []) {
-  const child = spawn(SERVER_BIN, ["--listen", `127.0.0.1:${port}`, "--www", path.join(ROOT, "www"), ...extraArgs], {
+  const www = extraArgs.includes("--www") ? [] : ["--www", path.join(ROOT, "www")];
+  const child = spawn(SERVER_BIN, ["--listen", `127.0.0.1:${port}`, ...www, ...extraArgs], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, MESHDROP_LOG: process.env.MESHDROP_LOG ?? "warn" },
   });

@@ -1,7 +1,12 @@
-// Compiled by `make test` (tsc -p tests/types) against the generated pkg/meshdrop.d.ts:
-// the README's usage must type-check, and misuse must not. Each @ts-expect-error
-// fails the build if the line below it stops being an error.
-import init, { Peer, Transfer, FileOffer, type FindHit, type PeerEventMap, type PeerInfo, type SharedFile, type SignalingState, type TransferEventMap, type TransferSource } from "meshdrop";
+// Compiled by `make test` (tsc --strict -p tests/types) against the package's
+// declarations (pkg/index.d.ts), with no lib beyond ES2022 and DOM: the README's usage
+// must type-check, and misuse must not. Each @ts-expect-error fails the build if the
+// line below it stops being an error.
+import init, {
+  Peer, Transfer, FileOffer, type FindHit, type MeshdropError, type MeshdropErrorName, type PeerEventMap, type PeerInfo,
+  type ReceiveTransfer, type SendTransfer, type SharedFile, type SignalingError, type SignalingErrorCode, type SignalingState,
+  type TransferEventMap, type TransferSource,
+} from "meshdrop";
 
 export async function usage(): Promise<void> {
   await init();
@@ -70,7 +75,28 @@ export async function usage(): Promise<void> {
   await peer.send("x", 42);
   // @ts-expect-error: iceTransportPolicy is "all" | "relay"
   await Peer.join({ signalingUrl: "ws://x", room: "r", iceTransportPolicy: "sometimes" });
+}
 
+export async function errors(): Promise<void> {
+  const output = await init();
+  const memory: WebAssembly.Memory = output.memory;
+  // @ts-expect-error: the module's raw exports are not public
+  output.peer_join;
+  try {
+    await Peer.join({ signalingUrl: "ws://x", room: "r" });
+  } catch (e) {
+    const err = e as SignalingError;
+    const code: SignalingErrorCode = err.code;
+    if (code === "room-full" || code === "unreachable") console.log(err.message);
+    const name: "SignalingError" = err.name;
+    console.log(name, memory);
+  }
+  const any = new Error("x") as MeshdropError;
+  const name: MeshdropErrorName = any.name;
+  if (name === "PeerLeftError" || name === "HashMismatchError") console.log(name);
+  // @ts-expect-error: not one of meshdrop's error names
+  const wrong: MeshdropErrorName = "NoSuchError";
+  console.log(wrong);
 }
 
 export async function files(peer: Peer, file: File): Promise<void> {
@@ -93,9 +119,20 @@ export async function files(peer: Peer, file: File): Promise<void> {
     if (offer.size > 1e9) return offer.reject("too big");
     offer.accept().done.then((received: File) => console.log(received.name));
   });
-  peer.on("transfer", (resumed: Transfer) => console.log(resumed.direction));
+  peer.on("transfer", (resumed: ReceiveTransfer) => resumed.done.then((f: File) => console.log(f.size)));
   const persistent: boolean = peer.persistentStorage;
   console.log(meta, direction, persistent);
+
+  // Transfers are typed by direction: a send's done resolves to nothing, a receive's to a File.
+  const sending: SendTransfer = peer.sendFile("someone", file);
+  const nothing: void = await sending.done;
+  const asBase: Transfer = sending;
+  console.log(nothing, asBase);
+  // @ts-expect-error: a send transfer's done resolves to nothing, not a File
+  const notAFile: File = await peer.sendFile("someone", file).done;
+  // @ts-expect-error: a send transfer is not a receive transfer
+  const wrongWay: ReceiveTransfer = peer.sendFile("someone", file);
+  console.log(notAFile, wrongWay);
 
   // @ts-expect-error: sendFile takes a Blob, not a string
   peer.sendFile("someone", "not a file");
@@ -115,15 +152,25 @@ export async function services(peer: Peer, file: File): Promise<void> {
   const hits: FindHit[] = await peer.find("image.png", { timeoutMs: 2000 });
   await peer.find("image", { match: "substring" });
   const hit: [string, string, string, number, string] = [hits[0].peerId, hits[0].id, hits[0].name, hits[0].size, hits[0].hash];
-  const t: Transfer = peer.download(hits);
+  const t: ReceiveTransfer = peer.download(hits);
   peer.download(hits[0], { name: "copy.png" });
   const sources: TransferSource[] = t.sources();
   const served: number = sources[0].bytes + sources[0].peerId.length;
   const received: File = await t.done;
-  peer.handle("print", async (payload, { from, method }) => `printed ${payload.text} for ${from} via ${method}`);
-  peer.handle("bytes", (payload: Uint8Array) => payload.slice(1));
-  const reply = await peer.request(hits[0].peerId, "print", { text: "hi" }, { timeoutMs: 5000 });
+  peer.handle("print", async (payload, { from, method }) => {
+    const text = typeof payload === "object" && payload !== null && "text" in payload ? String(payload.text) : "";
+    return `printed ${text} for ${from} via ${method}`;
+  });
+  peer.handle("bytes", (payload) => (payload instanceof Uint8Array ? payload.slice(1) : null));
+  const reply: unknown = await peer.request(hits[0].peerId, "print", { text: "hi" }, { timeoutMs: 5000 });
+  const printed: string = await peer.request<string>(hits[0].peerId, "print", { text: "hi" });
   await peer.request(hits[0].peerId, "bytes", new Uint8Array([1, 2]));
+  console.log(printed);
+  // @ts-expect-error: a payload comes from another peer: unknown until checked
+  peer.handle("print", (payload) => payload.text);
+  // @ts-expect-error: a reply is unknown unless the caller says what it expects
+  const untyped: string = await peer.request(hits[0].peerId, "print", {});
+  console.log(untyped);
   const unhandled: boolean = peer.unhandle("print");
   console.log(info, all, removed, hit, served, received.name, reply, unhandled);
 

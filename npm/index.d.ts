@@ -1,0 +1,2 @@
+export * from "./meshdrop.js";
+export { default, initSync } from "./meshdrop.js";
