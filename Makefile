@@ -65,6 +65,7 @@ bench: tools-test build
 	node bench/hash.mjs
 	node bench/mesh.mjs
 	node bench/signal.mjs
+	node bench/multisource.mjs
 
 clean:
 	cargo clean

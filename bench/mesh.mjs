@@ -35,7 +35,8 @@ const browser = await launchBrowser((process.env.BENCH_CHROMIUM_ARGS ?? "").spli
 const ws = `ws://127.0.0.1:${server.port}/ws`;
 // PeerJS's own signaling server, as its docs set it up, on loopback.
 const peerjsPort = await freePort();
-const peerServer = PeerServer({ host: "127.0.0.1", port: peerjsPort, path: "/" });
+let peerHttp;
+PeerServer({ host: "127.0.0.1", port: peerjsPort, path: "/" }, (server) => (peerHttp = server));
 await new Promise((r) => setTimeout(r, 200));
 const PEERJS_LIB = readFileSync(path.join(ROOT, "node_modules/peerjs/dist/peerjs.min.js"), "utf8");
 const SIMPLE_PEER_LIB = readFileSync(path.join(ROOT, "node_modules/simple-peer/simplepeer.min.js"), "utf8");
@@ -331,7 +332,8 @@ for (const n of sizes) {
 }
 await browser.close();
 await server.stop();
-peerServer.close?.();
+peerHttp?.closeAllConnections();
+peerHttp?.close();
 
 const size = (file) => {
   const bytes = readFileSync(path.join(ROOT, "pkg", file));
@@ -371,3 +373,6 @@ ${broadcastRows.join("\n")}
 mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(path.join(ROOT, "bench/results/mesh.md"), report);
 console.log(report);
+// PeerServer's own timers have no stop API and would keep Node running: everything this
+// bench started is stopped above, so leave.
+process.exit(0);

@@ -8,7 +8,7 @@ use common::{pid, World};
 use meshdrop::core::discovery::MAX_ANSWER_HITS;
 use meshdrop::core::request::MAX_INBOUND_PER_PEER;
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
-use meshdrop::core::transfer::MAX_SERVES_PER_PEER;
+use meshdrop::core::transfer::{MAX_SERVES_PER_PEER, STALLED_HOLDER_MS};
 use meshdrop::core::{Event, Hit, Match, Payload, PeerId, QueryId, RequestError, RequestId, SendError, ShareId, TransferError, TransferId};
 
 const B: usize = BLOCK_SIZE as usize;
@@ -343,6 +343,68 @@ fn faster_holders_serve_more_blocks() {
     let by = |p: &str| served.iter().find(|(id, _)| *id == World::id_of(p)).map(|(_, b)| *b).unwrap_or(0);
     assert!(by("p1") > 0);
     assert!(by("p1") * 2 < by("p2") && by("p1") * 2 < by("p3"), "the slow holder served less: {served:?}");
+}
+
+/// Runs the world in 10 ms steps with `frames` bulk frames delivered per step (a
+/// link's capacity); returns when `id` ended on node `n`, with the time it took.
+fn run_paced(w: &mut World, n: usize, id: TransferId, frames: usize, limit_ms: u64) -> (Result<[u8; 32], TransferError>, u64, Vec<Event>) {
+    let start = w.now.0;
+    let mut events = Vec::new();
+    while w.now.0 - start < limit_ms {
+        w.bulk_budget = Some(frames);
+        w.advance(10);
+        events.extend(w.nodes[n].take_events());
+        if let Some(result) = outcome(&events, id) {
+            w.bulk_budget = None;
+            return (result, w.now.0 - start, events);
+        }
+    }
+    panic!("download {id} did not end within {limit_ms} ms");
+}
+
+#[test]
+fn in_the_end_game_an_idle_fast_holder_takes_the_slow_holders_last_blocks() {
+    let mut w = world(3);
+    let bytes = pattern(12 * B, 11);
+    let hits = shared_by(&mut w, 2, &bytes);
+    // p2's link delivers one frame in eight turns: much slower than p1's.
+    let slow = w.conn_between(0, 2).expect("connected");
+    w.slow.insert(slow);
+    let id = download(&mut w, 0, &hits);
+    let (result, ms, events) = run_paced(&mut w, 0, id, 8, 60_000);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(w.nodes[0].delivered.get(&id) == Some(&bytes), "byte-identical");
+    // The downloader told the slow holder to drop blocks it gave the fast one.
+    assert!(w.nodes[0].service_sent.contains(&11), "a Drop went out");
+    let served = served(&events, id);
+    let total: u64 = served.iter().map(|(_, b)| b).sum();
+    assert!(total <= bytes.len() as u64, "every block counted once: {served:?}");
+    // Without the end game the slow holder's last blocks alone take longer than this.
+    assert!(ms < 4_000, "took {ms} ms");
+}
+
+#[test]
+fn a_holder_that_stops_sending_without_leaving_loses_its_blocks_and_the_download_finishes() {
+    let mut w = world(3);
+    let bytes = pattern(10 * B, 12);
+    let hits = shared_by(&mut w, 2, &bytes);
+    w.nodes[2].bulk_muted = true; // connected, answering nothing on its bulk channel
+    let id = download(&mut w, 0, &hits);
+    let (result, _, _) = run_paced(&mut w, 0, id, 8, 60_000);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(w.nodes[0].delivered.get(&id) == Some(&bytes));
+}
+
+#[test]
+fn a_lone_holder_that_stalls_fails_the_download_after_the_stall_timeout() {
+    let mut w = world(2);
+    let bytes = pattern(6 * B, 13);
+    let hits = shared_by(&mut w, 1, &bytes);
+    w.nodes[1].bulk_muted = true;
+    let id = download(&mut w, 0, &hits);
+    let (result, ms, _) = run_paced(&mut w, 0, id, 8, 60_000);
+    assert_eq!(result, Err(TransferError::Stalled(STALLED_HOLDER_MS)));
+    assert!((STALLED_HOLDER_MS..STALLED_HOLDER_MS + 1_000).contains(&ms), "after {ms} ms");
 }
 
 #[test]

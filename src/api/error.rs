@@ -58,5 +58,6 @@ pub(crate) fn transfer_error_name(err: &TransferError) -> &'static str {
         TransferError::Closed => "ClosedError",
         TransferError::NotShared(_) => "NotSharedError",
         TransferError::Busy(_) => "BusyError",
+        TransferError::Stalled(_) => "TimeoutError",
     }
 }

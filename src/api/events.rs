@@ -293,9 +293,26 @@ pub(crate) struct PeerState {
     pub(crate) services: super::services::Services,
     pub(crate) transfers: RefCell<HashMap<TransferId, Rc<TransferState>>>,
     pub(crate) driver: RefCell<Weak<Driver>>,
+    /// Peer ids as JS strings, while the peer is connected.
+    ids: RefCell<HashMap<crate::core::PeerId, JsValue>>,
 }
 
 impl PeerState {
+    /// A peer's id as a JS string, made once per peer: every message carries it.
+    fn js_id(&self, peer: &crate::core::PeerId) -> JsValue {
+        self.ids.borrow_mut().entry(peer.clone()).or_insert_with(|| JsValue::from_str(peer.as_str())).clone()
+    }
+
+    /// A transfer that ended; with the last one, the screen may sleep again.
+    fn remove_transfer(&self, id: &TransferId) -> Option<Rc<TransferState>> {
+        let mut transfers = self.transfers.borrow_mut();
+        let removed = transfers.remove(id);
+        if transfers.is_empty() {
+            crate::web::keep_awake(false);
+        }
+        removed
+    }
+
     fn transfer(&self, id: &TransferId) -> Option<Rc<TransferState>> {
         self.transfers.borrow().get(id).cloned()
     }
@@ -318,7 +335,10 @@ impl EventSink for ListenerSink {
         let (kind, payload) = match event {
             Event::PeerConnecting { id, name } => ("peer-connecting", to_js(&PeerInfo { id: id.as_str(), name: name.as_deref() })),
             Event::PeerJoined { id, name } => ("peer-joined", to_js(&PeerInfo { id: id.as_str(), name: name.as_deref() })),
-            Event::PeerLeft { id } => ("peer-left", to_js(&PeerInfo { id: id.as_str(), name: None })),
+            Event::PeerLeft { id } => {
+                shared.ids.borrow_mut().remove(&id);
+                ("peer-left", to_js(&PeerInfo { id: id.as_str(), name: None }))
+            }
             Event::PeerReconnecting { id } => ("peer-reconnecting", to_js(&PeerInfo { id: id.as_str(), name: None })),
             Event::PeerReconnected { id } => ("peer-reconnected", to_js(&PeerInfo { id: id.as_str(), name: None })),
             Event::PeerPath { id, path } => ("peer-path", to_js(&path_info(Some(id.as_str()), &path))),
@@ -330,7 +350,7 @@ impl EventSink for ListenerSink {
                     Payload::Text(text) => JsValue::from_str(&text),
                     Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
                 };
-                ("message", to_js(&shapes::Message { from: from.as_str(), data }))
+                ("message", to_js(&shapes::Message { from: shared.js_id(&from), data }))
             }
             Event::Signaling { state, reason } => ("signaling", to_js(&shapes::Signaling { state: state.as_str(), reason: reason.as_deref() })),
             Event::Warning(message) => ("warning", to_js(&shapes::Warning { message: &message })),
@@ -353,12 +373,13 @@ impl EventSink for ListenerSink {
                 }
             }
             Event::TransferProgress { id, progress } => {
+                crate::web::keep_awake(true);
                 return if let Some(t) = shared.transfer(&id) {
                     t.progress(progress)
-                }
+                };
             }
             Event::TransferDone { id, .. } => {
-                let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
+                let Some(t) = shared.remove_transfer(&id) else { return };
                 let value = match file {
                     Some(blob) => named_file(&blob, t.meta()),
                     None => JsValue::UNDEFINED,
@@ -366,7 +387,7 @@ impl EventSink for ListenerSink {
                 return t.succeed(&value);
             }
             Event::TransferFailed { id, error } => {
-                let Some(t) = shared.transfers.borrow_mut().remove(&id) else { return };
+                let Some(t) = shared.remove_transfer(&id) else { return };
                 return t.fail(&error);
             }
             Event::TransferSources { id, sources } => {

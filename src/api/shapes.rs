@@ -153,10 +153,12 @@ pub(crate) struct PeerFailed<'a> {
     pub(crate) message: &'a str,
 }
 
-/// "message": `data` is a string or a Uint8Array, made by the caller.
+/// "message": `data` is a string or a Uint8Array, and `from` the sender's id, both made
+/// by the caller (the id once per peer).
 #[derive(Serialize)]
-pub(crate) struct Message<'a> {
-    pub(crate) from: &'a str,
+pub(crate) struct Message {
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub(crate) from: JsValue,
     #[serde(with = "serde_wasm_bindgen::preserve")]
     pub(crate) data: JsValue,
 }

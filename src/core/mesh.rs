@@ -236,7 +236,7 @@ impl Mesh {
             Input::PathObserved { conn, path } => self.peers.path_observed(conn, path, &mut self.outputs),
             Input::ChannelOpened { conn, max_message_size } => self.peers.channel_opened(now, conn, max_message_size, &mut self.outputs),
             Input::ChannelFrame { conn, frame } => self.channel_frame(now, conn, &frame),
-            Input::ChannelDrained { conn, buffered } => self.peers.channel_drained(conn, buffered, &mut self.outputs),
+            Input::ChannelDrained { conn, buffered } => self.peers.channel_drained(now, conn, buffered, &mut self.outputs),
             Input::BulkFrame { conn, bytes, frame } => {
                 if let Some(peer) = self.peers.peer_of(conn) {
                     self.peers.heard_from(&peer);
@@ -245,7 +245,7 @@ impl Mesh {
                 }
             }
             Input::BulkDrained { conn, buffered } => {
-                self.peers.bulk_drained(conn, buffered, &mut self.outputs);
+                self.peers.bulk_drained(now, conn, buffered, &mut self.outputs);
                 if let Some(peer) = self.peers.peer_of(conn) {
                     let (mut net, parts) = self.split(now);
                     parts.transfers.bulk_drained(&mut net, &peer);
@@ -528,6 +528,7 @@ impl Mesh {
             }
             Service::Manifest { transfer, hashes } => parts.transfers.on_manifest(net, peer, transfer, hashes),
             Service::Get { transfer, blocks } => parts.transfers.on_get(net, peer, transfer, blocks),
+            Service::Drop { transfer, blocks } => parts.transfers.on_drop(peer, transfer, &blocks),
             Service::Ping => {
                 net.send_service(peer, &Service::Pong);
             }
@@ -553,16 +554,30 @@ impl Mesh {
     }
 
     /// Queues a message for every peer with an open channel; returns how many.
-    pub fn broadcast(&mut self, now: Millis, payload: &Payload) -> Result<usize, SendError> {
+    pub fn broadcast(&mut self, _now: Millis, payload: &Payload) -> Result<usize, SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
+        if payload.len() > self.config.max_message_bytes {
+            return Err(SendError::TooLarge { size: payload.len(), max: self.config.max_message_bytes });
+        }
+        // Encoded once per frame size (peers nearly always share one), not once per peer.
+        let mut encoded: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
         let mut sent = 0;
         for (peer, _) in self.peers.open() {
-            match self.send(now, &peer, payload) {
-                Ok(()) => sent += 1,
-                Err(SendError::QueueFull(p)) => warn(&mut self.outputs, format!("broadcast skipped {p}: send queue full")),
-                Err(err) => return Err(err),
+            let Some(max_frame) = self.peers.session(&peer).map(|s| s.max_frame()) else { continue };
+            let frames = match encoded.iter().find(|(size, _)| *size == max_frame) {
+                Some((_, frames)) => frames.clone(),
+                None => {
+                    let frames = encode(payload, max_frame);
+                    encoded.push((max_frame, frames.clone()));
+                    frames
+                }
+            };
+            if self.peers.transmit(&peer, frames, false, &mut self.outputs) {
+                sent += 1;
+            } else {
+                warn(&mut self.outputs, format!("broadcast skipped {peer}: send queue full"));
             }
         }
         Ok(sent)

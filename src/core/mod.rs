@@ -30,7 +30,7 @@ pub use id::{ConnId, PeerId};
 pub use input::{FrameId, Input};
 pub use lane::BUFFERED_LOW_THRESHOLD;
 pub use mesh::{Mesh, MeshConfig, PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
-pub use output::{ConnectionOp, Event, FileOp, FileSource, IceServer, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
+pub use output::{Channel, ConnectionOp, Event, FileOp, FileSource, IceServer, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
 pub use path::{CandidateStats, CandidateType, FailReason, Failure, Gathered, IceState, Path};
 pub use peers::{ICE_GRACE_MS, ICE_RESTART_RETRY_MS, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
 pub use request::{RequestError, RequestId};

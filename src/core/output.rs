@@ -237,6 +237,15 @@ pub enum SignalingOp {
     Close,
 }
 
+/// One of a connection's two data channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Messages, requests and transfer control (channel 0).
+    Messages,
+    /// File data (channel 1).
+    Bulk,
+}
+
 /// RTCPeerConnections and their two pre-negotiated channels.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectionOp {
@@ -294,6 +303,15 @@ pub enum ConnectionOp {
         conn: ConnId,
         /// What.
         item: BulkItem,
+    },
+    /// Set one channel's `bufferedAmountLowThreshold` (its lane's window changed).
+    SetLowThreshold {
+        /// The attempt.
+        conn: ConnId,
+        /// Which channel.
+        channel: Channel,
+        /// The threshold, in bytes.
+        bytes: u64,
     },
     /// Close and forget this connection; no further input is expected from it.
     Close {

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
-use super::output::{ConnectionOp, Event, Output, SdpKind, SignalingOp};
+use super::output::{Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
 use super::session::{Health, Session};
@@ -530,16 +530,20 @@ impl Peers {
         }
     }
 
-    pub(crate) fn channel_drained(&mut self, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
+    pub(crate) fn channel_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
         if let Some(s) = self.session_of(conn) {
-            s.set_buffered(buffered);
+            if let Some(bytes) = s.set_buffered(now, buffered) {
+                out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Messages, bytes }));
+            }
             flush(s, out);
         }
     }
 
-    pub(crate) fn bulk_drained(&mut self, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
+    pub(crate) fn bulk_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
         if let Some(s) = self.session_of(conn) {
-            s.bulk.set_buffered(buffered);
+            if let Some(bytes) = s.bulk.set_buffered(now, buffered) {
+                out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Bulk, bytes }));
+            }
             flush_bulk(s, out);
         }
     }

@@ -64,14 +64,48 @@ impl FailureCode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Service {
-    Query { id: u64, substring: bool, text: String },
-    Answer { id: u64, hits: Vec<ShareInfo> },
-    Request { id: u64, method: String, payload: Payload },
-    Reply { id: u64, payload: Payload },
-    Failure { id: u64, code: FailureCode, message: String },
-    Fetch { transfer: TransferId, share: u64, manifest: bool },
-    Manifest { transfer: TransferId, hashes: Vec<Hash> },
-    Get { transfer: TransferId, blocks: Vec<u32> },
+    Query {
+        id: u64,
+        substring: bool,
+        text: String,
+    },
+    Answer {
+        id: u64,
+        hits: Vec<ShareInfo>,
+    },
+    Request {
+        id: u64,
+        method: String,
+        payload: Payload,
+    },
+    Reply {
+        id: u64,
+        payload: Payload,
+    },
+    Failure {
+        id: u64,
+        code: FailureCode,
+        message: String,
+    },
+    Fetch {
+        transfer: TransferId,
+        share: u64,
+        manifest: bool,
+    },
+    Manifest {
+        transfer: TransferId,
+        hashes: Vec<Hash>,
+    },
+    Get {
+        transfer: TransferId,
+        blocks: Vec<u32>,
+    },
+    /// The downloader no longer wants these blocks from this holder (another serves
+    /// them): skip those not yet read.
+    Drop {
+        transfer: TransferId,
+        blocks: Vec<u32>,
+    },
     Ping,
     Pong,
 }
@@ -130,8 +164,8 @@ impl Service {
                     out.extend_from_slice(hash);
                 }
             }
-            Service::Get { transfer, blocks } => {
-                out.push(8);
+            Service::Get { transfer, blocks } | Service::Drop { transfer, blocks } => {
+                out.push(if matches!(self, Service::Get { .. }) { 8 } else { 11 });
                 out.extend_from_slice(&transfer.0.to_be_bytes());
                 out.extend_from_slice(&(blocks.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
                 for block in blocks.iter().take(usize::from(u16::MAX)) {
@@ -174,14 +208,18 @@ impl Service {
                 let hashes = body.chunks_exact(32).map(|c| c.try_into().unwrap_or_default()).collect();
                 Service::Manifest { transfer, hashes }
             }
-            8 => {
+            kind @ (8 | 11) => {
                 let transfer = TransferId(r.u64()?);
                 let count = u16::from_be_bytes(r.array()?);
                 let mut blocks = Vec::new();
                 for _ in 0..count {
                     blocks.push(r.u32()?);
                 }
-                Service::Get { transfer, blocks }
+                if kind == 8 {
+                    Service::Get { transfer, blocks }
+                } else {
+                    Service::Drop { transfer, blocks }
+                }
             }
             9 => Service::Ping,
             10 => Service::Pong,
@@ -232,6 +270,7 @@ mod tests {
             Service::Fetch { transfer: TransferId(5), share: 9, manifest: true },
             Service::Manifest { transfer: TransferId(5), hashes: vec![[1; 32], [2; 32]] },
             Service::Get { transfer: TransferId(5), blocks: vec![0, 7, 40] },
+            Service::Drop { transfer: TransferId(5), blocks: vec![40] },
             Service::Ping,
             Service::Pong,
         ]

@@ -133,9 +133,10 @@ impl Session {
         self.outbox.push([frame]);
     }
 
-    /// The browser reported the message channel's real `bufferedAmount`.
-    pub(crate) fn set_buffered(&mut self, amount: u64) {
-        self.outbox.set_buffered(amount);
+    /// The browser reported the message channel's real `bufferedAmount` at `now`;
+    /// the new low threshold if the lane's window changed.
+    pub(crate) fn set_buffered(&mut self, now: super::Millis, amount: u64) -> Option<u64> {
+        self.outbox.set_buffered(now, amount)
     }
 
     /// Message frames that may go to the channel now (see [`Lane::release`]).

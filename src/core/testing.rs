@@ -66,8 +66,8 @@ impl Harness {
     fn collect(&mut self) {
         while let Some(output) = self.out.pop_front() {
             match &output {
-                Output::Connection(ConnectionOp::Transmit { conn, .. }) => self.peers.channel_drained(*conn, 0, &mut self.out),
-                Output::Connection(ConnectionOp::TransmitBulk { conn, .. }) => self.peers.bulk_drained(*conn, 0, &mut self.out),
+                Output::Connection(ConnectionOp::Transmit { conn, .. }) => self.peers.channel_drained(self.now, *conn, 0, &mut self.out),
+                Output::Connection(ConnectionOp::TransmitBulk { conn, .. }) => self.peers.bulk_drained(self.now, *conn, 0, &mut self.out),
                 _ => {}
             }
             self.kept.push(output);

@@ -23,8 +23,8 @@ use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{Socket, SocketEvent};
 use super::store::{Store, StoreReply};
 use crate::core::{
-    BulkItem, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, Path, PeerId,
-    SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
+    BulkItem, Channel, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, Path,
+    PeerId, SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
 };
 
 /// A browser callback's work, queued for the pump.
@@ -54,6 +54,8 @@ struct State {
     storage_settled: Option<oneshot::Sender<()>>,
     /// Warnings from the driver itself, delivered after the current pump's outputs.
     notices: Vec<String>,
+    /// Channels this pump sent on (see `Driver::resync_buffers`).
+    sent_on: Vec<(ConnId, Channel)>,
     /// Files we send, by transfer.
     files: HashMap<TransferId, Blob>,
     /// Files we share, by share id: the only ones read for others' downloads.
@@ -130,6 +132,7 @@ impl Driver {
                     store,
                     storage_settled,
                     notices: store_warning.into_iter().collect(),
+                    sent_on: Vec::new(),
                     files: HashMap::new(),
                     shares: HashMap::new(),
                     blocks: HashMap::new(),
@@ -275,9 +278,14 @@ impl Driver {
                 for input in inputs {
                     input(&mut state, now);
                 }
-                while let Some(output) = state.mesh.poll_output() {
-                    worked = true;
-                    self.perform(&mut state, output, &mut events);
+                loop {
+                    while let Some(output) = state.mesh.poll_output() {
+                        worked = true;
+                        self.perform(&mut state, output, &mut events);
+                    }
+                    if !Self::resync_buffers(&mut state) {
+                        break;
+                    }
                 }
                 events.extend(state.notices.drain(..).map(|warning| Delivery { event: Event::Warning(warning), file: None }));
                 state.frames.clear();
@@ -365,7 +373,13 @@ impl Driver {
                     Driver::input(&weak, move |state, now| match event {
                         RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
                         RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
-                        RtcEvent::Message(frame) => state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() }),
+                        RtcEvent::Message(buffer) => {
+                            // Copied into one reused buffer: the core keeps what it needs.
+                            let mut scratch = std::mem::take(&mut state.scratch);
+                            let frame = copy_into(&mut scratch, &Uint8Array::new(&buffer));
+                            state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
+                            state.scratch = scratch;
+                        }
                         RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
                         RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
                         RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
@@ -410,11 +424,16 @@ impl Driver {
                 if let Some(rtc) = state.conns.get(&conn) {
                     if rtc.send(&frame).is_err() {
                         state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "send failed".into() });
+                    } else if !state.sent_on.contains(&(conn, Channel::Messages)) {
+                        state.sent_on.push((conn, Channel::Messages));
                     }
                 }
             }
             ConnectionOp::TransmitBulk { conn, item } => {
                 let Some(rtc) = state.conns.get(&conn) else { return };
+                if !state.sent_on.contains(&(conn, Channel::Bulk)) {
+                    state.sent_on.push((conn, Channel::Bulk));
+                }
                 let sent = match item {
                     BulkItem::Frame { bytes, .. } => rtc.send_bulk(&bytes),
                     BulkItem::Slice { id, block, start, len, last } => {
@@ -432,6 +451,11 @@ impl Driver {
             }
             ConnectionOp::Close { conn } => {
                 state.conns.remove(&conn);
+            }
+            ConnectionOp::SetLowThreshold { conn, channel, bytes } => {
+                if let Some(rtc) = state.conns.get(&conn) {
+                    rtc.set_low_threshold(channel, bytes);
+                }
             }
             ConnectionOp::RestartIce { conn } => {
                 let Some(rtc) = state.conns.get(&conn) else { return };
@@ -570,6 +594,25 @@ impl Driver {
     }
 
     /// One timer for the core's next deadline, replaced only when the deadline moves.
+    /// `bufferedamountlow` fires only when a channel's buffer falls from above its
+    /// threshold; bytes sent that never lifted it above (small frames, a threshold
+    /// raised by the core) bring no event, and the core's count of what is buffered
+    /// would only grow. So after sending, a channel at or below its threshold is
+    /// reported as drained now. Returns whether anything was reported.
+    fn resync_buffers(state: &mut State) -> bool {
+        let mut reported = false;
+        for (conn, channel) in std::mem::take(&mut state.sent_on) {
+            let Some(buffered) = state.conns.get(&conn).and_then(|rtc| rtc.buffered_if_low(channel)) else { continue };
+            let input = match channel {
+                Channel::Messages => Input::ChannelDrained { conn, buffered },
+                Channel::Bulk => Input::BulkDrained { conn, buffered },
+            };
+            state.mesh.handle(now(), input);
+            reported = true;
+        }
+        reported
+    }
+
     fn arm_timer(&self, state: &mut State) {
         let Some(at) = state.mesh.poll_timeout() else {
             state.timer = None;

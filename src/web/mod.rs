@@ -11,10 +11,12 @@ mod platform;
 mod rtc;
 mod socket;
 mod store;
+mod wake_lock;
 
 pub(crate) use driver::{Driver, DriverConfig};
 pub(crate) use error::describe;
 pub(crate) use ice::IceSettings;
+pub(crate) use wake_lock::keep_awake;
 
 /// A random seed for the core.
 pub(crate) fn random_seed() -> Result<u64, wasm_bindgen::JsValue> {

@@ -5,10 +5,15 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::core::Millis;
 
+thread_local! {
+    /// Looked up once: every input reads the clock.
+    static PERFORMANCE: Option<web_sys::Performance> =
+        Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok().and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
+}
+
 /// Milliseconds from `performance.now()` (monotonic), or `Date.now()` without it.
 pub(crate) fn now() -> Millis {
-    let performance = Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok().and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
-    let ms = performance.map_or_else(js_sys::Date::now, |p| p.now());
+    let ms = PERFORMANCE.with(|p| p.as_ref().map_or_else(js_sys::Date::now, web_sys::Performance::now));
     Millis(ms.max(0.0) as u64)
 }
 

@@ -14,7 +14,7 @@ use web_sys::{
     RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-use crate::core::{CandidateStats, Failure, Gathered, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
+use crate::core::{CandidateStats, Channel, Failure, Gathered, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
 
 #[wasm_bindgen(inline_js = r#"
 export function selectedPair(report) {
@@ -51,7 +51,7 @@ pub(crate) enum RtcEvent {
     Open {
         max_message_size: u64,
     },
-    Message(Vec<u8>),
+    Message(js_sys::ArrayBuffer),
     BufferedLow(u64),
     /// A frame on the bulk channel (an `ArrayBuffer`, left in JS: file bytes go to
     /// storage without a detour).
@@ -163,8 +163,8 @@ impl RtcConn {
         let report = on_event.clone();
         listeners.push(EventListener::new(&channel, "message", move |event| {
             if let Some(data) = event.dyn_ref::<MessageEvent>().map(MessageEvent::data) {
-                if data.is_instance_of::<js_sys::ArrayBuffer>() {
-                    report(RtcEvent::Message(Uint8Array::new(&data).to_vec()));
+                if let Ok(buffer) = data.dyn_into::<js_sys::ArrayBuffer>() {
+                    report(RtcEvent::Message(buffer));
                 }
             }
         }));
@@ -211,6 +211,26 @@ impl RtcConn {
     /// Sends a view of JS-held bytes on the bulk channel (the browser copies it once).
     pub(crate) fn send_bulk_view(&self, view: &Uint8Array) -> Result<(), JsValue> {
         self.bulk.send_with_array_buffer_view(view)
+    }
+
+    /// The channel's `bufferedAmount` if it is at or below its low threshold (no
+    /// `bufferedamountlow` will come for what is in it).
+    pub(crate) fn buffered_if_low(&self, channel: Channel) -> Option<u64> {
+        let channel = match channel {
+            Channel::Messages => &self.channel,
+            Channel::Bulk => &self.bulk,
+        };
+        let buffered = channel.buffered_amount();
+        (buffered <= channel.buffered_amount_low_threshold()).then_some(u64::from(buffered))
+    }
+
+    /// Sets a channel's `bufferedAmountLowThreshold` (the core's window changed).
+    pub(crate) fn set_low_threshold(&self, channel: Channel, bytes: u64) {
+        let channel = match channel {
+            Channel::Messages => &self.channel,
+            Channel::Bulk => &self.bulk,
+        };
+        channel.set_buffered_amount_low_threshold(u32::try_from(bytes).unwrap_or(u32::MAX));
     }
 }
 

@@ -622,6 +622,8 @@ impl World {
                     mesh.handle(now, Input::LocalDescription { conn, kind: SdpKind::Offer, sdp: format!("v=0 restart {conn}") });
                 }
             }
+            // The sim's channels drain at once: thresholds do not matter to it.
+            ConnectionOp::SetLowThreshold { .. } => {}
             ConnectionOp::ObservePath { conn } => {
                 let path = self.paths.get(&conn).cloned().unwrap_or(Path {
                     relayed: false,

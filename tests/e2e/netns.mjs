@@ -41,12 +41,12 @@ function natRules(kind, host, wan) {
   return rules;
 }
 
-export class Topology {
-  /** `nat`: { a: kind, b: kind }. */
-  constructor(nat) {
+/** Namespaces this process creates, the processes it starts in them, and their
+ *  teardown (also when a test fails or the process is interrupted). The public
+ *  network is a bridge in namespace "pub" at PUBLIC, reached by the test runner too. */
+class Namespaces {
+  constructor() {
     this.id = `md${process.pid % 100000}${Math.floor(Math.random() * 1000)}`;
-    this.nat = nat;
-    this.homes = structuredClone(HOMES); // renumbering changes them
     this.namespaces = [];
     this.links = [];
     this.processes = [];
@@ -62,10 +62,11 @@ export class Topology {
     return sh(["ip", "netns", "exec", this.ns(ns), ...args]);
   }
 
-  up() {
+  /** Creates the namespaces (loopback up, no IPv6) and the public bridge. */
+  create(names) {
     process.once("exit", this.cleanup);
     for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => (this.destroy(), process.exit(130)));
-    for (const name of ["pub", "nat-a", "home-a", "nat-b", "home-b"]) {
+    for (const name of ["pub", ...names]) {
       sh(["ip", "netns", "add", this.ns(name)]);
       this.namespaces.push(this.ns(name));
       this.exec(name, "ip", "link", "set", "lo", "up");
@@ -81,12 +82,101 @@ export class Topology {
     sh(["ip", "addr", "add", `${RUNNER}/24`, "dev", runner]);
     sh(["ip", "link", "set", runner, "up"]);
     this.exec("pub", "ip", "link", "set", "r0", "master", "br0", "up");
+  }
+
+  /** A veth from the public bridge (`bridgeSide`, in "pub") to `ns` (named `inside`). */
+  plug(ns, bridgeSide, inside) {
+    sh(["ip", "link", "add", bridgeSide, "netns", this.ns("pub"), "type", "veth", "peer", "name", inside, "netns", this.ns(ns)]);
+    this.exec("pub", "ip", "link", "set", bridgeSide, "master", "br0", "up");
+  }
+
+  /** Limits what leaves `dev` in `ns` to `rate` (e.g. "32mbit") with `tc`. */
+  limitDevice(ns, dev, rate) {
+    this.exec(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "400ms");
+  }
+
+  /** Starts a process in `ns`; it is killed at teardown. */
+  spawn(ns, args, name) {
+    const child = spawn("ip", ["netns", "exec", this.ns(ns), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    child.stdout.on("data", (d) => (log += d));
+    child.stderr.on("data", (d) => (log += d));
+    const entry = { child, name, log: () => log, exited: once(child, "exit") };
+    this.processes.push(entry);
+    return entry;
+  }
+
+  /** meshdrop-signal on the public network; resolves once /healthz answers. */
+  async signal(port, args = []) {
+    const server = this.spawn("pub", [SERVER_BIN, "--listen", `${PUBLIC}:${port}`, "--www", path.join(ROOT, "www"), ...args], "meshdrop-signal");
+    const url = `http://${PUBLIC}:${port}`;
+    for (let i = 0; i < 200; i++) {
+      if (server.child.exitCode !== null) throw new Error(`meshdrop-signal exited: ${server.log()}`);
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) return { ...server, url, ws: `ws://${PUBLIC}:${port}/ws` };
+      } catch {
+        /* not yet */
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`meshdrop-signal did not start: ${server.log()}`);
+  }
+
+  /** Chromium inside namespace `ns`, treating the public page as a secure context.
+   *  `args`: more flags. */
+  async chromium(ns, origin, args = []) {
+    const wrapper = path.join(this.dir, `chromium-${ns}`);
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${this.ns(ns)} ${process.env.CHROMIUM_BIN ?? "/usr/bin/chromium"} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${origin}`, ...args] });
+    this.processes.push({ name: `chromium-${ns}`, close: () => browser.close() });
+    return browser;
+  }
+
+  destroy() {
+    process.removeListener("exit", this.cleanup);
+    for (const p of this.processes.splice(0).reverse()) {
+      try {
+        if (p.close) p.close().catch(() => {});
+        else if (p.child.exitCode === null) p.child.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    for (const link of this.links.splice(0)) {
+      try {
+        sh(["ip", "link", "del", link]);
+      } catch {
+        /* gone with its namespace */
+      }
+    }
+    for (const ns of this.namespaces.splice(0)) {
+      try {
+        sh(["ip", "netns", "del", ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Two homes, each behind its own NAT, on the public network. */
+export class Topology extends Namespaces {
+  /** `nat`: { a: kind, b: kind }. */
+  constructor(nat) {
+    super();
+    this.nat = nat;
+    this.homes = structuredClone(HOMES); // renumbering changes them
+  }
+
+  up() {
+    this.create(["nat-a", "home-a", "nat-b", "home-b"]);
     for (const side of ["a", "b"]) {
       const home = this.homes[side];
       const nat = `nat-${side}`;
       const homeNs = `home-${side}`;
-      sh(["ip", "link", "add", `p${side}`, "netns", this.ns("pub"), "type", "veth", "peer", "name", "wan", "netns", this.ns(nat)]);
-      this.exec("pub", "ip", "link", "set", `p${side}`, "master", "br0", "up");
+      this.plug(nat, `p${side}`, "wan");
       this.exec(nat, "ip", "addr", "add", `${home.wan}/24`, "dev", "wan");
       this.exec(nat, "ip", "link", "set", "wan", "up");
       sh(["ip", "link", "add", "lan", "netns", this.ns(nat), "type", "veth", "peer", "name", "eth0", "netns", this.ns(homeNs)]);
@@ -128,18 +218,7 @@ export class Topology {
 
   /** Limits `side`'s NAT uplink to `rate` (e.g. "4mbit") with `tc`. */
   limit(side, rate) {
-    this.exec(`nat-${side}`, "tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate", rate, "burst", "64kb", "latency", "400ms");
-  }
-
-  /** Starts a process in `ns`; it is killed at teardown. */
-  spawn(ns, args, name) {
-    const child = spawn("ip", ["netns", "exec", this.ns(ns), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let log = "";
-    child.stdout.on("data", (d) => (log += d));
-    child.stderr.on("data", (d) => (log += d));
-    const entry = { child, name, log: () => log, exited: once(child, "exit") };
-    this.processes.push(entry);
-    return entry;
+    this.limitDevice(`nat-${side}`, "wan", rate);
   }
 
   /** coturn on the public network, with meshdrop's shipped configuration. */
@@ -168,56 +247,36 @@ export class Topology {
     return turn;
   }
 
-  /** meshdrop-signal on the public network; resolves once /healthz answers. */
-  async signal(port, args = []) {
-    const server = this.spawn("pub", [SERVER_BIN, "--listen", `${PUBLIC}:${port}`, "--www", path.join(ROOT, "www"), ...args], "meshdrop-signal");
-    const url = `http://${PUBLIC}:${port}`;
-    for (let i = 0; i < 200; i++) {
-      if (server.child.exitCode !== null) throw new Error(`meshdrop-signal exited: ${server.log()}`);
-      try {
-        if ((await fetch(`${url}/healthz`)).ok) return { ...server, url, ws: `ws://${PUBLIC}:${port}/ws` };
-      } catch {
-        /* not yet */
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`meshdrop-signal did not start: ${server.log()}`);
-  }
-
   /** Chromium inside home `side`, treating the public page as a secure context. */
-  async browser(side, origin) {
-    const wrapper = path.join(this.dir, `chromium-${side}`);
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${this.ns(`home-${side}`)} ${process.env.CHROMIUM_BIN ?? "/usr/bin/chromium"} "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${origin}`] });
-    this.processes.push({ name: `chromium-${side}`, close: () => browser.close() });
-    return browser;
-  }
-
-  destroy() {
-    process.removeListener("exit", this.cleanup);
-    for (const p of this.processes.splice(0).reverse()) {
-      try {
-        if (p.close) p.close().catch(() => {});
-        else if (p.child.exitCode === null) p.child.kill("SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-    for (const link of this.links.splice(0)) {
-      try {
-        sh(["ip", "link", "del", link]);
-      } catch {
-        /* gone with its namespace */
-      }
-    }
-    for (const ns of this.namespaces.splice(0)) {
-      try {
-        sh(["ip", "netns", "del", ns]);
-      } catch {
-        /* already gone */
-      }
-    }
-    rmSync(this.dir, { recursive: true, force: true });
+  browser(side, origin) {
+    return this.chromium(`home-${side}`, origin);
   }
 }
+
+/** Hosts directly on the public network (no NAT), each with its own rate limits: for
+ *  measuring what several senders give one receiver over links slower than loopback. */
+export class Lan extends Namespaces {
+  /** `hosts`: { name: { up?: rate, down?: rate } } (tc rates such as "32mbit"). */
+  constructor(hosts) {
+    super();
+    this.hosts = hosts;
+  }
+
+  up() {
+    const names = Object.keys(this.hosts);
+    this.create(names);
+    names.forEach((name, i) => {
+      const { up, down } = this.hosts[name];
+      const bridgeSide = `h${i}`;
+      this.plug(name, bridgeSide, "eth0");
+      this.exec(name, "ip", "addr", "add", `203.0.113.${10 + i}/24`, "dev", "eth0");
+      this.exec(name, "ip", "link", "set", "eth0", "up");
+      // Chromium gathers candidates only on the interface of the default route.
+      this.exec(name, "ip", "route", "add", "default", "via", PUBLIC);
+      if (up) this.limitDevice(name, "eth0", up); // what the host sends
+      if (down) this.limitDevice("pub", bridgeSide, down); // what the bridge sends it
+    });
+    return this;
+  }
+}
+

@@ -26,6 +26,9 @@ use crate::core::{Millis, PeerId, SendError};
 
 /// Blocks asked of one holder and not yet verified.
 pub(crate) const PER_SOURCE_WINDOW: usize = 4;
+/// A holder with blocks outstanding that verifies none for this long is dropped (its
+/// blocks go to the others); if it was the last, the download fails.
+pub const STALLED_HOLDER_MS: u64 = 15_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockState {
@@ -55,6 +58,20 @@ struct Source {
     assigned: Vec<u32>,
     /// Verified bytes it served.
     bytes: u64,
+    /// When it last verified a block, or was given work while it had none.
+    progress_at: Millis,
+    /// Its recent rate, bytes per ms (from the time each verified block took).
+    rate: Option<f64>,
+}
+
+impl Source {
+    /// When it will have served what it was asked, at its rate (never, if it has none).
+    fn busy_until(&self, now: Millis, block_bytes: u64) -> f64 {
+        match self.rate {
+            Some(rate) if rate > 0.0 => now.0 as f64 + (self.assigned.len() as u64 * block_bytes) as f64 / rate,
+            _ => f64::INFINITY,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +110,7 @@ impl Download {
         for (peer, share) in holders {
             if !sources.iter().any(|s| s.peer == *peer) {
                 let state = if net.is_open(peer) { SourceState::Live } else { SourceState::Gone };
-                sources.push(Source { peer: peer.clone(), share: *share, state, assigned: Vec::new(), bytes: 0 });
+                sources.push(Source { peer: peer.clone(), share: *share, state, assigned: Vec::new(), bytes: 0, progress_at: net.now, rate: None });
             }
         }
         let Some(first) = sources.iter().position(|s| s.state == SourceState::Live) else {
@@ -125,6 +142,33 @@ impl Download {
 
     pub(crate) fn paused_until(&self) -> Option<Millis> {
         self.paused_until
+    }
+
+    /// When a holder with blocks outstanding counts as stalled, if none has yet.
+    pub(crate) fn stall_check(&self) -> Option<Millis> {
+        if self.phase != DownPhase::Receiving {
+            return None;
+        }
+        self.sources.iter().filter(|s| s.state == SourceState::Live && !s.assigned.is_empty()).map(|s| s.progress_at + STALLED_HOLDER_MS).min()
+    }
+
+    /// Drops the holders that stalled: their blocks go to the others.
+    pub(crate) fn drop_stalled(&mut self, id: TransferId, net: &mut Net<'_>) -> Step {
+        let now = net.now;
+        let stalled: Vec<usize> = (0..self.sources.len())
+            .filter(|&ix| {
+                let s = &self.sources[ix];
+                s.state == SourceState::Live && !s.assigned.is_empty() && now >= s.progress_at + STALLED_HOLDER_MS
+            })
+            .collect();
+        let mut step = Step::Go;
+        for ix in stalled {
+            step = self.source_failed(id, net, ix, TransferError::Stalled(STALLED_HOLDER_MS), true);
+            if step != Step::Go {
+                return step;
+            }
+        }
+        step
     }
 
     pub(crate) fn has_store(&self) -> bool {
@@ -224,7 +268,8 @@ impl Download {
         self.maybe_finish(id, net)
     }
 
-    /// Asks every live source for blocks until its window is full.
+    /// Asks every live source for blocks until its window is full; in the end game
+    /// (nothing left to ask for), an idle holder takes the last block of a slower one.
     fn schedule(&mut self, id: TransferId, net: &mut Net<'_>) {
         if self.phase != DownPhase::Receiving || self.paused_until.is_some() {
             return;
@@ -239,14 +284,63 @@ impl Download {
                 if self.status[block as usize] != BlockState::Missing {
                     continue;
                 }
-                self.status[block as usize] = BlockState::Assigned(ix);
-                self.sources[ix].assigned.push(block);
+                self.assign(net.now, ix, block);
                 asked.push(block);
             }
             if !asked.is_empty() {
                 net.send_service(&self.sources[ix].peer, &Service::Get { transfer: id, blocks: asked });
             }
         }
+        // Each step moves a block to a faster holder, so this ends; bounded all the same.
+        let end_game = self.missing.iter().all(|b| self.status[*b as usize] != BlockState::Missing);
+        for _ in 0..if end_game { self.sources.len() * PER_SOURCE_WINDOW } else { 0 } {
+            if !self.end_game_step(id, net) {
+                break;
+            }
+        }
+    }
+
+    fn assign(&mut self, now: Millis, ix: usize, block: u32) {
+        let source = &mut self.sources[ix];
+        if source.assigned.is_empty() {
+            source.progress_at = now; // idle until now: its clock starts with the work
+        }
+        self.status[block as usize] = BlockState::Assigned(ix);
+        source.assigned.push(block);
+    }
+
+    /// Moves one block from the holder that will finish last to an idle holder that
+    /// would have it sooner; the slow one is told to drop it (bytes of it that still
+    /// arrive are not its to write any more). Returns whether it moved one.
+    fn end_game_step(&mut self, id: TransferId, net: &mut Net<'_>) -> bool {
+        let now = net.now;
+        let block_bytes = super::blocks::BLOCK_SIZE;
+        let live = |s: &Source| s.state == SourceState::Live;
+        let Some(idle) = (0..self.sources.len())
+            .filter(|&ix| live(&self.sources[ix]) && self.sources[ix].assigned.is_empty() && self.sources[ix].rate.is_some())
+            .max_by(|&a, &b| self.sources[a].rate.partial_cmp(&self.sources[b].rate).unwrap_or(std::cmp::Ordering::Equal))
+        else {
+            return false;
+        };
+        let Some(slow) =
+            (0..self.sources.len()).filter(|&ix| ix != idle && live(&self.sources[ix]) && !self.sources[ix].assigned.is_empty()).max_by(|&a, &b| {
+                self.sources[a]
+                    .busy_until(now, block_bytes)
+                    .partial_cmp(&self.sources[b].busy_until(now, block_bytes))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+        else {
+            return false;
+        };
+        let idle_done = self.sources[idle].busy_until(now, block_bytes) + block_bytes as f64 / self.sources[idle].rate.unwrap_or(f64::MIN_POSITIVE);
+        if idle_done >= self.sources[slow].busy_until(now, block_bytes) {
+            return false;
+        }
+        let Some(block) = self.sources[slow].assigned.pop() else { return false };
+        self.assign(now, idle, block);
+        net.send_service(&self.sources[slow].peer, &Service::Drop { transfer: id, blocks: vec![block] });
+        net.send_service(&self.sources[idle].peer, &Service::Get { transfer: id, blocks: vec![block] });
+        true
     }
 
     pub(crate) fn committed(&mut self, id: TransferId, net: &mut Net<'_>, block: u32) -> Step {
@@ -385,8 +479,16 @@ impl Receiving for Download {
     fn verified(&mut self, net: &mut Net<'_>, id: TransferId, peer: &PeerId, block: u32, digest: Hash) {
         let Some(ix) = self.source_of(peer) else { return };
         self.status[block as usize] = BlockState::Verified;
-        self.sources[ix].assigned.retain(|b| *b != block);
-        self.sources[ix].bytes += block_len(self.meta.size, block);
+        let len = block_len(self.meta.size, block);
+        let source = &mut self.sources[ix];
+        source.assigned.retain(|b| *b != block);
+        source.bytes += len;
+        // Blocks come one after another from a holder: the time since its last one (or
+        // since it got work) is what this one took.
+        let took = net.now.0.saturating_sub(source.progress_at.0).max(1);
+        let rate = len as f64 / took as f64;
+        source.rate = Some(source.rate.map_or(rate, |r| 0.5 * r + 0.5 * rate));
+        source.progress_at = net.now;
         net.output(Output::Store(StoreOp::Commit { id, block, hash: digest }));
         self.schedule(id, net);
     }

@@ -29,6 +29,7 @@ mod types;
 use std::collections::HashMap;
 
 pub use blocks::{Hash, BLOCK_SIZE};
+pub use download::STALLED_HOLDER_MS;
 pub use frame::{CancelCode, FrameError};
 pub(crate) use outbound::{read_block, send_block};
 pub(crate) use progress::ProgressMeter;
@@ -101,6 +102,15 @@ impl Transfer {
         }
     }
 
+    /// When this transfer wants `handle_timeout`: the end of a pause, or a download's
+    /// check for a stalled holder.
+    fn deadline(&self) -> Option<Millis> {
+        match self {
+            Transfer::Download(d) => [d.paused_until(), d.stall_check()].into_iter().flatten().min(),
+            other => other.paused_until(),
+        }
+    }
+
     fn receiving(&mut self) -> Option<&mut dyn Receiving> {
         match self {
             Transfer::Receive(t) => Some(t),
@@ -124,7 +134,7 @@ pub(crate) struct Transfers {
 
 impl Transfers {
     pub(crate) fn next_deadline(&self) -> Option<Millis> {
-        self.map.values().filter_map(Transfer::paused_until).min()
+        self.map.values().filter_map(Transfer::deadline).min()
     }
 
     /// Shares that must no longer be shared (their file changed), since the last call.
@@ -365,6 +375,15 @@ impl Transfers {
         self.pump(net, from);
     }
 
+    /// A downloader takes blocks it asked us for to another holder.
+    pub(crate) fn on_drop(&mut self, from: &PeerId, id: TransferId, blocks: &[u32]) {
+        match self.map.get_mut(&id) {
+            Some(Transfer::Serve(s)) if s.peer == *from => s.drop_blocks(blocks),
+            // Late (the serve ended) or not theirs: nothing to do either way.
+            _ => {}
+        }
+    }
+
     // -- files and storage -------------------------------------------------------------
 
     /// A block was read ([`FileOp::Read`]); the driver holds its bytes.
@@ -485,6 +504,13 @@ impl Transfers {
         let now = net.now;
         for id in self.ids(|t| t.paused_until().is_some_and(|until| until <= now)) {
             self.fail(net, id, TransferError::PeerLeft(net.config.resume_timeout_ms), false);
+        }
+        for id in self.ids(|t| matches!(t, Transfer::Download(d) if d.stall_check().is_some_and(|at| at <= now))) {
+            let step = match self.map.get_mut(&id) {
+                Some(Transfer::Download(d)) => d.drop_stalled(id, net),
+                _ => continue,
+            };
+            self.apply(net, id, step);
         }
     }
 

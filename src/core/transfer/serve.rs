@@ -76,6 +76,13 @@ impl Serving {
         Step::Go
     }
 
+    /// The downloader takes these blocks elsewhere: those not read yet are skipped,
+    /// and one being read is not sent. Blocks already on the channel go out anyway.
+    pub(crate) fn drop_blocks(&mut self, blocks: &[u32]) {
+        self.queue.retain(|b| !blocks.contains(b));
+        self.reading.retain(|b| !blocks.contains(b));
+    }
+
     /// Cancel or complete from the downloader: stop serving it.
     pub(crate) fn on_control(&mut self, control: Control) -> Step {
         match control {

@@ -130,6 +130,10 @@ pub enum TransferError {
     /// The receiver has too many offers waiting for an answer; offer again later.
     #[error("busy: {0}")]
     Busy(String),
+    /// Every holder of a download stopped sending (none for this many ms) without
+    /// leaving.
+    #[error("the holders sent nothing for {0} ms")]
+    Stalled(u64),
 }
 
 impl TransferError {
@@ -145,7 +149,7 @@ impl TransferError {
             TransferError::Busy(m) => (CancelCode::Busy, m.clone()),
             TransferError::Cancelled { reason, .. } => (CancelCode::Cancelled, reason.clone()),
             TransferError::Declined(m) => (CancelCode::Cancelled, m.clone()),
-            TransferError::PeerLeft(_) | TransferError::Closed => (CancelCode::Cancelled, self.to_string()),
+            TransferError::PeerLeft(_) | TransferError::Closed | TransferError::Stalled(_) => (CancelCode::Cancelled, self.to_string()),
         }
     }
 
