@@ -1,10 +1,17 @@
-// Signaling server leanness: memory per idle connection and relayed messages per
-// second, for the real release binary pinned to ONE core (taskset -c 0), with the
-// load generator (signaling/examples/load.rs) on the other.
-// Usage: node bench/signal.mjs [--idle 10000] [--pairs 16] [--seconds 5]   (or `make bench`)
+// Signaling servers side by side, in one run, with the same load client
+// (signaling/examples/load.rs, pinned to core 1) and each server pinned to core 0:
+// meshdrop-signal alone, two meshdrop-signal instances sharing rooms through Redis
+// (both instances and redis-server on core 0), PeerServer (npm `peer`) and
+// matchbox_server (crates.io; installed into target/bench-tools on first use).
+//   1. memory per idle joined connection (RSS growth ÷ n) and time to open them all;
+//   2. relay latency at fixed total rates, peers in pairs, ~1 KiB signals, up to the
+//      first rate that loses a signal or passes p99 50 ms; server CPU per signal.
+// Usage: node bench/signal.mjs [--idle 10000] [--pairs 500] [--seconds 3]
+//        [--rates 10000,20000,40000,70000,100000,150000] [--kinds meshdrop,meshdrop-redis,peerjs,matchbox]
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
+import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { freePort, ROOT, SERVER_BIN } from "../tests/e2e/helpers.mjs";
@@ -13,59 +20,199 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
-const idle = Number(arg("idle", "10000"));
-const pairs = Number(arg("pairs", "16"));
-const seconds = Number(arg("seconds", "5"));
+const IDLE = Number(arg("idle", "10000"));
+const PAIRS = Number(arg("pairs", "500"));
+const SECONDS = Number(arg("seconds", "3"));
+const RATES = arg("rates", "10000,20000,40000,70000,100000,150000").split(",").map(Number);
+const KINDS = arg("kinds", "meshdrop,meshdrop-redis,peerjs,matchbox").split(",");
+const BYTES = 1024;
+const P99_LIMIT_US = 50_000;
 
-execFileSync("cargo", ["build", "--release", "-p", "meshdrop-signal", "--example", "load"], { cwd: ROOT, stdio: "inherit" });
+execFileSync("cargo", ["build", "--release", "-p", "meshdrop-signal", "--bin", "meshdrop-signal", "--example", "load"], { cwd: ROOT, stdio: "inherit" });
 const LOAD = path.join(ROOT, "target/release/examples/load");
-const rssKiB = (pid) => Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
+const TOOLS = path.join(ROOT, "target/bench-tools");
+const MATCHBOX = process.env.MATCHBOX_SERVER ?? path.join(TOOLS, "bin/matchbox_server");
+if (KINDS.includes("matchbox") && !existsSync(MATCHBOX)) {
+  console.error("installing matchbox_server into target/bench-tools (once, a few minutes)");
+  execFileSync("cargo", ["install", "--locked", "matchbox_server", "--root", TOOLS], { stdio: "inherit" });
+}
+const TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 
-async function startPinned() {
-  const port = await freePort();
-  const child = spawn("taskset", ["-c", "0", SERVER_BIN, "--listen", `127.0.0.1:${port}`, "--max-room-peers", "64", "--max-frames-per-sec", "1000000"], {
-    stdio: "ignore",
-    env: { ...process.env, MESHDROP_LOG: "error" },
-  });
-  for (let i = 0; i < 200; i++) {
+const rssKiB = (pid) => Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
+/** CPU seconds (user + system) a process has used. */
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+};
+const sum = (pids, f) => pids.reduce((total, pid) => total + f(pid), 0);
+
+async function untilHealthy(url) {
+  for (let i = 0; i < 400; i++) {
     try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break;
+      if ((await fetch(url)).status < 500) return;
     } catch {}
     await new Promise((r) => setTimeout(r, 25));
   }
-  return { child, url: `ws://127.0.0.1:${port}/ws` };
+  throw new Error(`${url} did not answer`);
 }
 
-// 1. Idle connections.
-let server = await startPinned();
-const base = rssKiB(server.child.pid);
-const client = spawn("taskset", ["-c", "1", LOAD, "idle", server.url, String(idle)], { stdio: ["ignore", "pipe", "inherit"] });
-for await (const line of readline.createInterface({ input: client.stdout })) if (line.startsWith("ready")) break;
-await new Promise((r) => setTimeout(r, 1000)); // let buffers settle
-const loaded = rssKiB(server.child.pid);
-client.kill();
-server.child.kill("SIGTERM");
-await once(server.child, "exit");
-const perConn = ((loaded - base) * 1024) / idle;
+function pinned(cmd, args, env = {}) {
+  const child = spawn("taskset", ["-c", "0", cmd, ...args], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...env } });
+  return child;
+}
 
-// 2. Relay throughput.
-server = await startPinned();
-const out = execFileSync("taskset", ["-c", "1", LOAD, "relay", server.url, String(pairs), String(seconds)]).toString();
-server.child.kill("SIGTERM");
-await once(server.child, "exit");
-const rate = Number(out.match(/= (\d+) msg\/s/)[1]);
+/** Starts one implementation; { bases: [ws base per instance], pids, stop }. */
+async function start(kind) {
+  const children = [];
+  const bases = [];
+  const meshdrop = async (extra) => {
+    const port = await freePort();
+    const limits = ["--max-room-peers", "64", "--max-frames-per-sec", "1000000", "--max-inbound-per-sec", "1000000", "--max-connections", "60000"];
+    children.push(pinned(SERVER_BIN, ["--listen", `127.0.0.1:${port}`, ...limits, ...extra], { MESHDROP_LOG: "error" }));
+    await untilHealthy(`http://127.0.0.1:${port}/healthz`);
+    bases.push(`ws://127.0.0.1:${port}`);
+  };
+  if (kind === "meshdrop") await meshdrop([]);
+  if (kind === "meshdrop-redis") {
+    const port = await freePort();
+    const redis = spawn("taskset", ["-c", "0", "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(redis);
+    let out = "";
+    await new Promise((resolve) => redis.stdout.on("data", (d) => ((out += d), out.includes("Ready to accept") && resolve())));
+    redis.stdout.resume();
+    await meshdrop(["--redis", `redis://127.0.0.1:${port}`]);
+    await meshdrop(["--redis", `redis://127.0.0.1:${port}`]);
+  }
+  if (kind === "peerjs") {
+    const port = await freePort();
+    const script = `import("peer").then(({ PeerServer }) => PeerServer({ host: "127.0.0.1", port: ${port}, path: "/", concurrent_limit: 1e7 }))`;
+    children.push(spawn("taskset", ["-c", "0", process.execPath, "-e", script], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] }));
+    await untilHealthy(`http://127.0.0.1:${port}/`);
+    bases.push(`ws://127.0.0.1:${port}`);
+  }
+  if (kind === "matchbox") {
+    const port = await freePort();
+    children.push(pinned(MATCHBOX, [`127.0.0.1:${port}`], { RUST_LOG: "warn" }));
+    await untilHealthy(`http://127.0.0.1:${port}/health`);
+    bases.push(`ws://127.0.0.1:${port}`);
+  }
+  // taskset execs the server: the pid is the server's own.
+  const pids = children.map((c) => c.pid);
+  return {
+    bases,
+    pids,
+    stop: async () => {
+      for (const c of children) {
+        if (c.exitCode === null && c.signalCode === null) {
+          c.kill("SIGKILL");
+          await once(c, "exit");
+        }
+      }
+    },
+  };
+}
 
-const report = `# signaling server benchmark
+const PROTO = { meshdrop: "meshdrop", "meshdrop-redis": "meshdrop", peerjs: "peerjs", matchbox: "matchbox" };
 
-${new Date().toISOString()} · release meshdrop-signal pinned to one core (taskset -c 0), load generator (signaling/examples/load.rs) on the other · loopback.
+async function idle(kind) {
+  const server = await start(kind);
+  await new Promise((r) => setTimeout(r, 300));
+  const base = sum(server.pids, rssKiB);
+  const client = spawn("taskset", ["-c", "1", LOAD, "idle", PROTO[kind], server.bases.join(","), String(IDLE)], { stdio: ["ignore", "pipe", "inherit"] });
+  let openMs;
+  for await (const line of readline.createInterface({ input: client.stdout })) {
+    if (line.startsWith("opened")) {
+      openMs = Number(line.split(" ")[2]);
+      break;
+    }
+  }
+  await new Promise((r) => setTimeout(r, 1500)); // let allocators and buffers settle
+  const loaded = sum(server.pids, rssKiB);
+  client.kill("SIGKILL");
+  await server.stop();
+  return { kibPerConn: (loaded - base) / IDLE, openMs, base, loaded };
+}
 
-| measure | result | target (issue 2, for a later round) |
-|---|---:|---:|
-| memory per idle joined connection (${idle} connections, RSS growth ÷ n) | ${(perConn / 1024).toFixed(2)} KiB | ≤ 4 KiB |
-| relayed signals per second (${pairs} pairs, ${seconds} s, ~200-byte candidate frames) | ${rate} msg/s | ≥ 50,000 |
+async function relayAt(server, kind, rate) {
+  const [a, b] = [server.bases[0], server.bases.at(-1)];
+  const client = spawn("taskset", ["-c", "1", LOAD, "relay", PROTO[kind], a, b, String(PAIRS), String(rate), String(SECONDS), String(BYTES)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let cpuStart = 0;
+  let cpu = 0;
+  let result;
+  for await (const line of readline.createInterface({ input: client.stdout })) {
+    if (line === "start") cpuStart = sum(server.pids, cpuSeconds);
+    else if (line === "stop") cpu = sum(server.pids, cpuSeconds) - cpuStart;
+    else if (line.startsWith("{")) result = JSON.parse(line);
+  }
+  await once(client, "exit").catch(() => {});
+  return { rate, ...result, cpuUsPerSignal: (cpu * 1e6) / result.sent, cpuShare: cpu / SECONDS };
+}
 
-RSS: ${base} KiB at start, ${loaded} KiB with ${idle} idle connections.
+async function relay(kind) {
+  const server = await start(kind);
+  const rows = [];
+  try {
+    for (const rate of RATES) {
+      const row = await relayAt(server, kind, rate);
+      rows.push(row);
+      console.error(kind, JSON.stringify(row));
+      if (row.received < row.sent || row.p99_us > P99_LIMIT_US) break;
+    }
+  } finally {
+    await server.stop();
+  }
+  return rows;
+}
+
+const results = {};
+for (const kind of KINDS) {
+  console.error(`== ${kind}`);
+  results[kind] = { idle: await idle(kind), relay: await relay(kind) };
+  console.error(kind, JSON.stringify(results[kind].idle));
+}
+
+const ms = (us) => (us / 1000).toFixed(2);
+const NAMES = { meshdrop: "meshdrop-signal", "meshdrop-redis": "meshdrop-signal ×2 + Redis", peerjs: "PeerServer (npm peer)", matchbox: "matchbox_server" };
+const sustained = (rows) => rows.filter((r) => r.received === r.sent && r.p99_us <= P99_LIMIT_US).at(-1)?.rate ?? 0;
+const at = (rows, rate) => rows.find((r) => r.rate === rate);
+const versions = {
+  peer: JSON.parse(readFileSync(path.join(ROOT, "node_modules/peer/package.json"), "utf8")).version,
+  matchbox: KINDS.includes("matchbox") ? (() => { try { return execFileSync(MATCHBOX, ["--version"]).toString().trim(); } catch { return "matchbox_server"; } })() : "-",
+  redis: KINDS.includes("meshdrop-redis") ? execFileSync("redis-server", ["--version"]).toString().split(" ")[2] : "-",
+};
+
+let report = `# signaling server benchmark
+
+${new Date().toISOString()} · ${os.cpus()[0].model}, ${os.cpus().length} cores · each server pinned to core 0 (two instances and redis-server share it), the load client (signaling/examples/load.rs, one thread) pinned to core 1 · loopback · PeerServer ${versions.peer} on Node ${process.version}, ${versions.matchbox}, redis ${versions.redis}.
+meshdrop-signal runs with its per-connection rate limits raised (\`--max-frames-per-sec\`, \`--max-inbound-per-sec\` 1000000): the others have none. Code: bench/signal.mjs.
+
+## Summary
+
+| server | KiB per idle joined connection (${IDLE}) | time to open ${IDLE} | relay p99 at 10k/s | server CPU per signal at 10k/s | highest rate with no loss and p99 ≤ 50 ms |
+|---|---:|---:|---:|---:|---:|
 `;
+for (const kind of KINDS) {
+  const r = results[kind];
+  const ten = at(r.relay, 10000);
+  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? ten.cpuUsPerSignal.toFixed(1) + " µs" : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
+}
+report += `
+## Relay at fixed rates
+
+${PAIRS} pairs (${PAIRS * 2} peers, each pair one room; with two instances one peer of each pair on each), ${BYTES}-byte signals from one peer of each pair to the other, ${SECONDS} s per rate; latency from the send call to the receiver's read, in the load client. A rate stops the series when it loses a signal or its p99 passes 50 ms. "server CPU" is user + system time of the server process(es) during the sending window ÷ signals sent; "core" is the share of core 0 it took.
+
+| server | rate/s | sent | lost | p50 ms | p99 ms | max ms | server CPU per signal | core |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+`;
+for (const kind of KINDS) {
+  for (const r of results[kind].relay) {
+    report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${r.cpuUsPerSignal.toFixed(1)} µs | ${(r.cpuShare * 100).toFixed(0)}% |\n`;
+  }
+}
+report += `\nIdle RSS (KiB, all server processes): ${KINDS.map((k) => `${NAMES[k]} ${results[k].idle.base} → ${results[k].idle.loaded}`).join("; ")}.\n`;
 mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(path.join(ROOT, "bench/results/signal.md"), report);
 console.log(report);
+process.exit(0);

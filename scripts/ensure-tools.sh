@@ -2,7 +2,8 @@
 # Installs what the build and tests need, only where missing or at the wrong version,
 # so a second run takes well under a second. Usage: ensure-tools.sh [build|test]
 #   build: Rust wasm target, wasm-pack, wasm-bindgen-cli, npm packages (wasm-opt)
-#   test:  the same, plus Chromium, ChromeDriver and Firefox ESR; as root also coturn, nftables and
+#   test:  the same, plus Chromium, ChromeDriver, Firefox ESR and redis-server (instances sharing
+#          rooms, signaling/tests/cluster.rs); as root also coturn, nftables and
 #          iproute2 for the tests across real NATs (which need root and skip without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,9 @@ if [ "$what" = test ]; then
   fi
   if [ ! -x /usr/bin/firefox-esr ]; then
     as_root_or_explain "firefox-esr" "the cross-engine tests (tests/e2e/cross-engine.test.mjs)"
+  fi
+  if ! command -v redis-server >/dev/null; then
+    as_root_or_explain "redis-server" "the tests of instances sharing rooms (signaling/tests/cluster.rs)"
   fi
   if [ "$(id -u)" = 0 ]; then
     missing=""

@@ -18,7 +18,7 @@
 //! // 2. perform every output until there is none
 //! while let Some(output) = mesh.poll_output() {
 //!     match output {
-//!         Output::Signaling(SignalingOp::Open) => { /* open the WebSocket */ }
+//!         Output::Signaling(SignalingOp::Open { server }) => { /* open a WebSocket to URL number `server` */ }
 //!         _ => { /* create connections, send frames, read and store files, dispatch events */ }
 //!     }
 //! }

@@ -283,3 +283,68 @@ fn ice_servers_from_the_signaling_server_reach_the_driver() {
     w.settle();
     assert_eq!(w.nodes[a].ice_servers, vec![turn]);
 }
+
+/// The `SignalingOp::Open` outputs pending, by server index.
+fn opens(mesh: &mut meshdrop::core::Mesh) -> Vec<usize> {
+    let mut servers = Vec::new();
+    while let Some(output) = mesh.poll_output() {
+        if let meshdrop::core::Output::Signaling(meshdrop::core::SignalingOp::Open { server }) = output {
+            servers.push(server);
+        }
+    }
+    servers
+}
+
+fn welcome(id: &str) -> String {
+    format!(r#"{{"type":"welcome","id":"{id}","peers":[]}}"#)
+}
+
+#[test]
+fn a_first_join_tries_every_signaling_server_before_it_fails() {
+    use meshdrop::core::{Input, Mesh, MeshConfig, Millis};
+    let mut config = MeshConfig::new("r", None, "s".repeat(40));
+    config.signaling_servers = 3;
+    let mut mesh = Mesh::new(config, 7, Millis(0));
+    assert_eq!(opens(&mut mesh), vec![0]);
+    mesh.handle(Millis(1), Input::SignalingClosed { close: None });
+    assert_eq!(opens(&mut mesh), vec![1], "the next server at once");
+    // One that accepts the socket and never welcomes counts as failed too.
+    mesh.handle(Millis(2), Input::SignalingOpened);
+    mesh.handle(Millis(2 + SIGNALING_CONNECT_MS), Input::Timeout);
+    assert_eq!(opens(&mut mesh), vec![2]);
+    mesh.handle(Millis(3 + SIGNALING_CONNECT_MS), Input::SignalingClosed { close: None });
+    let mut failed = None;
+    while let Some(output) = mesh.poll_output() {
+        if let meshdrop::core::Output::Event(Event::JoinFailed(err)) = output {
+            failed = Some(err);
+        }
+    }
+    assert_eq!(failed, Some(JoinError::Unreachable), "all three failed");
+}
+
+#[test]
+fn a_draining_server_sends_its_peers_to_the_next_one_at_once_with_the_same_id() {
+    use meshdrop::core::{Input, Mesh, MeshConfig, Millis};
+    let mut config = MeshConfig::new("r", None, "s".repeat(40));
+    config.signaling_servers = 2;
+    let mut mesh = Mesh::new(config, 7, Millis(0));
+    assert_eq!(opens(&mut mesh), vec![0]);
+    mesh.handle(Millis(1), Input::SignalingOpened);
+    mesh.handle(Millis(2), Input::SignalingFrame(welcome("me").into()));
+    assert_eq!(mesh.signaling_state(), SignalingState::Connected);
+    // 1012: the instance drains; back at once, to the other one.
+    mesh.handle(Millis(1000), Input::SignalingClosed { close: Some((1012, "server restarting: connect again".into())) });
+    assert_eq!(mesh.poll_timeout(), Some(Millis(1000)), "no backoff");
+    mesh.handle(Millis(1000), Input::Timeout);
+    assert_eq!(opens(&mut mesh), vec![1]);
+    mesh.handle(Millis(1001), Input::SignalingOpened);
+    mesh.handle(Millis(1002), Input::SignalingFrame(welcome("me").into()));
+    assert_eq!(mesh.signaling_state(), SignalingState::Connected);
+    assert_eq!(mesh.id().map(|id| id.as_str().to_owned()), Some("me".to_owned()));
+    // A server that vanished (no close frame): after a backoff, the next one again.
+    mesh.handle(Millis(5000), Input::SignalingClosed { close: None });
+    let due = mesh.poll_timeout().unwrap();
+    assert!(due > Millis(5000), "backs off when nobody asked it to come back");
+    mesh.handle(due, Input::Timeout);
+    assert_eq!(opens(&mut mesh), vec![0]);
+}

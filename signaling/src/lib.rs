@@ -19,11 +19,15 @@ pub mod rooms;
 #[cfg(feature = "server")]
 mod admission;
 #[cfg(feature = "server")]
+mod cluster;
+#[cfg(feature = "server")]
 pub mod ice;
 #[cfg(feature = "server")]
 mod identity;
 #[cfg(feature = "server")]
 mod limit;
+#[cfg(feature = "server")]
+mod metrics;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]

@@ -68,6 +68,10 @@ struct Args {
     /// How long TURN credentials last (e.g. 1h, 30m); fresh ones are sent before.
     #[arg(long, env = "MESHDROP_TURN_TTL", default_value = "1h", value_parser = meshdrop_signal::ice::parse_duration)]
     turn_ttl: Duration,
+    /// Redis shared by every instance serving the same rooms, e.g. redis://10.0.0.5:6379
+    /// (peers on different instances then meet as on one).
+    #[arg(long, env = "MESHDROP_REDIS")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -113,6 +117,7 @@ async fn main() -> std::io::Result<()> {
         www: args.www,
         www_csp: args.www_csp,
         ice,
+        redis: args.redis,
     };
     let listener = meshdrop_signal::bind(args.listen)?;
     info!(addr = %listener.local_addr()?, www = ?config.www, max_connections, descriptors, stun = ?config.ice.stun, turn = ?config.ice.turn, "meshdrop-signal listening");

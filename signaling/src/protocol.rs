@@ -82,6 +82,9 @@ pub enum ErrorCode {
     /// Another connection joined with this connection's id (the same identity open
     /// elsewhere); this one is closed next and should not reconnect.
     Replaced,
+    /// The signal's receiver is on another instance that cannot be reached now (Redis
+    /// is down, or that instance is gone); the signal was dropped.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -102,6 +105,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::BinaryFrame => "binary-frame",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

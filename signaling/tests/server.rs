@@ -217,12 +217,13 @@ async fn same_secret_keeps_id_across_restarts_and_replaces_old_connection() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_clients_with_going_away() {
+async fn shutdown_closes_clients_with_service_restart() {
     let server = Server::start(Config::default()).await;
     let mut a = server.client().await;
     join(&mut a, "r", None).await;
     server.stop().await;
-    assert_eq!(expect_close(&mut a).await, CloseCode::Away);
+    // 1012, not 1001: it tells the client to reconnect at once (to another instance).
+    assert_eq!(expect_close(&mut a).await, CloseCode::Restart);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

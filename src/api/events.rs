@@ -224,8 +224,11 @@ export type PeerEventType = keyof PeerEventMap;
 
 /** Options for `Peer.join`. */
 export interface JoinOptions {
-  /** WebSocket URL of a meshdrop-signal server, e.g. "ws://127.0.0.1:8080/ws". */
-  signalingUrl: string;
+  /** WebSocket URL of a meshdrop-signal server, e.g. "ws://127.0.0.1:8080/ws"; or
+   *  several instances that share rooms through Redis (at most 16). Each is tried in
+   *  turn: on joining, and whenever the one in use fails or drains (close code 1012),
+   *  keeping this peer's id and its open connections. */
+  signalingUrl: string | string[];
   /** 1-64 characters of A-Z a-z 0-9 _ -. */
   room: string;
   /** Display name shown to the others (at most 64 characters). */

@@ -5,11 +5,15 @@ use meshdrop_signal::protocol::{validate_name, validate_room};
 use wasm_bindgen::JsValue;
 
 use super::error::type_error;
-use super::shapes::{from_js, IceTransportPolicy, IdentityKind, JoinOptions};
+use super::shapes::{from_js, IceTransportPolicy, IdentityKind, JoinOptions, SignalingUrls};
 use crate::web::IceSettings;
 
+/// More would only delay a join that cannot succeed.
+const MAX_SIGNALING_URLS: usize = 16;
+
 pub(crate) struct JoinSettings {
-    pub(crate) signaling_url: String,
+    /// At least one; tried in turn after a failure.
+    pub(crate) signaling_urls: Vec<String>,
     pub(crate) room: String,
     pub(crate) name: Option<String>,
     pub(crate) ice: IceSettings,
@@ -34,8 +38,15 @@ pub(crate) fn parse(options: JsValue) -> Result<JoinSettings, JsValue> {
         return Err(type_error("Peer.join needs an options object: { signalingUrl, room }"));
     }
     let options: JoinOptions = from_js(options, "options")?;
-    if options.signaling_url.is_empty() {
-        return Err(type_error("options.signalingUrl is required, e.g. \"ws://127.0.0.1:8080/ws\""));
+    let signaling_urls = match options.signaling_url {
+        SignalingUrls::One(url) => vec![url],
+        SignalingUrls::Many(urls) => urls,
+    };
+    if signaling_urls.is_empty() || signaling_urls.iter().any(String::is_empty) {
+        return Err(type_error("options.signalingUrl is required, e.g. \"ws://127.0.0.1:8080/ws\" (or an array of such URLs)"));
+    }
+    if signaling_urls.len() > MAX_SIGNALING_URLS {
+        return Err(type_error(&format!("options.signalingUrl: at most {MAX_SIGNALING_URLS} URLs")));
     }
     validate_room(&options.room).map_err(|e| type_error(&format!("options.room: {}", e.message)))?;
     if let Some(name) = &options.name {
@@ -48,7 +59,7 @@ pub(crate) fn parse(options: JsValue) -> Result<JoinSettings, JsValue> {
     };
     let policy = options.ice_transport_policy.map(|p| if p == IceTransportPolicy::Relay { "relay" } else { "all" }.to_owned());
     Ok(JoinSettings {
-        signaling_url: options.signaling_url,
+        signaling_urls,
         room: options.room,
         name: options.name,
         ice: IceSettings::new(ice_servers, policy),

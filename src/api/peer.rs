@@ -105,8 +105,10 @@ pub struct Peer {
 impl Peer {
     /// Connects to the signaling server and joins the room. Resolves once the server
     /// has welcomed us; `peer-joined` then fires for every peer, already present or
-    /// arriving later, as its channel opens. Rejects with a `SignalingError` (with a
-    /// `code`: `unreachable`, or the server's code such as `room-full`) or a
+    /// arriving later, as its channel opens. With several signaling URLs (instances
+    /// sharing rooms), each is tried in turn, then and after any failure. Rejects with
+    /// a `SignalingError` (with a `code`: `unreachable` when every URL failed, or the
+    /// server's code such as `room-full`) or a
     /// `TypeError` for bad options.
     pub async fn join(options: JoinOptions) -> Result<Peer, JsValue> {
         let settings = options::parse(options.into())?;
@@ -126,9 +128,11 @@ impl Peer {
         if let Some(timeout) = settings.reconnect_timeout_ms {
             mesh.reconnect_timeout_ms = timeout;
         }
+        mesh.signaling_servers = settings.signaling_urls.len();
         let shared = Rc::new(PeerState::default());
+        let urls = settings.signaling_urls.join(", ");
         let config = DriverConfig {
-            signaling_url: settings.signaling_url.clone(),
+            signaling_urls: settings.signaling_urls,
             ice: settings.ice,
             mesh,
             seed,
@@ -139,8 +143,8 @@ impl Peer {
         *shared.driver.borrow_mut() = Rc::downgrade(&driver);
         match started.joined.await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(join_error(&err, &settings.signaling_url)),
-            Err(_) => return Err(join_error(&crate::core::JoinError::Cancelled, &settings.signaling_url)),
+            Ok(Err(err)) => return Err(join_error(&err, &urls)),
+            Err(_) => return Err(join_error(&crate::core::JoinError::Cancelled, &urls)),
         }
         // Settles within the worker's start timeout; `persistentStorage` is then a fact.
         let _ = started.storage.await;

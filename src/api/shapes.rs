@@ -41,7 +41,7 @@ pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JoinOptions {
-    pub(crate) signaling_url: String,
+    pub(crate) signaling_url: SignalingUrls,
     pub(crate) room: String,
     pub(crate) name: Option<String>,
     /// `RTCIceServer[]`, handed to the browser as given.
@@ -54,6 +54,14 @@ pub(crate) struct JoinOptions {
     pub(crate) resume_timeout_ms: Option<u64>,
     pub(crate) storage_max_age_ms: Option<u64>,
     pub(crate) identity: Option<IdentityKind>,
+}
+
+/// `signalingUrl`: one URL, or several instances sharing rooms (tried in turn).
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a WebSocket URL or an array of them")]
+pub(crate) enum SignalingUrls {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,8 @@ const MAX_SERVER_FRAME: usize = 1024 * 1024;
 /// The close code (RFC 6455 1008, policy) and reason prefix with which the server
 /// closes a connection whose id another connection took over.
 const REPLACED_CLOSE: (u16, &str) = (1008, "replaced");
+/// The server is restarting or draining: reconnect at once (see PROTOCOL.md).
+const SERVICE_RESTART_CLOSE: u16 = 1012;
 /// The error code the server sends before that close.
 const REPLACED_ERROR: &str = "replaced";
 
@@ -71,6 +73,10 @@ pub struct MeshConfig {
     /// a receiver proves with it that it is the one that accepted a transfer before,
     /// so a transfer resumes only with the same browser. Persist it with the secret.
     pub local_key: [u8; 32],
+    /// How many signaling servers (URLs) the driver can open: [`SignalingOp::Open`]
+    /// names one. Each attempt after a failure goes to the next, so peers of a server
+    /// that died or restarts find another; a first join fails only when every one did.
+    pub signaling_servers: usize,
 }
 
 impl MeshConfig {
@@ -90,6 +96,7 @@ impl MeshConfig {
             resume_timeout_ms: 120_000,
             reconnect_timeout_ms: 30_000,
             local_key,
+            signaling_servers: 1,
         }
     }
 }
@@ -123,6 +130,10 @@ pub struct Mesh {
     id: Option<PeerId>,
     link: Link,
     reconnect_attempt: u32,
+    /// The signaling server in use (an index into the driver's list).
+    server: usize,
+    /// Servers that failed us in a row before a welcome.
+    failed_servers: usize,
     /// When the server last sent us anything.
     server_heard: Millis,
     /// Connecting, or a `ping` is out: the link is dead unless the server says
@@ -150,10 +161,12 @@ impl Mesh {
             id: None,
             link: Link::Connecting,
             reconnect_attempt: 0,
+            server: 0,
+            failed_servers: 0,
             server_heard: now,
             server_due: Some(now + SIGNALING_CONNECT_MS),
             peers,
-            outputs: VecDeque::from([Output::Signaling(SignalingOp::Open)]),
+            outputs: VecDeque::from([Output::Signaling(SignalingOp::Open { server: 0 })]),
             parts: Components::default(),
         }
     }
@@ -315,14 +328,12 @@ impl Mesh {
     fn handle_timeout(&mut self, now: Millis) {
         match self.link {
             Link::Waiting { until } if now >= until => {
-                self.link = Link::Connecting;
-                self.server_due = Some(now + SIGNALING_CONNECT_MS);
-                self.outputs.push_back(Output::Signaling(SignalingOp::Open));
+                self.open_signaling(now);
             }
             Link::Connecting if self.server_due.is_some_and(|due| now >= due) => {
                 self.outputs.push_back(Output::Signaling(SignalingOp::Close));
                 if self.id.is_none() {
-                    return self.fail_join(JoinError::Unreachable);
+                    return self.first_join_failed(now);
                 }
                 warn(&mut self.outputs, format!("the signaling server did not welcome us within {SIGNALING_CONNECT_MS} ms; trying again"));
                 self.schedule_reconnect(now);
@@ -374,7 +385,13 @@ impl Mesh {
             }
         }
         match self.link {
-            Link::Connecting if self.id.is_none() => self.fail_join(JoinError::Unreachable),
+            Link::Connecting if self.id.is_none() => self.first_join_failed(now),
+            // The server is going away and asks us to come back (to another instance,
+            // with the same id): at once, not after a backoff.
+            Link::Connecting | Link::Joined if close.is_some_and(|(code, _)| code == SERVICE_RESTART_CLOSE) => {
+                self.schedule_reconnect(now);
+                self.link = Link::Waiting { until: now };
+            }
             Link::Connecting | Link::Joined => self.schedule_reconnect(now),
             Link::Waiting { .. } | Link::Stopped | Link::Closed => {}
         }
@@ -455,6 +472,7 @@ impl Mesh {
         self.link = Link::Joined;
         self.server_due = None;
         self.reconnect_attempt = 0;
+        self.failed_servers = 0;
         match &self.id {
             None => {
                 self.id = Some(id.clone());
@@ -475,7 +493,29 @@ impl Mesh {
         self.emit(Event::Signaling { state: SignalingState::Closed, reason: None });
     }
 
+    fn open_signaling(&mut self, now: Millis) {
+        self.link = Link::Connecting;
+        self.server_due = Some(now + SIGNALING_CONNECT_MS);
+        self.outputs.push_back(Output::Signaling(SignalingOp::Open { server: self.server }));
+    }
+
+    /// The next server in the list (the same one when there is only one).
+    fn next_server(&mut self) {
+        self.server = (self.server + 1) % self.config.signaling_servers.max(1);
+    }
+
+    /// No welcome yet and this server failed: the next one, until each has failed.
+    fn first_join_failed(&mut self, now: Millis) {
+        self.failed_servers += 1;
+        if self.failed_servers >= self.config.signaling_servers.max(1) {
+            return self.fail_join(JoinError::Unreachable);
+        }
+        self.next_server();
+        self.open_signaling(now);
+    }
+
     fn schedule_reconnect(&mut self, now: Millis) {
+        self.next_server();
         if self.link == Link::Joined {
             self.emit(Event::Signaling { state: SignalingState::Reconnecting, reason: None });
         }

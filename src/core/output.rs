@@ -230,7 +230,10 @@ pub enum SignalingOp {
     ///
     /// [`Input::SignalingOpened`]: super::Input::SignalingOpened
     /// [`Input::SignalingClosed`]: super::Input::SignalingClosed
-    Open,
+    Open {
+        /// Which of the driver's signaling URLs (below `MeshConfig::signaling_servers`).
+        server: usize,
+    },
     /// Send this text frame.
     Send(String),
     /// Close it; no further signaling input is expected from it.

@@ -32,7 +32,8 @@ type Task = Box<dyn FnOnce(&mut State, Millis)>;
 
 /// Everything the driver needs besides the core's own settings.
 pub(crate) struct DriverConfig {
-    pub(crate) signaling_url: String,
+    /// At least one; `SignalingOp::Open` picks which.
+    pub(crate) signaling_urls: Vec<String>,
     pub(crate) ice: IceSettings,
     pub(crate) mesh: MeshConfig,
     pub(crate) seed: u64,
@@ -42,7 +43,7 @@ pub(crate) struct DriverConfig {
 
 struct State {
     mesh: Mesh,
-    url: String,
+    urls: Vec<String>,
     ice: IceSettings,
     socket: Option<Socket>,
     conns: HashMap<ConnId, RtcConn>,
@@ -123,7 +124,7 @@ impl Driver {
             Driver {
                 state: RefCell::new(State {
                     mesh: Mesh::new(config.mesh, config.seed, now()),
-                    url: config.signaling_url,
+                    urls: config.signaling_urls,
                     ice: config.ice,
                     socket: None,
                     conns: HashMap::new(),
@@ -339,7 +340,7 @@ impl Driver {
 
     fn perform_signaling(&self, state: &mut State, op: SignalingOp) {
         match op {
-            SignalingOp::Open => {
+            SignalingOp::Open { server } => {
                 let weak = self.this.clone();
                 let on_event = move |event: SocketEvent| {
                     Driver::input(&weak, move |State { mesh, .. }, now| match event {
@@ -348,7 +349,8 @@ impl Driver {
                         SocketEvent::Closed { code, reason } => mesh.handle(now, Input::SignalingClosed { close: Some((code, reason.into())) }),
                     })
                 };
-                match Socket::open(&state.url, on_event) {
+                let url = state.urls.get(server).or(state.urls.first()).map_or("", String::as_str);
+                match Socket::open(url, on_event) {
                     Ok(socket) => state.socket = Some(socket),
                     Err(_) => {
                         state.socket = None;

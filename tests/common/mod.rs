@@ -12,7 +12,7 @@ use meshdrop::core::{
     MeshConfig, Millis, Output, Partial, Path, PeerId, SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
 };
 use meshdrop_signal::protocol::{parse_client, ClientRequest, IceServer, ServerMessage};
-use meshdrop_signal::rooms::Rooms;
+use meshdrop_signal::rooms::{Rooms, Route};
 
 /// SCTP max message size the fake connections report.
 pub const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
@@ -554,7 +554,7 @@ impl World {
     fn perform_signaling(&mut self, n: usize, op: SignalingOp) {
         let now = self.now;
         match op {
-            SignalingOp::Open => {
+            SignalingOp::Open { .. } => {
                 if self.server_blackholed {
                     // Nothing happens, for as long as the browser cares to wait.
                 } else if self.server_up {
@@ -918,10 +918,12 @@ impl World {
             ClientRequest::Signal { to, data } => {
                 let Some((room, from)) = self.nodes[n].joined.clone() else { return };
                 match self.rooms.relay(&room, &from, &to, data) {
-                    Ok(delivery) => {
-                        self.server_log.push(delivery.clone());
-                        self.to_node.push_back(delivery);
+                    Ok(Route::Local(conn, frame)) => {
+                        self.server_log.push((conn, frame.clone()));
+                        self.to_node.push_back((conn, frame));
                     }
+                    // One server here: every member is local.
+                    Ok(Route::Remote(_)) => unreachable!("no other instance in the simulation"),
                     Err(err) => {
                         let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
                         self.to_node.push_back((n, frame));
