@@ -379,13 +379,16 @@ fn the_servers_parser() {
     let mut corpus: Vec<Vec<u8>> = w.captured.to_server.iter().map(|t| t.clone().into_bytes()).collect();
     corpus.push(br#"{"type":"join","room":"r","name":"alice","secret":"ssssssssssssssssssssssssssssssssss"}"#.to_vec());
     corpus.push(br#"{"type":"ping"}"#.to_vec());
+    corpus.push(br#"{"type":"challenge"}"#.to_vec());
+    corpus.push(format!(r#"{{"type":"join","room":"r","key":"{}","proof":"{}"}}"#, "ab".repeat(32), "cd".repeat(64)).into_bytes());
     assert!(corpus.len() > 20);
     let mut rng = Rng(0x5eed_0004);
     run("server parser", |_| {
         let frame = input(&mut rng, &corpus);
         let text = String::from_utf8_lossy(&frame);
         match parse_client(&text) {
-            Ok(ClientRequest::Join { room, name, secret }) => {
+            Ok(ClientRequest::Join { room, name, secret, keyed }) => {
+                assert!(keyed.is_none() || secret.is_none(), "a join with both a key and a secret");
                 assert!(validate_room(&room).is_ok(), "accepted room {room:?}");
                 assert!(name.as_deref().is_none_or(|n| validate_name(n).is_ok()), "accepted name {name:?}");
                 assert!(secret.as_deref().is_none_or(|s| validate_secret(s).is_ok()), "accepted secret {secret:?}");
@@ -393,7 +396,7 @@ fn the_servers_parser() {
             Ok(ClientRequest::Signal { data, .. }) => {
                 assert!(serde_json::from_str::<serde_json::Value>(data.get()).is_ok(), "relayed data that is not JSON");
             }
-            Ok(ClientRequest::Ping) | Err(_) => {}
+            Ok(ClientRequest::Ping | ClientRequest::Challenge) | Err(_) => {}
         }
         if text.len() > MAX_FRAME_BYTES {
             assert!(parse_client(&text).is_err());

@@ -106,7 +106,31 @@ function renderPeers() {
       li.classList.remove("drop-target");
       [...(e.dataTransfer?.files ?? [])].forEach((f) => sendFile(id, f));
     });
-    li.append(label, status, short, send);
+    li.append(label, status, short);
+    // The safety code: the same on both screens means nobody, the server included, is
+    // in between. "Verify" once it matched remembers this peer's key.
+    const code = connection === "connected" ? state.peer?.safetyCode(id) : undefined;
+    if (code) {
+      const verified = state.peer.isVerified(id);
+      const badge = document.createElement("span");
+      badge.className = "safety";
+      badge.dataset.verified = String(verified);
+      badge.textContent = verified ? `✓ verified · ${code}` : `code ${code}`;
+      badge.title = "Compare this code with the one the other person sees. Equal codes: you are connected to each other directly.";
+      li.append(badge);
+      if (!verified) {
+        const verify = document.createElement("button");
+        verify.type = "button";
+        verify.className = "verify";
+        verify.textContent = "Codes match";
+        verify.addEventListener("click", () => {
+          state.peer.verify(id);
+          renderPeers();
+        });
+        li.append(verify);
+      }
+    }
+    li.append(send);
     list.append(li);
   }
   const connected = [...state.peers.values()].filter((p) => p.state === "connected").length;

@@ -1,7 +1,12 @@
-//! Peer ids: derived from a client's secret (stable across reconnects and server
-//! restarts, unforgeable without the secret) or random for clients without one.
+//! Peer ids: derived from a client's public key, checked by a signature over a nonce
+//! (the server holds nothing that could claim the id); or, the older scheme, from a
+//! client's secret (stable across reconnects and server restarts, unforgeable without
+//! the secret, but known to the server); or random for clients with neither.
 
+use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
+
+use crate::protocol::{id_from_key, join_proof_message, to_hex, ErrorCode, ProtocolError};
 
 /// 128 bits, hex: unguessable and short enough to log.
 const ID_BYTES: usize = 16;
@@ -12,19 +17,39 @@ pub fn id_from_secret(secret: &str) -> String {
     hex(&digest[..ID_BYTES])
 }
 
+/// The id of a keyed join, if `proof` is `key`'s signature over this connection's
+/// `nonce` and `room`. Strict verification (RFC 8032 with the canonical-encoding and
+/// small-order checks): one key, one valid signature form.
+pub fn id_from_proof(key: &[u8; 32], proof: &[u8; 64], nonce: Option<&str>, room: &str) -> Result<String, ProtocolError> {
+    let nonce =
+        nonce.ok_or_else(|| ProtocolError::new(ErrorCode::BadProof, "send `challenge` first and sign its nonce (each nonce serves one join)"))?;
+    let key = VerifyingKey::from_bytes(key).map_err(|_| ProtocolError::new(ErrorCode::BadProof, "`key` is not an Ed25519 public key"))?;
+    key.verify_strict(&join_proof_message(nonce, room), &Signature::from_bytes(proof))
+        .map_err(|_| ProtocolError::new(ErrorCode::BadProof, "`proof` does not verify for this key, nonce and room"))?;
+    Ok(id_from_key(key.as_bytes()))
+}
+
 /// A fresh random id from the operating system's generator.
 pub fn random_id() -> String {
-    let mut bytes = [0u8; ID_BYTES];
+    to_hex(&random::<ID_BYTES>())
+}
+
+/// A fresh challenge nonce: 256 random bits, hex.
+pub fn nonce() -> String {
+    to_hex(&random::<32>())
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // The OS generator failing means the machine cannot do cryptography at all; ids
     // would then be guessable, which is worse than refusing to run.
     #[allow(clippy::expect_used)]
     getrandom::fill(&mut bytes).expect("operating system random number generator unavailable");
-    hex(&bytes)
+    bytes
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)] as char, DIGITS[usize::from(b & 15)] as char]).collect()
+    to_hex(bytes)
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub enum ErrorCode {
     /// The signal's receiver is on another instance that cannot be reached now (Redis
     /// is down, or that instance is gone); the signal was dropped.
     Unavailable,
+    /// A keyed `join` whose key or signature is malformed, whose signature does not
+    /// verify, or that came without a fresh `challenge` on this connection.
+    BadProof,
 }
 
 impl ErrorCode {
@@ -106,6 +109,7 @@ impl ErrorCode {
             ErrorCode::BinaryFrame => "binary-frame",
             ErrorCode::Replaced => "replaced",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::BadProof => "bad-proof",
         }
     }
 }
@@ -155,10 +159,22 @@ pub enum ClientMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<&'a str>,
         /// Optional client secret: the server derives the peer id from it, so the same
-        /// secret gives the same id across reconnects and server restarts.
+        /// secret gives the same id across reconnects and server restarts. (The older
+        /// scheme: the server could then claim that id itself. See `key`.)
         #[serde(skip_serializing_if = "Option::is_none")]
         secret: Option<&'a str>,
+        /// The client's Ed25519 public key, 64 hex digits: the id derives from it
+        /// ([`id_from_key`]), so the server can check an id without holding anything
+        /// that claims it. Needs `proof`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
+        /// The key's signature (128 hex digits) over [`join_proof_message`] of the
+        /// nonce this connection was given in `challenge` and the room.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proof: Option<&'a str>,
     },
+    /// Asks for a `challenge`: a nonce to sign for a keyed `join`.
+    Challenge,
     /// Relay `data` to the peer `to` in the same room.
     Signal {
         /// The receiving peer's id.
@@ -183,7 +199,11 @@ pub enum ClientRequest<'a> {
         name: Option<Cow<'a, str>>,
         /// Valid secret, if given.
         secret: Option<Cow<'a, str>>,
+        /// A well-formed public key and signature, if given (not yet verified).
+        keyed: Option<([u8; 32], [u8; 64])>,
     },
+    /// `{"type":"challenge"}`
+    Challenge,
     /// `{"type":"signal",...}`
     Signal {
         /// Receiving peer id (not yet checked against the room).
@@ -199,7 +219,10 @@ impl PartialEq for ClientRequest<'_> {
     fn eq(&self, other: &Self) -> bool {
         use ClientRequest::*;
         match (self, other) {
-            (Join { room: r1, name: n1, secret: s1 }, Join { room: r2, name: n2, secret: s2 }) => r1 == r2 && n1 == n2 && s1 == s2,
+            (Join { room: r1, name: n1, secret: s1, keyed: k1 }, Join { room: r2, name: n2, secret: s2, keyed: k2 }) => {
+                r1 == r2 && n1 == n2 && s1 == s2 && k1 == k2
+            }
+            (Challenge, Challenge) => true,
             // Raw payloads compare by their exact text.
             (Signal { to: t1, data: d1 }, Signal { to: t2, data: d2 }) => t1 == t2 && d1.get() == d2.get(),
             (Ping, Ping) => true,
@@ -218,6 +241,10 @@ struct ClientFrame<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     secret: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    proof: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     to: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -241,8 +268,18 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
             if let Some(secret) = &frame.secret {
                 validate_secret(secret)?;
             }
-            Ok(ClientRequest::Join { room, name: frame.name, secret: frame.secret })
+            let keyed = match (&frame.key, &frame.proof, &frame.secret) {
+                (None, None, _) => None,
+                (Some(key), Some(proof), None) => {
+                    let bad = || ProtocolError::new(ErrorCode::BadProof, "`key` must be 64 and `proof` 128 lowercase hex digits");
+                    Some((from_hex::<32>(key).ok_or_else(bad)?, from_hex::<64>(proof).ok_or_else(bad)?))
+                }
+                (_, _, Some(_)) => return Err(ProtocolError::new(ErrorCode::BadMessage, "a join has a `secret` or a `key`, not both")),
+                _ => return Err(ProtocolError::new(ErrorCode::BadProof, "`key` and `proof` go together")),
+            };
+            Ok(ClientRequest::Join { room, name: frame.name, secret: frame.secret, keyed })
         }
+        "challenge" => Ok(ClientRequest::Challenge),
         "signal" => {
             let to = frame.to.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs a `to`"))?;
             let data = frame.data.ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, "signal needs `data`"))?;
@@ -381,6 +418,12 @@ pub enum ServerMessage<'a> {
     },
     /// The answer to a client's `ping`.
     Pong,
+    /// The answer to `challenge`: a fresh nonce (64 hex digits) for this connection's
+    /// keyed `join` to sign; good for one join attempt.
+    Challenge {
+        /// The nonce.
+        nonce: &'a str,
+    },
 }
 
 impl ServerMessage<'_> {
@@ -431,6 +474,11 @@ pub enum ServerEvent {
     },
     /// `pong`: the answer to our `ping`.
     Pong,
+    /// `challenge`: the nonce to sign for a keyed join.
+    Challenge {
+        /// 64 hex digits.
+        nonce: String,
+    },
 }
 
 impl PartialEq for ServerEvent {
@@ -444,6 +492,7 @@ impl PartialEq for ServerEvent {
             (Signal { from: f1, data: d1 }, Signal { from: f2, data: d2 }) => f1 == f2 && d1.get() == d2.get(),
             (Error { code: c1, code_text: t1, message: m1 }, Error { code: c2, code_text: t2, message: m2 }) => c1 == c2 && t1 == t2 && m1 == m2,
             (Pong, Pong) => true,
+            (Challenge { nonce: a }, Challenge { nonce: b }) => a == b,
             _ => false,
         }
     }
@@ -469,6 +518,8 @@ struct ServerFrame {
     code: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 /// Parses one server text frame (the client side of the protocol).
@@ -493,8 +544,57 @@ pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
             ServerEvent::Error { code, code_text, message: frame.message.clone().unwrap_or_default() }
         }
         "pong" => ServerEvent::Pong,
+        "challenge" => ServerEvent::Challenge { nonce: frame.nonce.clone().filter(|n| from_hex::<32>(n).is_some()).ok_or_else(|| missing("nonce"))? },
         other => return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// identity keys
+
+/// The id of the peer holding Ed25519 public key `key`: the first 128 bits of
+/// SHA-256 over a domain tag and the key, in hex. Different from every secret-derived
+/// id (another domain tag), and as unforgeable: claiming an id takes a key whose hash
+/// matches, i.e. a second preimage of SHA-256.
+pub fn id_from_key(key: &[u8; 32]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(b"meshdrop/peer-id/v2\0").chain_update(key).finalize();
+    to_hex(&digest[..16])
+}
+
+/// What a keyed `join` signs: a domain tag, the connection's nonce and the room. The
+/// nonce is fresh per connection and good for one attempt, so a recorded join cannot
+/// be replayed; the room is in it, so a join cannot be moved to another room.
+pub fn join_proof_message(nonce: &str, room: &str) -> Vec<u8> {
+    let mut message = b"meshdrop/join/v1\0".to_vec();
+    message.extend_from_slice(nonce.as_bytes());
+    message.push(0);
+    message.extend_from_slice(room.as_bytes());
+    message
+}
+
+/// Lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)] as char, DIGITS[usize::from(b & 15)] as char]).collect()
+}
+
+/// Exactly `N` bytes from `2 × N` lowercase hex digits.
+pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -503,9 +603,9 @@ mod tests {
 
     #[test]
     fn join_round_trips() {
-        let text = serde_json::to_string(&ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None }).unwrap();
+        let text = serde_json::to_string(&ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None, key: None, proof: None }).unwrap();
         assert_eq!(text, r#"{"type":"join","room":"lobby","name":"alice"}"#);
-        assert_eq!(parse_client(&text).unwrap(), ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None });
+        assert_eq!(parse_client(&text).unwrap(), ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None, keyed: None });
     }
 
     #[test]

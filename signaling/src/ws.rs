@@ -164,6 +164,8 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
     let conn = Conn { id: conn_id, link: link.clone() };
     let (mut sink, mut stream) = socket.split();
     let mut joined: Option<(String, String)> = None;
+    // The nonce a keyed join must sign; taken by the first join attempt after it.
+    let mut challenge: Option<String> = None;
     let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
     // Refusals of our signals because their receiver is saturated: one error a second.
     let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
@@ -222,7 +224,7 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                     }
                 }
                 let handled = match message {
-                    Message::Text(text) => handle_text(&text, &conn, &mut joined, &state).await,
+                    Message::Text(text) => handle_text(&text, &conn, &mut joined, &mut challenge, &state).await,
                     Message::Binary(_) => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
                     _ => continue,
                 };
@@ -375,15 +377,23 @@ fn is_bad_utf8(err: &axum::Error) -> bool {
     false
 }
 
-async fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, String)>, state: &AppState) -> Result<(), ProtocolError> {
+async fn handle_text(
+    text: &str,
+    conn: &Conn,
+    joined: &mut Option<(String, String)>,
+    challenge: &mut Option<String>,
+    state: &AppState,
+) -> Result<(), ProtocolError> {
     match parse_client(text)? {
-        ClientRequest::Join { room, name, secret } => {
+        ClientRequest::Join { room, name, secret, keyed } => {
             if joined.is_some() {
                 return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
             }
-            let id = match secret {
-                Some(secret) => identity::id_from_secret(&secret),
-                None => identity::random_id(),
+            let id = match (keyed, secret) {
+                // One attempt per nonce: a failed or replayed proof needs a new challenge.
+                (Some((key, proof)), _) => identity::id_from_proof(&key, &proof, challenge.take().as_deref(), &room)?,
+                (None, Some(secret)) => identity::id_from_secret(&secret),
+                (None, None) => identity::random_id(),
             };
             // Across instances first: the room's capacity holds everywhere, and the
             // members elsewhere are listed in the welcome.
@@ -449,6 +459,15 @@ async fn handle_text(text: &str, conn: &Conn, joined: &mut Option<(String, Strin
         // the pong also says those were written.
         ClientRequest::Ping => {
             conn.link.offer(ServerMessage::Pong.to_json());
+            Ok(())
+        }
+        ClientRequest::Challenge => {
+            if joined.is_some() {
+                return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
+            }
+            let nonce = identity::nonce();
+            conn.link.offer(ServerMessage::Challenge { nonce: &nonce }.to_json());
+            *challenge = Some(nonce);
             Ok(())
         }
     }

@@ -358,3 +358,73 @@ async fn joined_clients_get_turn_credentials_and_fresh_ones_before_they_expire()
     plain.stop().await;
     server.stop().await;
 }
+
+mod keyed {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+    use meshdrop_signal::protocol::{id_from_key, join_proof_message, to_hex};
+
+    async fn nonce(ws: &mut Ws) -> String {
+        send(ws, json!({"type": "challenge"})).await;
+        let frame = recv(ws).await;
+        assert_eq!(frame["type"], "challenge", "{frame}");
+        frame["nonce"].as_str().unwrap().to_owned()
+    }
+
+    fn join_frame(key: &SigningKey, nonce: &str, room: &str) -> Value {
+        let proof = key.sign(&join_proof_message(nonce, room));
+        json!({"type": "join", "room": room, "key": to_hex(key.verifying_key().as_bytes()), "proof": to_hex(&proof.to_bytes())})
+    }
+
+    #[tokio::test]
+    async fn a_keyed_join_gets_the_id_of_its_key_and_nothing_else_claims_it() {
+        let server = Server::start(Config::default()).await;
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let expected = id_from_key(key.verifying_key().as_bytes());
+        let mut a = server.client().await;
+        let n = nonce(&mut a).await;
+        let recorded = join_frame(&key, &n, "r");
+        send(&mut a, recorded.clone()).await;
+        let welcome = recv(&mut a).await;
+        assert_eq!(welcome["id"], expected.as_str());
+
+        // A recorded join replayed on another connection (whose nonce differs, or was
+        // never asked for) is refused: a server or an eavesdropper cannot reuse it.
+        let mut replay = server.client().await;
+        send(&mut replay, recorded.clone()).await;
+        expect_error(&mut replay, "bad-proof").await;
+        let _ = nonce(&mut replay).await;
+        send(&mut replay, recorded).await;
+        expect_error(&mut replay, "bad-proof").await;
+
+        // Another key cannot take the id; a proof for one room does not join another.
+        let mut other = server.client().await;
+        let n = nonce(&mut other).await;
+        let mut moved = join_frame(&key, &n, "r");
+        moved["room"] = json!("s");
+        send(&mut other, moved).await;
+        expect_error(&mut other, "bad-proof").await;
+        // The nonce was spent on that attempt.
+        send(&mut other, join_frame(&key, &n, "s")).await;
+        expect_error(&mut other, "bad-proof").await;
+        let thief = SigningKey::from_bytes(&[8; 32]);
+        let n = nonce(&mut other).await;
+        let mut forged = join_frame(&thief, &n, "r");
+        forged["key"] = json!(to_hex(key.verifying_key().as_bytes()));
+        send(&mut other, forged).await;
+        expect_error(&mut other, "bad-proof").await;
+        // Malformed keys and proofs are refused by shape.
+        send(&mut other, json!({"type": "join", "room": "r", "key": "00", "proof": "11"})).await;
+        expect_error(&mut other, "bad-proof").await;
+        send(&mut other, json!({"type": "join", "room": "r", "key": "0".repeat(64)})).await;
+        expect_error(&mut other, "bad-proof").await;
+
+        // The key's holder, from a new connection, takes its id over as with secrets.
+        let mut again = server.client().await;
+        let n = nonce(&mut again).await;
+        send(&mut again, join_frame(&key, &n, "r")).await;
+        assert_eq!(recv(&mut again).await["id"], expected.as_str());
+        assert_eq!(expect_close(&mut a).await, CloseCode::Policy);
+        server.stop().await;
+    }
+}

@@ -80,7 +80,7 @@ export interface PeerInfo {
 /** Why a connection attempt failed: no local address at all; no pair of addresses
  *  worked (the message says whether a TURN server was configured); the encrypted
  *  handshake failed; or it did not open within `connectTimeoutMs`. */
-export type PeerFailureReason = "no-candidates" | "ice-failed" | "dtls-failed" | "timeout";
+export type PeerFailureReason = "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor";
 
 /** How a connection travels. */
 export interface ConnectionPath {

@@ -116,6 +116,10 @@ impl Peer {
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
         mesh.local_key = identity.local_key;
+        if settings.persistent_identity {
+            let me = mesh.identity.id().as_str().to_owned();
+            mesh.pinned = crate::web::identity::pins(&me).into_iter().map(|(peer, key)| (PeerId::new(peer), key)).collect();
+        }
         if let Some(max) = settings.max_message_bytes {
             mesh.max_message_bytes = max;
         }
@@ -169,6 +173,35 @@ impl Peer {
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> Option<String> {
         self.name.clone()
+    }
+
+    /// The code to compare with a connected peer, out of band (read aloud, side by
+    /// side): the same on its side, from both public keys, as 4 groups of 5 digits.
+    /// Equal codes mean no one is in between, the signaling server included.
+    /// `undefined` if the peer is not connected.
+    #[wasm_bindgen(js_name = safetyCode)]
+    pub fn safety_code(&self, peer_id: &str) -> Option<String> {
+        self.driver.read(|mesh| mesh.safety_code(&PeerId::new(peer_id)))
+    }
+
+    /// Marks a connected peer as verified (call it once the safety codes matched): its
+    /// key is remembered (with a persistent identity, across sessions), and a later
+    /// connection to that id with another key is refused (`peer-failed`, reason
+    /// "impostor"). False if the peer is not connected.
+    pub fn verify(&self, peer_id: &str) -> bool {
+        let peer = PeerId::new(peer_id);
+        let Some(key) = self.driver.with_mesh(|mesh, _| mesh.pin(&peer)) else { return false };
+        let persistent = self.identity.borrow().as_ref().is_some_and(|identity| identity.persistent());
+        if persistent {
+            crate::web::identity::remember_pin(&self.id, peer_id, &key);
+        }
+        true
+    }
+
+    /// Whether this peer's key was verified (`verify`), in this session or before.
+    #[wasm_bindgen(js_name = isVerified)]
+    pub fn is_verified(&self, peer_id: &str) -> bool {
+        self.driver.read(|mesh| mesh.is_pinned(&PeerId::new(peer_id)))
     }
 
     /// Peers with an open data channel: `[{ id, name }]`, sorted by id.

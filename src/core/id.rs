@@ -7,7 +7,8 @@ use std::fmt;
 pub struct PeerId(String);
 
 impl PeerId {
-    pub(crate) fn new(id: impl Into<String>) -> Self {
+    /// Wraps an id (one the server announced, or one kept from an earlier session).
+    pub fn new(id: impl Into<String>) -> Self {
         PeerId(id.into())
     }
 

@@ -9,10 +9,11 @@
 
 use std::collections::VecDeque;
 
-use meshdrop_signal::protocol::{parse_server, ClientMessage, ServerEvent};
+use meshdrop_signal::protocol::{parse_server, to_hex, ClientMessage, ServerEvent};
 
 use super::discovery::{Discovery, Hit, ManifestError, Match, QueryId, ShareId, SharedFile};
 use super::error::{JoinError, SendError};
+use super::identity::{safety_code, Identity, PublicKey};
 use super::input::Input;
 use super::net::Net;
 use super::output::{ConnectionOp, Event, Output, SignalingOp, SignalingState};
@@ -73,6 +74,11 @@ pub struct MeshConfig {
     /// a receiver proves with it that it is the one that accepted a transfer before,
     /// so a transfer resumes only with the same browser. Persist it with the secret.
     pub local_key: [u8; 32],
+    /// Our key pair (derived from `secret` by default): the server checks our id with
+    /// it, and peers check every connection against it. It never leaves this device.
+    pub identity: Identity,
+    /// Peers whose keys the user verified (see [`Mesh::pin`]), from earlier sessions.
+    pub pinned: Vec<(PeerId, PublicKey)>,
     /// How many signaling servers (URLs) the driver can open: [`SignalingOp::Open`]
     /// names one. Each attempt after a failure goes to the next, so peers of a server
     /// that died or restarts find another; a first join fails only when every one did.
@@ -85,7 +91,8 @@ impl MeshConfig {
     /// `local_key` defaults to one derived from the secret: set a separate random one
     /// (as the browser driver does) for resume proofs the server cannot forge.
     pub fn new(room: impl Into<String>, name: Option<String>, secret: impl Into<String>) -> Self {
-        let secret = secret.into();
+        let secret: String = secret.into();
+        let identity = Identity::from_secret(&secret);
         let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key from secret").update(secret.as_bytes()).finalize().as_bytes();
         MeshConfig {
             room: room.into(),
@@ -96,6 +103,8 @@ impl MeshConfig {
             resume_timeout_ms: 120_000,
             reconnect_timeout_ms: 30_000,
             local_key,
+            identity,
+            pinned: Vec::new(),
             signaling_servers: 1,
         }
     }
@@ -154,7 +163,10 @@ impl Mesh {
             max_message_bytes: config.max_message_bytes,
             reconnect_timeout_ms: config.reconnect_timeout_ms,
         };
-        let peers = Peers::new(settings, rng.next_u64());
+        let mut peers = Peers::new(settings, rng.next_u64(), config.identity.clone(), config.room.clone());
+        for (peer, key) in &config.pinned {
+            peers.pin(peer.clone(), *key);
+        }
         Mesh {
             config,
             rng,
@@ -355,12 +367,26 @@ impl Mesh {
 
     // -- signaling ---------------------------------------------------------------------
 
-    /// The WebSocket opened: join (again) with our secret so the id stays the same.
+    /// The WebSocket opened: ask for a nonce to sign, to join (again) with our key so
+    /// the id stays the same.
     fn signaling_opened(&mut self) {
         if self.link != Link::Connecting {
             return;
         }
-        let join = ClientMessage::Join { room: &self.config.room, name: self.config.name.as_deref(), secret: Some(&self.config.secret) };
+        if let Ok(text) = serde_json::to_string(&ClientMessage::Challenge) {
+            self.outputs.push_back(Output::Signaling(SignalingOp::Send(text)));
+        }
+    }
+
+    /// The server's nonce: join, proving we hold the key our id derives from.
+    fn challenged(&mut self, nonce: &str) {
+        if self.link != Link::Connecting {
+            return;
+        }
+        let key = to_hex(&self.config.identity.public_key());
+        let proof = to_hex(&self.config.identity.join_proof(nonce, &self.config.room));
+        let join =
+            ClientMessage::Join { room: &self.config.room, name: self.config.name.as_deref(), secret: None, key: Some(&key), proof: Some(&proof) };
         if let Ok(text) = serde_json::to_string(&join) {
             self.outputs.push_back(Output::Signaling(SignalingOp::Send(text)));
         }
@@ -447,6 +473,7 @@ impl Mesh {
             ServerEvent::Signal { from, data } if self.link != Link::Closed => self.peers.signal(now, PeerId::new(from), &data, &mut self.outputs),
             ServerEvent::Signal { .. } => {}
             ServerEvent::Pong => {}
+            ServerEvent::Challenge { nonce } => self.challenged(&nonce),
             ServerEvent::Error { code_text, message, .. } if code_text == REPLACED_ERROR => {
                 self.stop_signaling(format!("the signaling server closed us: {message}"));
             }
@@ -533,6 +560,10 @@ impl Mesh {
     // -- what the channels carry -------------------------------------------------------
 
     fn channel_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
+        if self.peers.binding_pending(conn) {
+            // Opens the session, or closes an impostor's (see `Peers::binding_received`).
+            return self.peers.binding_received(now, conn, frame, &mut self.outputs);
+        }
         let Some(peer) = self.peers.peer_of(conn) else { return };
         self.peers.heard_from(&peer);
         let Some(session) = self.peers.open_session(&peer) else { return };
@@ -573,10 +604,37 @@ impl Mesh {
                 net.send_service(peer, &Service::Pong);
             }
             Service::Pong => {}
+            // One per connection, first, and handled then: a later one is noise.
+            Service::Bind { .. } => warn(&mut self.outputs, format!("{peer} sent a second binding; ignored")),
         }
     }
 
     // -- commands ----------------------------------------------------------------------
+
+    /// A connected peer's public key: its connection's binding proved it.
+    pub fn peer_key(&self, peer: &PeerId) -> Option<PublicKey> {
+        self.peers.key_of(peer)
+    }
+
+    /// The code to compare with a connected peer (the same on its side), from both
+    /// public keys; `None` if the peer is not connected.
+    pub fn safety_code(&self, peer: &PeerId) -> Option<String> {
+        Some(safety_code(&self.config.identity.public_key(), &self.peers.key_of(peer)?))
+    }
+
+    /// Pins a connected peer's key (the user compared the safety codes): a later
+    /// connection to this id from another key is refused as an impostor. Returns the key
+    /// to keep for later sessions ([`MeshConfig::pinned`]), or `None` if not connected.
+    pub fn pin(&mut self, peer: &PeerId) -> Option<PublicKey> {
+        let key = self.peers.key_of(peer)?;
+        self.peers.pin(peer.clone(), key);
+        Some(key)
+    }
+
+    /// Whether `peer`'s key is pinned.
+    pub fn is_pinned(&self, peer: &PeerId) -> bool {
+        self.peers.is_pinned(peer)
+    }
 
     /// Queues a message for `peer`; it is delivered whole, in order.
     pub fn send(&mut self, _now: Millis, peer: &PeerId, payload: &Payload) -> Result<(), SendError> {

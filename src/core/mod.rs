@@ -6,6 +6,7 @@
 pub mod discovery;
 mod error;
 mod id;
+pub mod identity;
 mod input;
 mod lane;
 mod mesh;
@@ -27,6 +28,7 @@ pub mod wire;
 pub use discovery::{Hit, Match, QueryId, ShareId, SharedFile};
 pub use error::{JoinError, SendError};
 pub use id::{ConnId, PeerId};
+pub use identity::Identity;
 pub use input::{FrameId, Input};
 pub use lane::BUFFERED_LOW_THRESHOLD;
 pub use mesh::{Mesh, MeshConfig, PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};

@@ -140,6 +140,10 @@ pub enum FailReason {
     DtlsFailed,
     /// The channels did not open within `connectTimeoutMs`.
     Timeout,
+    /// The other end could not prove it is the peer we connected to: its key is not
+    /// that id's, or it signed other DTLS fingerprints than the connection's (someone
+    /// in the middle). The connection was closed before any application byte.
+    Impostor,
 }
 
 impl FailReason {
@@ -150,6 +154,7 @@ impl FailReason {
             FailReason::IceFailed => "ice-failed",
             FailReason::DtlsFailed => "dtls-failed",
             FailReason::Timeout => "timeout",
+            FailReason::Impostor => "impostor",
         }
     }
 }

@@ -15,13 +15,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
+use super::identity::{binding_message, fingerprints, key_matches, verify, Identity, PublicKey};
 use super::output::{Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
+use super::service::Service;
 use super::session::{Health, Session};
 use super::signal::PeerSignal;
 use super::time::backoff;
 use super::transfer::BulkItem;
+use super::wire::{encode_service, Message};
 use super::{ConnId, Millis, PeerId};
 
 /// Connection attempts we offer at once; the rest wait their turn. All at once, a
@@ -78,10 +81,16 @@ pub(crate) struct Peers {
     /// Peers we will offer to once fewer than [`MAX_OFFERS_IN_FLIGHT`] are in flight.
     offer_queue: VecDeque<PeerId>,
     changes: Vec<PeerChange>,
+    /// Our key pair: it signs each connection's binding.
+    identity: Identity,
+    /// The room, as the bindings name it.
+    room: String,
+    /// Keys the user verified (`pin`): a pinned peer must keep its key.
+    pinned: HashMap<PeerId, PublicKey>,
 }
 
 impl Peers {
-    pub(crate) fn new(settings: PeerSettings, seed: u64) -> Self {
+    pub(crate) fn new(settings: PeerSettings, seed: u64, identity: Identity, room: String) -> Self {
         Peers {
             settings,
             rng: Rng::new(seed),
@@ -96,7 +105,29 @@ impl Peers {
             connecting: HashSet::new(),
             offer_queue: VecDeque::new(),
             changes: Vec::new(),
+            identity,
+            room,
+            pinned: HashMap::new(),
         }
+    }
+
+    /// The key of a connected peer (its binding verified it).
+    pub(crate) fn key_of(&self, peer: &PeerId) -> Option<PublicKey> {
+        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.peer_key)
+    }
+
+    /// Requires `peer` to hold `key` from now on.
+    pub(crate) fn pin(&mut self, peer: PeerId, key: PublicKey) {
+        self.pinned.insert(peer, key);
+    }
+
+    pub(crate) fn is_pinned(&self, peer: &PeerId) -> bool {
+        self.pinned.contains_key(peer)
+    }
+
+    /// A connection whose channel is up but whose binding has not arrived yet.
+    pub(crate) fn binding_pending(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).and_then(|peer| self.sessions.get(peer)).is_some_and(|s| s.conn == conn && s.channel_up && !s.open)
     }
 
     /// Which peers opened or closed since the last call.
@@ -263,7 +294,10 @@ impl Peers {
                     }
                     self.close_session(&from, out);
                 }
-                self.start_session(now, from, conn, false, out);
+                self.start_session(now, from.clone(), conn, false, out);
+                if let Some(s) = self.sessions.get_mut(&from) {
+                    s.remote_fingerprints = fingerprints(&sdp);
+                }
                 out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp }));
                 self.remote_description_issued(conn, out);
                 // Issued without waiting: the browser's operations chain applies the
@@ -273,6 +307,9 @@ impl Peers {
             PeerSignal::Answer { conn, sdp, generation } => match self.sessions.get_mut(&from) {
                 Some(s) if s.conn == conn && s.awaiting_answer && generation == s.generation => {
                     s.awaiting_answer = false;
+                    if s.remote_fingerprints.is_none() {
+                        s.remote_fingerprints = fingerprints(&sdp);
+                    }
                     out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp }));
                     self.remote_description_issued(conn, out);
                 }
@@ -373,6 +410,9 @@ impl Peers {
 
     pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        if let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.local_fingerprints.is_none()) {
+            s.local_fingerprints = fingerprints(&sdp);
+        }
         let generation = self.sessions.get(&peer).map_or(0, |s| s.generation);
         let signal = match kind {
             SdpKind::Offer => PeerSignal::Offer { conn, sdp, generation },
@@ -388,10 +428,81 @@ impl Peers {
 
     // -- channels ----------------------------------------------------------------------
 
-    pub(crate) fn channel_opened(&mut self, now: Millis, conn: ConnId, max_message_size: u64, out: &mut VecDeque<Output>) {
+    /// The message channel opened: our binding goes first, before anything else on it.
+    /// The session opens when the peer's binding verifies ([`Peers::binding_received`]);
+    /// until then the connect deadline still runs.
+    pub(crate) fn channel_opened(&mut self, _now: Millis, conn: ConnId, max_message_size: u64, out: &mut VecDeque<Output>) {
+        let Some(me) = self.me.clone() else { return };
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && !s.open) else { return };
-        s.opened(max_message_size);
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && !s.open && !s.channel_up) else { return };
+        s.channel_up(max_message_size);
+        let message = binding_message(
+            &self.room,
+            &me,
+            &peer,
+            s.local_fingerprints.as_deref().unwrap_or_default(),
+            s.remote_fingerprints.as_deref().unwrap_or_default(),
+        );
+        let binding = Service::Bind { key: self.identity.public_key(), signature: self.identity.sign(&message) };
+        for frame in encode_service(&binding.encode(), s.max_frame()) {
+            s.enqueue_unbounded(frame);
+        }
+        flush(s, out);
+    }
+
+    /// The first frame on a connection whose channel is up: it must be the peer's
+    /// binding, for the connection we have, by the key of the id we connected to (and
+    /// the pinned one, if pinned). Otherwise the connection is closed as an impostor's
+    /// and nothing from it reaches the application.
+    pub(crate) fn binding_received(&mut self, now: Millis, conn: ConnId, frame: &[u8], out: &mut VecDeque<Output>) {
+        let Some(me) = self.me.clone() else { return };
+        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.channel_up && !s.open) else { return };
+        let verdict = match s.reassembler.push(frame) {
+            Ok(None) => return, // a binding is one frame, but a frame may come in parts
+            Ok(Some(Message::Service(bytes))) => match Service::decode(&bytes) {
+                Ok(Service::Bind { key, signature }) => {
+                    let message = binding_message(
+                        &self.room,
+                        &peer,
+                        &me,
+                        s.remote_fingerprints.as_deref().unwrap_or_default(),
+                        s.local_fingerprints.as_deref().unwrap_or_default(),
+                    );
+                    if !key_matches(&key, &peer) {
+                        Err(format!("its key is not the key of {peer}: the server introduced someone else under that id"))
+                    } else if self.pinned.get(&peer).is_some_and(|pinned| *pinned != key) {
+                        Err(format!("its key is not the one verified for {peer}"))
+                    } else if s.local_fingerprints.is_none() || s.remote_fingerprints.is_none() {
+                        Err("the connection's descriptions carry no DTLS fingerprints to check".to_owned())
+                    } else if !verify(&key, &message, &signature) {
+                        Err(format!("{peer} signed other DTLS fingerprints than this connection's: someone is in the middle"))
+                    } else {
+                        Ok(key)
+                    }
+                }
+                _ => Err("its first frame was not a binding".to_owned()),
+            },
+            _ => Err("its first frame was not a binding".to_owned()),
+        };
+        match verdict {
+            Ok(key) => {
+                s.peer_key = Some(key);
+                self.session_verified(now, conn, &peer, out);
+            }
+            Err(why) => {
+                let message = format!("closed the connection: {why}");
+                warn(out, format!("{peer}: {message}"));
+                out.push_back(Output::Event(Event::PeerFailed { id: peer.clone(), reason: FailReason::Impostor, message }));
+                self.connection_closed(now, conn, "impostor", out);
+            }
+        }
+    }
+
+    fn session_verified(&mut self, now: Millis, conn: ConnId, peer: &PeerId, out: &mut VecDeque<Output>) {
+        let peer = peer.clone();
+        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        s.verified();
         self.connecting.remove(&peer);
         self.retries.remove(&peer);
         self.attempts.remove(&peer);

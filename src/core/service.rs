@@ -108,6 +108,12 @@ pub(crate) enum Service {
     },
     Ping,
     Pong,
+    /// The first frame on every connection: the sender's public key and its signature
+    /// over the connection's binding (`identity::binding_message`).
+    Bind {
+        key: [u8; 32],
+        signature: [u8; 64],
+    },
 }
 
 impl Service {
@@ -174,6 +180,11 @@ impl Service {
             }
             Service::Ping => out.push(9),
             Service::Pong => out.push(10),
+            Service::Bind { key, signature } => {
+                out.push(12);
+                out.extend_from_slice(key);
+                out.extend_from_slice(signature);
+            }
         }
         out
     }
@@ -223,6 +234,7 @@ impl Service {
             }
             9 => Service::Ping,
             10 => Service::Pong,
+            12 => Service::Bind { key: r.array()?, signature: r.array()? },
             other => return Err(FrameError::Type(other)),
         };
         r.end()?;

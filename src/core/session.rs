@@ -3,6 +3,7 @@
 //! channels. It knows frames only as bytes and [`BulkItem`]s; what they mean is the
 //! business of the layers above.
 
+use super::identity::PublicKey;
 use super::lane::{Lane, MAX_FRAME};
 use super::path::{Gathered, Path};
 use super::transfer::BulkItem;
@@ -59,6 +60,14 @@ pub(crate) struct Session {
     pub(crate) path: Option<Path>,
     /// What gathering our candidates found, once it completed.
     pub(crate) gathered: Option<Gathered>,
+    /// The DTLS fingerprints in our description and in the peer's: what each side's
+    /// binding signs.
+    pub(crate) local_fingerprints: Option<String>,
+    pub(crate) remote_fingerprints: Option<String>,
+    /// The message channel is open; `open` waits for the peer's binding.
+    pub(crate) channel_up: bool,
+    /// The peer's key, once its binding verified.
+    pub(crate) peer_key: Option<PublicKey>,
 }
 
 impl Session {
@@ -79,16 +88,25 @@ impl Session {
             generation: 0,
             path: None,
             gathered: None,
+            local_fingerprints: None,
+            remote_fingerprints: None,
+            channel_up: false,
+            peer_key: None,
         }
     }
 
     /// Marks the channel open; `max_message_size` is the browser's SCTP limit (0 if
     /// unknown).
-    pub(crate) fn opened(&mut self, max_message_size: u64) {
-        self.open = true;
-        self.deadline = None;
+    pub(crate) fn channel_up(&mut self, max_message_size: u64) {
+        self.channel_up = true;
         let size = if max_message_size == 0 { DEFAULT_FRAME } else { max_message_size.min(MAX_FRAME) };
         self.max_frame = size as usize;
+    }
+
+    /// The peer's binding verified: the session is open for everything.
+    pub(crate) fn verified(&mut self) {
+        self.open = true;
+        self.deadline = None;
     }
 
     pub(crate) fn max_frame(&self) -> usize {
@@ -168,9 +186,9 @@ mod tests {
     #[test]
     fn the_frame_size_follows_the_browser_up_to_the_cap() {
         let mut s = Session::new(ConnId::from_raw(1), true, Millis(0), 1 << 20);
-        s.opened(0);
+        s.channel_up(0);
         assert_eq!(s.max_frame() as u64, DEFAULT_FRAME);
-        s.opened(1 << 30);
+        s.channel_up(1 << 30);
         assert_eq!(s.max_frame() as u64, MAX_FRAME);
     }
 }

@@ -4,15 +4,17 @@
 
 use std::collections::VecDeque;
 
+use super::identity::{binding_message, Identity};
 use super::mesh::MeshConfig;
 use super::net::Net;
-use super::output::{ConnectionOp, Event, Output};
+use super::output::{ConnectionOp, Event, Output, SdpKind};
 use super::peers::{PeerSettings, Peers};
 use super::rng::Rng;
 use super::service::Service;
+use super::signal::PeerSignal;
 use super::transfer::frame::Control;
 use super::transfer::BulkItem;
-use super::wire::{Message, Reassembler};
+use super::wire::{encode_service, Message, Reassembler};
 use super::{ConnId, Millis, PeerId};
 
 pub(crate) struct Harness {
@@ -36,11 +38,14 @@ impl Harness {
             max_message_bytes: config.max_message_bytes,
             reconnect_timeout_ms: config.reconnect_timeout_ms,
         };
-        let mut peers = Peers::new(settings, 1);
+        let mut peers = Peers::new(settings, 1, config.identity.clone(), config.room.clone());
         let mut out = VecDeque::new();
         let now = Millis(1_000);
-        let peer = PeerId::new(label);
-        peers.welcomed(now, PeerId::new("a"), vec![(peer.clone(), None)], &mut out);
+        // The peer's id is its key's; ours sorts first, so we offer.
+        let them = Identity::from_secret(label);
+        let peer = them.id().clone();
+        let me = PeerId::new("0");
+        peers.welcomed(now, me.clone(), vec![(peer.clone(), None)], &mut out);
         let conn = out
             .iter()
             .find_map(|o| match o {
@@ -48,7 +53,18 @@ impl Harness {
                 _ => None,
             })
             .expect("we offer to a larger id");
+        // Descriptions with fingerprints, and the peer's binding of them: verified.
+        peers.local_description(conn, SdpKind::Offer, "a=fingerprint:sha-256 00".into(), &mut out);
+        let answer = PeerSignal::Answer { conn, sdp: "a=fingerprint:sha-256 11".into(), generation: 0 }.to_json();
+        let answer = serde_json::value::RawValue::from_string(answer).expect("json");
+        peers.signal(now, peer.clone(), &answer, &mut out);
         peers.channel_opened(now, conn, 256 * 1024, &mut out);
+        let message = binding_message(&config.room, &peer, &me, "sha-256 11", "sha-256 00");
+        let binding = Service::Bind { key: them.public_key(), signature: them.sign(&message) };
+        for frame in encode_service(&binding.encode(), 256 * 1024) {
+            peers.binding_received(now, conn, &frame, &mut out);
+        }
+        assert!(peers.is_open(&peer), "the harness's binding verifies");
         peers.take_changes();
         out.clear();
         Harness { now, config, peers, out, rng: Rng::new(2), peer, conn, kept: Vec::new() }

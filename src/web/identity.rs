@@ -1,19 +1,25 @@
-//! A tab's persistent identity: a secret kept in localStorage (the server derives our
-//! id from it), held by one tab at a time through a Web Lock, so a reloaded tab comes
-//! back as the same peer while two open tabs never share an id; and with it a local key
-//! that never leaves the browser, with which a receiver proves it is the one that
-//! accepted a transfer (the server sees the secret, so it could claim the id, but it
-//! never sees the key). Falls back to fresh ones where either API is missing.
+//! A tab's persistent identity: a secret kept in localStorage, from which its Ed25519
+//! key pair derives (`core::Identity`; the id is the public key's hash), held by one tab
+//! at a time through a Web Lock, so a reloaded tab comes back as the same peer while two
+//! open tabs never share an id; and with it a local key with which a receiver proves it
+//! is the one that accepted a transfer. Neither ever leaves the browser: the server sees
+//! the public key and a signature over its nonce, nothing that could claim the id.
+//! Identities of the older scheme (`/v2`, whose secrets were sent to the server) are
+//! dropped, not migrated. Falls back to fresh ones where either API is missing.
+//!
+//! Also the keys the user verified (`Peer.verify`), per identity.
 
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(inline_js = r#"
-export async function claimIdentity(storageKey) {
+export async function claimIdentity(storageKey, legacyKey) {
   const storage = globalThis.localStorage;
   const locks = globalThis.navigator && globalThis.navigator.locks;
   if (!storage || !locks) return null;
+  // Those secrets went to signaling servers: useless as keys, so not kept.
+  try { storage.removeItem(legacyKey); } catch {}
   let pool = [];
   try { pool = JSON.parse(storage.getItem(storageKey) || "[]"); } catch {}
   if (!Array.isArray(pool)) pool = [];
@@ -37,10 +43,54 @@ export async function claimIdentity(storageKey) {
   storage.setItem(storageKey, JSON.stringify(pool.slice(-64)));
   return { ...held, key: entry.key };
 }
+
+export function loadPins(storageKey, owner) {
+  try {
+    const all = JSON.parse(globalThis.localStorage.getItem(storageKey) || "{}");
+    const mine = all && typeof all === "object" ? all[owner] : null;
+    return mine && typeof mine === "object" ? Object.entries(mine).filter(([, key]) => typeof key === "string") : [];
+  } catch { return []; }
+}
+
+export function savePin(storageKey, owner, peer, key) {
+  try {
+    const storage = globalThis.localStorage;
+    let all = JSON.parse(storage.getItem(storageKey) || "{}");
+    if (!all || typeof all !== "object") all = {};
+    all[owner] = { ...(all[owner] || {}), [peer]: key };
+    storage.setItem(storageKey, JSON.stringify(all));
+    return true;
+  } catch { return false; }
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = claimIdentity, catch)]
-    fn claim_identity(storage_key: &str) -> Result<js_sys::Promise, JsValue>;
+    fn claim_identity(storage_key: &str, legacy_key: &str) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(js_name = loadPins)]
+    fn load_pins(storage_key: &str, owner: &str) -> js_sys::Array;
+    #[wasm_bindgen(js_name = savePin)]
+    fn save_pin(storage_key: &str, owner: &str, peer: &str, key: &str) -> bool;
+}
+
+const PINS: &str = "meshdrop.pins/v1";
+
+/// The keys this identity verified before: `(peer id, public key)`. Malformed entries
+/// are skipped.
+pub(crate) fn pins(owner: &str) -> Vec<(String, [u8; 32])> {
+    load_pins(PINS, owner)
+        .iter()
+        .filter_map(|entry| {
+            let entry = js_sys::Array::from(&entry);
+            let peer = entry.get(0).as_string()?;
+            let key = meshdrop_signal::protocol::from_hex::<32>(&entry.get(1).as_string()?)?;
+            Some((peer, key))
+        })
+        .collect()
+}
+
+/// Remembers that `owner` verified `peer`'s `key`; false if storage refused.
+pub(crate) fn remember_pin(owner: &str, peer: &str, key: &[u8; 32]) -> bool {
+    save_pin(PINS, owner, peer, &meshdrop_signal::protocol::to_hex(key))
 }
 
 /// A claimed secret and local key; dropping it releases the lock for the next tab.
@@ -53,12 +103,18 @@ pub(crate) struct Identity {
 impl Identity {
     /// A persistent secret if the browser allows, else a fresh one.
     pub(crate) async fn claim() -> Result<Identity, JsValue> {
-        if let Ok(promise) = claim_identity("meshdrop.identities/v2") {
+        if let Ok(promise) = claim_identity("meshdrop.identities/v3", "meshdrop.identities/v2") {
             if let Ok(held) = JsFuture::from(promise).await {
                 let text = |key: &str| Reflect::get(&held, &key.into()).ok().and_then(|s| s.as_string());
                 let release = Reflect::get(&held, &"release".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
                 if let (Some(secret), Some(key)) = (text("secret"), text("key")) {
-                    let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key").update(key.as_bytes()).finalize().as_bytes();
+                    // Tied to the identity: a different identity never proves this one's transfers.
+                    let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key v3")
+                        .update(key.as_bytes())
+                        .update(b"\0")
+                        .update(secret.as_bytes())
+                        .finalize()
+                        .as_bytes();
                     return Ok(Identity { secret, local_key, release });
                 }
             }
@@ -71,6 +127,13 @@ impl Identity {
         let mut local_key = [0; 32];
         super::platform::random_bytes(&mut local_key)?;
         Ok(Identity { secret: super::platform::random_secret()?, local_key, release: None })
+    }
+}
+
+impl Identity {
+    /// Kept in storage (not a one-off identity).
+    pub(crate) fn persistent(&self) -> bool {
+        self.release.is_some()
     }
 }
 

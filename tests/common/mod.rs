@@ -7,11 +7,12 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
+use meshdrop::core::Identity;
 use meshdrop::core::{
     BulkItem, CandidateType, ConnId, ConnectionOp, Event, Failure, FileMeta, FileOp, FileSource, FrameId, Gathered, Hash, IceState, Input, Mesh,
     MeshConfig, Millis, Output, Partial, Path, PeerId, SdpKind, ShareId, SharedFile, SignalingOp, StoreError, StoreOp, TransferId,
 };
-use meshdrop_signal::protocol::{parse_client, ClientRequest, IceServer, ServerMessage};
+use meshdrop_signal::protocol::{id_from_key, join_proof_message, parse_client, ClientRequest, IceServer, ServerMessage};
 use meshdrop_signal::rooms::{Rooms, Route};
 
 /// SCTP max message size the fake connections report.
@@ -78,6 +79,8 @@ pub struct Node {
     frames: HashMap<FrameId, (usize, Vec<u8>)>,
     /// The WebSocket is open (the server accepted it).
     ws_open: bool,
+    /// The nonce the server gave this node's connection, for its keyed join.
+    nonce: Option<String>,
     /// The WebSocket is open to both ends but carries nothing either way (its NAT
     /// mapping went away): until the node closes it, and the server never hears that.
     ws_silent: bool,
@@ -124,6 +127,15 @@ pub struct Captured {
     pub to_server: Vec<String>,
 }
 
+/// Rewrites of the frames between the nodes and the honest room logic: a signaling
+/// server (or a proxy in front of one) with its own intentions.
+pub struct HostileServer {
+    /// Applied to each frame node `n` sends, before the server reads it.
+    pub from_node: Box<dyn FnMut(usize, String) -> String>,
+    /// Applied to each frame for node `n`, before it arrives.
+    pub to_node: Box<dyn FnMut(usize, String) -> String>,
+}
+
 pub struct World {
     pub now: Millis,
     pub nodes: Vec<Node>,
@@ -163,13 +175,30 @@ pub struct World {
     pub paths: HashMap<ConnId, Path>,
     /// New WebSockets neither open nor fail: their packets go nowhere.
     pub server_blackholed: bool,
+    /// A signaling server that rewrites what it relays.
+    pub hostile_server: Option<HostileServer>,
+    /// Every frame the nodes sent the server, as sent.
+    pub heard_by_server: Vec<String>,
     next_frame: u64,
     turn: u64,
 }
 
 /// A secret whose derived id (in this world) sorts as `label` does.
 pub fn secret(label: &str) -> String {
-    format!("{label:_<32}")
+    // Ids are hashes of keys: ground (and cached) so the id starts with the label's first
+    // byte and its second's low nibble in hex, so "a" < "b" and "p1" < "p2" as ids too
+    // (the smaller id offers, and holders are asked in id order: tests rely on both).
+    static FOUND: std::sync::Mutex<Option<HashMap<String, String>>> = std::sync::Mutex::new(None);
+    let mut found = FOUND.lock().unwrap();
+    let found = found.get_or_insert_with(HashMap::new);
+    if let Some(secret) = found.get(label) {
+        return secret.clone();
+    }
+    let bytes = label.as_bytes();
+    let prefix = format!("{:02x}{:x}", bytes.first().copied().unwrap_or(b'_'), bytes.get(1).map_or(0, |b| b & 15));
+    let secret = (0u32..).map(|i| format!("{label:_<32}{i}")).find(|s| Identity::from_secret(s).id().as_str().starts_with(&prefix)).unwrap();
+    found.insert(label.to_owned(), secret.clone());
+    secret
 }
 
 impl World {
@@ -200,6 +229,8 @@ impl World {
             unreachable: HashSet::new(),
             paths: HashMap::new(),
             server_blackholed: false,
+            hostile_server: None,
+            heard_by_server: Vec::new(),
             next_frame: 0,
             turn: 0,
         }
@@ -248,6 +279,7 @@ impl World {
             writes: Vec::new(),
             frames: HashMap::new(),
             ws_open: false,
+            nonce: None,
             ws_silent: false,
             joined: None,
             pcs: HashMap::new(),
@@ -266,9 +298,9 @@ impl World {
         (w, nodes)
     }
 
-    /// The id the server derives for `label`.
+    /// The id the server derives for `label`: its key's.
     pub fn id_of(label: &str) -> String {
-        secret(label)
+        Identity::from_secret(&secret(label)).id().as_str().to_owned()
     }
 
     /// Runs until nothing is left to deliver without time passing.
@@ -294,6 +326,10 @@ impl World {
             if let Some((n, text)) = self.to_node.pop_front() {
                 progress = true;
                 if self.nodes[n].ws_open && !self.nodes[n].ws_silent {
+                    let text = match &mut self.hostile_server {
+                        Some(hostile) => (hostile.to_node)(n, text),
+                        None => text,
+                    };
                     let now = self.now;
                     self.nodes[n].mesh.handle(now, Input::SignalingFrame(text.into()));
                 }
@@ -569,6 +605,11 @@ impl World {
                     self.captured.to_server.push(text.clone());
                 }
                 if self.nodes[n].ws_open && !self.nodes[n].ws_silent {
+                    self.heard_by_server.push(text.clone());
+                    let text = match &mut self.hostile_server {
+                        Some(hostile) => (hostile.from_node)(n, text),
+                        None => text,
+                    };
                     self.server_receive(n, &text);
                 }
             }
@@ -594,12 +635,15 @@ impl World {
                     if pc.open {
                         // Answering an ICE restart: no new candidates are needed here.
                         let mesh = &mut self.nodes[n].mesh;
-                        mesh.handle(now, Input::LocalDescription { conn, kind, sdp: format!("v=0 {kind:?} again {conn}") });
+                        let sdp = format!("v=0 {kind:?} again {conn}\r\na=fingerprint:sha-256 node-{n}");
+                        mesh.handle(now, Input::LocalDescription { conn, kind, sdp });
                         return;
                     }
                     pc.local = true;
                     let mesh = &mut self.nodes[n].mesh;
-                    mesh.handle(now, Input::LocalDescription { conn, kind, sdp: format!("v=0 {kind:?} {conn}") });
+                    // Each node's certificate, as its fingerprint in every description.
+                    let sdp = format!("v=0 {kind:?} {conn}\r\na=fingerprint:sha-256 node-{n}");
+                    mesh.handle(now, Input::LocalDescription { conn, kind, sdp });
                     mesh.handle(now, Input::LocalCandidate { conn, candidate: format!(r#"{{"candidate":"host {n}","sdpMid":"0"}}"#) });
                 }
             }
@@ -619,7 +663,10 @@ impl World {
                 if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
                     pc.restarting = true;
                     let mesh = &mut self.nodes[n].mesh;
-                    mesh.handle(now, Input::LocalDescription { conn, kind: SdpKind::Offer, sdp: format!("v=0 restart {conn}") });
+                    mesh.handle(
+                        now,
+                        Input::LocalDescription { conn, kind: SdpKind::Offer, sdp: format!("v=0 restart {conn}\r\na=fingerprint:sha-256 node-{n}") },
+                    );
                 }
             }
             // The sim's channels drain at once: thresholds do not matter to it.
@@ -892,8 +939,26 @@ impl World {
             }
         };
         match request {
-            ClientRequest::Join { room, name, secret } => {
-                let id = secret.map(|s| s.into_owned()).unwrap_or_else(|| format!("anon{n}"));
+            ClientRequest::Challenge => {
+                let nonce = format!("{:064x}", self.next_frame * 1_000 + n as u64);
+                self.next_frame += 1;
+                self.nodes[n].nonce = Some(nonce.clone());
+                self.to_node.push_back((n, ServerMessage::Challenge { nonce: &nonce }.to_json()));
+            }
+            ClientRequest::Join { room, name, secret, keyed } => {
+                // As the real server checks a keyed join: the key signed this node's nonce.
+                let id = match keyed {
+                    Some((key, proof)) => {
+                        let nonce = self.nodes[n].nonce.take().unwrap_or_default();
+                        if !meshdrop::core::identity::verify(&key, &join_proof_message(&nonce, &room), &proof) {
+                            let frame = r#"{"type":"error","code":"bad-proof","message":"proof does not verify"}"#;
+                            self.to_node.push_back((n, frame.to_owned()));
+                            return;
+                        }
+                        id_from_key(&key)
+                    }
+                    None => secret.map(|s| s.into_owned()).unwrap_or_else(|| format!("anon{n}")),
+                };
                 match self.rooms.join(n, &room, &id, name.as_deref(), &self.ice_servers) {
                     Ok(joined) => {
                         // As the real server does: the connection that held the id hears

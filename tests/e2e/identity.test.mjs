@@ -16,7 +16,7 @@ after(async () => {
   await browser?.close();
 });
 
-const IDENTITIES = "meshdrop.identities/v2";
+const IDENTITIES = "meshdrop.identities/v3";
 
 /** A page with the API loaded; `identities` is copied into its localStorage first. */
 async function page(identities) {

@@ -45,9 +45,13 @@ export async function usage(): Promise<void> {
     console.log(id, how, kind, remote, protocol.toUpperCase());
   });
   peer.on("peer-failed", ({ id, reason, message }) => {
-    const code: "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" = reason;
+    const code: "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor" = reason;
     console.log(id, code, message);
   });
+  // Safety codes and verified keys.
+  const safety: string | undefined = peer.safetyCode("someone");
+  const pinned: boolean = peer.verify("someone") && peer.isVerified("someone");
+  console.log(safety?.split(" "), pinned);
   const info = await peer.connection("someone");
   if (info) {
     const rtt: number | null = info.rttMs;
@@ -75,6 +79,10 @@ export async function usage(): Promise<void> {
   await peer.send("x", 42);
   // @ts-expect-error: iceTransportPolicy is "all" | "relay"
   await Peer.join({ signalingUrl: "ws://x", room: "r", iceTransportPolicy: "sometimes" });
+  // Several instances sharing rooms.
+  await Peer.join({ signalingUrl: ["wss://a.example/ws", "wss://b.example/ws"], room: "r" });
+  // @ts-expect-error: URLs are strings
+  await Peer.join({ signalingUrl: [1, 2], room: "r" });
 }
 
 export async function errors(): Promise<void> {

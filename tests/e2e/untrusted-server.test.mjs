@@ -1,0 +1,139 @@
+// meshdrop in real browsers behind a signaling path that is not trusted: a proxy in
+// front of meshdrop-signal, written here, that sees (and may rewrite) every frame.
+// An honest proxy learns nothing that claims an id, the safety codes agree, and a
+// verified key is remembered; a proxy that presents one peer under an absent peer's id
+// is caught at the first connection ("impostor") and no message gets through.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { WebSocketServer, WebSocket } from "ws";
+import { freePort, launchBrowser, startServer } from "./helpers.mjs";
+
+let browser;
+let server;
+before(async () => {
+  browser = await launchBrowser();
+  server = await startServer(await freePort());
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A WebSocket proxy to the server; `rewrite(direction, text)` may change frames
+ *  ("up": client → server, "down": server → client). Records what clients sent. */
+async function proxy(rewrite = (_direction, text) => text) {
+  const port = await freePort();
+  const heard = [];
+  const wss = new WebSocketServer({ host: "127.0.0.1", port });
+  wss.on("connection", (client) => {
+    const upstream = new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
+    const pending = [];
+    upstream.on("open", () => pending.splice(0).forEach((t) => upstream.send(t)));
+    client.on("message", (data) => {
+      const text = data.toString();
+      heard.push(text);
+      const out = rewrite("up", text);
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(out);
+      else pending.push(out);
+    });
+    upstream.on("message", (data) => client.readyState === WebSocket.OPEN && client.send(rewrite("down", data.toString())));
+    client.on("close", () => upstream.close());
+    upstream.on("close", () => client.close());
+  });
+  await new Promise((resolve) => wss.on("listening", resolve));
+  const close = () => {
+    // Open connections would keep the server from closing.
+    for (const client of wss.clients) client.terminate();
+    return new Promise((resolve) => wss.close(resolve));
+  };
+  return { url: `ws://127.0.0.1:${port}/ws`, heard, close };
+}
+
+async function tab(context) {
+  context ??= await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("pageerror:", e));
+  await page.goto(`${server.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import("/pkg/meshdrop.js");
+    await mod.default();
+    window.meshdrop = mod;
+  });
+  return { context, page };
+}
+
+async function join(t, url, room) {
+  return t.page.evaluate(
+    async ({ url, room }) => {
+      window.events = [];
+      window.received = [];
+      const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room });
+      for (const type of ["peer-joined", "peer-failed", "warning"]) peer.on(type, (e) => window.events.push({ type, ...e }));
+      peer.on("message", (e) => window.received.push(e.data));
+      window.peer = peer;
+      return peer.id;
+    },
+    { url, room },
+  );
+}
+
+test("an honest relay learns no secret; both sides show the same safety code; a verified key is remembered", async () => {
+  const relay = await proxy();
+  const carol = await tab();
+  const dave = await tab();
+  const carolId = await join(carol, relay.url, "codes");
+  const daveId = await join(dave, relay.url, "codes");
+  await carol.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), daveId, { timeout: 20000 });
+  await dave.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), carolId, { timeout: 20000 });
+  const carolCode = await carol.page.evaluate((id) => window.peer.safetyCode(id), daveId);
+  const daveCode = await dave.page.evaluate((id) => window.peer.safetyCode(id), carolId);
+  assert.match(carolCode, /^\d{5} \d{5} \d{5} \d{5}$/);
+  assert.equal(carolCode, daveCode, "the same code on both sides");
+  assert.equal(await carol.page.evaluate(() => window.peer.safetyCode("0".repeat(32))), undefined);
+
+  // Nothing the relay saw can claim an id: the stored secrets never crossed it.
+  for (const t of [carol, dave]) {
+    const stored = await t.page.evaluate(() => JSON.parse(localStorage.getItem("meshdrop.identities/v3")));
+    assert.ok(stored.length >= 1);
+    for (const { secret, key } of stored) {
+      assert.ok(relay.heard.every((frame) => !frame.includes(secret) && !frame.includes(key)), "a stored secret went to the server");
+    }
+  }
+  assert.ok(relay.heard.some((frame) => frame.includes('"proof"')), "joins carry a signature");
+
+  // Verified, and still verified when the tab comes back.
+  assert.equal(await dave.page.evaluate((id) => window.peer.verify(id), carolId), true);
+  assert.equal(await dave.page.evaluate((id) => window.peer.isVerified(id), carolId), true);
+  await dave.page.evaluate(() => window.peer.leave());
+  await dave.page.close();
+  const daveAgain = await tab(dave.context);
+  assert.equal(await join(daveAgain, relay.url, "codes"), daveId, "same identity after a reload");
+  assert.equal(await daveAgain.page.evaluate((id) => window.peer.isVerified(id), carolId), true);
+  await daveAgain.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), carolId, { timeout: 20000 });
+  await relay.close();
+});
+
+test("a server that presents a peer under an absent peer's id is caught before any message", async () => {
+  const bob = await tab();
+  const bobId = await join(bob, `ws://127.0.0.1:${server.port}/ws`, "claim");
+  const absent = "5".repeat(32);
+  // Alice's server shows her bob as `absent`, and routes her signals for `absent` to bob.
+  const liar = await proxy((direction, text) => (direction === "down" ? text.replaceAll(bobId, absent) : text.replaceAll(absent, bobId)));
+  const alice = await tab();
+  await join(alice, liar.url, "claim");
+  await alice.page.waitForFunction(
+    (id) => window.events.some((e) => e.type === "peer-failed" && e.id === id && e.reason === "impostor"),
+    absent,
+    { timeout: 20000 },
+  );
+  const sent = await alice.page.evaluate(async (id) => window.peer.send(id, "for the absent peer only").then(() => "sent", (e) => e.name), absent);
+  assert.equal(sent, "NotConnectedError");
+  const aliceEvents = await alice.page.evaluate(() => window.events);
+  assert.deepEqual(aliceEvents.filter((e) => e.type === "peer-joined"), [], "no session opened");
+  const failure = aliceEvents.find((e) => e.type === "peer-failed");
+  assert.match(failure.message, /not the key of/);
+  const bobSide = await bob.page.evaluate(() => ({ events: window.events, received: window.received }));
+  assert.deepEqual(bobSide.events.filter((e) => e.type === "peer-joined"), [], "bob opened nothing either");
+  assert.deepEqual(bobSide.received, []);
+  await liar.close();
+});
