@@ -66,6 +66,7 @@ bench: tools-test build
 	node bench/mesh.mjs
 	node bench/signal.mjs
 	node bench/multisource.mjs
+	node bench/trust.mjs
 
 clean:
 	cargo clean

@@ -110,3 +110,81 @@ fn a_pinned_peer_is_held_to_its_key() {
     assert!(events.iter().any(|e| matches!(e, Event::PeerFailed { reason: FailReason::Impostor, message, .. } if message.contains("verified"))));
     let _ = c;
 }
+
+fn with_secret(secret: Option<&str>) -> impl FnOnce(&mut meshdrop::core::MeshConfig) {
+    let secret = secret.map(str::to_owned);
+    move |config| config.room_secret = secret
+}
+
+#[test]
+fn peers_with_the_room_secret_connect_and_the_server_never_sees_it() {
+    let mut w = World::new();
+    let secret = "correct horse battery staple";
+    let n = [w.add_configured("r", "a", with_secret(Some(secret))), w.add_configured("r", "b", with_secret(Some(secret)))];
+    w.settle();
+    let b = PeerId::new(World::id_of("b"));
+    let now = w.now;
+    w.nodes[n[0]].mesh.send(now, &b, &Payload::Text("inside".into())).unwrap();
+    w.settle();
+    let events = w.nodes[n[1]].take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Message { payload: Payload::Text(t), .. } if t == "inside")));
+    assert!(!w.heard_by_server.is_empty());
+    assert!(w.heard_by_server.iter().all(|frame| !frame.contains(secret)), "the secret went to the server");
+    // What the server relayed is the exchange: one SPAKE2 message each way.
+    assert_eq!(w.heard_by_server.iter().filter(|frame| frame.contains(r#""pake":"#)).count(), 2);
+}
+
+#[test]
+fn a_wrong_or_missing_room_secret_never_connects_and_both_sides_say_why() {
+    for (label, theirs) in [("wrong", Some("correct horse battery stable")), ("missing", None)] {
+        let mut w = World::new();
+        let n = [w.add_configured("r", "a", with_secret(Some("correct horse battery staple"))), w.add_configured("r", "b", with_secret(theirs))];
+        w.settle();
+        let b = PeerId::new(World::id_of("b"));
+        let now = w.now;
+        assert!(w.nodes[n[0]].mesh.send(now, &b, &Payload::Text("inside".into())).is_err(), "{label}");
+        for &node in &n {
+            let events = w.nodes[node].take_events();
+            assert!(
+                events.iter().any(|e| matches!(e, Event::PeerFailed { reason: FailReason::WrongRoomSecret, .. })),
+                "{label}: node {node} says why: {events:?}"
+            );
+            assert_eq!(opened(&events), 0, "{label}");
+            assert!(!events.iter().any(|e| matches!(e, Event::Message { .. })));
+        }
+    }
+}
+
+#[test]
+fn a_server_that_replays_or_swaps_exchange_messages_gets_no_connection() {
+    // The server swaps node 1's SPAKE2 message for node 0's own (a reflection) in the
+    // answer: neither side derives a key the other has.
+    let mut w = World::new();
+    let secret = Some("correct horse battery staple");
+    let offers: std::rc::Rc<std::cell::RefCell<Option<String>>> = Default::default();
+    let (seen, replay) = (offers.clone(), offers);
+    w.hostile_server = Some(HostileServer {
+        from_node: Box::new(move |n, frame| {
+            let pake = |frame: &str| frame.split(r#""pake":""#).nth(1).and_then(|rest| rest.split('"').next()).map(str::to_owned);
+            if n == 0 {
+                if let Some(p) = pake(&frame) {
+                    *seen.borrow_mut() = Some(p);
+                }
+                frame
+            } else {
+                match (pake(&frame), replay.borrow().clone()) {
+                    (Some(theirs), Some(ours)) => frame.replace(&theirs, &ours),
+                    _ => frame,
+                }
+            }
+        }),
+        to_node: Box::new(|_, frame| frame),
+    });
+    let n = [w.add_configured("r", "a", with_secret(secret)), w.add_configured("r", "b", with_secret(secret))];
+    w.settle();
+    for &node in &n {
+        let events = w.nodes[node].take_events();
+        assert_eq!(opened(&events), 0, "node {node}: {events:?}");
+        assert!(events.iter().any(|e| matches!(e, Event::PeerFailed { reason: FailReason::WrongRoomSecret, .. })), "node {node}: {events:?}");
+    }
+}

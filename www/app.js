@@ -16,6 +16,13 @@ function roomFromHash() {
   return room;
 }
 
+// `#room=name&secret=…`: the secret part of a shared link stays in the fragment, which
+// browsers never send to a server; meshdrop never sends it either (roomSecret).
+function secretFromHash() {
+  const m = location.hash.match(/secret=([^&]{1,1024})/);
+  return m ? decodeURIComponent(m[1]) : undefined;
+}
+
 function defaultName() {
   return localStorage.getItem("meshdrop.name") || `guest-${Math.random().toString(36).slice(2, 6)}`;
 }
@@ -141,7 +148,8 @@ function renderPeers() {
 
 async function join(name) {
   setStatus("connecting", "connecting…");
-  const peer = await Peer.join({ signalingUrl, room: state.room, name });
+  const roomSecret = secretFromHash();
+  const peer = await Peer.join({ signalingUrl, room: state.room, name, ...(roomSecret ? { roomSecret } : {}) });
   state.peer = peer;
   $("me").textContent = `${name} (${peer.id.slice(0, 8)})`;
   $("me").title = peer.id;

@@ -80,7 +80,7 @@ export interface PeerInfo {
 /** Why a connection attempt failed: no local address at all; no pair of addresses
  *  worked (the message says whether a TURN server was configured); the encrypted
  *  handshake failed; or it did not open within `connectTimeoutMs`. */
-export type PeerFailureReason = "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor";
+export type PeerFailureReason = "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor" | "wrong-room-secret";
 
 /** How a connection travels. */
 export interface ConnectionPath {
@@ -231,6 +231,12 @@ export interface JoinOptions {
   signalingUrl: string | string[];
   /** 1-64 characters of A-Z a-z 0-9 _ -. */
   room: string;
+  /** A secret shared by the room's members (1-1024 bytes), never sent anywhere: each
+   *  connection proves that both ends know it (SPAKE2 over signaling, bound to the
+   *  connection's DTLS fingerprints) before any message flows. A peer without it, the
+   *  signaling server included, gets one guess per connection attempt, seen by both
+   *  sides as "peer-failed" with reason "wrong-room-secret". */
+  roomSecret?: string;
   /** Display name shown to the others (at most 64 characters). */
   name?: string;
   /** STUN/TURN servers. Merged with those the signaling server hands out (with TURN

@@ -23,6 +23,7 @@ pub(crate) struct JoinSettings {
     pub(crate) reconnect_timeout_ms: Option<u64>,
     pub(crate) storage_max_age_ms: Option<u64>,
     pub(crate) persistent_identity: bool,
+    pub(crate) room_secret: Option<String>,
 }
 
 /// A duration or size option: absent, or a whole number of at least 1.
@@ -52,6 +53,11 @@ pub(crate) fn parse(options: JsValue) -> Result<JoinSettings, JsValue> {
     if let Some(name) = &options.name {
         validate_name(name).map_err(|e| type_error(&format!("options.name: {}", e.message)))?;
     }
+    if let Some(secret) = &options.room_secret {
+        if secret.is_empty() || secret.len() > 1024 {
+            return Err(type_error("options.roomSecret must be 1 to 1024 bytes"));
+        }
+    }
     let ice_servers = match options.ice_servers {
         v if v.is_undefined() || v.is_null() => Array::new(),
         v if Array::is_array(&v) => Array::from(&v),
@@ -69,5 +75,6 @@ pub(crate) fn parse(options: JsValue) -> Result<JoinSettings, JsValue> {
         reconnect_timeout_ms: positive(options.reconnect_timeout_ms, "reconnectTimeoutMs")?,
         storage_max_age_ms: positive(options.storage_max_age_ms, "storageMaxAgeMs")?,
         persistent_identity: options.identity != Some(IdentityKind::Ephemeral),
+        room_secret: options.room_secret,
     })
 }

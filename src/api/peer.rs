@@ -116,6 +116,8 @@ impl Peer {
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
         mesh.local_key = identity.local_key;
+        mesh.room_secret = settings.room_secret.clone();
+        crate::web::random_bytes(&mut mesh.entropy)?;
         if settings.persistent_identity {
             let me = mesh.identity.id().as_str().to_owned();
             mesh.pinned = crate::web::identity::pins(&me).into_iter().map(|(peer, key)| (PeerId::new(peer), key)).collect();

@@ -54,6 +54,7 @@ pub(crate) struct JoinOptions {
     pub(crate) resume_timeout_ms: Option<u64>,
     pub(crate) storage_max_age_ms: Option<u64>,
     pub(crate) identity: Option<IdentityKind>,
+    pub(crate) room_secret: Option<String>,
 }
 
 /// `signalingUrl`: one URL, or several instances sharing rooms (tried in turn).

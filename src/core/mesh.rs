@@ -79,6 +79,13 @@ pub struct MeshConfig {
     pub identity: Identity,
     /// Peers whose keys the user verified (see [`Mesh::pin`]), from earlier sessions.
     pub pinned: Vec<(PeerId, PublicKey)>,
+    /// The room's secret, known to its members and never sent anywhere: each
+    /// connection proves both ends know it (SPAKE2), or closes with `WrongRoomSecret`.
+    pub room_secret: Option<String>,
+    /// 256 bits from a secure random source, the core's only randomness for
+    /// cryptography (the room-secret exchanges). Drivers must set it; the default is
+    /// derived from the secret, for tests.
+    pub entropy: [u8; 32],
     /// How many signaling servers (URLs) the driver can open: [`SignalingOp::Open`]
     /// names one. Each attempt after a failure goes to the next, so peers of a server
     /// that died or restarts find another; a first join fails only when every one did.
@@ -93,6 +100,7 @@ impl MeshConfig {
     pub fn new(room: impl Into<String>, name: Option<String>, secret: impl Into<String>) -> Self {
         let secret: String = secret.into();
         let identity = Identity::from_secret(&secret);
+        let entropy = blake3::derive_key("meshdrop 2026-11 test entropy from secret", secret.as_bytes());
         let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key from secret").update(secret.as_bytes()).finalize().as_bytes();
         MeshConfig {
             room: room.into(),
@@ -105,6 +113,8 @@ impl MeshConfig {
             local_key,
             identity,
             pinned: Vec::new(),
+            room_secret: None,
+            entropy,
             signaling_servers: 1,
         }
     }
@@ -163,7 +173,8 @@ impl Mesh {
             max_message_bytes: config.max_message_bytes,
             reconnect_timeout_ms: config.reconnect_timeout_ms,
         };
-        let mut peers = Peers::new(settings, rng.next_u64(), config.identity.clone(), config.room.clone());
+        let mut peers =
+            Peers::new(settings, rng.next_u64(), config.identity.clone(), config.room.clone(), config.room_secret.clone(), config.entropy);
         for (peer, key) in &config.pinned {
             peers.pin(peer.clone(), *key);
         }

@@ -16,6 +16,7 @@ pub mod path;
 mod peers;
 pub mod request;
 pub(crate) mod rng;
+mod room_secret;
 pub(crate) mod service;
 mod session;
 mod signal;

@@ -144,6 +144,9 @@ pub enum FailReason {
     /// that id's, or it signed other DTLS fingerprints than the connection's (someone
     /// in the middle). The connection was closed before any application byte.
     Impostor,
+    /// The room has a secret and the other end does not know it (or this end does
+    /// not): the connection was closed before any application byte.
+    WrongRoomSecret,
 }
 
 impl FailReason {
@@ -155,6 +158,7 @@ impl FailReason {
             FailReason::DtlsFailed => "dtls-failed",
             FailReason::Timeout => "timeout",
             FailReason::Impostor => "impostor",
+            FailReason::WrongRoomSecret => "wrong-room-secret",
         }
     }
 }

@@ -19,6 +19,7 @@ use super::identity::{binding_message, fingerprints, key_matches, verify, Identi
 use super::output::{Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
+use super::room_secret;
 use super::service::Service;
 use super::session::{Health, Session};
 use super::signal::PeerSignal;
@@ -87,10 +88,15 @@ pub(crate) struct Peers {
     room: String,
     /// Keys the user verified (`pin`): a pinned peer must keep its key.
     pinned: HashMap<PeerId, PublicKey>,
+    /// The room's secret, if it has one: every connection proves it (SPAKE2).
+    room_secret: Option<String>,
+    /// The driver's entropy, and how many streams of it were used.
+    entropy: [u8; 32],
+    streams: u64,
 }
 
 impl Peers {
-    pub(crate) fn new(settings: PeerSettings, seed: u64, identity: Identity, room: String) -> Self {
+    pub(crate) fn new(settings: PeerSettings, seed: u64, identity: Identity, room: String, room_secret: Option<String>, entropy: [u8; 32]) -> Self {
         Peers {
             settings,
             rng: Rng::new(seed),
@@ -108,7 +114,21 @@ impl Peers {
             identity,
             room,
             pinned: HashMap::new(),
+            room_secret,
+            entropy,
+            streams: 0,
         }
+    }
+
+    /// This side's SPAKE2 message for a new connection with `peer`, if the room has a
+    /// secret.
+    fn start_exchange(&mut self, peer: &PeerId, conn: ConnId, we_offer: bool) -> Option<(room_secret::Exchange, Vec<u8>)> {
+        let secret = self.room_secret.as_deref()?;
+        let me = self.me.as_ref()?;
+        let (offerer, answerer) = if we_offer { (me, peer) } else { (peer, me) };
+        self.streams += 1;
+        let mut rng = room_secret::Drbg::new(&self.entropy, self.streams);
+        Some(room_secret::start(secret, &self.room, conn, offerer, answerer, we_offer, &mut rng))
     }
 
     /// The key of a connected peer (its binding verified it).
@@ -275,7 +295,7 @@ impl Peers {
                 }
                 self.restart_requested(now, &from, conn, out);
             }
-            PeerSignal::Offer { conn, sdp, generation } => {
+            PeerSignal::Offer { conn, sdp, generation, pake } => {
                 let polite = !self.we_offer(&from);
                 if let Some(s) = self.sessions.get_mut(&from) {
                     if s.conn == conn && generation > s.generation && s.open {
@@ -295,8 +315,14 @@ impl Peers {
                     self.close_session(&from, out);
                 }
                 self.start_session(now, from.clone(), conn, false, out);
+                let exchange = self.start_exchange(&from, conn, false);
                 if let Some(s) = self.sessions.get_mut(&from) {
                     s.remote_fingerprints = fingerprints(&sdp);
+                    if let Some((exchange, ours)) = exchange {
+                        // Ours goes out with the answer; no key without theirs.
+                        s.pake_key = pake.and_then(|theirs| room_secret::finish(exchange, &theirs));
+                        s.pake_reply = Some(ours);
+                    }
                 }
                 out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp }));
                 self.remote_description_issued(conn, out);
@@ -304,9 +330,12 @@ impl Peers {
                 // offer first, and skipping a round trip through us saves a task hop.
                 out.push_back(Output::Connection(ConnectionOp::CreateAnswer { conn }));
             }
-            PeerSignal::Answer { conn, sdp, generation } => match self.sessions.get_mut(&from) {
+            PeerSignal::Answer { conn, sdp, generation, pake } => match self.sessions.get_mut(&from) {
                 Some(s) if s.conn == conn && s.awaiting_answer && generation == s.generation => {
                     s.awaiting_answer = false;
+                    if let (Some(exchange), Some(theirs)) = (s.pake.take(), pake) {
+                        s.pake_key = room_secret::finish(exchange, &theirs);
+                    }
                     if s.remote_fingerprints.is_none() {
                         s.remote_fingerprints = fingerprints(&sdp);
                     }
@@ -414,9 +443,23 @@ impl Peers {
             s.local_fingerprints = fingerprints(&sdp);
         }
         let generation = self.sessions.get(&peer).map_or(0, |s| s.generation);
+        // The first offer starts the exchange; the first answer carries the reply.
+        let fresh_offer = kind == SdpKind::Offer
+            && self.sessions.get(&peer).is_some_and(|s| s.conn == conn && s.pake.is_none() && s.pake_key.is_none() && !s.channel_up);
+        let exchange = if fresh_offer { self.start_exchange(&peer, conn, true) } else { None };
+        let pake = match (kind, exchange) {
+            (SdpKind::Offer, Some((exchange, ours))) => {
+                if let Some(s) = self.sessions.get_mut(&peer) {
+                    s.pake = Some(exchange);
+                }
+                Some(ours)
+            }
+            (SdpKind::Answer, _) => self.sessions.get_mut(&peer).filter(|s| s.conn == conn).and_then(|s| s.pake_reply.take()),
+            _ => None,
+        };
         let signal = match kind {
-            SdpKind::Offer => PeerSignal::Offer { conn, sdp, generation },
-            SdpKind::Answer => PeerSignal::Answer { conn, sdp, generation },
+            SdpKind::Offer => PeerSignal::Offer { conn, sdp, generation, pake },
+            SdpKind::Answer => PeerSignal::Answer { conn, sdp, generation, pake },
         };
         self.send_signal(&peer, signal, out);
     }
@@ -443,7 +486,14 @@ impl Peers {
             s.local_fingerprints.as_deref().unwrap_or_default(),
             s.remote_fingerprints.as_deref().unwrap_or_default(),
         );
-        let binding = Service::Bind { key: self.identity.public_key(), signature: self.identity.sign(&message) };
+        // With a room secret there is always a MAC, so a peer without one refuses us
+        // too; without a key (no exchange came back) it is one nobody can check.
+        let mac = match (&self.room_secret, s.pake_key) {
+            (Some(_), Some(key)) => Some(room_secret::mac(&key, &message)),
+            (Some(_), None) => Some([0; 32]),
+            (None, _) => None,
+        };
+        let binding = Service::Bind { key: self.identity.public_key(), signature: self.identity.sign(&message), mac };
         for frame in encode_service(&binding.encode(), s.max_frame()) {
             s.enqueue_unbounded(frame);
         }
@@ -461,7 +511,7 @@ impl Peers {
         let verdict = match s.reassembler.push(frame) {
             Ok(None) => return, // a binding is one frame, but a frame may come in parts
             Ok(Some(Message::Service(bytes))) => match Service::decode(&bytes) {
-                Ok(Service::Bind { key, signature }) => {
+                Ok(Service::Bind { key, signature, mac }) => {
                     let message = binding_message(
                         &self.room,
                         &peer,
@@ -469,32 +519,41 @@ impl Peers {
                         s.remote_fingerprints.as_deref().unwrap_or_default(),
                         s.local_fingerprints.as_deref().unwrap_or_default(),
                     );
+                    let impostor = |why: String| Err((FailReason::Impostor, why));
                     if !key_matches(&key, &peer) {
-                        Err(format!("its key is not the key of {peer}: the server introduced someone else under that id"))
+                        impostor(format!("its key is not the key of {peer}: the server introduced someone else under that id"))
                     } else if self.pinned.get(&peer).is_some_and(|pinned| *pinned != key) {
-                        Err(format!("its key is not the one verified for {peer}"))
+                        impostor(format!("its key is not the one verified for {peer}"))
                     } else if s.local_fingerprints.is_none() || s.remote_fingerprints.is_none() {
-                        Err("the connection's descriptions carry no DTLS fingerprints to check".to_owned())
+                        impostor("the connection's descriptions carry no DTLS fingerprints to check".to_owned())
                     } else if !verify(&key, &message, &signature) {
-                        Err(format!("{peer} signed other DTLS fingerprints than this connection's: someone is in the middle"))
+                        impostor(format!("{peer} signed other DTLS fingerprints than this connection's: someone is in the middle"))
                     } else {
-                        Ok(key)
+                        // The peer is who it says; now, does it (and whoever relayed the
+                        // exchange) know the room's secret?
+                        let wrong = |why: String| Err((FailReason::WrongRoomSecret, why));
+                        match (&self.room_secret, s.pake_key, mac) {
+                            (None, _, None) => Ok(key),
+                            (None, _, Some(_)) => wrong(format!("{peer} joined with a room secret, and this peer without one")),
+                            (Some(_), Some(shared), Some(mac)) if room_secret::mac_matches(&shared, &message, &mac) => Ok(key),
+                            (Some(_), _, _) => wrong(format!("{peer} does not know this room's secret")),
+                        }
                     }
                 }
-                _ => Err("its first frame was not a binding".to_owned()),
+                _ => Err((FailReason::Impostor, "its first frame was not a binding".to_owned())),
             },
-            _ => Err("its first frame was not a binding".to_owned()),
+            _ => Err((FailReason::Impostor, "its first frame was not a binding".to_owned())),
         };
         match verdict {
             Ok(key) => {
                 s.peer_key = Some(key);
                 self.session_verified(now, conn, &peer, out);
             }
-            Err(why) => {
+            Err((reason, why)) => {
                 let message = format!("closed the connection: {why}");
                 warn(out, format!("{peer}: {message}"));
-                out.push_back(Output::Event(Event::PeerFailed { id: peer.clone(), reason: FailReason::Impostor, message }));
-                self.connection_closed(now, conn, "impostor", out);
+                out.push_back(Output::Event(Event::PeerFailed { id: peer.clone(), reason, message }));
+                self.connection_closed(now, conn, reason.as_str(), out);
             }
         }
     }

@@ -110,9 +110,12 @@ pub(crate) enum Service {
     Pong,
     /// The first frame on every connection: the sender's public key and its signature
     /// over the connection's binding (`identity::binding_message`).
+    /// In a room with a secret, also the MAC of the same message under the key both
+    /// sides derived from the secret (`room_secret.rs`).
     Bind {
         key: [u8; 32],
         signature: [u8; 64],
+        mac: Option<[u8; 32]>,
     },
 }
 
@@ -180,10 +183,13 @@ impl Service {
             }
             Service::Ping => out.push(9),
             Service::Pong => out.push(10),
-            Service::Bind { key, signature } => {
+            Service::Bind { key, signature, mac } => {
                 out.push(12);
                 out.extend_from_slice(key);
                 out.extend_from_slice(signature);
+                if let Some(mac) = mac {
+                    out.extend_from_slice(mac);
+                }
             }
         }
         out
@@ -234,7 +240,11 @@ impl Service {
             }
             9 => Service::Ping,
             10 => Service::Pong,
-            12 => Service::Bind { key: r.array()?, signature: r.array()? },
+            12 => {
+                let (key, signature) = (r.array()?, r.array()?);
+                let mac = if r.end().is_ok() { None } else { Some(r.array()?) };
+                Service::Bind { key, signature, mac }
+            }
             other => return Err(FrameError::Type(other)),
         };
         r.end()?;

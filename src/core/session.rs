@@ -68,6 +68,12 @@ pub(crate) struct Session {
     pub(crate) channel_up: bool,
     /// The peer's key, once its binding verified.
     pub(crate) peer_key: Option<PublicKey>,
+    /// In a room with a secret: our SPAKE2 exchange until the answer brings theirs
+    /// (offerer), our reply until the answer goes out (answerer), and the MAC key both
+    /// derive (the same on both sides only if the secrets matched).
+    pub(crate) pake: Option<super::room_secret::Exchange>,
+    pub(crate) pake_reply: Option<Vec<u8>>,
+    pub(crate) pake_key: Option<[u8; 32]>,
 }
 
 impl Session {
@@ -92,6 +98,9 @@ impl Session {
             remote_fingerprints: None,
             channel_up: false,
             peer_key: None,
+            pake: None,
+            pake_reply: None,
+            pake_key: None,
         }
     }
 

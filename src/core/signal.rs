@@ -10,9 +10,14 @@
 //! {"kind":"answer","conn":"<16 hex>","sdp":"v=0...","gen":1}    then +1 per ICE restart
 //! {"kind":"candidate","conn":"<16 hex>","candidate":{RTCIceCandidateInit}}
 //! ```
+//!
+//! In a room with a secret, a connection's first offer and answer also carry
+//! `"pake":"<hex>"`, that side's SPAKE2 message (`room_secret.rs`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use meshdrop_signal::protocol::to_hex;
 
 use super::ConnId;
 
@@ -32,11 +37,13 @@ pub(crate) enum PeerSignal {
         conn: ConnId,
         sdp: String,
         generation: u32,
+        pake: Option<Vec<u8>>,
     },
     Answer {
         conn: ConnId,
         sdp: String,
         generation: u32,
+        pake: Option<Vec<u8>>,
     },
     /// The candidate as raw JSON (an `RTCIceCandidateInit`), handed to the browser.
     Candidate {
@@ -59,17 +66,36 @@ enum Wire<'a> {
         sdp: String,
         #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
         generation: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pake: Option<String>,
     },
     Answer {
         conn: &'a str,
         sdp: String,
         #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
         generation: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pake: Option<String>,
     },
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A SPAKE2 message: 33 bytes on Ed25519; anything but hex of at most 64 is refused.
+fn pake_bytes(text: Option<String>) -> Result<Option<Vec<u8>>, String> {
+    let Some(text) = text else { return Ok(None) };
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    if text.len() > 128 || text.len() % 2 != 0 {
+        return Err("malformed pake message".into());
+    }
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .map(Some)
+        .ok_or_else(|| "malformed pake message".into())
 }
 
 impl PeerSignal {
@@ -81,13 +107,13 @@ impl PeerSignal {
                 conn_text = conn.to_string();
                 Wire::Restart { conn: &conn_text }
             }
-            PeerSignal::Offer { conn, sdp, generation } => {
+            PeerSignal::Offer { conn, sdp, generation, pake } => {
                 conn_text = conn.to_string();
-                Wire::Offer { conn: &conn_text, sdp: sdp.clone(), generation: *generation }
+                Wire::Offer { conn: &conn_text, sdp: sdp.clone(), generation: *generation, pake: pake.as_deref().map(to_hex) }
             }
-            PeerSignal::Answer { conn, sdp, generation } => {
+            PeerSignal::Answer { conn, sdp, generation, pake } => {
                 conn_text = conn.to_string();
-                Wire::Answer { conn: &conn_text, sdp: sdp.clone(), generation: *generation }
+                Wire::Answer { conn: &conn_text, sdp: sdp.clone(), generation: *generation, pake: pake.as_deref().map(to_hex) }
             }
             PeerSignal::Candidate { conn, candidate } => {
                 conn_text = conn.to_string();
@@ -122,8 +148,12 @@ impl PeerSignal {
             "offer" | "answer" => {
                 let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
                 let signal = match wire {
-                    Wire::Offer { conn: c, sdp, generation } => PeerSignal::Offer { conn: conn(Some(c))?, sdp, generation },
-                    Wire::Answer { conn: c, sdp, generation } => PeerSignal::Answer { conn: conn(Some(c))?, sdp, generation },
+                    Wire::Offer { conn: c, sdp, generation, pake } => {
+                        PeerSignal::Offer { conn: conn(Some(c))?, sdp, generation, pake: pake_bytes(pake)? }
+                    }
+                    Wire::Answer { conn: c, sdp, generation, pake } => {
+                        PeerSignal::Answer { conn: conn(Some(c))?, sdp, generation, pake: pake_bytes(pake)? }
+                    }
                     _ => return Err("malformed signal".into()),
                 };
                 match &signal {
@@ -146,9 +176,9 @@ mod tests {
         for s in [
             PeerSignal::Hello,
             PeerSignal::Restart { conn },
-            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 0 },
-            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 2 },
-            PeerSignal::Answer { conn, sdp: "v=0".into(), generation: 1 },
+            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 0, pake: Some(vec![1, 2, 3]) },
+            PeerSignal::Offer { conn, sdp: "v=0\r\na=x".into(), generation: 2, pake: None },
+            PeerSignal::Answer { conn, sdp: "v=0".into(), generation: 1, pake: None },
             PeerSignal::Candidate { conn, candidate: r#"{"candidate":"c","sdpMid":"0"}"#.into() },
         ] {
             assert_eq!(PeerSignal::parse(&s.to_json()).unwrap(), s);

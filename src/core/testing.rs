@@ -38,7 +38,7 @@ impl Harness {
             max_message_bytes: config.max_message_bytes,
             reconnect_timeout_ms: config.reconnect_timeout_ms,
         };
-        let mut peers = Peers::new(settings, 1, config.identity.clone(), config.room.clone());
+        let mut peers = Peers::new(settings, 1, config.identity.clone(), config.room.clone(), None, [0; 32]);
         let mut out = VecDeque::new();
         let now = Millis(1_000);
         // The peer's id is its key's; ours sorts first, so we offer.
@@ -55,12 +55,12 @@ impl Harness {
             .expect("we offer to a larger id");
         // Descriptions with fingerprints, and the peer's binding of them: verified.
         peers.local_description(conn, SdpKind::Offer, "a=fingerprint:sha-256 00".into(), &mut out);
-        let answer = PeerSignal::Answer { conn, sdp: "a=fingerprint:sha-256 11".into(), generation: 0 }.to_json();
+        let answer = PeerSignal::Answer { conn, sdp: "a=fingerprint:sha-256 11".into(), generation: 0, pake: None }.to_json();
         let answer = serde_json::value::RawValue::from_string(answer).expect("json");
         peers.signal(now, peer.clone(), &answer, &mut out);
         peers.channel_opened(now, conn, 256 * 1024, &mut out);
         let message = binding_message(&config.room, &peer, &me, "sha-256 11", "sha-256 00");
-        let binding = Service::Bind { key: them.public_key(), signature: them.sign(&message) };
+        let binding = Service::Bind { key: them.public_key(), signature: them.sign(&message), mac: None };
         for frame in encode_service(&binding.encode(), 256 * 1024) {
             peers.binding_received(now, conn, &frame, &mut out);
         }

@@ -18,6 +18,11 @@ pub(crate) use error::describe;
 pub(crate) use ice::IceSettings;
 pub(crate) use wake_lock::keep_awake;
 
+/// Fills `buf` from `crypto.getRandomValues`.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), wasm_bindgen::JsValue> {
+    platform::random_bytes(buf)
+}
+
 /// A random seed for the core.
 pub(crate) fn random_seed() -> Result<u64, wasm_bindgen::JsValue> {
     platform::random_seed()

@@ -62,18 +62,18 @@ async function tab(context) {
   return { context, page };
 }
 
-async function join(t, url, room) {
+async function join(t, url, room, roomSecret) {
   return t.page.evaluate(
-    async ({ url, room }) => {
+    async ({ url, room, roomSecret }) => {
       window.events = [];
       window.received = [];
-      const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room });
+      const peer = await window.meshdrop.Peer.join({ signalingUrl: url, room, ...(roomSecret ? { roomSecret } : {}) });
       for (const type of ["peer-joined", "peer-failed", "warning"]) peer.on(type, (e) => window.events.push({ type, ...e }));
       peer.on("message", (e) => window.received.push(e.data));
       window.peer = peer;
       return peer.id;
     },
-    { url, room },
+    { url, room, roomSecret },
   );
 }
 
@@ -136,4 +136,33 @@ test("a server that presents a peer under an absent peer's id is caught before a
   assert.deepEqual(bobSide.events.filter((e) => e.type === "peer-joined"), [], "bob opened nothing either");
   assert.deepEqual(bobSide.received, []);
   await liar.close();
+});
+
+test("a room secret: members connect, a wrong secret never does, and the server never sees it", async () => {
+  const relay = await proxy();
+  const secret = "correct horse battery staple";
+  const [erin, frank, mallory] = [await tab(), await tab(), await tab()];
+  const erinId = await join(erin, relay.url, "locked", secret);
+  const frankId = await join(frank, relay.url, "locked", secret);
+  await erin.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), frankId, { timeout: 20000 });
+  await frank.page.evaluate((id) => window.peer.send(id, "members only"), erinId);
+  await erin.page.waitForFunction(() => window.received.includes("members only"), null, { timeout: 10000 });
+
+  const malloryId = await join(mallory, relay.url, "locked", "correct horse battery stable");
+  for (const [t, other] of [
+    [mallory, erinId],
+    [erin, malloryId],
+  ]) {
+    await t.page.waitForFunction(
+      (id) => window.events.some((e) => e.type === "peer-failed" && e.id === id && e.reason === "wrong-room-secret"),
+      other,
+      { timeout: 20000 },
+    );
+  }
+  const malloryPeers = await mallory.page.evaluate(() => window.peer.peers());
+  assert.deepEqual(malloryPeers, [], "nobody connected with the wrong secret");
+  assert.ok(relay.heard.length > 0);
+  assert.ok(relay.heard.every((frame) => !frame.includes(secret) && !frame.includes("correct horse")), "the secret went to the server");
+  assert.ok(relay.heard.some((frame) => frame.includes('"pake":"')), "the exchange went through signaling");
+  await relay.close();
 });

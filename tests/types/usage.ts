@@ -45,7 +45,7 @@ export async function usage(): Promise<void> {
     console.log(id, how, kind, remote, protocol.toUpperCase());
   });
   peer.on("peer-failed", ({ id, reason, message }) => {
-    const code: "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor" = reason;
+    const code: "no-candidates" | "ice-failed" | "dtls-failed" | "timeout" | "impostor" | "wrong-room-secret" = reason;
     console.log(id, code, message);
   });
   // Safety codes and verified keys.
@@ -79,6 +79,8 @@ export async function usage(): Promise<void> {
   await peer.send("x", 42);
   // @ts-expect-error: iceTransportPolicy is "all" | "relay"
   await Peer.join({ signalingUrl: "ws://x", room: "r", iceTransportPolicy: "sometimes" });
+  // A room secret.
+  await Peer.join({ signalingUrl: "ws://x", room: "r", roomSecret: "correct horse battery staple" });
   // Several instances sharing rooms.
   await Peer.join({ signalingUrl: ["wss://a.example/ws", "wss://b.example/ws"], room: "r" });
   // @ts-expect-error: URLs are strings
