@@ -5,7 +5,7 @@
 // Usage: node bench/trust.mjs [--pairs 24] [--baseline /path/to/old/www]
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { freePort, launchBrowser, ROOT, startServer } from "../tests/e2e/helpers.mjs";
+import { apiPage, freePort, launchBrowser, ROOT, startServer } from "../tests/e2e/helpers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -18,17 +18,7 @@ const browser = await launchBrowser();
 const servers = { current: await startServer(await freePort()) };
 if (BASELINE) servers.baseline = await startServer(await freePort(), ["--www", BASELINE]);
 
-async function tab(server) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate(async () => {
-    const mod = await import("/pkg/meshdrop.js");
-    await mod.default();
-    window.meshdrop = mod;
-  });
-  return { context, page };
-}
+const tab = (server) => apiPage(browser, server);
 
 /** Ms from the second peer's join call to its join resolving, and to the first peer
  *  connected (its "peer-joined", which may come before the join resolves). */

@@ -14,7 +14,7 @@ const ID_BYTES: usize = 16;
 /// The id a secret maps to. Domain-separated so the hash is useful for nothing else.
 pub fn id_from_secret(secret: &str) -> String {
     let digest = Sha256::new().chain_update(b"meshdrop/peer-id/v1\0").chain_update(secret.as_bytes()).finalize();
-    hex(&digest[..ID_BYTES])
+    to_hex(&digest[..ID_BYTES])
 }
 
 /// The id of a keyed join, if `proof` is `key`'s signature over this connection's
@@ -46,10 +46,6 @@ fn random<const N: usize>() -> [u8; N] {
     #[allow(clippy::expect_used)]
     getrandom::fill(&mut bytes).expect("operating system random number generator unavailable");
     bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    to_hex(bytes)
 }
 
 #[cfg(test)]

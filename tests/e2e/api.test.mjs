@@ -2,7 +2,7 @@
 // here (raw WebSocket clients speaking the signaling protocol), and the page's module.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freePort, launchBrowser, startServer } from "./helpers.mjs";
+import { freePort, launchBrowser, startServer, apiPage as sharedApiPage } from "./helpers.mjs";
 
 let browser;
 before(async () => {
@@ -12,20 +12,7 @@ after(async () => {
   await browser?.close();
 });
 
-/** A page on the server's origin with the package loaded as `window.meshdrop`. */
-async function apiPage(server) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.error("pageerror:", e));
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate(async () => {
-    const mod = await import("/pkg/meshdrop.js");
-    await mod.default();
-    window.meshdrop = mod;
-    window.events = [];
-  });
-  return { page, context };
-}
+const apiPage = (server) => sharedApiPage(browser, server);
 
 /** Joins in the page; records every event in window.events. */
 async function join(page, url, room, name) {

@@ -75,6 +75,22 @@ export async function launchBrowser(extraArgs = []) {
   });
 }
 
+/** A page on the server's origin with the package loaded as `window.meshdrop`, in a
+ *  fresh context (another person) unless `context` is given. */
+export async function apiPage(browser, server, context) {
+  context ??= await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("pageerror:", e));
+  await page.goto(`${server.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import("/pkg/meshdrop.js");
+    await mod.default();
+    window.meshdrop = mod;
+    window.events = [];
+  });
+  return { page, context };
+}
+
 /** Opens the demo page in a fresh browser context (its own storage, like another person). */
 export async function openDemo(browser, baseUrl, room, name) {
   const context = await browser.newContext();

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocketServer, WebSocket } from "ws";
-import { freePort, launchBrowser, startServer } from "./helpers.mjs";
+import { apiPage, freePort, launchBrowser, startServer } from "./helpers.mjs";
 
 let browser;
 let server;
@@ -49,18 +49,7 @@ async function proxy(rewrite = (_direction, text) => text) {
   return { url: `ws://127.0.0.1:${port}/ws`, heard, close };
 }
 
-async function tab(context) {
-  context ??= await browser.newContext();
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.error("pageerror:", e));
-  await page.goto(`${server.url}/healthz`);
-  await page.evaluate(async () => {
-    const mod = await import("/pkg/meshdrop.js");
-    await mod.default();
-    window.meshdrop = mod;
-  });
-  return { context, page };
-}
+const tab = (context) => apiPage(browser, server, context);
 
 async function join(t, url, room, roomSecret) {
   return t.page.evaluate(
@@ -116,7 +105,10 @@ test("an honest relay learns no secret; both sides show the same safety code; a 
 test("a server that presents a peer under an absent peer's id is caught before any message", async () => {
   const bob = await tab();
   const bobId = await join(bob, `ws://127.0.0.1:${server.port}/ws`, "claim");
-  const absent = "5".repeat(32);
+  // Next to bob's id, so alice's id sorts against both alike and the two agree on who
+  // offers (the smaller id): the lie is then in the ids alone.
+  const last = parseInt(bobId.at(-1), 16);
+  const absent = bobId.slice(0, -1) + (last === 15 ? last - 1 : last + 1).toString(16);
   // Alice's server shows her bob as `absent`, and routes her signals for `absent` to bob.
   const liar = await proxy((direction, text) => (direction === "down" ? text.replaceAll(bobId, absent) : text.replaceAll(absent, bobId)));
   const alice = await tab();
