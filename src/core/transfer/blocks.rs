@@ -74,16 +74,8 @@ pub(crate) fn resume_response(token: &Hash, nonce: u64) -> Hash {
     *hasher.finalize().as_bytes()
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
-}
+/// Lowercase hex (the one encoder, shared with the signaling protocol's ids and keys).
+pub use meshdrop_signal::protocol::to_hex as hex;
 
 /// A set of block indexes, as a bitmap (also its wire form in `accept`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
