@@ -3,12 +3,14 @@
 //! [`Input::Timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop and
 //! `docs/architecture.md` for the map.
 
+mod config;
 pub mod discovery;
 mod error;
 mod id;
 pub mod identity;
 mod input;
 mod lane;
+mod link;
 mod mesh;
 mod net;
 mod output;
@@ -26,13 +28,15 @@ mod time;
 pub mod transfer;
 pub mod wire;
 
+pub use config::MeshConfig;
 pub use discovery::{Hit, Match, QueryId, ShareId, SharedFile};
 pub use error::{JoinError, SendError};
 pub use id::{ConnId, PeerId};
 pub use identity::Identity;
 pub use input::{FrameId, Input};
 pub use lane::BUFFERED_LOW_THRESHOLD;
-pub use mesh::{Mesh, MeshConfig, PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
+pub use link::{PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
+pub use mesh::Mesh;
 pub use output::{Channel, ConnectionOp, Event, FileOp, FileSource, IceServer, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
 pub use path::{CandidateStats, CandidateType, FailReason, Failure, Gathered, IceState, Path};
 pub use peers::{ICE_GRACE_MS, ICE_RESTART_RETRY_MS, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::mesh::MeshConfig;
+use super::config::MeshConfig;
 use super::output::{Event, Output};
 use super::peers::Peers;
 use super::rng::Rng;

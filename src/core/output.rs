@@ -448,3 +448,8 @@ pub enum StoreOp {
         delete: bool,
     },
 }
+
+/// Queues a warning for the user.
+pub(crate) fn warn(out: &mut std::collections::VecDeque<Output>, message: String) {
+    out.push_back(Output::Event(Event::Warning(message)));
+}

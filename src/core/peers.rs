@@ -16,7 +16,7 @@ use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
 use super::identity::{binding_message, fingerprints, key_matches, verify, Identity, PublicKey};
-use super::output::{Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
+use super::output::{warn, Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
 use super::room_secret;
@@ -825,8 +825,4 @@ fn flush(s: &mut Session, out: &mut VecDeque<Output>) {
 fn flush_bulk(s: &mut Session, out: &mut VecDeque<Output>) {
     let conn = s.conn;
     out.extend(s.bulk.release().map(|item| Output::Connection(ConnectionOp::TransmitBulk { conn, item })));
-}
-
-pub(crate) fn warn(out: &mut VecDeque<Output>, message: String) {
-    out.push_back(Output::Event(Event::Warning(message)));
 }

@@ -4,8 +4,8 @@
 
 use std::collections::VecDeque;
 
+use super::config::MeshConfig;
 use super::identity::{binding_message, Identity};
-use super::mesh::MeshConfig;
 use super::net::Net;
 use super::output::{ConnectionOp, Event, Output, SdpKind};
 use super::peers::{PeerSettings, Peers};
