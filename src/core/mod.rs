@@ -3,9 +3,11 @@
 //! [`Input::Timeout`] at [`Mesh::poll_timeout`]; see the crate docs for the loop and
 //! `docs/architecture.md` for the map.
 
+mod binding;
 mod config;
 pub mod discovery;
 mod error;
+mod health;
 mod id;
 pub mod identity;
 mod input;
@@ -31,6 +33,7 @@ pub mod wire;
 pub use config::MeshConfig;
 pub use discovery::{Hit, Match, QueryId, ShareId, SharedFile};
 pub use error::{JoinError, SendError};
+pub use health::{ICE_GRACE_MS, ICE_RESTART_RETRY_MS};
 pub use id::{ConnId, PeerId};
 pub use identity::Identity;
 pub use input::{FrameId, Input};
@@ -39,7 +42,7 @@ pub use link::{PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
 pub use mesh::Mesh;
 pub use output::{Channel, ConnectionOp, Event, FileOp, FileSource, IceServer, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
 pub use path::{CandidateStats, CandidateType, FailReason, Failure, Gathered, IceState, Path};
-pub use peers::{ICE_GRACE_MS, ICE_RESTART_RETRY_MS, LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
+pub use peers::{LEFT_PROBE_MS, MAX_OFFERS_IN_FLIGHT};
 pub use request::{RequestError, RequestId};
 pub use time::Millis;
 pub use transfer::blocks::Hash;

@@ -15,13 +15,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
-use super::identity::{binding_message, fingerprints, key_matches, verify, Identity, PublicKey};
-use super::output::{warn, Channel, ConnectionOp, Event, Output, SdpKind, SignalingOp};
+use super::binding::{Binder, Ends};
+use super::health::{Change, Health, Step};
+use super::identity::{Identity, PublicKey};
+use super::output::{warn, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{FailReason, Failure, Gathered, IceState, Path};
 use super::rng::Rng;
-use super::room_secret;
 use super::service::Service;
-use super::session::{Health, Session};
+use super::session::Session;
 use super::signal::PeerSignal;
 use super::time::backoff;
 use super::transfer::BulkItem;
@@ -35,12 +36,6 @@ pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
 
 /// How long a peer the server says left has to show it is still there (any frame).
 pub const LEFT_PROBE_MS: u64 = 3_000;
-
-/// A connection whose ICE path went `disconnected` gets this long to come back by itself
-/// before it is restarted.
-pub const ICE_GRACE_MS: u64 = 2_000;
-/// A restart that has not brought the path back after this long is tried again.
-pub const ICE_RESTART_RETRY_MS: u64 = 5_000;
 
 /// A peer's channels opened or closed, or its path went away and came back (the other
 /// components care).
@@ -82,17 +77,8 @@ pub(crate) struct Peers {
     /// Peers we will offer to once fewer than [`MAX_OFFERS_IN_FLIGHT`] are in flight.
     offer_queue: VecDeque<PeerId>,
     changes: Vec<PeerChange>,
-    /// Our key pair: it signs each connection's binding.
-    identity: Identity,
-    /// The room, as the bindings name it.
-    room: String,
-    /// Keys the user verified (`pin`): a pinned peer must keep its key.
-    pinned: HashMap<PeerId, PublicKey>,
-    /// The room's secret, if it has one: every connection proves it (SPAKE2).
-    room_secret: Option<String>,
-    /// The driver's entropy, and how many streams of it were used.
-    entropy: [u8; 32],
-    streams: u64,
+    /// Binds each connection to the peer's key and the room's secret.
+    binder: Binder,
 }
 
 impl Peers {
@@ -111,38 +97,22 @@ impl Peers {
             connecting: HashSet::new(),
             offer_queue: VecDeque::new(),
             changes: Vec::new(),
-            identity,
-            room,
-            pinned: HashMap::new(),
-            room_secret,
-            entropy,
-            streams: 0,
+            binder: Binder::new(identity, room, room_secret, entropy),
         }
-    }
-
-    /// This side's SPAKE2 message for a new connection with `peer`, if the room has a
-    /// secret.
-    fn start_exchange(&mut self, peer: &PeerId, conn: ConnId, we_offer: bool) -> Option<(room_secret::Exchange, Vec<u8>)> {
-        let secret = self.room_secret.as_deref()?;
-        let me = self.me.as_ref()?;
-        let (offerer, answerer) = if we_offer { (me, peer) } else { (peer, me) };
-        self.streams += 1;
-        let mut rng = room_secret::Drbg::new(&self.entropy, self.streams);
-        Some(room_secret::start(secret, &self.room, conn, offerer, answerer, we_offer, &mut rng))
     }
 
     /// The key of a connected peer (its binding verified it).
     pub(crate) fn key_of(&self, peer: &PeerId) -> Option<PublicKey> {
-        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.peer_key)
+        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.proof.peer_key)
     }
 
     /// Requires `peer` to hold `key` from now on.
     pub(crate) fn pin(&mut self, peer: PeerId, key: PublicKey) {
-        self.pinned.insert(peer, key);
+        self.binder.pin(peer, key);
     }
 
     pub(crate) fn is_pinned(&self, peer: &PeerId) -> bool {
-        self.pinned.contains_key(peer)
+        self.binder.is_pinned(peer)
     }
 
     /// A connection whose channel is up but whose binding has not arrived yet.
@@ -188,10 +158,7 @@ impl Peers {
     }
 
     pub(crate) fn deadlines(&self) -> impl Iterator<Item = Millis> + '_ {
-        let health = self.sessions.values().filter_map(|s| match s.health {
-            Health::Down { since, restart_at, .. } => Some(restart_at.min(since + self.settings.reconnect_timeout_ms)),
-            Health::Up => None,
-        });
+        let health = self.sessions.values().filter_map(|s| s.health.deadline(self.settings.reconnect_timeout_ms));
         self.sessions.values().filter_map(|s| s.deadline).chain(self.retries.values().copied()).chain(health)
     }
 
@@ -213,8 +180,8 @@ impl Peers {
             self.sessions.iter().filter(|(_, s)| matches!(s.health, Health::Down { announced: true, .. })).map(|(p, _)| p.clone()).collect();
         down.sort();
         for peer in down {
-            if let Some(Session { health: Health::Down { restart_at, .. }, .. }) = self.sessions.get_mut(&peer) {
-                *restart_at = now;
+            if let Some(s) = self.sessions.get_mut(&peer) {
+                s.health.restart_now(now);
             }
             self.check_health(now, &peer, out);
         }
@@ -315,14 +282,8 @@ impl Peers {
                     self.close_session(&from, out);
                 }
                 self.start_session(now, from.clone(), conn, false, out);
-                let exchange = self.start_exchange(&from, conn, false);
-                if let Some(s) = self.sessions.get_mut(&from) {
-                    s.remote_fingerprints = fingerprints(&sdp);
-                    if let Some((exchange, ours)) = exchange {
-                        // Ours goes out with the answer; no key without theirs.
-                        s.pake_key = pake.and_then(|theirs| room_secret::finish(exchange, &theirs));
-                        s.pake_reply = Some(ours);
-                    }
+                if let (Some(me), Some(s)) = (&self.me, self.sessions.get_mut(&from)) {
+                    self.binder.offer_received(&mut s.proof, Ends { me, peer: &from, conn }, &sdp, pake);
                 }
                 out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Offer, sdp }));
                 self.remote_description_issued(conn, out);
@@ -333,12 +294,7 @@ impl Peers {
             PeerSignal::Answer { conn, sdp, generation, pake } => match self.sessions.get_mut(&from) {
                 Some(s) if s.conn == conn && s.awaiting_answer && generation == s.generation => {
                     s.awaiting_answer = false;
-                    if let (Some(exchange), Some(theirs)) = (s.pake.take(), pake) {
-                        s.pake_key = room_secret::finish(exchange, &theirs);
-                    }
-                    if s.remote_fingerprints.is_none() {
-                        s.remote_fingerprints = fingerprints(&sdp);
-                    }
+                    self.binder.answer_received(&mut s.proof, &sdp, pake);
                     out.push_back(Output::Connection(ConnectionOp::SetRemoteDescription { conn, kind: SdpKind::Answer, sdp }));
                     self.remote_description_issued(conn, out);
                 }
@@ -439,22 +395,13 @@ impl Peers {
 
     pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        if let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.local_fingerprints.is_none()) {
-            s.local_fingerprints = fingerprints(&sdp);
-        }
-        let generation = self.sessions.get(&peer).map_or(0, |s| s.generation);
-        // The first offer starts the exchange; the first answer carries the reply.
-        let fresh_offer = kind == SdpKind::Offer
-            && self.sessions.get(&peer).is_some_and(|s| s.conn == conn && s.pake.is_none() && s.pake_key.is_none() && !s.channel_up);
-        let exchange = if fresh_offer { self.start_exchange(&peer, conn, true) } else { None };
-        let pake = match (kind, exchange) {
-            (SdpKind::Offer, Some((exchange, ours))) => {
-                if let Some(s) = self.sessions.get_mut(&peer) {
-                    s.pake = Some(exchange);
-                }
-                Some(ours)
+        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        let generation = s.generation;
+        let pake = match &self.me {
+            Some(me) if s.conn == conn => {
+                let channel_up = s.channel_up;
+                self.binder.local_description(&mut s.proof, Ends { me, peer: &peer, conn }, kind, &sdp, channel_up)
             }
-            (SdpKind::Answer, _) => self.sessions.get_mut(&peer).filter(|s| s.conn == conn).and_then(|s| s.pake_reply.take()),
             _ => None,
         };
         let signal = match kind {
@@ -479,25 +426,9 @@ impl Peers {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && !s.open && !s.channel_up) else { return };
         s.channel_up(max_message_size);
-        let message = binding_message(
-            &self.room,
-            &me,
-            &peer,
-            s.local_fingerprints.as_deref().unwrap_or_default(),
-            s.remote_fingerprints.as_deref().unwrap_or_default(),
-        );
-        // With a room secret there is always a MAC, so a peer without one refuses us
-        // too; without a key (no exchange came back) it is one nobody can check.
-        let mac = match (&self.room_secret, s.pake_key) {
-            (Some(_), Some(key)) => Some(room_secret::mac(&key, &message)),
-            (Some(_), None) => Some([0; 32]),
-            (None, _) => None,
-        };
-        let binding = Service::Bind { key: self.identity.public_key(), signature: self.identity.sign(&message), mac };
-        for frame in encode_service(&binding.encode(), s.max_frame()) {
-            s.enqueue_unbounded(frame);
-        }
-        flush(s, out);
+        let binding = self.binder.binding(&s.proof, Ends { me: &me, peer: &peer, conn });
+        let frames = encode_service(&binding.encode(), s.max_frame());
+        s.transmit(frames, true, out);
     }
 
     /// The first frame on a connection whose channel is up: it must be the peer's
@@ -508,45 +439,15 @@ impl Peers {
         let Some(me) = self.me.clone() else { return };
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.channel_up && !s.open) else { return };
-        let verdict = match s.reassembler.push(frame) {
+        let first = match s.reassembler.push(frame) {
             Ok(None) => return, // a binding is one frame, but a frame may come in parts
-            Ok(Some(Message::Service(bytes))) => match Service::decode(&bytes) {
-                Ok(Service::Bind { key, signature, mac }) => {
-                    let message = binding_message(
-                        &self.room,
-                        &peer,
-                        &me,
-                        s.remote_fingerprints.as_deref().unwrap_or_default(),
-                        s.local_fingerprints.as_deref().unwrap_or_default(),
-                    );
-                    let impostor = |why: String| Err((FailReason::Impostor, why));
-                    if !key_matches(&key, &peer) {
-                        impostor(format!("its key is not the key of {peer}: the server introduced someone else under that id"))
-                    } else if self.pinned.get(&peer).is_some_and(|pinned| *pinned != key) {
-                        impostor(format!("its key is not the one verified for {peer}"))
-                    } else if s.local_fingerprints.is_none() || s.remote_fingerprints.is_none() {
-                        impostor("the connection's descriptions carry no DTLS fingerprints to check".to_owned())
-                    } else if !verify(&key, &message, &signature) {
-                        impostor(format!("{peer} signed other DTLS fingerprints than this connection's: someone is in the middle"))
-                    } else {
-                        // The peer is who it says; now, does it (and whoever relayed the
-                        // exchange) know the room's secret?
-                        let wrong = |why: String| Err((FailReason::WrongRoomSecret, why));
-                        match (&self.room_secret, s.pake_key, mac) {
-                            (None, _, None) => Ok(key),
-                            (None, _, Some(_)) => wrong(format!("{peer} joined with a room secret, and this peer without one")),
-                            (Some(_), Some(shared), Some(mac)) if room_secret::mac_matches(&shared, &message, &mac) => Ok(key),
-                            (Some(_), _, _) => wrong(format!("{peer} does not know this room's secret")),
-                        }
-                    }
-                }
-                _ => Err((FailReason::Impostor, "its first frame was not a binding".to_owned())),
-            },
-            _ => Err((FailReason::Impostor, "its first frame was not a binding".to_owned())),
+            Ok(Some(Message::Service(bytes))) => Service::decode(&bytes).ok(),
+            _ => None,
         };
+        let verdict = self.binder.check(&s.proof, Ends { me: &me, peer: &peer, conn }, first);
         match verdict {
             Ok(key) => {
-                s.peer_key = Some(key);
+                s.proof.peer_key = Some(key);
                 self.session_verified(now, conn, &peer, out);
             }
             Err((reason, why)) => {
@@ -579,63 +480,47 @@ impl Peers {
     pub(crate) fn ice_state(&mut self, now: Millis, conn: ConnId, state: IceState, out: &mut VecDeque<Output>) {
         let Some(peer) = self.conns.get(&conn).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.open) else { return };
-        match (state, s.health) {
-            (IceState::Connected, Health::Down { announced, .. }) => {
-                s.health = Health::Up;
+        match s.health.ice_state(now, state) {
+            Change::Back { announced } => {
                 out.push_back(Output::Connection(ConnectionOp::ObservePath { conn }));
                 if announced {
                     out.push_back(Output::Event(Event::PeerReconnected { id: peer.clone() }));
                     self.changes.push(PeerChange::Reconnected(peer));
                 }
             }
-            (IceState::Disconnected, Health::Up) => {
-                s.health = Health::Down { since: now, failed: false, announced: false, restart_at: now + ICE_GRACE_MS };
-            }
-            (IceState::Failed, Health::Up) => {
-                s.health = Health::Down { since: now, failed: true, announced: false, restart_at: now };
-                self.check_health(now, &peer, out);
-            }
-            (IceState::Failed, Health::Down { since, announced, restart_at, .. }) => {
-                s.health = Health::Down { since, failed: true, announced, restart_at };
-            }
-            _ => {}
+            Change::CheckNow => self.check_health(now, &peer, out),
+            Change::Nothing => {}
         }
     }
 
     /// Acts on a connection whose path is down: tell the user, restart ICE (the
     /// offerer, while signaling is up), and give up in the end.
     fn check_health(&mut self, now: Millis, peer: &PeerId, out: &mut VecDeque<Output>) {
-        let signaling = self.signaling;
         let give_up_after = self.settings.reconnect_timeout_ms;
         let we_offer = self.we_offer(peer);
         let Some(s) = self.sessions.get_mut(peer) else { return };
-        let Health::Down { since, failed, announced, restart_at } = s.health else { return };
-        if now >= since + give_up_after {
-            let conn = s.conn;
-            warn(out, format!("no network path to {peer} came back within {give_up_after} ms"));
-            return self.connection_closed(now, conn, "no path after an ICE restart", out);
-        }
-        if now < restart_at {
-            return;
-        }
-        if !announced {
-            out.push_back(Output::Event(Event::PeerReconnecting { id: peer.clone() }));
-            self.changes.push(PeerChange::Reconnecting(peer.clone()));
-        }
-        let mut next = now + ICE_RESTART_RETRY_MS;
         let conn = s.conn;
-        if !signaling {
-            // Nothing can carry an offer (or a request for one): try again soon.
-            next = now + ICE_GRACE_MS;
-        } else if we_offer {
-            s.generation += 1;
-            s.awaiting_answer = true;
-            out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
-        }
-        s.health = Health::Down { since, failed, announced: true, restart_at: next };
-        if signaling && !we_offer {
-            // The offerer may not have noticed yet (or was away): ask it.
-            self.send_signal(peer, PeerSignal::Restart { conn }, out);
+        match s.health.check(now, give_up_after, self.signaling, we_offer) {
+            Step::Wait => {}
+            Step::GiveUp => {
+                warn(out, format!("no network path to {peer} came back within {give_up_after} ms"));
+                self.connection_closed(now, conn, "no path after an ICE restart", out);
+            }
+            Step::Restart { announce, restart_ice, ask_offerer } => {
+                if announce {
+                    out.push_back(Output::Event(Event::PeerReconnecting { id: peer.clone() }));
+                    self.changes.push(PeerChange::Reconnecting(peer.clone()));
+                }
+                if restart_ice {
+                    s.generation += 1;
+                    s.awaiting_answer = true;
+                    out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
+                }
+                if ask_offerer {
+                    // The offerer may not have noticed yet (or was away).
+                    self.send_signal(peer, PeerSignal::Restart { conn }, out);
+                }
+            }
         }
     }
 
@@ -645,8 +530,8 @@ impl Peers {
     fn restart_requested(&mut self, now: Millis, peer: &PeerId, conn: ConnId, out: &mut VecDeque<Output>) {
         let Some(s) = self.sessions.get_mut(peer).filter(|s| s.conn == conn && s.open && !s.awaiting_answer) else { return };
         match &mut s.health {
-            Health::Down { restart_at, .. } => {
-                *restart_at = now;
+            Health::Down { .. } => {
+                s.health.restart_now(now);
                 self.check_health(now, peer, out);
             }
             Health::Up => {
@@ -702,39 +587,25 @@ impl Peers {
 
     pub(crate) fn channel_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
         if let Some(s) = self.session_of(conn) {
-            if let Some(bytes) = s.set_buffered(now, buffered) {
-                out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Messages, bytes }));
-            }
-            flush(s, out);
+            s.drained(now, buffered, out);
         }
     }
 
     pub(crate) fn bulk_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
         if let Some(s) = self.session_of(conn) {
-            if let Some(bytes) = s.bulk.set_buffered(now, buffered) {
-                out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Bulk, bytes }));
-            }
-            flush_bulk(s, out);
+            s.bulk_drained(now, buffered, out);
         }
     }
 
     /// Queues message frames for an open peer (within the queue's bound unless
     /// `unbounded`) and releases what fits; false if not connected or full.
     pub(crate) fn transmit(&mut self, peer: &PeerId, frames: Vec<Vec<u8>>, unbounded: bool, out: &mut VecDeque<Output>) -> bool {
-        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) else { return false };
-        if unbounded {
-            frames.into_iter().for_each(|frame| s.enqueue_unbounded(frame));
-        } else if !s.enqueue(frames) {
-            return false;
-        }
-        flush(s, out);
-        true
+        self.sessions.get_mut(peer).filter(|s| s.open).is_some_and(|s| s.transmit(frames, unbounded, out))
     }
 
     pub(crate) fn transmit_bulk(&mut self, peer: &PeerId, items: Vec<BulkItem>, out: &mut VecDeque<Output>) {
         if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
-            s.bulk.push(items);
-            flush_bulk(s, out);
+            s.transmit_bulk(items, out);
         }
     }
 
@@ -815,14 +686,4 @@ impl Peers {
         self.connecting.clear();
         self.offer_queue.clear();
     }
-}
-
-fn flush(s: &mut Session, out: &mut VecDeque<Output>) {
-    let conn = s.conn;
-    out.extend(s.release().map(|frame| Output::Connection(ConnectionOp::Transmit { conn, frame })));
-}
-
-fn flush_bulk(s: &mut Session, out: &mut VecDeque<Output>) {
-    let conn = s.conn;
-    out.extend(s.bulk.release().map(|item| Output::Connection(ConnectionOp::TransmitBulk { conn, item })));
 }

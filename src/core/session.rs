@@ -3,8 +3,12 @@
 //! channels. It knows frames only as bytes and [`BulkItem`]s; what they mean is the
 //! business of the layers above.
 
-use super::identity::PublicKey;
+use std::collections::VecDeque;
+
+use super::binding::ConnectionProof;
+use super::health::Health;
 use super::lane::{Lane, MAX_FRAME};
+use super::output::{Channel, ConnectionOp, Output};
 use super::path::{Gathered, Path};
 use super::transfer::BulkItem;
 use super::wire::Reassembler;
@@ -16,20 +20,6 @@ pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
 const MAX_EARLY_CANDIDATES: usize = 64;
-
-/// Whether an open connection has a working network path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Health {
-    Up,
-    /// Lost since `since`; `failed` if ICE gave up (not just `disconnected`);
-    /// `announced` once the user was told; `restart_at` when to (re)start ICE next.
-    Down {
-        since: Millis,
-        failed: bool,
-        announced: bool,
-        restart_at: Millis,
-    },
-}
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -60,20 +50,10 @@ pub(crate) struct Session {
     pub(crate) path: Option<Path>,
     /// What gathering our candidates found, once it completed.
     pub(crate) gathered: Option<Gathered>,
-    /// The DTLS fingerprints in our description and in the peer's: what each side's
-    /// binding signs.
-    pub(crate) local_fingerprints: Option<String>,
-    pub(crate) remote_fingerprints: Option<String>,
     /// The message channel is open; `open` waits for the peer's binding.
     pub(crate) channel_up: bool,
-    /// The peer's key, once its binding verified.
-    pub(crate) peer_key: Option<PublicKey>,
-    /// In a room with a secret: our SPAKE2 exchange until the answer brings theirs
-    /// (offerer), our reply until the answer goes out (answerer), and the MAC key both
-    /// derive (the same on both sides only if the secrets matched).
-    pub(crate) pake: Option<super::room_secret::Exchange>,
-    pub(crate) pake_reply: Option<Vec<u8>>,
-    pub(crate) pake_key: Option<[u8; 32]>,
+    /// The connection's binding to the peer's key, as far as it got.
+    pub(crate) proof: ConnectionProof,
 }
 
 impl Session {
@@ -94,13 +74,8 @@ impl Session {
             generation: 0,
             path: None,
             gathered: None,
-            local_fingerprints: None,
-            remote_fingerprints: None,
             channel_up: false,
-            peer_key: None,
-            pake: None,
-            pake_reply: None,
-            pake_key: None,
+            proof: ConnectionProof::default(),
         }
     }
 
@@ -145,30 +120,51 @@ impl Session {
         std::mem::take(&mut self.early_candidates)
     }
 
-    /// Queues frames unless that would pass [`MAX_QUEUED`].
-    pub(crate) fn enqueue(&mut self, frames: Vec<Vec<u8>>) -> bool {
+    /// Queues message frames (within [`MAX_QUEUED`] unless `unbounded`: small
+    /// control frames) and releases what the channel takes now; false if full.
+    pub(crate) fn transmit(&mut self, frames: Vec<Vec<u8>>, unbounded: bool, out: &mut VecDeque<Output>) -> bool {
         let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-        if self.outbox.queued() + bytes > MAX_QUEUED && self.outbox.queued() > 0 {
+        if !unbounded && self.outbox.queued() + bytes > MAX_QUEUED && self.outbox.queued() > 0 {
             return false;
         }
         self.outbox.push(frames);
+        self.flush(out);
         true
     }
 
-    /// Queues a frame whatever the queue holds (small control frames).
-    pub(crate) fn enqueue_unbounded(&mut self, frame: Vec<u8>) {
-        self.outbox.push([frame]);
+    /// Queues file data for the bulk channel and releases what it takes now.
+    pub(crate) fn transmit_bulk(&mut self, items: Vec<BulkItem>, out: &mut VecDeque<Output>) {
+        self.bulk.push(items);
+        self.flush_bulk(out);
     }
 
-    /// The browser reported the message channel's real `bufferedAmount` at `now`;
-    /// the new low threshold if the lane's window changed.
-    pub(crate) fn set_buffered(&mut self, now: super::Millis, amount: u64) -> Option<u64> {
-        self.outbox.set_buffered(now, amount)
+    /// The browser reported the message channel's real `bufferedAmount` at `now`:
+    /// a new low threshold if the lane's window changed, and what fits now.
+    pub(crate) fn drained(&mut self, now: Millis, buffered: u64, out: &mut VecDeque<Output>) {
+        let conn = self.conn;
+        if let Some(bytes) = self.outbox.set_buffered(now, buffered) {
+            out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Messages, bytes }));
+        }
+        self.flush(out);
     }
 
-    /// Message frames that may go to the channel now (see [`Lane::release`]).
-    pub(crate) fn release(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
-        self.outbox.release()
+    /// The same for the bulk channel.
+    pub(crate) fn bulk_drained(&mut self, now: Millis, buffered: u64, out: &mut VecDeque<Output>) {
+        let conn = self.conn;
+        if let Some(bytes) = self.bulk.set_buffered(now, buffered) {
+            out.push_back(Output::Connection(ConnectionOp::SetLowThreshold { conn, channel: Channel::Bulk, bytes }));
+        }
+        self.flush_bulk(out);
+    }
+
+    fn flush(&mut self, out: &mut VecDeque<Output>) {
+        let conn = self.conn;
+        out.extend(self.outbox.release().map(|frame| Output::Connection(ConnectionOp::Transmit { conn, frame })));
+    }
+
+    fn flush_bulk(&mut self, out: &mut VecDeque<Output>) {
+        let conn = self.conn;
+        out.extend(self.bulk.release().map(|item| Output::Connection(ConnectionOp::TransmitBulk { conn, item })));
     }
 }
 
@@ -188,8 +184,13 @@ mod tests {
     #[test]
     fn queue_is_bounded() {
         let mut s = Session::new(ConnId::from_raw(1), false, Millis(0), 1 << 20);
-        assert!(s.enqueue(vec![vec![0; (MAX_QUEUED / 2) as usize]]));
-        assert!(!s.enqueue(vec![vec![0; (MAX_QUEUED / 2 + 1) as usize]]));
+        let mut out = VecDeque::new();
+        // The first frame goes to the channel at once; the next wait in the queue.
+        assert!(s.transmit(vec![vec![0; 16]], false, &mut out));
+        assert_eq!(out.len(), 1);
+        assert!(s.transmit(vec![vec![0; (MAX_QUEUED / 2) as usize]], false, &mut out));
+        assert!(!s.transmit(vec![vec![0; (MAX_QUEUED / 2 + 1) as usize]], false, &mut out));
+        assert!(s.transmit(vec![vec![0; 16]], true, &mut out), "control frames are never refused");
     }
 
     #[test]
