@@ -141,7 +141,11 @@ impl Mesh {
             Input::PathObserved { conn, path } => self.peers.path_observed(conn, path, &mut self.outputs),
             Input::ChannelOpened { conn, max_message_size } => self.peers.channel_opened(now, conn, max_message_size, &mut self.outputs),
             Input::ChannelFrame { conn, frame } => self.channel_frame(now, conn, &frame),
-            Input::ChannelDrained { conn, buffered } => self.peers.channel_drained(now, conn, buffered, &mut self.outputs),
+            Input::ChannelDrained { conn, buffered } => {
+                if let Some(s) = self.peers.conn_session(conn) {
+                    s.drained(now, buffered, &mut self.outputs);
+                }
+            }
             Input::BulkFrame { conn, bytes, frame } => {
                 if let Some(peer) = self.peers.peer_of(conn) {
                     self.peers.heard_from(&peer);
@@ -150,7 +154,9 @@ impl Mesh {
                 }
             }
             Input::BulkDrained { conn, buffered } => {
-                self.peers.bulk_drained(now, conn, buffered, &mut self.outputs);
+                if let Some(s) = self.peers.conn_session(conn) {
+                    s.bulk_drained(now, buffered, &mut self.outputs);
+                }
                 if let Some(peer) = self.peers.peer_of(conn) {
                     let (mut net, parts) = self.split(now);
                     parts.transfers.bulk_drained(&mut net, &peer);
@@ -336,8 +342,9 @@ impl Mesh {
         if payload.len() > self.config.max_message_bytes {
             return Err(SendError::TooLarge { size: payload.len(), max: self.config.max_message_bytes });
         }
-        let max_frame = self.peers.session(peer).filter(|s| s.open).map(|s| s.max_frame()).ok_or_else(|| SendError::NotConnected(peer.clone()))?;
-        if !self.peers.transmit(peer, encode(payload, max_frame), false, &mut self.outputs) {
+        let s = self.peers.open_session(peer).ok_or_else(|| SendError::NotConnected(peer.clone()))?;
+        let frames = encode(payload, s.max_frame());
+        if !s.transmit(frames, false, &mut self.outputs) {
             return Err(SendError::QueueFull(peer.clone()));
         }
         Ok(())
@@ -355,7 +362,8 @@ impl Mesh {
         let mut encoded: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
         let mut sent = 0;
         for (peer, _) in self.peers.open() {
-            let Some(max_frame) = self.peers.session(&peer).map(|s| s.max_frame()) else { continue };
+            let Some(s) = self.peers.open_session(&peer) else { continue };
+            let max_frame = s.max_frame();
             let frames = match encoded.iter().find(|(size, _)| *size == max_frame) {
                 Some((_, frames)) => frames.clone(),
                 None => {
@@ -364,7 +372,7 @@ impl Mesh {
                     frames
                 }
             };
-            if self.peers.transmit(&peer, frames, false, &mut self.outputs) {
+            if s.transmit(frames, false, &mut self.outputs) {
                 sent += 1;
             } else {
                 warn(&mut self.outputs, format!("broadcast skipped {peer}: send queue full"));

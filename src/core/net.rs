@@ -40,20 +40,24 @@ impl<'a> Net<'a> {
 
     /// Queues a service message; false if the peer is not connected or its queue is full.
     pub(crate) fn send_service(&mut self, peer: &PeerId, message: &Service) -> bool {
-        let Some(max_frame) = self.peers.session(peer).filter(|s| s.open).map(|s| s.max_frame()) else { return false };
-        let frames = encode_service(&message.encode(), max_frame);
-        self.peers.transmit(peer, frames, false, self.out)
+        let Some(s) = self.peers.open_session(peer) else { return false };
+        let frames = encode_service(&message.encode(), s.max_frame());
+        s.transmit(frames, false, self.out)
     }
 
     /// Sends a transfer control frame if the peer's channel is open (if not, the
     /// transfer is paused or ending anyway). Control frames are small and few (one ack
     /// per MiB): never refused.
     pub(crate) fn send_control(&mut self, peer: &PeerId, control: &Control) {
-        self.peers.transmit(peer, vec![control.encode()], true, self.out);
+        if let Some(s) = self.peers.open_session(peer) {
+            s.transmit(vec![control.encode()], true, self.out);
+        }
     }
 
     pub(crate) fn send_bulk(&mut self, peer: &PeerId, items: Vec<BulkItem>) {
-        self.peers.transmit_bulk(peer, items, self.out);
+        if let Some(s) = self.peers.open_session(peer) {
+            s.transmit_bulk(items, self.out);
+        }
     }
 
     /// Bytes waiting in the peer's bulk queue.

@@ -1,8 +1,10 @@
 //! Every other peer of the room: who the server says is there, and a [`Session`] per
-//! peer we connect to — who offers, the negotiation, retries and timeouts, and the two
-//! channels' queues once open. Signals for the server and events for the user go out
-//! through the mesh's queue; which peers opened or closed is handed back as
-//! [`PeerChange`]s for the mesh to tell the other components.
+//! peer we connect to — who offers, the negotiation, timeouts, and the two channels
+//! once open. It delegates when to try whom to [`Schedule`](super::schedule), each
+//! connection's proof of who is at the other end to [`Binder`](super::binding), and
+//! path recovery to [`Health`](super::health). Signals for the server and events for
+//! the user go out through the mesh's queue; which peers opened or closed is handed
+//! back as [`PeerChange`]s for the mesh to tell the other components.
 //!
 //! Who offers: of two peers, the one with the smaller id. Each side learns of the other
 //! from the server exactly once (one from `welcome`, the other from `peer-joined`), so
@@ -10,29 +12,22 @@
 //! already has a connection, e.g. after the answerer reloaded). Collisions that remain
 //! possible are settled the perfect-negotiation way: the answerer is polite.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-use meshdrop_signal::protocol::ClientMessage;
 use serde_json::value::RawValue;
 
 use super::binding::{Binder, Ends};
 use super::health::{Change, Health, Step};
 use super::identity::{Identity, PublicKey};
 use super::output::{warn, ConnectionOp, Event, Output, SdpKind, SignalingOp};
-use super::path::{FailReason, Failure, Gathered, IceState, Path};
+use super::path::{Failure, Gathered, IceState, Path};
 use super::rng::Rng;
+use super::schedule::Schedule;
 use super::service::Service;
-use super::session::Session;
+use super::session::{Session, Sessions};
 use super::signal::PeerSignal;
-use super::time::backoff;
-use super::transfer::BulkItem;
 use super::wire::{encode_service, Message};
 use super::{ConnId, Millis, PeerId};
-
-/// Connection attempts we offer at once; the rest wait their turn. All at once, a
-/// 32-peer room's 496 DTLS handshakes on two cores took long enough to hit the connect
-/// timeout, and the retries made it worse (bench/mesh.mjs).
-pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
 
 /// How long a peer the server says left has to show it is still there (any frame).
 pub const LEFT_PROBE_MS: u64 = 3_000;
@@ -67,15 +62,9 @@ pub(crate) struct Peers {
     closed: bool,
     /// Who the server says is in the room, with their names.
     roster: HashMap<PeerId, Option<String>>,
-    sessions: HashMap<PeerId, Session>,
-    conns: HashMap<ConnId, PeerId>,
-    /// When to try a peer again, and how many tries it has had.
-    retries: HashMap<PeerId, Millis>,
-    attempts: HashMap<PeerId, u32>,
-    /// Announced with `PeerConnecting`, neither joined nor left since.
-    connecting: HashSet<PeerId>,
-    /// Peers we will offer to once fewer than [`MAX_OFFERS_IN_FLIGHT`] are in flight.
-    offer_queue: VecDeque<PeerId>,
+    sessions: Sessions,
+    /// When to connect to whom.
+    schedule: Schedule,
     changes: Vec<PeerChange>,
     /// Binds each connection to the peer's key and the room's secret.
     binder: Binder,
@@ -83,19 +72,17 @@ pub(crate) struct Peers {
 
 impl Peers {
     pub(crate) fn new(settings: PeerSettings, seed: u64, identity: Identity, room: String, room_secret: Option<String>, entropy: [u8; 32]) -> Self {
+        let mut rng = Rng::new(seed);
+        let schedule = Schedule::new(rng.next_u64());
         Peers {
             settings,
-            rng: Rng::new(seed),
+            rng,
             me: None,
             signaling: false,
             closed: false,
             roster: HashMap::new(),
-            sessions: HashMap::new(),
-            conns: HashMap::new(),
-            retries: HashMap::new(),
-            attempts: HashMap::new(),
-            connecting: HashSet::new(),
-            offer_queue: VecDeque::new(),
+            sessions: Sessions::default(),
+            schedule,
             changes: Vec::new(),
             binder: Binder::new(identity, room, room_secret, entropy),
         }
@@ -103,7 +90,7 @@ impl Peers {
 
     /// The key of a connected peer (its binding verified it).
     pub(crate) fn key_of(&self, peer: &PeerId) -> Option<PublicKey> {
-        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.proof.peer_key)
+        self.sessions.open(peer).and_then(|s| s.proof.peer_key)
     }
 
     /// Requires `peer` to hold `key` from now on.
@@ -117,7 +104,7 @@ impl Peers {
 
     /// A connection whose channel is up but whose binding has not arrived yet.
     pub(crate) fn binding_pending(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).and_then(|peer| self.sessions.get(peer)).is_some_and(|s| s.conn == conn && s.channel_up && !s.open)
+        self.sessions.by_conn(conn).is_some_and(|(_, s)| s.channel_up && !s.open)
     }
 
     /// Which peers opened or closed since the last call.
@@ -134,23 +121,17 @@ impl Peers {
     }
 
     pub(crate) fn is_open(&self, peer: &PeerId) -> bool {
-        self.sessions.get(peer).is_some_and(|s| s.open)
+        self.sessions.open(peer).is_some()
     }
 
     /// The open peer a connection belongs to.
     pub(crate) fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
-        let peer = self.conns.get(&conn)?;
-        self.sessions.get(peer).filter(|s| s.conn == conn && s.open).map(|_| peer.clone())
-    }
-
-    fn session_of(&mut self, conn: ConnId) -> Option<&mut Session> {
-        let peer = self.conns.get(&conn)?;
-        self.sessions.get_mut(peer).filter(|s| s.conn == conn)
+        self.sessions.by_conn(conn).filter(|(_, s)| s.open).map(|(peer, _)| peer)
     }
 
     /// An open peer's session, for the channels.
     pub(crate) fn open_session(&mut self, peer: &PeerId) -> Option<&mut Session> {
-        self.sessions.get_mut(peer).filter(|s| s.open)
+        self.sessions.open_mut(peer)
     }
 
     pub(crate) fn session(&self, peer: &PeerId) -> Option<&Session> {
@@ -158,8 +139,8 @@ impl Peers {
     }
 
     pub(crate) fn deadlines(&self) -> impl Iterator<Item = Millis> + '_ {
-        let health = self.sessions.values().filter_map(|s| s.health.deadline(self.settings.reconnect_timeout_ms));
-        self.sessions.values().filter_map(|s| s.deadline).chain(self.retries.values().copied()).chain(health)
+        let health = self.sessions.iter().map(|(_, s)| s).filter_map(|s| s.health.deadline(self.settings.reconnect_timeout_ms));
+        self.sessions.iter().map(|(_, s)| s).filter_map(|s| s.deadline).chain(self.schedule.deadlines()).chain(health)
     }
 
     // -- the room, as the server tells it ----------------------------------------------
@@ -176,10 +157,7 @@ impl Peers {
         }
         // Paths that went down while we could not signal are restarted now, not at the
         // next retry: we may have been away because our own network changed.
-        let mut down: Vec<_> =
-            self.sessions.iter().filter(|(_, s)| matches!(s.health, Health::Down { announced: true, .. })).map(|(p, _)| p.clone()).collect();
-        down.sort();
-        for peer in down {
+        for peer in self.sessions.peers_where(|s| matches!(s.health, Health::Down { announced: true, .. })) {
             if let Some(s) = self.sessions.get_mut(&peer) {
                 s.health.restart_now(now);
             }
@@ -198,7 +176,7 @@ impl Peers {
     /// new connection, which replaces the old session then.
     pub(crate) fn joined(&mut self, now: Millis, peer: PeerId, name: Option<String>, out: &mut VecDeque<Output>) {
         self.roster.insert(peer.clone(), name);
-        if let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.open) {
+        if let Some(s) = self.sessions.open_mut(&peer) {
             s.deadline = None;
         }
         self.meet(now, peer, out);
@@ -212,9 +190,8 @@ impl Peers {
     /// connection too, and comes back with the same id). Returns whether to probe it.
     pub(crate) fn left(&mut self, now: Millis, peer: &PeerId, out: &mut VecDeque<Output>) -> bool {
         self.roster.remove(peer);
-        self.retries.remove(peer);
-        self.attempts.remove(peer);
-        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+        self.schedule.forget(peer);
+        if let Some(s) = self.sessions.open_mut(peer) {
             if matches!(s.health, Health::Down { .. }) {
                 return false;
             }
@@ -222,8 +199,7 @@ impl Peers {
             return true;
         }
         self.close_session(peer, out);
-        self.offer_queue.retain(|p| p != peer);
-        if self.connecting.remove(peer) {
+        if self.schedule.drop_peer(peer) {
             out.push_back(Output::Event(Event::PeerLeft { id: peer.clone() }));
         }
         self.start_queued_offers(now, out);
@@ -318,22 +294,19 @@ impl Peers {
 
     /// The server told us about `peer`: connect unless we already are.
     fn meet(&mut self, now: Millis, peer: PeerId, out: &mut VecDeque<Output>) {
-        if Some(&peer) == self.me.as_ref() || self.sessions.contains_key(&peer) {
+        if Some(&peer) == self.me.as_ref() || self.sessions.contains(&peer) {
             return;
         }
         self.initiate(now, peer, out);
     }
 
     fn initiate(&mut self, now: Millis, peer: PeerId, out: &mut VecDeque<Output>) {
-        if self.connecting.insert(peer.clone()) {
+        if self.schedule.announce(&peer) {
             let name = self.roster.get(&peer).cloned().flatten();
             out.push_back(Output::Event(Event::PeerConnecting { id: peer.clone(), name }));
         }
         if self.we_offer(&peer) {
-            if self.offers_in_flight() >= MAX_OFFERS_IN_FLIGHT {
-                if !self.offer_queue.contains(&peer) {
-                    self.offer_queue.push_back(peer);
-                }
+            if self.schedule.must_wait(&peer, self.offers_in_flight()) {
                 return;
             }
             let conn = ConnId::from_raw(self.rng.next_u64());
@@ -341,20 +314,21 @@ impl Peers {
         } else {
             self.send_signal(&peer, PeerSignal::Hello, out);
             // If the offer never comes, ask again.
-            self.schedule_retry(now, &peer, self.settings.connect_timeout_ms);
+            if self.roster.contains_key(&peer) && !self.closed {
+                self.schedule.retry_in(now, &peer, self.settings.connect_timeout_ms);
+            }
         }
     }
 
     fn offers_in_flight(&self) -> usize {
-        self.sessions.values().filter(|s| s.offerer && !s.open).count()
+        self.sessions.iter().map(|(_, s)| s).filter(|s| s.offerer && !s.open).count()
     }
 
     /// Starts queued offers while there is room, skipping peers that left or that
     /// connected meanwhile (their own offer after a glare, say).
     fn start_queued_offers(&mut self, now: Millis, out: &mut VecDeque<Output>) {
-        while self.offers_in_flight() < MAX_OFFERS_IN_FLIGHT {
-            let Some(peer) = self.offer_queue.pop_front() else { return };
-            if !self.closed && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
+        while let Some(peer) = self.schedule.next_queued(self.offers_in_flight()) {
+            if !self.closed && self.roster.contains_key(&peer) && !self.sessions.contains(&peer) {
                 let conn = ConnId::from_raw(self.rng.next_u64());
                 self.start_session(now, peer, conn, true, out);
             }
@@ -364,8 +338,7 @@ impl Peers {
     fn start_session(&mut self, now: Millis, peer: PeerId, conn: ConnId, offerer: bool, out: &mut VecDeque<Output>) {
         let deadline = now + self.settings.connect_timeout_ms;
         self.sessions.insert(peer.clone(), Session::new(conn, offerer, deadline, self.settings.max_message_bytes));
-        self.conns.insert(conn, peer.clone());
-        self.retries.remove(&peer);
+        self.schedule.started(&peer);
         out.push_back(Output::Connection(ConnectionOp::Create { peer, conn }));
         if offerer {
             out.push_back(Output::Connection(ConnectionOp::CreateOffer { conn }));
@@ -377,9 +350,7 @@ impl Peers {
             // Nobody to carry it; the attempt times out and is retried after reconnect.
             return;
         }
-        let Ok(data) = RawValue::from_string(signal.to_json()) else { return };
-        let frame = ClientMessage::Signal { to: to.as_str(), data: &data };
-        if let Ok(text) = serde_json::to_string(&frame) {
+        if let Some(text) = signal.frame_to(to) {
             out.push_back(Output::Signaling(SignalingOp::Send(text)));
         }
     }
@@ -388,22 +359,17 @@ impl Peers {
     /// driver performs outputs in order and RTCPeerConnection's operations chain applies
     /// them after the description, without a round trip through us first.
     fn remote_description_issued(&mut self, conn: ConnId, out: &mut VecDeque<Output>) {
-        let Some(s) = self.session_of(conn) else { return };
+        let Some(s) = self.sessions.by_conn_mut(conn).map(|(_, s)| s) else { return };
         let early = s.remote_description_issued();
         out.extend(early.into_iter().map(|candidate| Output::Connection(ConnectionOp::AddIceCandidate { conn, candidate })));
     }
 
     pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        let Some((peer, s)) = self.sessions.by_conn_mut(conn) else { return };
         let generation = s.generation;
-        let pake = match &self.me {
-            Some(me) if s.conn == conn => {
-                let channel_up = s.channel_up;
-                self.binder.local_description(&mut s.proof, Ends { me, peer: &peer, conn }, kind, &sdp, channel_up)
-            }
-            _ => None,
-        };
+        let channel_up = s.channel_up;
+        let pake =
+            self.me.as_ref().and_then(|me| self.binder.local_description(&mut s.proof, Ends { me, peer: &peer, conn }, kind, &sdp, channel_up));
         let signal = match kind {
             SdpKind::Offer => PeerSignal::Offer { conn, sdp, generation, pake },
             SdpKind::Answer => PeerSignal::Answer { conn, sdp, generation, pake },
@@ -412,7 +378,7 @@ impl Peers {
     }
 
     pub(crate) fn local_candidate(&mut self, conn: ConnId, candidate: String, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some((peer, _)) = self.sessions.by_conn(conn) else { return };
         self.send_signal(&peer, PeerSignal::Candidate { conn, candidate }, out);
     }
 
@@ -423,8 +389,7 @@ impl Peers {
     /// until then the connect deadline still runs.
     pub(crate) fn channel_opened(&mut self, _now: Millis, conn: ConnId, max_message_size: u64, out: &mut VecDeque<Output>) {
         let Some(me) = self.me.clone() else { return };
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && !s.open && !s.channel_up) else { return };
+        let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| !s.open && !s.channel_up) else { return };
         s.channel_up(max_message_size);
         let binding = self.binder.binding(&s.proof, Ends { me: &me, peer: &peer, conn });
         let frames = encode_service(&binding.encode(), s.max_frame());
@@ -437,8 +402,7 @@ impl Peers {
     /// and nothing from it reaches the application.
     pub(crate) fn binding_received(&mut self, now: Millis, conn: ConnId, frame: &[u8], out: &mut VecDeque<Output>) {
         let Some(me) = self.me.clone() else { return };
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.channel_up && !s.open) else { return };
+        let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.channel_up && !s.open) else { return };
         let first = match s.reassembler.push(frame) {
             Ok(None) => return, // a binding is one frame, but a frame may come in parts
             Ok(Some(Message::Service(bytes))) => Service::decode(&bytes).ok(),
@@ -463,9 +427,7 @@ impl Peers {
         let peer = peer.clone();
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         s.verified();
-        self.connecting.remove(&peer);
-        self.retries.remove(&peer);
-        self.attempts.remove(&peer);
+        self.schedule.connected(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
         out.push_back(Output::Event(Event::PeerJoined { id: peer.clone(), name }));
         out.push_back(Output::Connection(ConnectionOp::ObservePath { conn }));
@@ -478,8 +440,7 @@ impl Peers {
     /// over signaling, and the session only ends if no path is back within
     /// `reconnect_timeout_ms`.
     pub(crate) fn ice_state(&mut self, now: Millis, conn: ConnId, state: IceState, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.open) else { return };
+        let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.open) else { return };
         match s.health.ice_state(now, state) {
             Change::Back { announced } => {
                 out.push_back(Output::Connection(ConnectionOp::ObservePath { conn }));
@@ -512,9 +473,7 @@ impl Peers {
                     self.changes.push(PeerChange::Reconnecting(peer.clone()));
                 }
                 if restart_ice {
-                    s.generation += 1;
-                    s.awaiting_answer = true;
-                    out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
+                    s.restart_ice(out);
                 }
                 if ask_offerer {
                     // The offerer may not have noticed yet (or was away).
@@ -534,25 +493,20 @@ impl Peers {
                 s.health.restart_now(now);
                 self.check_health(now, peer, out);
             }
-            Health::Up => {
-                s.generation += 1;
-                s.awaiting_answer = true;
-                out.push_back(Output::Connection(ConnectionOp::RestartIce { conn }));
-            }
+            Health::Up => s.restart_ice(out),
         }
     }
 
     /// Gathering our candidates for `conn` completed.
     pub(crate) fn gathered(&mut self, conn: ConnId, gathered: Gathered) {
-        if let Some(s) = self.session_of(conn) {
+        if let Some(s) = self.sessions.by_conn_mut(conn).map(|(_, s)| s) {
             s.gathered = Some(gathered);
         }
     }
 
     /// The connection failed; an attempt that never opened is reported with why.
     pub(crate) fn connection_failed(&mut self, now: Millis, conn: ConnId, failure: &Failure, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get(&peer).filter(|s| s.conn == conn) else { return };
+        let Some((peer, s)) = self.sessions.by_conn(conn) else { return };
         if s.open && matches!(failure, Failure::Ice { .. }) {
             return self.ice_state(now, conn, IceState::Failed, out);
         }
@@ -565,8 +519,7 @@ impl Peers {
 
     /// How the connection travels: told to the user when first known and on a change.
     pub(crate) fn path_observed(&mut self, conn: ConnId, path: Path, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
-        let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.conn == conn && s.open) else { return };
+        let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.open) else { return };
         if s.path.as_ref() != Some(&path) {
             s.path = Some(path.clone());
             out.push_back(Output::Event(Event::PeerPath { id: peer, path }));
@@ -575,66 +528,41 @@ impl Peers {
 
     /// How the connection to `peer` travels, once known.
     pub(crate) fn path(&self, peer: &PeerId) -> Option<&Path> {
-        self.sessions.get(peer).filter(|s| s.open).and_then(|s| s.path.as_ref())
+        self.sessions.open(peer).and_then(|s| s.path.as_ref())
     }
 
     /// Anything at all from a peer shows it is there.
     pub(crate) fn heard_from(&mut self, peer: &PeerId) {
-        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
+        if let Some(s) = self.sessions.open_mut(peer) {
             s.deadline = None;
         }
     }
 
-    pub(crate) fn channel_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
-        if let Some(s) = self.session_of(conn) {
-            s.drained(now, buffered, out);
-        }
-    }
-
-    pub(crate) fn bulk_drained(&mut self, now: Millis, conn: ConnId, buffered: u64, out: &mut VecDeque<Output>) {
-        if let Some(s) = self.session_of(conn) {
-            s.bulk_drained(now, buffered, out);
-        }
-    }
-
-    /// Queues message frames for an open peer (within the queue's bound unless
-    /// `unbounded`) and releases what fits; false if not connected or full.
-    pub(crate) fn transmit(&mut self, peer: &PeerId, frames: Vec<Vec<u8>>, unbounded: bool, out: &mut VecDeque<Output>) -> bool {
-        self.sessions.get_mut(peer).filter(|s| s.open).is_some_and(|s| s.transmit(frames, unbounded, out))
-    }
-
-    pub(crate) fn transmit_bulk(&mut self, peer: &PeerId, items: Vec<BulkItem>, out: &mut VecDeque<Output>) {
-        if let Some(s) = self.sessions.get_mut(peer).filter(|s| s.open) {
-            s.transmit_bulk(items, out);
-        }
+    /// The session a connection belongs to, for its channels' queues.
+    pub(crate) fn conn_session(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.sessions.by_conn_mut(conn).map(|(_, s)| s)
     }
 
     /// The connection failed or a channel closed: the peer may still be there (a
     /// network blip), so it is tried again while it is listed.
     pub(crate) fn connection_closed(&mut self, now: Millis, conn: ConnId, reason: &str, out: &mut VecDeque<Output>) {
-        let Some(peer) = self.conns.get(&conn).cloned() else { return };
+        let Some((peer, _)) = self.sessions.by_conn(conn) else { return };
         if self.sessions.get(&peer).is_some_and(|s| !s.open) {
             warn(out, format!("connection to {peer} failed: {reason}"));
         }
         self.close_session(&peer, out);
         self.start_queued_offers(now, out);
-        let delay = backoff(self.attempts.get(&peer).copied().unwrap_or(0), 1_000, 15_000, self.rng.next_u64());
-        self.schedule_retry(now, &peer, delay);
+        if self.roster.contains_key(&peer) && !self.closed {
+            self.schedule.retry_after_failure(now, &peer);
+        }
     }
 
     fn close_session(&mut self, peer: &PeerId, out: &mut VecDeque<Output>) {
         let Some(s) = self.sessions.remove(peer) else { return };
-        self.conns.remove(&s.conn);
         out.push_back(Output::Connection(ConnectionOp::Close { conn: s.conn }));
         if s.open {
             out.push_back(Output::Event(Event::PeerLeft { id: peer.clone() }));
             self.changes.push(PeerChange::Closed(peer.clone()));
-        }
-    }
-
-    fn schedule_retry(&mut self, now: Millis, peer: &PeerId, delay: u64) {
-        if self.roster.contains_key(peer) && !self.closed {
-            self.retries.insert(peer.clone(), now + delay);
         }
     }
 
@@ -646,28 +574,17 @@ impl Peers {
         stalled.sort();
         for (conn, peer) in stalled {
             if let Some(s) = self.sessions.get(&peer).filter(|s| !s.open) {
-                // Both sides took part and gathered, yet no path worked in time: that is
-                // ICE failing (browsers take longer to say so), and what was gathered
-                // says why. Otherwise it is a plain timeout.
-                let (reason, message) = match s.gathered {
-                    Some(gathered) if s.remote_issued() => Failure::Ice(gathered).explain(),
-                    _ => (FailReason::Timeout, format!("the connection did not open within {} ms", self.settings.connect_timeout_ms)),
-                };
+                let (reason, message) = s.stall_failure(self.settings.connect_timeout_ms);
                 out.push_back(Output::Event(Event::PeerFailed { id: peer, reason, message }));
             }
             self.connection_closed(now, conn, "timed out", out);
         }
-        let mut down: Vec<_> = self.sessions.iter().filter(|(_, s)| matches!(s.health, Health::Down { .. })).map(|(p, _)| p.clone()).collect();
-        down.sort();
-        for peer in down {
+        for peer in self.sessions.peers_where(|s| matches!(s.health, Health::Down { .. })) {
             self.check_health(now, &peer, out);
         }
-        let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
-        due.sort();
-        for peer in due {
-            self.retries.remove(&peer);
-            if self.signaling && self.roster.contains_key(&peer) && !self.sessions.contains_key(&peer) {
-                *self.attempts.entry(peer.clone()).or_default() += 1;
+        for peer in self.schedule.due(now) {
+            if self.signaling && self.roster.contains_key(&peer) && !self.sessions.contains(&peer) {
+                self.schedule.retried(&peer);
                 self.initiate(now, peer, out);
             }
         }
@@ -677,13 +594,7 @@ impl Peers {
     pub(crate) fn close_all(&mut self, out: &mut VecDeque<Output>) {
         self.closed = true;
         self.signaling = false;
-        let mut conns: Vec<_> = self.conns.keys().copied().collect();
-        conns.sort();
-        out.extend(conns.into_iter().map(|conn| Output::Connection(ConnectionOp::Close { conn })));
-        self.sessions.clear();
-        self.conns.clear();
-        self.retries.clear();
-        self.connecting.clear();
-        self.offer_queue.clear();
+        out.extend(self.sessions.clear().into_iter().map(|conn| Output::Connection(ConnectionOp::Close { conn })));
+        self.schedule.clear();
     }
 }

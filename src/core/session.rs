@@ -3,16 +3,16 @@
 //! channels. It knows frames only as bytes and [`BulkItem`]s; what they mean is the
 //! business of the layers above.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::binding::ConnectionProof;
 use super::health::Health;
 use super::lane::{Lane, MAX_FRAME};
 use super::output::{Channel, ConnectionOp, Output};
-use super::path::{Gathered, Path};
+use super::path::{FailReason, Failure, Gathered, Path};
 use super::transfer::BulkItem;
 use super::wire::Reassembler;
-use super::{ConnId, Millis};
+use super::{ConnId, Millis, PeerId};
 
 /// Most bytes queued in the core for one peer before `send` refuses.
 pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
@@ -109,15 +109,27 @@ impl Session {
         None
     }
 
-    /// Whether the peer's description came (so the peer took part in the attempt).
-    pub(crate) fn remote_issued(&self) -> bool {
-        self.remote_issued
-    }
-
     /// The remote description was issued: the candidates that waited for it.
     pub(crate) fn remote_description_issued(&mut self) -> Vec<String> {
         self.remote_issued = true;
         std::mem::take(&mut self.early_candidates)
+    }
+
+    /// Restarts ICE (we offer): the next offer is a new generation of this connection.
+    pub(crate) fn restart_ice(&mut self, out: &mut VecDeque<Output>) {
+        self.generation += 1;
+        self.awaiting_answer = true;
+        out.push_back(Output::Connection(ConnectionOp::RestartIce { conn: self.conn }));
+    }
+
+    /// Why an attempt that did not open in time failed. Both sides took part and
+    /// gathered, yet no path worked: that is ICE failing (browsers take longer to say
+    /// so), and what was gathered says why. Otherwise it is a plain timeout.
+    pub(crate) fn stall_failure(&self, connect_timeout_ms: u64) -> (FailReason, String) {
+        match self.gathered {
+            Some(gathered) if self.remote_issued => Failure::Ice(gathered).explain(),
+            _ => (FailReason::Timeout, format!("the connection did not open within {connect_timeout_ms} ms")),
+        }
     }
 
     /// Queues message frames (within [`MAX_QUEUED`] unless `unbounded`: small
@@ -165,6 +177,79 @@ impl Session {
     fn flush_bulk(&mut self, out: &mut VecDeque<Output>) {
         let conn = self.conn;
         out.extend(self.bulk.release().map(|item| Output::Connection(ConnectionOp::TransmitBulk { conn, item })));
+    }
+}
+
+/// The sessions, by peer and by connection: a connection belongs to the session of
+/// the peer it was made for as long as that session is the peer's current one.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    by_peer: HashMap<PeerId, Session>,
+    by_conn: HashMap<ConnId, PeerId>,
+}
+
+impl Sessions {
+    pub(crate) fn get(&self, peer: &PeerId) -> Option<&Session> {
+        self.by_peer.get(peer)
+    }
+
+    pub(crate) fn get_mut(&mut self, peer: &PeerId) -> Option<&mut Session> {
+        self.by_peer.get_mut(peer)
+    }
+
+    /// A peer's session if it is open (verified).
+    pub(crate) fn open(&self, peer: &PeerId) -> Option<&Session> {
+        self.by_peer.get(peer).filter(|s| s.open)
+    }
+
+    pub(crate) fn open_mut(&mut self, peer: &PeerId) -> Option<&mut Session> {
+        self.by_peer.get_mut(peer).filter(|s| s.open)
+    }
+
+    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
+        self.by_peer.contains_key(peer)
+    }
+
+    /// The peer and session `conn` belongs to.
+    pub(crate) fn by_conn(&self, conn: ConnId) -> Option<(PeerId, &Session)> {
+        let peer = self.by_conn.get(&conn)?;
+        self.by_peer.get(peer).filter(|s| s.conn == conn).map(|s| (peer.clone(), s))
+    }
+
+    pub(crate) fn by_conn_mut(&mut self, conn: ConnId) -> Option<(PeerId, &mut Session)> {
+        let peer = self.by_conn.get(&conn)?;
+        self.by_peer.get_mut(peer).filter(|s| s.conn == conn).map(|s| (peer.clone(), s))
+    }
+
+    pub(crate) fn insert(&mut self, peer: PeerId, session: Session) {
+        self.remove(&peer);
+        self.by_conn.insert(session.conn, peer.clone());
+        self.by_peer.insert(peer, session);
+    }
+
+    pub(crate) fn remove(&mut self, peer: &PeerId) -> Option<Session> {
+        let session = self.by_peer.remove(peer)?;
+        self.by_conn.remove(&session.conn);
+        Some(session)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&PeerId, &Session)> {
+        self.by_peer.iter()
+    }
+
+    /// The peers whose sessions match, sorted (so what follows is deterministic).
+    pub(crate) fn peers_where(&self, matches: impl Fn(&Session) -> bool) -> Vec<PeerId> {
+        let mut peers: Vec<_> = self.by_peer.iter().filter(|(_, s)| matches(s)).map(|(p, _)| p.clone()).collect();
+        peers.sort();
+        peers
+    }
+
+    /// Forgets every session; returns their connections, sorted.
+    pub(crate) fn clear(&mut self) -> Vec<ConnId> {
+        let mut conns: Vec<_> = self.by_conn.drain().map(|(conn, _)| conn).collect();
+        conns.sort();
+        self.by_peer.clear();
+        conns
     }
 }
 

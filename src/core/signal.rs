@@ -17,9 +17,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use meshdrop_signal::protocol::to_hex;
+use meshdrop_signal::protocol::{to_hex, ClientMessage};
 
-use super::ConnId;
+use super::{ConnId, PeerId};
 
 /// Largest SDP we accept from a peer; real data-channel SDPs are ~1 KiB.
 const MAX_SDP_BYTES: usize = 32 * 1024;
@@ -99,6 +99,12 @@ fn pake_bytes(text: Option<String>) -> Result<Option<Vec<u8>>, String> {
 }
 
 impl PeerSignal {
+    /// The signaling frame that carries this signal to `to`.
+    pub(crate) fn frame_to(&self, to: &PeerId) -> Option<String> {
+        let data = RawValue::from_string(self.to_json()).ok()?;
+        serde_json::to_string(&ClientMessage::Signal { to: to.as_str(), data: &data }).ok()
+    }
+
     pub(crate) fn to_json(&self) -> String {
         let conn_text;
         let wire = match self {

@@ -82,8 +82,16 @@ impl Harness {
     fn collect(&mut self) {
         while let Some(output) = self.out.pop_front() {
             match &output {
-                Output::Connection(ConnectionOp::Transmit { conn, .. }) => self.peers.channel_drained(self.now, *conn, 0, &mut self.out),
-                Output::Connection(ConnectionOp::TransmitBulk { conn, .. }) => self.peers.bulk_drained(self.now, *conn, 0, &mut self.out),
+                Output::Connection(ConnectionOp::Transmit { conn, .. }) => {
+                    if let Some(s) = self.peers.conn_session(*conn) {
+                        s.drained(self.now, 0, &mut self.out);
+                    }
+                }
+                Output::Connection(ConnectionOp::TransmitBulk { conn, .. }) => {
+                    if let Some(s) = self.peers.conn_session(*conn) {
+                        s.bulk_drained(self.now, 0, &mut self.out);
+                    }
+                }
                 _ => {}
             }
             self.kept.push(output);
