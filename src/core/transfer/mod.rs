@@ -6,15 +6,16 @@
 //! ([`StoreOp`]); every decision is made here.
 //!
 //! `Transfers` owns every transfer and routes each input to the state machine it is
-//! for — `send::Outgoing`, `recv::Incoming`, `download::Download`, `serve::Serving` —
-//! which decide, and return a `Step`; ending a transfer is done here, once. Bytes
-//! arriving on a bulk channel go through the one receive path (`receive.rs`), shared
-//! by direct transfers and downloads; bytes leaving go through one pump
-//! (`outbound.rs`), shared by sends and serves.
+//! for (`any::Transfer`: `send::Outgoing`, `recv::Incoming`, `download::Download`,
+//! `serve::Serving`), which decide, and return a `Step`; ending a transfer is done
+//! here, once. Bytes arriving on a bulk channel go through the one receive path
+//! (`receive.rs`), shared by direct transfers and downloads; bytes leaving go through
+//! one pump (`outbound.rs`), shared by sends and serves.
 //!
 //! [`FileOp::Read`]: crate::core::FileOp::Read
 //! [`StoreOp`]: crate::core::StoreOp
 
+mod any;
 pub mod blocks;
 mod download;
 pub(crate) mod frame;
@@ -37,9 +38,10 @@ pub use recv::{MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER};
 pub use serve::MAX_SERVES_PER_PEER;
 pub use types::{BulkItem, Direction, FileMeta, Partial, Progress, StoreError, TransferError, TransferId};
 
+use self::any::Transfer;
 use self::download::Download;
 use self::frame::{BulkHeader, Control};
-use self::receive::{receive_bytes, Header, Receiving, RecvLane};
+use self::receive::{receive_bytes, Header, RecvLane};
 use self::recv::Incoming;
 use self::send::Outgoing;
 use self::serve::Serving;
@@ -58,16 +60,6 @@ pub(crate) const READ_AHEAD: u64 = 2 * BLOCK_SIZE;
 /// Progress events at most this often per transfer (at least 4 a second while bytes flow).
 pub(crate) const PROGRESS_INTERVAL_MS: u64 = 200;
 
-/// A transfer in progress: one of ours, one we receive, a multi-source download, or a
-/// shared file we serve to a downloader.
-#[derive(Debug)]
-enum Transfer {
-    Send(Outgoing),
-    Receive(Incoming),
-    Download(Download),
-    Serve(Serving),
-}
-
 /// What a state machine decided.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Step {
@@ -79,45 +71,6 @@ pub(crate) enum Step {
     Ended,
     /// It ended without the file; `tell` the other side(s) why.
     Fail(TransferError, bool),
-}
-
-impl Transfer {
-    /// Whether `peer` takes part (as the other side, or one of the holders).
-    fn involves(&self, peer: &PeerId) -> bool {
-        match self {
-            Transfer::Send(t) => t.peer == *peer,
-            Transfer::Receive(t) => t.peer == *peer,
-            Transfer::Download(d) => d.involves(peer),
-            Transfer::Serve(s) => s.peer == *peer,
-        }
-    }
-
-    /// When a paused transfer gives up on its peer.
-    fn paused_until(&self) -> Option<Millis> {
-        match self {
-            Transfer::Send(t) => t.paused_until(),
-            Transfer::Receive(t) => t.paused_until(),
-            Transfer::Download(d) => d.paused_until(),
-            Transfer::Serve(_) => None,
-        }
-    }
-
-    /// When this transfer wants `handle_timeout`: the end of a pause, or a download's
-    /// check for a stalled holder.
-    fn deadline(&self) -> Option<Millis> {
-        match self {
-            Transfer::Download(d) => [d.paused_until(), d.stall_check()].into_iter().flatten().min(),
-            other => other.paused_until(),
-        }
-    }
-
-    fn receiving(&mut self) -> Option<&mut dyn Receiving> {
-        match self {
-            Transfer::Receive(t) => Some(t),
-            Transfer::Download(d) => Some(d),
-            Transfer::Send(_) | Transfer::Serve(_) => None,
-        }
-    }
 }
 
 /// Every transfer, both directions, and the state of every peer's bulk channel.
