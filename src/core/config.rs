@@ -71,3 +71,21 @@ impl MeshConfig {
         }
     }
 }
+
+/// Settings the peers need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerSettings {
+    pub(crate) connect_timeout_ms: u64,
+    pub(crate) max_message_bytes: u64,
+    pub(crate) reconnect_timeout_ms: u64,
+}
+
+impl From<&MeshConfig> for PeerSettings {
+    fn from(config: &MeshConfig) -> Self {
+        PeerSettings {
+            connect_timeout_ms: config.connect_timeout_ms,
+            max_message_bytes: config.max_message_bytes,
+            reconnect_timeout_ms: config.reconnect_timeout_ms,
+        }
+    }
+}

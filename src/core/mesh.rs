@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::config::MeshConfig;
+use super::config::{MeshConfig, PeerSettings};
 use super::discovery::{Discovery, Hit, ManifestError, Match, QueryId, ShareId, SharedFile};
 use super::error::SendError;
 use super::identity::{safety_code, PublicKey};
@@ -17,7 +17,7 @@ use super::link::{JoinAs, RoomNews, SignalingLink};
 use super::net::Net;
 use super::output::{warn, Event, Output, SignalingState};
 use super::path::{IceState, Path};
-use super::peers::{PeerChange, PeerSettings, Peers};
+use super::peers::{PeerChange, Peers};
 use super::request::{RequestId, Requests};
 use super::rng::Rng;
 use super::service::Service;
@@ -49,11 +49,7 @@ impl Mesh {
     /// `seed` should come from a secure random source (ids and jitter derive from it).
     pub fn new(config: MeshConfig, seed: u64, now: Millis) -> Self {
         let mut rng = Rng::new(seed);
-        let settings = PeerSettings {
-            connect_timeout_ms: config.connect_timeout_ms,
-            max_message_bytes: config.max_message_bytes,
-            reconnect_timeout_ms: config.reconnect_timeout_ms,
-        };
+        let settings = PeerSettings::from(&config);
         let mut peers =
             Peers::new(settings, rng.next_u64(), config.identity.clone(), config.room.clone(), config.room_secret.clone(), config.entropy);
         for (peer, key) in &config.pinned {

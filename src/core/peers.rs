@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::value::RawValue;
 
 use super::binding::{Binder, Ends};
+use super::config::PeerSettings;
 use super::health::{Change, Health, Step};
 use super::identity::{Identity, PublicKey};
 use super::output::{warn, ConnectionOp, Event, Output, SdpKind, SignalingOp};
@@ -40,14 +41,6 @@ pub(crate) enum PeerChange {
     Closed(PeerId),
     Reconnecting(PeerId),
     Reconnected(PeerId),
-}
-
-/// Settings the peers need.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerSettings {
-    pub(crate) connect_timeout_ms: u64,
-    pub(crate) max_message_bytes: u64,
-    pub(crate) reconnect_timeout_ms: u64,
 }
 
 #[derive(Debug)]

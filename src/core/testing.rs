@@ -5,10 +5,11 @@
 use std::collections::VecDeque;
 
 use super::config::MeshConfig;
+use super::config::PeerSettings;
 use super::identity::{binding_message, Identity};
 use super::net::Net;
 use super::output::{ConnectionOp, Event, Output, SdpKind};
-use super::peers::{PeerSettings, Peers};
+use super::peers::Peers;
 use super::rng::Rng;
 use super::service::Service;
 use super::signal::PeerSignal;
