@@ -138,16 +138,24 @@ async function relayAt(server, kind, rate) {
   const client = spawn("taskset", ["-c", "1", LOAD, "relay", PROTO[kind], a, b, String(PAIRS), String(rate), String(SECONDS), String(BYTES)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
+  // The load client's own CPU too (`taskset` execs it, so the pid is the client's): a
+  // client core near 100 % means the client, not the server, set the limit.
   let cpuStart = 0;
   let cpu = 0;
+  let clientStart = 0;
+  let clientCpu = 0;
   let result;
   for await (const line of readline.createInterface({ input: client.stdout })) {
-    if (line === "start") cpuStart = sum(server.pids, cpuSeconds);
-    else if (line === "stop") cpu = sum(server.pids, cpuSeconds) - cpuStart;
-    else if (line.startsWith("{")) result = JSON.parse(line);
+    if (line === "start") {
+      cpuStart = sum(server.pids, cpuSeconds);
+      clientStart = cpuSeconds(client.pid);
+    } else if (line === "stop") {
+      cpu = sum(server.pids, cpuSeconds) - cpuStart;
+      clientCpu = cpuSeconds(client.pid) - clientStart;
+    } else if (line.startsWith("{")) result = JSON.parse(line);
   }
   await once(client, "exit").catch(() => {});
-  return { rate, ...result, cpuUsPerSignal: (cpu * 1e6) / result.sent, cpuShare: cpu / SECONDS };
+  return { rate, ...result, cpuUsPerSignal: (cpu * 1e6) / result.sent, cpuShare: cpu / SECONDS, clientShare: clientCpu / SECONDS };
 }
 
 async function relay(kind) {
@@ -201,14 +209,14 @@ for (const kind of KINDS) {
 report += `
 ## Relay at fixed rates
 
-${PAIRS} pairs (${PAIRS * 2} peers, each pair one room; with two instances one peer of each pair on each), ${BYTES}-byte signals from one peer of each pair to the other, ${SECONDS} s per rate; latency from the send call to the receiver's read, in the load client. A rate stops the series when it loses a signal or its p99 passes 50 ms. "server CPU" is user + system time of the server process(es) during the sending window ÷ signals sent; "core" is the share of core 0 it took.
+${PAIRS} pairs (${PAIRS * 2} peers, each pair one room; with two instances one peer of each pair on each), ${BYTES}-byte signals from one peer of each pair to the other, ${SECONDS} s per rate; latency from the send call to the receiver's read, in the load client. A rate stops the series when it loses a signal or its p99 passes 50 ms. "server CPU" is user + system time of the server process(es) during the sending window ÷ signals sent; "core" is the share of core 0 it took; "client core" the load client's share of core 1 (near 100 %, the client is what limits the rate; on loopback the kernel's receive work for the other end is charged to whoever sends).
 
-| server | rate/s | sent | lost | p50 ms | p99 ms | max ms | server CPU per signal | core |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| server | rate/s | sent | lost | p50 ms | p99 ms | max ms | server CPU per signal | core | client core |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 `;
 for (const kind of KINDS) {
   for (const r of results[kind].relay) {
-    report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${r.cpuUsPerSignal.toFixed(1)} µs | ${(r.cpuShare * 100).toFixed(0)}% |\n`;
+    report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${r.cpuUsPerSignal.toFixed(1)} µs | ${(r.cpuShare * 100).toFixed(0)}% | ${(r.clientShare * 100).toFixed(0)}% |\n`;
   }
 }
 report += `\nIdle RSS (KiB, all server processes): ${KINDS.map((k) => `${NAMES[k]} ${results[k].idle.base} → ${results[k].idle.loaded}`).join("; ")}.\n`;

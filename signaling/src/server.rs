@@ -166,8 +166,9 @@ fn busy_router(why: Busy) -> Router {
 async fn upgrade(State(state): State<Arc<AppState>>, Extension(slot): Extension<Arc<Slot>>, ws: WebSocketUpgrade) -> Response {
     // Small buffers keep an idle connection cheap: each connection holds its read
     // buffer for life (4 KiB cost 3 KiB more per idle connection than 1 KiB, measured
-    // with bench/signal.mjs). ICE candidates fit in one read; an SDP takes a few.
-    ws.read_buffer_size(1024)
+    // with bench/signal.mjs). ICE candidates fit in one read; a larger frame takes two
+    // (the buffer grows to the frame once its header is read), as it would with 1 KiB.
+    ws.read_buffer_size(512)
         // Frames collect up to this before a write; every batch ends with a flush.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024)

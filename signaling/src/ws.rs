@@ -6,14 +6,14 @@
 //! for its writes, and leaves its room. Every write has a deadline too, so no
 //! connection can hold its task (or its memory) forever.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -54,9 +54,15 @@ enum Outgoing {
 }
 
 /// The part of a connection others hold: its queue and its limits.
+///
+/// The queue is a plain locked `VecDeque` and a `Notify`, not a channel: an idle
+/// connection's queue then costs nothing (a tokio mpsc channel allocates 1.5 KiB up
+/// front, a quarter of an idle connection's memory).
 pub(crate) struct Link {
-    tx: mpsc::UnboundedSender<Outgoing>,
-    /// Bytes in `tx` not written yet.
+    queue: Mutex<VecDeque<Outgoing>>,
+    /// Something was queued.
+    ready: Notify,
+    /// Bytes in `queue` not written yet.
     queued: AtomicUsize,
     /// Set once: the connection is being closed for falling behind.
     overflowed: AtomicBool,
@@ -114,13 +120,45 @@ impl Link {
             }
             return true;
         }
-        let _ = self.tx.send(Outgoing::Frame(frame));
+        self.push(Outgoing::Frame(frame));
         true
+    }
+
+    fn push(&self, item: Outgoing) {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_back(item);
+        self.ready.notify_one();
+    }
+
+    /// The frames queued (up to [`WRITE_BATCH`]), and a close that followed them, if
+    /// any; what is left is announced again.
+    fn take_batch(&self) -> (Vec<String>, Option<(u16, &'static str)>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = Vec::new();
+        while batch.len() < WRITE_BATCH {
+            match queue.pop_front() {
+                Some(Outgoing::Frame(frame)) => batch.push(frame),
+                Some(Outgoing::Close(code, reason)) => return (batch, Some((code, reason))),
+                None => break,
+            }
+        }
+        if queue.is_empty() {
+            // An idle connection keeps no queue buffer.
+            *queue = VecDeque::new();
+        } else {
+            self.ready.notify_one();
+        }
+        (batch, None)
+    }
+
+    /// The task is ending: nothing more is queued, and what is queued is dropped.
+    fn shut(&self) {
+        self.overflowed.store(true, Ordering::Release);
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }
 
     /// Asks the task to close the connection once what is queued is written.
     fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.tx.send(Outgoing::Close(code, reason));
+        self.push(Outgoing::Close(code, reason));
     }
 }
 
@@ -146,15 +184,68 @@ pub(crate) fn deliver(rooms: &mut Rooms<Conn>, outbox: Outbox<Conn>) {
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+/// A connection's timed duties, served by one timer.
+struct Deadlines {
+    ping_every: Duration,
+    next_ping: Instant,
+    /// Until the connection joins.
+    join_by: Option<Instant>,
+    /// Credentials expire: after joining, new ones this often.
+    refresh_every: Option<Duration>,
+    next_refresh: Option<Instant>,
+}
+
+/// What is due when the timer fires.
+struct Due {
+    ping: bool,
+    join_missed: bool,
+    refresh: bool,
+}
+
+impl Deadlines {
+    fn new(now: Instant, config: &crate::server::Config) -> Self {
+        Deadlines {
+            ping_every: config.ping_interval,
+            next_ping: now + config.ping_interval,
+            join_by: Some(now + config.join_timeout),
+            refresh_every: config.ice.refresh_every(),
+            next_refresh: None,
+        }
+    }
+
+    /// The connection joined at `now`: no join deadline, and credentials to refresh.
+    fn joined(&mut self, now: Instant) {
+        if self.join_by.take().is_some() {
+            self.next_refresh = self.refresh_every.map(|every| now + every);
+        }
+    }
+
+    fn next(&self) -> Instant {
+        [Some(self.next_ping), self.join_by, self.next_refresh].into_iter().flatten().min().unwrap_or(self.next_ping)
+    }
+
+    /// What is due at `now`, with the next of each scheduled.
+    fn due(&mut self, now: Instant, joined: bool) -> Due {
+        let ping = now >= self.next_ping;
+        if ping {
+            self.next_ping = now + self.ping_every;
+        }
+        let join_missed = !joined && self.join_by.is_some_and(|by| now >= by);
+        let refresh = joined && self.next_refresh.is_some_and(|at| now >= at);
+        if refresh {
+            self.next_refresh = self.refresh_every.map(|every| now + every);
+        }
+        Due { ping, join_missed, refresh }
+    }
+}
 
 /// Serves one upgraded connection until it closes, times out, floods, falls behind, or
 /// the server shuts down; then takes its peer out of its room.
 pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>) {
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let link = Arc::new(Link {
-        tx,
+        queue: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
         queued: AtomicUsize::new(0),
         overflowed: AtomicBool::new(false),
         kick: Notify::new(),
@@ -162,23 +253,22 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
         inbound: Mutex::new(TokenBucket::new(state.config.max_inbound_per_sec)),
     });
     let conn = Conn { id: conn_id, link: link.clone() };
-    let (mut sink, mut stream) = socket.split();
-    let mut joined: Option<(String, String)> = None;
+    // One socket for both directions, not `split()`: the split's lock cost 6 % of the
+    // server's CPU when relaying, and each connection 400 bytes.
+    let mut socket = socket;
     // The nonce a keyed join must sign; taken by the first join attempt after it.
     let mut challenge: Option<String> = None;
     let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
     // Refusals of our signals because their receiver is saturated: one error a second.
     let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
     let mut shutdown = state.shutdown.subscribe();
-    // The first ping one interval in: a connection that just opened is alive.
-    let mut ping = tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let join_deadline = tokio::time::sleep(state.config.join_timeout);
-    tokio::pin!(join_deadline);
-    // Fresh TURN credentials before the ones in `welcome` expire (long sessions).
-    let refresh_every = state.config.ice.refresh_every();
-    let refresh = tokio::time::sleep(refresh_every.unwrap_or(Duration::from_secs(365 * 86_400)));
-    tokio::pin!(refresh);
+    // One timer for the connection's three deadlines (each timer costs every idle
+    // connection memory): the next ping (the first one interval in: a connection that
+    // just opened is alive), the join deadline, and fresh TURN credentials before the
+    // ones in `welcome` expire (long sessions).
+    let mut deadlines = Deadlines::new(Instant::now(), &state.config);
+    let timer = tokio::time::sleep_until(deadlines.next());
+    tokio::pin!(timer);
     let mut last_heard = Instant::now();
     state.live_sockets.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
@@ -187,7 +277,7 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
     // `None` after the loop: no close frame (the peer is gone, or a write is torn).
     let close: Option<(u16, &'static str)> = loop {
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = socket.next() => {
                 let message = match incoming {
                     None => break None,
                     Some(Ok(message)) => message,
@@ -204,7 +294,7 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                 // binary, and pings (each of which makes us write a pong).
                 if let Message::Close(_) = message {
                     // Send the close reply tungstenite queued before the socket goes.
-                    let _ = tokio::time::timeout(GOODBYE_DEADLINE, sink.close()).await;
+                    let _ = Box::pin(tokio::time::timeout(GOODBYE_DEADLINE, socket.close())).await;
                     break None;
                 }
                 match bucket.check(last_heard) {
@@ -216,7 +306,7 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                         // flood turn the server into an amplifier.
                         if first {
                             let err = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} frames per second", state.config.max_frames_per_sec));
-                            if !send_error(&mut sink, &err, &state.metrics).await {
+                            if !Box::pin(send_error(&mut socket, &err, &state.metrics)).await {
                                 break None;
                             }
                         }
@@ -224,32 +314,37 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                     }
                 }
                 let handled = match message {
-                    Message::Text(text) => handle_text(&text, &conn, &mut joined, &mut challenge, &state).await,
+                    // Boxed: its future is large and needed only while a frame is handled,
+                    // not for the whole life of every idle connection.
+                    Message::Text(text) => Box::pin(handle_text(&text, &conn, &mut challenge, &state)).await,
                     Message::Binary(_) => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
                     _ => continue,
                 };
                 match handled {
+                    Ok(()) if link.member.get().is_some() && deadlines.join_by.is_some() => {
+                        deadlines.joined(last_heard);
+                        timer.as_mut().reset(deadlines.next());
+                    }
                     Ok(()) => {}
                     Err(err) if err.code == ErrorCode::TooLarge => {
-                        let _ = send_error(&mut sink, &err, &state.metrics).await;
+                        let _ = Box::pin(send_error(&mut socket, &err, &state.metrics)).await;
                         break Some((close_code::TOO_BIG, "frame too large"));
                     }
                     // The receiver is saturated, not this sender: tell it once a second.
                     Err(err) if err.code == ErrorCode::RateLimited && !inbound_refusals.ready(last_heard) => {}
                     Err(err) => {
-                        if !send_error(&mut sink, &err, &state.metrics).await {
+                        if !Box::pin(send_error(&mut socket, &err, &state.metrics)).await {
                             break None;
                         }
                     }
                 }
             }
-            outgoing = rx.recv() => {
-                let Some(first) = outgoing else { break None };
-                let (batch, close) = collect_batch(first, &mut rx);
+            _ = link.ready.notified() => {
+                let (batch, close) = link.take_batch();
                 let bytes: usize = batch.iter().map(String::len).sum();
                 state.metrics.frames_out.inc_by(batch.len() as u64);
                 let written = tokio::select! {
-                    written = tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut sink, batch)) => written.ok().unwrap_or(false),
+                    written = Box::pin(tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut socket, batch))) => written.ok().unwrap_or(false),
                     // Fell behind while we were writing: the write is abandoned mid-way.
                     _ = link.kick.notified() => break None,
                 };
@@ -263,33 +358,35 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
                 }
             }
             _ = link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
-            _ = ping.tick() => {
-                if last_heard.elapsed() > state.config.idle_timeout {
-                    info!(conn = conn_id, "idle, closing");
-                    break Some((close_code::GOING_AWAY, "idle timeout"));
+            _ = &mut timer => {
+                let now = Instant::now();
+                let due = deadlines.due(now, link.member.get().is_some());
+                if due.join_missed {
+                    break Some((close_code::POLICY, "no join within the join timeout"));
                 }
-                let ping = tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Ping(Default::default())));
-                if !matches!(ping.await, Ok(Ok(()))) {
-                    break None;
-                }
-            }
-            _ = &mut join_deadline, if joined.is_none() => break Some((close_code::POLICY, "no join within the join timeout")),
-            _ = &mut refresh, if joined.is_some() && refresh_every.is_some() => {
-                if let (Some((_, id)), Some(every)) = (&joined, refresh_every) {
-                    let servers = state.config.ice.servers_for(id, SystemTime::now());
-                    let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
-                    let sent = tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Text(Utf8Bytes::from(frame)))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                if due.ping {
+                    if last_heard.elapsed() > state.config.idle_timeout {
+                        info!(conn = conn_id, "idle, closing");
+                        break Some((close_code::GOING_AWAY, "idle timeout"));
+                    }
+                    if !Box::pin(send_within(&mut socket, Message::Ping(Default::default()))).await {
                         break None;
                     }
-                    refresh.as_mut().reset(Instant::now() + every);
                 }
+                if let (true, Some((_, id))) = (due.refresh, link.member.get()) {
+                    let servers = state.config.ice.servers_for(id, SystemTime::now());
+                    let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
+                    if !Box::pin(send_within(&mut socket, Message::Text(Utf8Bytes::from(frame)))).await {
+                        break None;
+                    }
+                }
+                timer.as_mut().reset(deadlines.next());
             }
             _ = shut_down(&mut shutdown) => break Some((close_code::SERVICE_RESTART, "server restarting: connect again")),
         }
     };
 
-    if let Some((room, id)) = &joined {
+    if let Some((room, id)) = link.member.get() {
         let ours = {
             let mut rooms = state.rooms();
             let ours = rooms.holds(room, id, &conn);
@@ -307,10 +404,10 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
     if let Some((code, _)) = close {
         state.metrics.closed(code);
     }
-    // Frames others queued for us are dropped with the receiver.
-    drop(rx);
+    // Frames others queued for us are dropped, and no more are taken.
+    link.shut();
     if let Some((code, reason)) = close {
-        goodbye(sink, stream, code, reason).await;
+        Box::pin(goodbye(socket, code, reason)).await;
     }
     drop(slot);
     state.live_sockets.fetch_sub(1, Ordering::Relaxed);
@@ -319,43 +416,26 @@ pub(crate) async fn serve_connection(socket: WebSocket, state: Arc<AppState>, sl
     debug!(conn = conn_id, "disconnected");
 }
 
-/// The first frame and whatever else is queued (up to [`WRITE_BATCH`]), and a close
-/// that followed them, if any.
-fn collect_batch(first: Outgoing, rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> (Vec<String>, Option<(u16, &'static str)>) {
-    let mut batch = Vec::new();
-    let mut next = Some(first);
-    while let Some(item) = next.take() {
-        match item {
-            Outgoing::Frame(frame) => batch.push(frame),
-            Outgoing::Close(code, reason) => return (batch, Some((code, reason))),
-        }
-        if batch.len() <= WRITE_BATCH {
-            next = rx.try_recv().ok();
-        }
-    }
-    (batch, None)
-}
-
 /// Writes frames with one flush: one syscall per frame cannot keep up with a peer
 /// whose frames arrive in batches.
-async fn write_batch(sink: &mut Sink, batch: Vec<String>) -> bool {
+async fn write_batch(socket: &mut WebSocket, batch: Vec<String>) -> bool {
     for frame in batch {
-        if sink.feed(Message::Text(Utf8Bytes::from(frame))).await.is_err() {
+        if socket.feed(Message::Text(Utf8Bytes::from(frame))).await.is_err() {
             return false;
         }
     }
-    sink.flush().await.is_ok()
+    socket.flush().await.is_ok()
 }
 
 /// Sends a close frame and finishes the closing handshake, within a deadline: a peer
 /// that stopped reading must not hold this task.
-async fn goodbye(mut sink: Sink, mut stream: SplitStream<WebSocket>, code: u16, reason: &'static str) {
+async fn goodbye(mut socket: WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
     let handshake = async {
-        sink.send(Message::Close(Some(frame))).await?;
+        socket.send(Message::Close(Some(frame))).await?;
         // Dropping the socket with the client's frames unread makes the kernel reset
         // it, and the client would lose our close frame.
-        while let Some(Ok(message)) = stream.next().await {
+        while let Some(Ok(message)) = socket.next().await {
             if let Message::Close(_) = message {
                 break;
             }
@@ -377,16 +457,10 @@ fn is_bad_utf8(err: &axum::Error) -> bool {
     false
 }
 
-async fn handle_text(
-    text: &str,
-    conn: &Conn,
-    joined: &mut Option<(String, String)>,
-    challenge: &mut Option<String>,
-    state: &AppState,
-) -> Result<(), ProtocolError> {
+async fn handle_text(text: &str, conn: &Conn, challenge: &mut Option<String>, state: &AppState) -> Result<(), ProtocolError> {
     match parse_client(text)? {
         ClientRequest::Join { room, name, secret, keyed } => {
-            if joined.is_some() {
+            if conn.link.member.get().is_some() {
                 return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
             }
             let id = match (keyed, secret) {
@@ -420,10 +494,10 @@ async fn handle_text(
                     return Err(err);
                 }
             };
-            finish_join(state, rooms, conn, joined, room.into_owned(), id, result, outbox)
+            finish_join(state, rooms, conn, room.into_owned(), id, result, outbox)
         }
         ClientRequest::Signal { to, data } => {
-            let (room, from) = joined.as_ref().ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "send a join before signals"))?;
+            let (room, from) = conn.link.member.get().ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "send a join before signals"))?;
             let route = state.rooms().relay(room, from, &to, data)?;
             match route {
                 Route::Local(target, frame) => {
@@ -462,7 +536,7 @@ async fn handle_text(
             Ok(())
         }
         ClientRequest::Challenge => {
-            if joined.is_some() {
+            if conn.link.member.get().is_some() {
                 return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
             }
             let nonce = identity::nonce();
@@ -475,18 +549,18 @@ async fn handle_text(
 
 /// The welcome and the others' `peer-joined` go out; a connection that held the id
 /// before is told it was replaced.
-#[allow(clippy::too_many_arguments)]
 fn finish_join(
     state: &AppState,
     mut rooms: std::sync::MutexGuard<'_, Rooms<Conn>>,
     conn: &Conn,
-    joined: &mut Option<(String, String)>,
     room: String,
     id: String,
     result: crate::rooms::Joined<Conn>,
     mut outbox: Outbox<Conn>,
 ) -> Result<(), ProtocolError> {
-    let _ = conn.link.member.set((room.clone(), id.clone()));
+    info!(conn = conn.id, %room, peer = %id, "joined");
+    // The connection's one record of its room and id (the task reads it too).
+    let _ = conn.link.member.set((room, id));
     if let Some(old) = result.replaced {
         // Said in words before the close, so the old tab stops instead of
         // reconnecting and taking the id back.
@@ -499,18 +573,86 @@ fn finish_join(
     deliver(&mut rooms, all);
     state.count_peers(&rooms);
     drop(rooms);
-    info!(conn = conn.id, %room, peer = %id, "joined");
-    *joined = Some((room, id));
     Ok(())
 }
 
 /// Sends an error frame now (within the write deadline); false if the socket failed.
-async fn send_error(sink: &mut Sink, err: &ProtocolError, metrics: &crate::metrics::Metrics) -> bool {
+async fn send_error(socket: &mut WebSocket, err: &ProtocolError, metrics: &crate::metrics::Metrics) -> bool {
     metrics.error(err.code.as_str());
     let frame = ServerMessage::Error { code: err.code, message: &err.message }.to_json();
-    matches!(tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Text(Utf8Bytes::from(frame)))).await, Ok(Ok(())))
+    send_within(socket, Message::Text(Utf8Bytes::from(frame))).await
+}
+
+/// Sends one message within the write deadline; false if the socket failed or stalled.
+///
+/// Futures that are awaited only now and then are boxed where they are awaited
+/// (`Box::pin(...)`): inline, each would be part of every idle connection's task.
+async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(tokio::time::timeout(WRITE_DEADLINE, socket.send(message)).await, Ok(Ok(())))
 }
 
 /// The transport refuses messages above this outright; frames between the protocol's
 /// 64 KiB and this cap get a `too-large` error frame before the close.
 pub(crate) const HARD_MESSAGE_CAP: usize = 16 * MAX_FRAME_BYTES;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Config;
+
+    fn link() -> Link {
+        Link {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            queued: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+            kick: Notify::new(),
+            member: OnceLock::new(),
+            inbound: Mutex::new(TokenBucket::new(10)),
+        }
+    }
+
+    #[test]
+    fn frames_go_out_in_batches_in_order_and_a_close_ends_the_last_one() {
+        let link = link();
+        for i in 0..WRITE_BATCH + 3 {
+            assert!(link.offer(format!("frame {i}")));
+        }
+        link.close(close_code::GOING_AWAY, "bye");
+        let (first, close) = link.take_batch();
+        assert_eq!(first.len(), WRITE_BATCH);
+        assert_eq!(first[0], "frame 0");
+        assert_eq!(close, None);
+        let (rest, close) = link.take_batch();
+        assert_eq!(rest, ["frame 64", "frame 65", "frame 66"]);
+        assert_eq!(close, Some((close_code::GOING_AWAY, "bye")));
+    }
+
+    #[test]
+    fn a_connection_over_its_byte_limit_is_reported_once_and_then_takes_nothing() {
+        let link = link();
+        assert!(link.offer("x".repeat(MAX_QUEUED_BYTES)));
+        assert!(!link.offer("y".into()), "this is the moment to take it out of its room");
+        assert!(link.offer("z".into()), "going away already");
+        let (batch, _) = link.take_batch();
+        assert_eq!(batch.len(), 1, "only what fitted was queued");
+        link.shut();
+        assert!(link.offer("late".into()));
+        assert_eq!(link.take_batch(), (Vec::new(), None), "nothing is queued for a connection whose task ended");
+    }
+
+    #[test]
+    fn one_timer_serves_the_ping_the_join_deadline_and_the_refresh() {
+        let config = Config { ping_interval: Duration::from_secs(15), join_timeout: Duration::from_secs(10), ..Config::default() };
+        let start = Instant::now();
+        let mut deadlines = Deadlines::new(start, &config);
+        assert_eq!(deadlines.next(), start + config.join_timeout, "the join deadline comes first");
+        let missed = deadlines.due(start + config.join_timeout, false);
+        assert!(missed.join_missed && !missed.ping && !missed.refresh);
+        deadlines.joined(start + Duration::from_secs(1));
+        assert_eq!(deadlines.next(), start + config.ping_interval, "joined: the next ping");
+        let at_ping = deadlines.due(start + config.ping_interval, true);
+        assert!(at_ping.ping && !at_ping.join_missed && !at_ping.refresh);
+        assert_eq!(deadlines.next(), start + 2 * config.ping_interval);
+    }
+}
