@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 LISTEN ?= 127.0.0.1:8080
-SERVER := target/release/meshdrop-signal
+SERVER := target/server/meshdrop-signal
 
 .PHONY: demo test check build docs tools-build tools-test wasm server test-native test-browser test-e2e test-types bench clean
 
@@ -37,7 +37,7 @@ wasm:
 	node scripts/build-wasm.mjs
 
 server:
-	cargo build --release -p meshdrop-signal
+	cargo build --profile server -p meshdrop-signal
 
 test-native:
 	cargo test --workspace

@@ -28,8 +28,8 @@ const KINDS = arg("kinds", "meshdrop,meshdrop-redis,peerjs,matchbox").split(",")
 const BYTES = 1024;
 const P99_LIMIT_US = 50_000;
 
-execFileSync("cargo", ["build", "--release", "-p", "meshdrop-signal", "--bin", "meshdrop-signal", "--example", "load"], { cwd: ROOT, stdio: "inherit" });
-const LOAD = path.join(ROOT, "target/release/examples/load");
+execFileSync("cargo", ["build", "--profile", "server", "-p", "meshdrop-signal", "--bin", "meshdrop-signal", "--example", "load"], { cwd: ROOT, stdio: "inherit" });
+const LOAD = path.join(ROOT, "target/server/examples/load");
 const TOOLS = path.join(ROOT, "target/bench-tools");
 const MATCHBOX = process.env.MATCHBOX_SERVER ?? path.join(TOOLS, "bin/matchbox_server");
 if (KINDS.includes("matchbox") && !existsSync(MATCHBOX)) {
@@ -118,11 +118,18 @@ async function idle(kind) {
   const server = await start(kind);
   await new Promise((r) => setTimeout(r, 300));
   const base = sum(server.pids, rssKiB);
+  const serverCpuBefore = sum(server.pids, cpuSeconds);
   const client = spawn("taskset", ["-c", "1", LOAD, "idle", PROTO[kind], server.bases.join(","), String(IDLE)], { stdio: ["ignore", "pipe", "inherit"] });
   let openMs;
+  // The server's CPU to open them, and the client's: when the client's equals the wall
+  // time, the client (one core) set the pace, and the server's CPU is its own cost.
+  let openServerCpu;
+  let openClientCpu;
   for await (const line of readline.createInterface({ input: client.stdout })) {
     if (line.startsWith("opened")) {
       openMs = Number(line.split(" ")[2]);
+      openServerCpu = sum(server.pids, cpuSeconds) - serverCpuBefore;
+      openClientCpu = cpuSeconds(client.pid);
       break;
     }
   }
@@ -130,7 +137,7 @@ async function idle(kind) {
   const loaded = sum(server.pids, rssKiB);
   client.kill("SIGKILL");
   await server.stop();
-  return { kibPerConn: (loaded - base) / IDLE, openMs, base, loaded };
+  return { kibPerConn: (loaded - base) / IDLE, openMs, openServerCpu, openClientCpu, base, loaded };
 }
 
 async function relayAt(server, kind, rate) {
@@ -198,13 +205,13 @@ meshdrop-signal runs with its per-connection rate limits raised (\`--max-frames-
 
 ## Summary
 
-| server | KiB per idle joined connection (${IDLE}) | time to open ${IDLE} | relay p99 at 10k/s | server CPU per signal at 10k/s | highest rate with no loss and p99 ≤ 50 ms |
-|---|---:|---:|---:|---:|---:|
+| server | KiB per idle joined connection (${IDLE}) | time to open ${IDLE} | server CPU to open them (client CPU) | relay p99 at 10k/s | server CPU per signal at 10k/s | highest rate with no loss and p99 ≤ 50 ms |
+|---|---:|---:|---:|---:|---:|---:|
 `;
 for (const kind of KINDS) {
   const r = results[kind];
   const ten = at(r.relay, 10000);
-  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? ten.cpuUsPerSignal.toFixed(1) + " µs" : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
+  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${r.idle.openServerCpu.toFixed(2)} s (${r.idle.openClientCpu.toFixed(2)} s) | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? ten.cpuUsPerSignal.toFixed(1) + " µs" : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
 }
 report += `
 ## Relay at fixed rates

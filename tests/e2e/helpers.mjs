@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const SERVER_BIN = process.env.MESHDROP_SIGNAL_BIN ?? path.join(ROOT, "target/release/meshdrop-signal");
+export const SERVER_BIN = process.env.MESHDROP_SIGNAL_BIN ?? path.join(ROOT, "target/server/meshdrop-signal");
 
 /** A free TCP port on 127.0.0.1. */
 export async function freePort() {
