@@ -14,8 +14,10 @@ pub use peer::Peer;
 pub use transfer::{FileOffer, Transfer};
 
 /// Runs when the module is instantiated (`init()`): a panic then reaches the console
-/// as a message and a stack instead of `RuntimeError: unreachable`.
+/// as a message and a stack instead of `RuntimeError: unreachable`, and the storage
+/// worker starts before a join needs it.
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
+    crate::web::prestart_storage();
 }

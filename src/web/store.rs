@@ -5,6 +5,7 @@
 //! shipped in the package, else from a `blob:` URL; one that cannot start (a strict
 //! Content-Security-Policy, say) means memory and a warning, never a hang.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -31,6 +32,47 @@ extern "C" {
     /// allows.
     #[wasm_bindgen(catch, js_name = startStoreWorker)]
     fn start_store_worker_file() -> Result<Worker, JsValue>;
+}
+
+/// A worker started when the module loads (`init()`), before a `Peer.join` needs one:
+/// started during a join, it cost that join 25–40 ms on a two-core machine (join →
+/// welcome: median 73 ms with it, 46 ms without). The first store takes it over, with
+/// whatever it said meanwhile; later stores start their own.
+struct Spare {
+    worker: Worker,
+    said: Rc<RefCell<Option<WorkerEvent>>>,
+    _listeners: [EventListener; 2],
+}
+
+thread_local! {
+    static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+}
+
+/// Starts the spare worker, where there is OPFS. One that cannot even be constructed is
+/// left to the first store, which tries again and says why.
+pub(crate) fn prestart() {
+    if !opfs_available() {
+        return;
+    }
+    let Ok(worker) = start_store_worker_file() else { return };
+    let said: Rc<RefCell<Option<WorkerEvent>>> = Rc::default();
+    let heard = said.clone();
+    let on_message = EventListener::new(&worker, "message", move |event| {
+        if let Some(event) = event.dyn_ref::<MessageEvent>().and_then(|e| parse_lifecycle(&e.data())) {
+            heard.borrow_mut().get_or_insert(event);
+        }
+    });
+    let heard = said.clone();
+    let on_error = EventListener::new(&worker, "error", move |event| {
+        heard.borrow_mut().get_or_insert(WorkerEvent::Failed(load_error(event)));
+    });
+    SPARE.with(|spare| *spare.borrow_mut() = Some(Spare { worker, said, _listeners: [on_message, on_error] }));
+}
+
+/// Why a worker's script failed, from its `error` event.
+fn load_error(event: &web_sys::Event) -> String {
+    let message = Reflect::get(event, &"message".into()).ok().and_then(|m| m.as_string()).filter(|m| !m.is_empty());
+    message.unwrap_or_else(|| "it could not be loaded (blocked by the page's Content-Security-Policy, or missing)".into())
 }
 
 /// What storage reports back.
@@ -146,8 +188,29 @@ impl Store {
     /// memory) if it cannot even be constructed.
     fn start(&mut self, source: Source, pending: Vec<Op>) -> Option<String> {
         self.attempt += 1;
-        match self.spawn(source) {
-            Ok(live) => {
+        let spare = if source == Source::File { SPARE.with(|spare| spare.borrow_mut().take()) } else { None };
+        let started = match spare {
+            Some(Spare { worker, said, _listeners }) => {
+                // Our listeners replace the spare's at once: no event comes in between.
+                drop(_listeners);
+                let said = said.borrow_mut().take();
+                Ok((self.listen(worker, None), said))
+            }
+            None => self.spawn(source).map(|live| (live, None)),
+        };
+        match started {
+            Ok((live, Some(WorkerEvent::Ready))) => {
+                self.backend = Backend::Opfs(live);
+                for op in pending {
+                    self.perform(op);
+                }
+                None
+            }
+            Ok((live, Some(WorkerEvent::Failed(why)))) => {
+                drop(live);
+                self.fall_back(source, pending, why)
+            }
+            Ok((live, None)) => {
                 let on_reply = self.on_reply.clone();
                 let attempt = self.attempt;
                 let deadline = Timeout::new(WORKER_START_TIMEOUT_MS, move || {
@@ -178,6 +241,11 @@ impl Store {
                 }
             }
         };
+        Ok(self.listen(worker, blob_url))
+    }
+
+    /// Hands a worker's lifecycle and replies to `on_reply`, for this attempt.
+    fn listen(&self, worker: Worker, blob_url: Option<String>) -> Live {
         let attempt = self.attempt;
         let on_reply = self.on_reply.clone();
         let on_message = EventListener::new(&worker, "message", move |event| {
@@ -191,11 +259,9 @@ impl Store {
         let on_reply = self.on_reply.clone();
         // A script that cannot load (blocked by CSP, missing) or a worker that crashed.
         let on_error = EventListener::new(&worker, "error", move |event| {
-            let message = Reflect::get(event, &"message".into()).ok().and_then(|m| m.as_string()).filter(|m| !m.is_empty());
-            let message = message.unwrap_or_else(|| "it could not be loaded (blocked by the page's Content-Security-Policy, or missing)".into());
-            on_reply(StoreReply::Worker(attempt, WorkerEvent::Failed(message)));
+            on_reply(StoreReply::Worker(attempt, WorkerEvent::Failed(load_error(event))));
         });
-        Ok(Live { worker, blob_url, open: HashSet::new(), _listeners: [on_message, on_error] })
+        Live { worker, blob_url, open: HashSet::new(), _listeners: [on_message, on_error] }
     }
 
     /// The next source after `failed`, or memory; says why storage is not persistent.
