@@ -307,6 +307,7 @@ async fn resync(state: &Arc<AppState>) {
         let _ = cluster.run("resync", conn.hset::<_, _, _, ()>(room_key(room), id, entry(&cluster.instance, name.as_deref()))).await;
         let _ = cluster.publish(PRESENCE, &Presence { kind: "joined", room, id, name: name.as_deref(), instance: &cluster.instance }).await;
     }
+    let mut missing = Vec::new();
     for room in rooms {
         let Ok(all) = cluster.run("resync", conn.hgetall::<_, Vec<(String, String)>>(room_key(&room))).await else { continue };
         let listed: Vec<(String, Option<String>, String)> = all
@@ -321,7 +322,7 @@ async fn resync(state: &Arc<AppState>) {
         let mut outbox = Vec::new();
         for (id, instance) in rooms_guard.remote_members_of(&room) {
             if !listed.iter().any(|(listed_id, _, listed_instance)| *listed_id == id && *listed_instance == instance) {
-                outbox.extend(rooms_guard.remote_left(&room, &id, &instance));
+                missing.push((room.clone(), id, instance));
             }
         }
         for (id, name, instance) in &listed {
@@ -331,7 +332,30 @@ async fn resync(state: &Arc<AppState>) {
         }
         deliver(&mut rooms_guard, outbox);
     }
+    if !missing.is_empty() {
+        tokio::spawn(confirm_missing(state.clone(), missing));
+    }
     info!(peers = locals.len(), "registered this instance's peers with redis");
+}
+
+/// Remote members Redis did not list when this instance resynced: after a Redis
+/// restart their instance may not have registered them again yet (each instance
+/// resyncs when it reconnects, up to a backoff apart), so they count as gone only if
+/// still missing a TTL later. Taken out at once, their peers saw a `peer-left` for a
+/// peer that never left (1 run in 8 of the Redis-restart test).
+async fn confirm_missing(state: Arc<AppState>, missing: Vec<(String, String, String)>) {
+    tokio::time::sleep(Duration::from_secs(ALIVE_TTL_SECS)).await;
+    let Some(cluster) = state.cluster.as_ref() else { return };
+    let mut conn = cluster.conn.clone();
+    for (room, id, instance) in missing {
+        let Ok(listed) = cluster.run("resync", conn.hget::<_, _, Option<String>>(room_key(&room), &id)).await else { continue };
+        if listed.is_some_and(|value| parse_entry(&value).0 == instance) {
+            continue;
+        }
+        let mut rooms = state.rooms();
+        let outbox = rooms.remote_left(&room, &id, &instance);
+        deliver(&mut rooms, outbox);
+    }
 }
 
 /// Tells a local connection whose id joined elsewhere that it was replaced.

@@ -361,3 +361,36 @@ async fn instances_survive_a_redis_restart_and_say_so() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_left_while_redis_was_down_is_seen_to_leave_once_it_is_back() {
+    let mut redis = Redis::start().await;
+    let a = Server::start(clustered(&redis, 20)).await;
+    let b = Server::start(clustered(&redis, 20)).await;
+    until_redis_up(&[a.addr, b.addr], true, Instant::now()).await;
+    let mut alice = a.client().await;
+    join(&mut alice, "r", None).await;
+    let mut bob = b.client().await;
+    let (bob_id, _) = join(&mut bob, "r", None).await;
+    assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+
+    // Bob leaves while Redis is down: his instance cannot say so to the others.
+    redis.kill().await;
+    until_redis_up(&[a.addr, b.addr], false, Instant::now()).await;
+    drop(bob);
+    let _redis = Redis::start_on(redis.port).await;
+    let back = Instant::now();
+    until_redis_up(&[a.addr, b.addr], true, back).await;
+    // Not at once (his instance might only not have registered him again yet), but
+    // within the bound for peers whose instance stopped listing them.
+    let left = loop {
+        let frame = tokio::time::timeout(DEAD_INSTANCE_BOUND, recv(&mut alice)).await.expect("bob never left");
+        if frame["type"] == "peer-left" {
+            break frame;
+        }
+    };
+    assert_eq!(left["id"], bob_id.as_str());
+    assert!(back.elapsed() < DEAD_INSTANCE_BOUND, "{:?}", back.elapsed());
+    b.stop().await;
+    a.stop().await;
+}
