@@ -64,6 +64,7 @@ bench: tools-test build
 	node bench/transfer.mjs
 	node bench/hash.mjs
 	node bench/mesh.mjs
+	node bench/bundle.mjs
 	node bench/signal.mjs
 	node bench/multisource.mjs
 	node bench/trust.mjs
