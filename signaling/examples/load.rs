@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -32,6 +33,15 @@ enum Proto {
     Meshdrop,
     PeerJs,
     Matchbox,
+}
+
+/// Connects like a browser: Nagle off (Chromium sets TCP_NODELAY), and buffers sized for
+/// signaling. tungstenite's defaults (128 KiB read buffer, zeroed per connection) made
+/// the client spend most of opening 10k connections in page faults and memset, so the
+/// client, not the server, set the time to open them.
+async fn connect(url: String) -> Ws {
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    connect_async_with_config(url, Some(config), true).await.expect("connect").0
 }
 
 /// Connections being opened at once: like many clients arriving, without a SYN flood.
@@ -56,7 +66,7 @@ fn field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
 async fn open(proto: Proto, base: &str, room: &str, n: usize) -> (Ws, String) {
     match proto {
         Proto::Meshdrop => {
-            let (mut ws, _) = connect_async(format!("{base}/ws")).await.expect("connect");
+            let mut ws = connect(format!("{base}/ws")).await;
             ws.send(Message::text(format!(r#"{{"type":"join","room":"{room}"}}"#))).await.expect("join");
             loop {
                 let msg = ws.next().await.expect("open").expect("frame");
@@ -68,7 +78,7 @@ async fn open(proto: Proto, base: &str, room: &str, n: usize) -> (Ws, String) {
         }
         Proto::PeerJs => {
             let id = format!("p{n}");
-            let (mut ws, _) = connect_async(format!("{base}/peerjs?key=peerjs&id={id}&token=t{n}")).await.expect("connect");
+            let mut ws = connect(format!("{base}/peerjs?key=peerjs&id={id}&token=t{n}")).await;
             loop {
                 let msg = ws.next().await.expect("open").expect("frame");
                 if text_of(&msg).is_some_and(|t| t.contains(r#""type":"OPEN""#)) {
@@ -77,7 +87,7 @@ async fn open(proto: Proto, base: &str, room: &str, n: usize) -> (Ws, String) {
             }
         }
         Proto::Matchbox => {
-            let (mut ws, _) = connect_async(format!("{base}/{room}")).await.expect("connect");
+            let mut ws = connect(format!("{base}/{room}")).await;
             loop {
                 let msg = ws.next().await.expect("open").expect("frame");
                 if let Some(id) = text_of(&msg).and_then(|t| field(t, "IdAssigned")) {
