@@ -61,7 +61,7 @@ test-e2e: wasm server
 
 ## bench: side-by-side benchmarks; results in bench/results/
 bench: tools-test build
-	node bench/transfer.mjs
+	node bench/transfer.mjs --cpu-profile 1
 	node bench/hash.mjs
 	node bench/mesh.mjs
 	node bench/bundle.mjs

@@ -1,7 +1,12 @@
 // File transfer benchmark: meshdrop `sendFile` against a hand-written RTCDataChannel
 // (the ceiling) and PeerJS, same bytes, same machine, interleaved rounds; then memory
 // growth on both sides during a large meshdrop transfer.
-// Usage: node bench/transfer.mjs [--mib 256] [--reps 5] [--memory-mib 1024] [--kinds raw,meshdrop,peerjs]   (or `make bench`)
+// Usage: node bench/transfer.mjs [--mib 256] [--reps 5] [--memory-mib 1024] [--kinds raw,meshdrop,peerjs]
+//        [--cpu-profile 1]   (or `make bench`)
+// --cpu-profile 1: also records a Chromium CPU profile of both renderers' pages and
+// their workers during one fresh meshdrop transfer (and one raw transfer at the best
+// fresh setting), writes the .cpuprofile files to bench/results/profiles/ and adds where
+// the time went to the report.
 //
 // Sender and receiver are two contexts of one Chromium; the receiver's has a profile on
 // disk (so OPFS is on disk, as for a real user); the file is a real file on disk picked through an
@@ -10,7 +15,7 @@ import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { PeerServer } from "peer";
 import { chromium } from "playwright-core";
@@ -21,10 +26,12 @@ const arg = (name, fallback) => {
   return i > 0 ? process.argv[i + 1] : fallback;
 };
 const MiB = 1024 * 1024;
+const TICKS = Number(execSync("getconf CLK_TCK").toString().trim());
 const sizeMiB = Number(arg("mib", "256"));
 const reps = Number(arg("reps", "5"));
 const memoryMiB = Number(arg("memory-mib", "1024"));
 const kinds = arg("kinds", "raw,meshdrop,peerjs").split(",");
+const cpuProfile = arg("cpu-profile", "0") === "1";
 
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -265,6 +272,16 @@ for (let rep = 0; rep < reps; rep++) {
   }
 }
 
+const mbps = (ms) => (sizeMiB * MiB) / 1e6 / (ms / 1000);
+const median = (name) => (samples[name]?.length ? stats(samples[name]).median : null);
+/** The fastest raw setting (lowest median time) for `mode`: the ceiling. */
+const bestRaw = (mode) =>
+  Object.keys(RAW_SETTINGS)
+    .map((setting) => ({ setting, ms: median(`raw ${setting} (${mode})`) }))
+    .filter((r) => r.ms)
+    .sort((x, y) => x.ms - y.ms)[0];
+const ceilings = { fresh: bestRaw("fresh"), warm: bestRaw("warm") };
+
 // Memory: sample both renderers while a large file goes through meshdrop.
 async function rendererPids() {
   const cdp = await receiver.browser().newBrowserCDPSession();
@@ -273,12 +290,24 @@ async function rendererPids() {
   return new Set(processInfo.filter((p) => p.type === "renderer").map((p) => p.id));
 }
 
-/** Opens a page and finds its renderer process (the one that appeared with it). */
+/** Opens a page and finds its renderer process: the one whose main thread's CPU grows
+ *  while the page spins. (Looking for the process that appeared with the page is wrong:
+ *  Chromium keeps a spare renderer ready, so the new process is the next page's; and
+ *  starting that spare costs its main thread ~0.3 s, hence a spin well beyond that.) */
 async function openMeasuredPage(context, withFile) {
-  const before = await rendererPids();
   const page = await openPage(context, withFile);
-  const pids = [...(await rendererPids())].filter((pid) => !before.has(pid));
-  return { page, pids };
+  const pids = [...(await rendererPids())];
+  // A renderer's main thread has the process's id.
+  const mainCpu = () => new Map(pids.map((pid) => [pid, threadCpu([pid]).get(`${pid}/${pid}`)?.cpu ?? 0]));
+  const before = mainCpu();
+  await page.evaluate(() => {
+    const t = performance.now();
+    while (performance.now() - t < 1000);
+  });
+  const after = mainCpu();
+  const grew = (pid) => after.get(pid) - before.get(pid);
+  log("renderers", pids.map((pid) => `${pid}:${grew(pid).toFixed(2)}`).join(" "));
+  return { page, pids: [pids.reduce((best, pid) => (grew(pid) > grew(best) ? pid : best))] };
 }
 
 function rendererRss(pids) {
@@ -322,8 +351,7 @@ async function workerHeapUsage(cdp, url) {
   return Promise.race([reply, new Promise((r) => setTimeout(() => r(0), 1000))]);
 }
 
-async function measureMemory(mib) {
-  const bigFile = makeFile(mib);
+async function measureMemory(mib, kind, bigFile) {
   const { page: a, pids: aPids } = await openMeasuredPage(sender, bigFile);
   const { page: b, pids: bPids } = await openMeasuredPage(receiver);
   if (aPids.length !== 1 || bPids.length !== 1) console.error(`renderer processes: sender ${aPids}, receiver ${bPids}`);
@@ -344,14 +372,144 @@ async function measureMemory(mib) {
       await new Promise((r) => setTimeout(r, 250));
     }
   })();
-  const ms = await runMeshdrop(a, b, mib * MiB, `bench-memory-${Date.now()}`);
+  const ms = kind === "raw" ? await runRaw(a, b, mib * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : await runMeshdrop(a, b, mib * MiB, `bench-memory-${Date.now()}`);
   running = false;
   await sampler;
   await a.close();
   await b.close();
   return { ms, peak };
 }
-const memory = memoryMiB > 0 ? await measureMemory(memoryMiB) : null;
+// The same for the best raw setting: what a data channel alone costs the renderers.
+const bigFile = memoryMiB > 0 ? makeFile(memoryMiB) : null;
+const memory = memoryMiB > 0 ? { meshdrop: await measureMemory(memoryMiB, "meshdrop", bigFile), raw: await measureMemory(memoryMiB, "raw", bigFile) } : null;
+
+// Where the time goes: CPU per thread of every Chromium process (from /proc, so the
+// threads no JS profile sees count too: WebRTC's network thread, the IO threads, the
+// network service), and JS/wasm CPU profiles of each page and its workers.
+async function chromiumProcesses() {
+  const cdp = await receiver.browser().newBrowserCDPSession();
+  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
+  await cdp.detach();
+  return processInfo.map((p) => ({ pid: p.id, type: p.type }));
+}
+
+/** CPU seconds per thread (by pid and thread name) of the given processes. */
+function threadCpu(pids) {
+  const out = new Map();
+  for (const pid of pids) {
+    let tids = [];
+    try {
+      tids = execSync(`ls /proc/${pid}/task`).toString().split(/\s+/).filter(Boolean);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        out.set(`${pid}/${tid}`, { pid, name, cpu: (Number(fields[11]) + Number(fields[12])) / TICKS });
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  return out;
+}
+
+/** Starts CPU profiles of `page` and each of its workers (workers through non-flat attach). */
+async function startCpuProfiles(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const replies = new Map();
+  let nextId = 1;
+  cdp.on("Target.receivedMessageFromTarget", (e) => {
+    const m = JSON.parse(e.message);
+    replies.get(m.id)?.(m.result);
+  });
+  const workerSessions = [];
+  cdp.on("Target.attachedToTarget", (e) => e.targetInfo.type === "worker" && workerSessions.push({ sessionId: e.sessionId, url: e.targetInfo.url }));
+  await cdp.send("Target.setAutoAttach", { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
+  for (let i = 0; i < 100 && workerSessions.length < page.workers().length; i++) await new Promise((r) => setTimeout(r, 20));
+  const inWorker = (sessionId, method, params = {}) =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      replies.set(id, resolve);
+      cdp.send("Target.sendMessageToTarget", { sessionId, message: JSON.stringify({ id, method, params }) });
+    });
+  const INTERVAL_US = 250;
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: INTERVAL_US });
+  await cdp.send("Profiler.start");
+  for (const w of workerSessions) {
+    await inWorker(w.sessionId, "Profiler.enable");
+    await inWorker(w.sessionId, "Profiler.setSamplingInterval", { interval: INTERVAL_US });
+    await inWorker(w.sessionId, "Profiler.start");
+  }
+  return async () => {
+    const profiles = [{ thread: "page", profile: (await cdp.send("Profiler.stop")).profile }];
+    for (const w of workerSessions) profiles.push({ thread: `worker ${path.basename(w.url)}`, profile: (await inWorker(w.sessionId, "Profiler.stop")).profile });
+    await cdp.detach();
+    return profiles;
+  };
+}
+
+/** Self time of a V8 CPU profile by category and by function. */
+function summarizeProfile(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0)));
+  const categories = {};
+  const functions = new Map();
+  let total = 0;
+  for (const [id, us] of self) {
+    const { functionName, url } = byId.get(id).callFrame;
+    total += us;
+    const category =
+      functionName === "(idle)" ? "idle" : functionName === "(garbage collector)" ? "GC" : functionName === "(program)" ? "native (program)" : url.startsWith("wasm://") || url.endsWith(".wasm") ? "wasm" : url ? "JS" : "browser API (native)";
+    categories[category] = (categories[category] ?? 0) + us;
+    if (category !== "idle") {
+      const key = `${functionName || "(anonymous)"}${url ? ` @ ${path.basename(url.split("?")[0])}` : ""}`;
+      functions.set(key, (functions.get(key) ?? 0) + us);
+    }
+  }
+  const top = [...functions].sort((x, y) => y[1] - x[1]).slice(0, 6);
+  return { total, categories, top };
+}
+
+/** One transfer of `kind` with the profilers and the thread counters around it. */
+async function profileTransfer(kind) {
+  const { page: a, pids: aPids } = await openMeasuredPage(sender, file);
+  const { page: b, pids: bPids } = await openMeasuredPage(receiver);
+  const procs = await chromiumProcesses();
+  // Let the receiver's worker (started by init) be there before attaching.
+  const stops = [await startCpuProfiles(a), await startCpuProfiles(b)];
+  const before = threadCpu(procs.map((p) => p.pid));
+  const t0 = Date.now();
+  const ms = kind === "raw" ? await runRaw(a, b, sizeMiB * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : await runMeshdrop(a, b, sizeMiB * MiB, `bench-profile-${Date.now()}`);
+  const wall = (Date.now() - t0) / 1000;
+  const after = threadCpu(procs.map((p) => p.pid));
+  const [aProfiles, bProfiles] = [await stops[0](), await stops[1]()];
+  const pages = { sender: aProfiles, receiver: bProfiles };
+  mkdirSync(path.join(ROOT, "bench/results/profiles"), { recursive: true });
+  for (const [side, profiles] of Object.entries(pages))
+    for (const { thread, profile } of profiles) writeFileSync(path.join(ROOT, `bench/results/profiles/${kind}-${side}-${thread.replace(/\W+/g, "_")}.cpuprofile`), JSON.stringify(profile));
+  // Thread CPU by process role and thread name (thread pools summed).
+  const typeOf = new Map(procs.map((p) => [p.pid, p.type]));
+  const rendererOf = new Map([...aPids.map((pid) => [pid, "sender renderer"]), ...bPids.map((pid) => [pid, "receiver renderer"])]);
+  const threads = new Map();
+  for (const [key, t] of after) {
+    const used = t.cpu - (before.get(key)?.cpu ?? 0);
+    if (used <= 0) continue;
+    const role = typeOf.get(t.pid) === "renderer" ? rendererOf.get(t.pid) ?? `renderer ${t.pid}` : typeOf.get(t.pid);
+    const name = `${role}: ${t.name.replace(/\d+$/, "")}`;
+    threads.set(name, (threads.get(name) ?? 0) + used);
+  }
+  await a.close();
+  await b.close();
+  return { ms, wall, threads, pages };
+}
+
+const profiles = cpuProfile ? { raw: await profileTransfer("raw"), meshdrop: await profileTransfer("meshdrop") } : null;
 
 await sender.close();
 await receiver.close();
@@ -360,15 +518,6 @@ peerHttp?.closeAllConnections();
 peerHttp?.close();
 await rm(work, { recursive: true, force: true });
 
-const mbps = (ms) => (sizeMiB * MiB) / 1e6 / (ms / 1000);
-const median = (name) => (samples[name]?.length ? stats(samples[name]).median : null);
-/** The fastest raw setting (lowest median time) for `mode`: the ceiling. */
-const bestRaw = (mode) =>
-  Object.keys(RAW_SETTINGS)
-    .map((setting) => ({ setting, ms: median(`raw ${setting} (${mode})`) }))
-    .filter((r) => r.ms)
-    .sort((x, y) => x.ms - y.ms)[0];
-const ceilings = { fresh: bestRaw("fresh"), warm: bestRaw("warm") };
 const peerjsMedian = median("peerjs (fresh)");
 const rows = variants.map((v) => {
   const name = label(v);
@@ -383,6 +532,39 @@ const ratio = (mode) => {
   const mesh = median(`meshdrop (${mode})`);
   return mesh && ceilings[mode] ? `${(ceilings[mode].ms / mesh).toFixed(2)} × the best raw (${ceilings[mode].setting})` : "–";
 };
+
+function profileReport({ raw, meshdrop }) {
+  const names = [...new Set([...raw.threads.keys(), ...meshdrop.threads.keys()])].filter((n) => (meshdrop.threads.get(n) ?? 0) + (raw.threads.get(n) ?? 0) >= 0.05);
+  names.sort((x, y) => (meshdrop.threads.get(y) ?? 0) - (meshdrop.threads.get(x) ?? 0));
+  const total = (r) => [...r.threads.values()].reduce((x, y) => x + y, 0);
+  const cell = (r, n) => (r.threads.get(n) ? `${r.threads.get(n).toFixed(2)} s (${((100 * r.threads.get(n)) / r.wall).toFixed(0)} %)` : "–");
+  let out = `
+## Where the time goes (\`--cpu-profile 1\`: one fresh ${sizeMiB} MiB transfer each)
+
+raw (${ceilings.fresh?.setting ?? "256K/256K/0"}): ${raw.ms} ms; meshdrop: ${meshdrop.ms} ms. CPU seconds of every Chromium thread during the transfer (from /proc; thread pools summed; % of the transfer's wall time, so 100 % is one core of the machine's ${os.cpus().length}), threads with ≥ 0.05 s:
+
+| process: thread | raw | meshdrop |
+|---|---:|---:|
+${names.map((n) => `| ${n} | ${cell(raw, n)} | ${cell(meshdrop, n)} |`).join("\n")}
+| **all** | **${total(raw).toFixed(2)} s (${((100 * total(raw)) / raw.wall).toFixed(0)} %)** | **${total(meshdrop).toFixed(2)} s (${((100 * total(meshdrop)) / meshdrop.wall).toFixed(0)} %)** |
+
+JavaScript and wasm on meshdrop's threads (V8 CPU profiles, 250 µs sampling; the .cpuprofile files are in bench/results/profiles/, open them in Chromium's DevTools):
+
+| side: thread | sampled | busy | by kind | top functions (self time) |
+|---|---:|---:|---|---|
+`;
+  for (const [side, profiles] of Object.entries(meshdrop.pages)) {
+    for (const { thread, profile } of profiles) {
+      const p = summarizeProfile(profile);
+      const ms = (us) => (us / 1000).toFixed(0);
+      const busy = p.total - (p.categories.idle ?? 0);
+      const kinds = Object.entries(p.categories).filter(([k]) => k !== "idle").sort((x, y) => y[1] - x[1]).map(([k, us]) => `${k} ${ms(us)}`).join(", ");
+      const top = p.top.map(([f, us]) => `${f.replace(/\|/g, "\\|")} ${ms(us)}`).join("; ");
+      out += `| ${side}: ${thread} | ${ms(p.total)} ms | ${ms(busy)} ms | ${kinds} | ${top} |\n`;
+    }
+  }
+  return out;
+}
 const m = (b) => (b / MiB).toFixed(1);
 const chromiumVersion = execSync("/usr/bin/chromium --version 2>/dev/null").toString().trim();
 const report = `# meshdrop file transfer benchmark
@@ -396,15 +578,19 @@ Time from the send call to the receiver holding all bytes: meshdrop's receiver h
 |---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 ${memory ? `
-## Memory during a ${memoryMiB} MiB meshdrop transfer (${memory.ms} ms, ${((memoryMiB * MiB) / 1e6 / (memory.ms / 1000)).toFixed(1)} MB/s)
+## Memory during a ${memoryMiB} MiB transfer
 
-Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its OPFS worker, Blink's buffers).
+meshdrop ${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s), receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms} ms, receiver discarding. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers).
 
 | side | JS heap (page) | OPFS worker heap | wasm memory | renderer RSS |
 |---|---:|---:|---:|---:|
-| sender | ${m(memory.peak.aHeap)} MiB | – | ${m(memory.peak.aWasm)} MiB | ${m(memory.peak.aRss)} MiB |
-| receiver | ${m(memory.peak.bHeap)} MiB | ${m(memory.peak.bWorker)} MiB | ${m(memory.peak.bWasm)} MiB | ${m(memory.peak.bRss)} MiB |
-` : ""}`;
+${[["meshdrop", "sender", "a"], ["meshdrop", "receiver", "b"], ["raw", "sender", "a"], ["raw", "receiver", "b"]]
+  .map(([kind, side, x]) => {
+    const p = memory[kind].peak;
+    return `| ${kind} ${side} | ${m(p[`${x}Heap`])} MiB | ${x === "b" ? `${m(p.bWorker)} MiB` : "–"} | ${kind === "raw" ? "–" : `${m(p[`${x}Wasm`])} MiB`} | ${m(p[`${x}Rss`])} MiB |`;
+  })
+  .join("\n")}
+` : ""}${profiles ? profileReport(profiles) : ""}`;
 mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(path.join(ROOT, "bench/results/transfer.md"), report);
 console.log(report);
