@@ -476,6 +476,24 @@ function summarizeProfile(profile) {
   return { total, categories, top };
 }
 
+/** The module as shipped but with its function names (`wasm-opt -g`, otherwise the
+ *  release flags from Cargo.toml), so the profiles name Rust functions; served in place
+ *  of the shipped one to the profiled pages. null (and unnamed profiles) if its glue
+ *  would not match the served meshdrop.js. */
+function namedWasm() {
+  const out = path.join(ROOT, "target/bench-named");
+  execSync("cargo build --quiet --release --target wasm32-unknown-unknown --lib", { cwd: ROOT, stdio: "inherit" });
+  execSync(`wasm-bindgen --target web --out-dir ${out} target/wasm32-unknown-unknown/release/meshdrop.wasm`, { cwd: ROOT, stdio: "inherit" });
+  const flags = /\[package\.metadata\.wasm-pack\.profile\.release\]\s*wasm-opt\s*=\s*\[([^\]]*)\]/.exec(readFileSync(path.join(ROOT, "Cargo.toml"), "utf8"))[1].match(/"[^"]*"/g).map((f) => JSON.parse(f));
+  execSync(`${path.join(ROOT, "node_modules/.bin/wasm-opt")} ${flags.join(" ")} -g ${out}/meshdrop_bg.wasm -o ${out}/named.wasm`, { stdio: "inherit" });
+  const imports = (file) => [...new Set(readFileSync(file, "utf8").match(/__wbg_\w+/g))].sort().join();
+  if (imports(path.join(out, "meshdrop.js")) !== imports(path.join(ROOT, "www/pkg/meshdrop.js"))) {
+    console.error("bench: www/pkg is not from the current source (make build); the profiles will show unnamed wasm functions");
+    return null;
+  }
+  return readFileSync(path.join(out, "named.wasm"));
+}
+
 /** One transfer of `kind` with the profilers and the thread counters around it. */
 async function profileTransfer(kind) {
   const { page: a, pids: aPids } = await openMeasuredPage(sender, file);
@@ -509,7 +527,12 @@ async function profileTransfer(kind) {
   return { ms, wall, threads, pages };
 }
 
-const profiles = cpuProfile ? { raw: await profileTransfer("raw"), meshdrop: await profileTransfer("meshdrop") } : null;
+let profiles = null;
+if (cpuProfile) {
+  const named = namedWasm();
+  if (named) for (const context of [sender, receiver]) await context.route("**/meshdrop_bg.wasm", (route) => route.fulfill({ body: named, contentType: "application/wasm" }));
+  profiles = { raw: await profileTransfer("raw"), meshdrop: await profileTransfer("meshdrop") };
+}
 
 await sender.close();
 await receiver.close();
