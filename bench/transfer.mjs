@@ -155,8 +155,10 @@ async function runRaw(a, b, size, setting, warm) {
   await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
   await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
   if (warm) {
-    const warmed = b.evaluate((n) => window.rawReceive(n), WARM_UP);
-    await a.evaluate(({ n, chunk, cap }) => window.rawSend(window.file.slice(0, n), chunk, cap), { n: WARM_UP, chunk, cap });
+    // No more than the file holds (a smaller --mib), or the receiver would wait forever.
+    const n = Math.min(WARM_UP, size);
+    const warmed = b.evaluate((n) => window.rawReceive(n), n);
+    await a.evaluate(({ n, chunk, cap }) => window.rawSend(window.file.slice(0, n), chunk, cap), { n, chunk, cap });
     await warmed;
   }
   const done = b.evaluate((n) => window.rawReceive(n), size);
@@ -189,7 +191,7 @@ async function runMeshdrop(a, b, size, room, warm = false) {
     await new Promise((r) => (peer.peers().some((p) => p.id === bId) ? r() : peer.on("peer-joined", ({ id }) => id === bId && r())));
   }, { ws, room, bId });
   if (warm) {
-    await a.evaluate(({ bId, n }) => window.peer.sendFile(bId, window.file.slice(0, n)).done, { bId, n: WARM_UP });
+    await a.evaluate(({ bId, n }) => window.peer.sendFile(bId, window.file.slice(0, n)).done, { bId, n: Math.min(WARM_UP, size) });
     await b.evaluate(() => window.received);
     await b.evaluate(() => window.expect());
   }
@@ -283,12 +285,14 @@ const bestRaw = (mode) =>
 const ceilings = { fresh: bestRaw("fresh"), warm: bestRaw("warm") };
 
 // Memory: sample both renderers while a large file goes through meshdrop.
-async function rendererPids() {
+/** Chromium's processes: { pid, type } ("browser", "renderer", "GPU", a utility's service). */
+async function chromiumProcesses() {
   const cdp = await receiver.browser().newBrowserCDPSession();
   const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
   await cdp.detach();
-  return new Set(processInfo.filter((p) => p.type === "renderer").map((p) => p.id));
+  return processInfo.map((p) => ({ pid: p.id, type: p.type }));
 }
+const rendererPids = async () => (await chromiumProcesses()).filter((p) => p.type === "renderer").map((p) => p.pid);
 
 /** Opens a page and finds its renderer process: the one whose main thread's CPU grows
  *  while the page spins. (Looking for the process that appeared with the page is wrong:
@@ -296,7 +300,7 @@ async function rendererPids() {
  *  starting that spare costs its main thread ~0.3 s, hence a spin well beyond that.) */
 async function openMeasuredPage(context, withFile) {
   const page = await openPage(context, withFile);
-  const pids = [...(await rendererPids())];
+  const pids = await rendererPids();
   // A renderer's main thread has the process's id.
   const mainCpu = () => new Map(pids.map((pid) => [pid, threadCpu([pid]).get(`${pid}/${pid}`)?.cpu ?? 0]));
   const before = mainCpu();
@@ -386,13 +390,6 @@ const memory = memoryMiB > 0 ? { meshdrop: await measureMemory(memoryMiB, "meshd
 // Where the time goes: CPU per thread of every Chromium process (from /proc, so the
 // threads no JS profile sees count too: WebRTC's network thread, the IO threads, the
 // network service), and JS/wasm CPU profiles of each page and its workers.
-async function chromiumProcesses() {
-  const cdp = await receiver.browser().newBrowserCDPSession();
-  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
-  await cdp.detach();
-  return processInfo.map((p) => ({ pid: p.id, type: p.type }));
-}
-
 /** CPU seconds per thread (by pid and thread name) of the given processes. */
 function threadCpu(pids) {
   const out = new Map();
@@ -593,7 +590,7 @@ const chromiumVersion = execSync("/usr/bin/chromium --version 2>/dev/null").toSt
 const report = `# meshdrop file transfer benchmark
 
 ${new Date().toISOString()} · ${chromiumVersion} (headless; sender and receiver in two contexts of one browser, the receiver's with an on-disk profile) · loopback · ${sizeMiB} MiB file on disk, picked through <input type=file> · ${reps} interleaved rounds.
-Time from the send call to the receiver holding all bytes: meshdrop's receiver has verified every block and the content hash and stored the file in OPFS (its \`done\` resolved to the File); raw's receiver counted the bytes and discarded them; PeerJS's receiver got its "data" event. "fresh": the transfer is the connection's first; "warm": the connection carried ${WARM_UP / MiB} MiB first. The raw baseline is swept over message size / most buffered / low threshold; the ceiling for each mode is the best of those settings in this run. Speed ratios are of medians within this run (higher is faster). Code: bench/transfer.mjs.
+Time from the send call to the receiver holding all bytes: meshdrop's receiver has verified every block and the content hash and stored the file in OPFS (its \`done\` resolved to the File); raw's receiver counted the bytes and discarded them; PeerJS's receiver got its "data" event. "fresh": the transfer is the connection's first; "warm": the connection carried ${Math.min(WARM_UP / MiB, sizeMiB)} MiB first. The raw baseline is swept over message size / most buffered / low threshold; the ceiling for each mode is the best of those settings in this run. Speed ratios are of medians within this run (higher is faster). Code: bench/transfer.mjs.
 
 **meshdrop: fresh ${ratio("fresh")}; warm ${ratio("warm")}.**
 
