@@ -310,9 +310,20 @@ async fn until_redis_up(addrs: &[SocketAddr], up: bool, since: Instant) -> Durat
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_survive_a_redis_restart_and_say_so() {
-    let mut redis = Redis::start().await;
+/// Redis, two instances sharing it (both connected to it), alice in room "r" on the
+/// first and bob on the second, alice told of bob.
+struct RoomOnTwo {
+    redis: Redis,
+    a: Server,
+    b: Server,
+    alice: Ws,
+    alice_id: String,
+    bob: Ws,
+    bob_id: String,
+}
+
+async fn room_on_two_instances() -> RoomOnTwo {
+    let redis = Redis::start().await;
     let a = Server::start(clustered(&redis, 20)).await;
     let b = Server::start(clustered(&redis, 20)).await;
     until_redis_up(&[a.addr, b.addr], true, Instant::now()).await;
@@ -321,6 +332,12 @@ async fn instances_survive_a_redis_restart_and_say_so() {
     let mut bob = b.client().await;
     let (bob_id, _) = join(&mut bob, "r", None).await;
     assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+    RoomOnTwo { redis, a, b, alice, alice_id, bob, bob_id }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_survive_a_redis_restart_and_say_so() {
+    let RoomOnTwo { mut redis, a, b, mut alice, alice_id, mut bob, bob_id } = room_on_two_instances().await;
 
     // Redis dies; the instances notice, and still serve their own peers.
     let killed = Instant::now();
@@ -364,15 +381,7 @@ async fn instances_survive_a_redis_restart_and_say_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_left_while_redis_was_down_is_seen_to_leave_once_it_is_back() {
-    let mut redis = Redis::start().await;
-    let a = Server::start(clustered(&redis, 20)).await;
-    let b = Server::start(clustered(&redis, 20)).await;
-    until_redis_up(&[a.addr, b.addr], true, Instant::now()).await;
-    let mut alice = a.client().await;
-    join(&mut alice, "r", None).await;
-    let mut bob = b.client().await;
-    let (bob_id, _) = join(&mut bob, "r", None).await;
-    assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+    let RoomOnTwo { mut redis, a, b, mut alice, bob, bob_id, .. } = room_on_two_instances().await;
 
     // Bob leaves while Redis is down: his instance cannot say so to the others.
     redis.kill().await;
