@@ -14,10 +14,25 @@ pub use peer::Peer;
 pub use transfer::{FileOffer, Transfer};
 
 /// Runs when the module is instantiated (`init()`): a panic then reaches the console
-/// as a message and a stack instead of `RuntimeError: unreachable`, and the storage
-/// worker starts before a join needs it.
+/// as a message and a stack instead of `RuntimeError: unreachable`, the storage
+/// worker starts before a join needs it, and the join path is compiled once the page
+/// is idle.
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
     crate::web::prestart_storage();
+    // In the next task: `init()` is not delayed.
+    gloo_timers::callback::Timeout::new(0, rehearse_join).forget();
+}
+
+/// V8 compiles each wasm function on its first call, on the main thread, so a first
+/// `Peer.join` used to wait for most of meshdrop to compile: its options are read, and
+/// the core's part of a join rehearsed in memory (`core::rehearsal`), while the page is
+/// idle instead.
+fn rehearse_join() {
+    let sample = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&sample, &"signalingUrl".into(), &"ws://127.0.0.1/ws".into());
+    let _ = js_sys::Reflect::set(&sample, &"room".into(), &"rehearsal".into());
+    let _ = options::parse(sample.into());
+    crate::core::rehearsal::rehearse();
 }

@@ -18,6 +18,7 @@ mod net;
 mod output;
 pub mod path;
 mod peers;
+pub mod rehearsal;
 pub mod request;
 pub(crate) mod rng;
 mod room_secret;
