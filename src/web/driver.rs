@@ -20,7 +20,7 @@ use super::error::describe;
 use super::ice::IceSettings;
 use super::platform::now;
 use super::rtc::{self, RtcConn, RtcEvent};
-use super::socket::{Socket, SocketEvent};
+use super::socket::{EarlySocket, Socket, SocketEvent};
 use super::store::{Store, StoreReply};
 use crate::core::{
     BulkItem, Channel, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, Path,
@@ -39,6 +39,8 @@ pub(crate) struct DriverConfig {
     pub(crate) seed: u64,
     /// Remove stored downloads untouched for this long (at start).
     pub(crate) storage_max_age_ms: u64,
+    /// The first URL's socket, if `join` opened it already.
+    pub(crate) early_socket: Option<EarlySocket>,
 }
 
 struct State {
@@ -46,6 +48,8 @@ struct State {
     urls: Vec<String>,
     ice: IceSettings,
     socket: Option<Socket>,
+    /// The first server's socket, opened by `join` before the driver started.
+    early_socket: Option<EarlySocket>,
     conns: HashMap<ConnId, RtcConn>,
     timer: Option<(Millis, Timeout)>,
     join: Option<oneshot::Sender<Result<(), JoinError>>>,
@@ -127,6 +131,7 @@ impl Driver {
                     urls: config.signaling_urls,
                     ice: config.ice,
                     socket: None,
+                    early_socket: config.early_socket,
                     conns: HashMap::new(),
                     timer: None,
                     join: Some(tx),
@@ -350,7 +355,11 @@ impl Driver {
                     })
                 };
                 let url = state.urls.get(server).or(state.urls.first()).map_or("", String::as_str);
-                match Socket::open(url, on_event) {
+                let opened = match state.early_socket.take() {
+                    Some(early) => early.attach(url, on_event),
+                    None => Socket::open(url, on_event),
+                };
+                match opened {
                     Ok(socket) => state.socket = Some(socket),
                     Err(_) => {
                         state.socket = None;
