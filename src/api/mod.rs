@@ -35,4 +35,5 @@ fn rehearse_join() {
     let _ = js_sys::Reflect::set(&sample, &"room".into(), &"rehearsal".into());
     let _ = options::parse(sample.into());
     crate::core::rehearsal::rehearse();
+    crate::web::prewarm_rtc();
 }

@@ -16,6 +16,7 @@ mod wake_lock;
 pub(crate) use driver::{Driver, DriverConfig};
 pub(crate) use error::describe;
 pub(crate) use ice::IceSettings;
+pub(crate) use rtc::prewarm as prewarm_rtc;
 pub(crate) use socket::EarlySocket;
 pub(crate) use store::prestart as prestart_storage;
 pub(crate) use wake_lock::keep_awake;
