@@ -149,6 +149,7 @@ impl SignalingLink {
 
     /// The WebSocket opened: ask for a nonce to sign, to join (again) with our key so
     /// the id stays the same.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn opened(&mut self, out: &mut VecDeque<Output>) {
         if self.state == State::Connecting {
             send(out, &ClientMessage::Challenge);
@@ -158,6 +159,7 @@ impl SignalingLink {
     /// Asks the server for a `pong` (unless already waiting for one): any frame back
     /// shows the link is alive. Called when idle, and when a peer's path went away
     /// (our network may have changed, and an ICE restart needs signaling).
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn probe(&mut self, now: Millis, out: &mut VecDeque<Output>) {
         if self.state == State::Joined && self.due.is_none() {
             send(out, &ClientMessage::Ping);
@@ -165,6 +167,7 @@ impl SignalingLink {
         }
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn closed(&mut self, now: Millis, close: Option<(u16, &str)>, out: &mut VecDeque<Output>) -> Option<RoomNews> {
         if let Some((code, reason)) = close {
             if code == REPLACED_CLOSE.0 && reason.starts_with(REPLACED_CLOSE.1) {
@@ -188,6 +191,7 @@ impl SignalingLink {
         }
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn frame(&mut self, now: Millis, text: &str, out: &mut VecDeque<Output>) -> Option<RoomNews> {
         self.heard = now;
         // Connecting, only the welcome counts (an error frame may precede the close).

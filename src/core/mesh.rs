@@ -110,6 +110,11 @@ impl Mesh {
     }
 
     /// Feeds one input; what it causes comes from [`Mesh::poll_output`].
+    ///
+    /// Each kind of input goes to a method kept out of line (`#[inline(never)]`): with
+    /// them inlined this was one 54 KB wasm function, which V8 recompiled with its
+    /// optimising compiler in every tab that joined (140–380 ms of CPU each time,
+    /// measured with `--trace-wasm-compilation-times`); now only what runs hot is.
     pub fn handle(&mut self, now: Millis, input: Input<'_>) {
         match input {
             Input::SignalingOpened => self.link.opened(&mut self.outputs),
@@ -193,6 +198,7 @@ impl Mesh {
 
     /// Tells the components which peers opened or closed, and stops sharing files
     /// found changed; until nothing more changes.
+    #[inline(never)] // see `Mesh::handle`
     fn route_changes(&mut self, now: Millis) {
         loop {
             let changes = self.peers.take_changes();
@@ -219,6 +225,7 @@ impl Mesh {
         }
     }
 
+    #[inline(never)] // see `Mesh::handle`
     fn handle_timeout(&mut self, now: Millis) {
         let news = self.link.timeout(now, &mut self.outputs);
         self.room_news(now, news);
@@ -230,6 +237,7 @@ impl Mesh {
     }
 
     /// Hands what the server said about the room to the peers.
+    #[inline(never)] // see `Mesh::handle`
     fn room_news(&mut self, now: Millis, news: Option<RoomNews>) {
         let Some(news) = news else { return };
         match news {
@@ -253,6 +261,7 @@ impl Mesh {
 
     // -- what the channels carry -------------------------------------------------------
 
+    #[inline(never)] // see `Mesh::handle`
     fn channel_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
         if self.peers.binding_pending(conn) {
             // Opens the session, or closes an impostor's (see `Peers::binding_received`).

@@ -357,6 +357,7 @@ impl Peers {
         out.extend(early.into_iter().map(|candidate| Output::Connection(ConnectionOp::AddIceCandidate { conn, candidate })));
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn local_description(&mut self, conn: ConnId, kind: SdpKind, sdp: String, out: &mut VecDeque<Output>) {
         let Some((peer, s)) = self.sessions.by_conn_mut(conn) else { return };
         let generation = s.generation;
@@ -370,6 +371,7 @@ impl Peers {
         self.send_signal(&peer, signal, out);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn local_candidate(&mut self, conn: ConnId, candidate: String, out: &mut VecDeque<Output>) {
         let Some((peer, _)) = self.sessions.by_conn(conn) else { return };
         self.send_signal(&peer, PeerSignal::Candidate { conn, candidate }, out);
@@ -380,6 +382,7 @@ impl Peers {
     /// The message channel opened: our binding goes first, before anything else on it.
     /// The session opens when the peer's binding verifies ([`Peers::binding_received`]);
     /// until then the connect deadline still runs.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn channel_opened(&mut self, _now: Millis, conn: ConnId, max_message_size: u64, out: &mut VecDeque<Output>) {
         let Some(me) = self.me.clone() else { return };
         let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| !s.open && !s.channel_up) else { return };
@@ -432,6 +435,7 @@ impl Peers {
     /// kept: after a short grace (or at once if ICE failed) the offerer restarts ICE
     /// over signaling, and the session only ends if no path is back within
     /// `reconnect_timeout_ms`.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn ice_state(&mut self, now: Millis, conn: ConnId, state: IceState, out: &mut VecDeque<Output>) {
         let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.open) else { return };
         match s.health.ice_state(now, state) {
@@ -498,6 +502,7 @@ impl Peers {
     }
 
     /// The connection failed; an attempt that never opened is reported with why.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn connection_failed(&mut self, now: Millis, conn: ConnId, failure: &Failure, out: &mut VecDeque<Output>) {
         let Some((peer, s)) = self.sessions.by_conn(conn) else { return };
         if s.open && matches!(failure, Failure::Ice { .. }) {
@@ -511,6 +516,7 @@ impl Peers {
     }
 
     /// How the connection travels: told to the user when first known and on a change.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn path_observed(&mut self, conn: ConnId, path: Path, out: &mut VecDeque<Output>) {
         let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.open) else { return };
         if s.path.as_ref() != Some(&path) {
@@ -538,6 +544,7 @@ impl Peers {
 
     /// The connection failed or a channel closed: the peer may still be there (a
     /// network blip), so it is tried again while it is listed.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn connection_closed(&mut self, now: Millis, conn: ConnId, reason: &str, out: &mut VecDeque<Output>) {
         let Some((peer, _)) = self.sessions.by_conn(conn) else { return };
         if self.sessions.get(&peer).is_some_and(|s| !s.open) {

@@ -152,6 +152,7 @@ impl Session {
 
     /// The browser reported the message channel's real `bufferedAmount` at `now`:
     /// a new low threshold if the lane's window changed, and what fits now.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn drained(&mut self, now: Millis, buffered: u64, out: &mut VecDeque<Output>) {
         let conn = self.conn;
         if let Some(bytes) = self.outbox.set_buffered(now, buffered) {
@@ -161,6 +162,7 @@ impl Session {
     }
 
     /// The same for the bulk channel.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn bulk_drained(&mut self, now: Millis, buffered: u64, out: &mut VecDeque<Output>) {
         let conn = self.conn;
         if let Some(bytes) = self.bulk.set_buffered(now, buffered) {

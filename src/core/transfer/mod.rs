@@ -215,6 +215,7 @@ impl Transfers {
     }
 
     /// A frame on `from`'s bulk channel.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn on_bulk(&mut self, net: &mut Net<'_>, from: &PeerId, bytes: &[u8], frame: FrameId) {
         let lane = std::mem::take(self.lanes.entry(from.clone()).or_default());
         let next = match lane {
@@ -340,6 +341,7 @@ impl Transfers {
     // -- files and storage -------------------------------------------------------------
 
     /// A block was read ([`FileOp::Read`]); the driver holds its bytes.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn block_read(&mut self, net: &mut Net<'_>, id: TransferId, block: u32, bytes: &[u8]) {
         let (peer, step) = match self.map.get_mut(&id) {
             Some(Transfer::Send(t)) => (t.peer.clone(), t.block_read(id, net, block, bytes)),
@@ -356,12 +358,14 @@ impl Transfers {
         self.pump(net, &peer);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn block_unreadable(&mut self, net: &mut Net<'_>, id: TransferId, message: &str) {
         if matches!(self.map.get(&id), Some(Transfer::Send(_) | Transfer::Serve(_))) {
             self.fail(net, id, TransferError::Unreadable(message.to_owned()), true);
         }
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn store_probed(&mut self, net: &mut Net<'_>, id: TransferId, partial: Option<Partial>) {
         let step = match self.map.get_mut(&id) {
             Some(Transfer::Receive(t)) => t.probed(id, net, partial),
@@ -371,6 +375,7 @@ impl Transfers {
         self.apply(net, id, step);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn store_opened(&mut self, net: &mut Net<'_>, id: TransferId, result: Result<(), StoreError>) {
         let step = match self.map.get_mut(&id) {
             Some(Transfer::Receive(t)) => t.opened(id, net, result),
@@ -380,6 +385,7 @@ impl Transfers {
         self.apply(net, id, step);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn block_committed(&mut self, net: &mut Net<'_>, id: TransferId, block: u32) {
         let step = match self.map.get_mut(&id) {
             Some(Transfer::Receive(t)) => t.committed(id, net, block),
@@ -389,6 +395,7 @@ impl Transfers {
         self.apply(net, id, step);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn store_finished(&mut self, net: &mut Net<'_>, id: TransferId, result: Result<(), StoreError>) {
         let step = match self.map.get_mut(&id) {
             Some(Transfer::Receive(t)) => t.finished(id, net, result),
@@ -398,6 +405,7 @@ impl Transfers {
         self.apply(net, id, step);
     }
 
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn store_failed(&mut self, net: &mut Net<'_>, id: TransferId, error: StoreError) {
         if matches!(self.map.get(&id), Some(Transfer::Receive(_) | Transfer::Download(_))) {
             self.fail(net, id, store_error(error), true);
@@ -448,6 +456,7 @@ impl Transfers {
     }
 
     /// The bulk channel to `peer` drained: more may go.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn bulk_drained(&mut self, net: &mut Net<'_>, peer: &PeerId) {
         self.pump(net, peer);
     }
