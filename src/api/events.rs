@@ -340,6 +340,24 @@ pub(crate) struct ListenerSink(pub(crate) Rc<PeerState>);
 impl EventSink for ListenerSink {
     fn deliver(&self, delivery: Delivery) {
         let Delivery { event, file } = delivery;
+        match event {
+            // Messages come in bursts: their path stays small, so V8 optimises it soon.
+            Event::Message { from, payload } => {
+                let shared = &self.0;
+                let data = match payload {
+                    Payload::Text(text) => JsValue::from_str(&text),
+                    Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+                };
+                shared.listeners.emit("message", &to_js(&shapes::Message { from: shared.js_id(&from), data }));
+            }
+            other => self.deliver_other(other, file),
+        }
+    }
+}
+
+impl ListenerSink {
+    #[inline(never)]
+    fn deliver_other(&self, event: Event, file: Option<web_sys::Blob>) {
         let shared = &self.0;
         let (kind, payload) = match event {
             Event::PeerConnecting { id, name } => ("peer-connecting", to_js(&PeerInfo { id: id.as_str(), name: name.as_deref() })),
@@ -354,13 +372,7 @@ impl EventSink for ListenerSink {
             Event::PeerFailed { id, reason, message } => {
                 ("peer-failed", to_js(&shapes::PeerFailed { id: id.as_str(), reason: reason.as_str(), message: &message }))
             }
-            Event::Message { from, payload } => {
-                let data = match payload {
-                    Payload::Text(text) => JsValue::from_str(&text),
-                    Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
-                };
-                ("message", to_js(&shapes::Message { from: shared.js_id(&from), data }))
-            }
+            Event::Message { .. } => return self.deliver(Delivery { event, file }),
             Event::Signaling { state, reason } => ("signaling", to_js(&shapes::Signaling { state: state.as_str(), reason: reason.as_deref() })),
             Event::Warning(message) => ("warning", to_js(&shapes::Warning { message: &message })),
             Event::FileOffer { id, from, meta, hash, have } => {

@@ -282,6 +282,7 @@ impl Mesh {
         }
     }
 
+    #[inline(never)] // see `Mesh::handle`
     fn service_message(&mut self, now: Millis, peer: &PeerId, bytes: &[u8]) {
         let message = match Service::decode(bytes) {
             Ok(message) => message,

@@ -396,6 +396,7 @@ impl Peers {
     /// binding, for the connection we have, by the key of the id we connected to (and
     /// the pinned one, if pinned). Otherwise the connection is closed as an impostor's
     /// and nothing from it reaches the application.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn binding_received(&mut self, now: Millis, conn: ConnId, frame: &[u8], out: &mut VecDeque<Output>) {
         let Some(me) = self.me.clone() else { return };
         let Some((peer, s)) = self.sessions.by_conn_mut(conn).filter(|(_, s)| s.channel_up && !s.open) else { return };

@@ -343,6 +343,7 @@ impl Driver {
         }
     }
 
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn perform_signaling(&self, state: &mut State, op: SignalingOp) {
         match op {
             SignalingOp::Open { server } => {
@@ -379,39 +380,7 @@ impl Driver {
     fn perform_connection(&self, state: &mut State, op: ConnectionOp, events: &mut Vec<Delivery>) {
         let weak = self.this.clone();
         match op {
-            ConnectionOp::Create { conn, .. } => {
-                let on_event = move |event: RtcEvent| {
-                    Driver::input(&weak, move |state, now| match event {
-                        RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
-                        RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
-                        RtcEvent::Message(buffer) => {
-                            // Copied into one reused buffer: the core keeps what it needs.
-                            let mut scratch = std::mem::take(&mut state.scratch);
-                            let frame = copy_into(&mut scratch, &Uint8Array::new(&buffer));
-                            state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
-                            state.scratch = scratch;
-                        }
-                        RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
-                        RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
-                        RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
-                        RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
-                        RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
-                        RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
-                        RtcEvent::Gathered(gathered) => state.mesh.handle(now, Input::CandidatesGathered { conn, gathered }),
-                    })
-                };
-                let (config, relay_configured) = state.ice.configuration();
-                match RtcConn::new(&config, relay_configured, on_event) {
-                    Ok(rtc) => {
-                        state.conns.insert(conn, rtc);
-                    }
-                    Err(err) => {
-                        let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
-                        events.push(Delivery { event: Event::Warning(reason), file: None });
-                        state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "cannot create RTCPeerConnection".into() });
-                    }
-                }
-            }
+            ConnectionOp::Create { conn, .. } => self.create_connection(state, conn, events),
             ConnectionOp::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
             ConnectionOp::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
             ConnectionOp::SetRemoteDescription { conn, kind, sdp } => {
@@ -499,6 +468,44 @@ impl Driver {
         }
     }
 
+    /// A new RTCPeerConnection whose events feed the core.
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
+    fn create_connection(&self, state: &mut State, conn: ConnId, events: &mut Vec<Delivery>) {
+        let weak = self.this.clone();
+        let on_event = move |event: RtcEvent| {
+            Driver::input(&weak, move |state, now| match event {
+                RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
+                RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
+                RtcEvent::Message(buffer) => {
+                    // Copied into one reused buffer: the core keeps what it needs.
+                    let mut scratch = std::mem::take(&mut state.scratch);
+                    let frame = copy_into(&mut scratch, &Uint8Array::new(&buffer));
+                    state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
+                    state.scratch = scratch;
+                }
+                RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
+                RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
+                RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
+                RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
+                RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
+                RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
+                RtcEvent::Gathered(gathered) => state.mesh.handle(now, Input::CandidatesGathered { conn, gathered }),
+            })
+        };
+        let (config, relay_configured) = state.ice.configuration();
+        match RtcConn::new(&config, relay_configured, on_event) {
+            Ok(rtc) => {
+                state.conns.insert(conn, rtc);
+            }
+            Err(err) => {
+                let reason = format!("cannot create RTCPeerConnection: {}", describe(&err));
+                events.push(Delivery { event: Event::Warning(reason), file: None });
+                state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "cannot create RTCPeerConnection".into() });
+            }
+        }
+    }
+
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn perform_file(&self, state: &mut State, op: FileOp) {
         match op {
             FileOp::Read { id, source, block, offset, len } => {
@@ -518,6 +525,7 @@ impl Driver {
         }
     }
 
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn perform_store(state: &mut State, op: StoreOp) {
         match op {
             StoreOp::Probe { id, key } => state.store.probe(id, &key),
@@ -565,6 +573,7 @@ impl Driver {
         state.mesh.handle(now, Input::BulkFrame { conn, bytes: bytes.into(), frame });
     }
 
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn stored(state: &mut State, now: Millis, reply: StoreReply) {
         let input = match reply {
             StoreReply::Probed(id, partial) => Input::StoreProbed { id, partial },
@@ -592,6 +601,7 @@ impl Driver {
         state.mesh.handle(now, input);
     }
 
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn local_description(&self, state: &State, conn: ConnId, kind: SdpKind) {
         let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
         let weak = self.this.clone();

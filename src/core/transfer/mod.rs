@@ -177,6 +177,7 @@ impl Transfers {
     // -- frames from peers -------------------------------------------------------------
 
     /// A transfer control frame from `from`.
+    #[inline(never)] // see `Mesh::handle`
     pub(crate) fn on_control(&mut self, net: &mut Net<'_>, from: &PeerId, frame: &[u8]) {
         let control = match Control::decode(frame) {
             Ok(control) => control,
