@@ -167,6 +167,25 @@ window.peerjsJoin = (port, ids, index) => new Promise((resolve, reject) => {
   window.keep = peer;
 });`;
 
+/** CPU ms used so far by every process of the browser (from /proc; the clock ticks at
+ *  100 Hz): on a two-core machine setup is CPU-bound, and CPU is steadier than time. */
+async function chromiumCpuMs() {
+  const cdp = await browser.newBrowserCDPSession();
+  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
+  await cdp.detach();
+  let ticks = 0;
+  for (const { id } of processInfo) {
+    try {
+      const stat = readFileSync(`/proc/${id}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return ticks * 10;
+}
+
 async function round(kind, n, rep) {
   const context = await browser.newContext();
   try {
@@ -193,6 +212,7 @@ async function roundIn(context, kind, n, rep) {
   );
   const room = `bench-${kind}-${n}-${rep}-${Date.now()}`;
   const ids = pages.map((_, i) => `${room}-${i}`);
+  const cpuBefore = await chromiumCpuMs();
   const results = await Promise.all(
     pages.map((page, index) =>
       page.evaluate(
@@ -225,8 +245,9 @@ async function roundIn(context, kind, n, rep) {
       ),
     ),
   );
+  const setupCpuMs = (await chromiumCpuMs()) - cpuBefore;
   const broadcast = await measureBroadcast(pages);
-  return { setup: results, broadcast };
+  return { setup: results, setupCpuMs, broadcast };
 }
 
 // Wall-clock time comparable across the tabs of one browser.
@@ -294,6 +315,7 @@ const KINDS = arg("kinds", "meshdrop,raw,simple-peer,peerjs").split(",");
 const rows = [];
 const broadcastRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
+const setupCpu = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const failures = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 for (let rep = 0; rep < reps; rep++) {
@@ -310,8 +332,9 @@ for (let rep = 0; rep < reps; rep++) {
         console.error(`${kind} ${n} peers, round ${rep + 1}: FAILED: ${err.message.split("\n")[0]}`);
         continue;
       }
-      const { setup, broadcast } = outcome;
+      const { setup, setupCpuMs, broadcast } = outcome;
       samples[`${kind}/${n}`].push(...setup);
+      setupCpu[`${kind}/${n}`].push(setupCpuMs);
       casts[`${kind}/${n}`].push(broadcast);
       console.error(`${kind} ${n} peers, round ${rep + 1}: all connected ${Math.max(...setup.map((r) => r.all)).toFixed(0)} ms, burst ${broadcast.burstMs.toFixed(0)} ms, second burst ${broadcast.secondBurstMs.toFixed(0)} ms`);
     }
@@ -326,7 +349,9 @@ for (const n of sizes) {
     const ratio = ratioText(median(kind, "all") / median("raw", "all"));
     const failed = failures[`${kind}/${n}`];
     const rounds = `${reps - failed.length}/${reps}${failed.length ? ` (failed: ${[...new Set(failed)].join("; ")})` : ""}`;
-    rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} |`);
+    const cpu = stats(setupCpu[`${kind}/${n}`]);
+    const cpuRatio = ratioText(cpu?.median / stats(setupCpu[`raw/${n}`])?.median);
+    rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${fmt(cpu)} | ${cpuRatio} |`);
     const c = casts[`${kind}/${n}`];
     const rate = (r) => r.messages / (r.burstMs / 1000);
     const burstRatio = ratioText(castMedian("raw", "burstMs") / castMedian(kind, "burstMs"));
@@ -354,11 +379,11 @@ const chromium = (await import("node:child_process")).execSync("/usr/bin/chromiu
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
-All peers of a room call \`Peer.join\` at the same moment. Times in ms from that call: median (min–max).
+All peers of a room call \`Peer.join\` at the same moment. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
-| peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw |
-|---:|---|---|---:|---:|---:|---:|---:|
+| peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | Chromium CPU ms, join → all open (per round) | CPU ÷ raw |
+|---:|---|---|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 
 ## Broadcast delivery, once everyone is connected
