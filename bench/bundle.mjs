@@ -152,7 +152,7 @@ let report = `# meshdrop bundle by feature
 
 The shipped package: meshdrop_bg.wasm ${kib(shipped.length)} KiB (${kib(shippedGz)} KiB gzip -9) + meshdrop.js ${kib(glueGz)} KiB gzip = **${kib(shippedGz + glueGz)} KiB gzip**.
 
-Each function of the wasm before wasm-bindgen and \`wasm-opt -Oz\` (${kib(code)} KiB of code, ${kib(raw.data)} KiB of data segments) is attributed to its crate, and meshdrop's own to its module; code inlined into a function counts where it was inlined (much of the core is inlined into \`Mesh::handle\`, so "core::mesh" holds more than mesh.rs). "≈ gzip" applies each share to the shipped wasm's gzip size (the data segments' share included), so it is an estimate. Code: bench/bundle.mjs.
+Each function of the wasm before wasm-bindgen and \`wasm-opt -Oz\` (${kib(code)} KiB of code, ${kib(raw.data)} KiB of data segments) is attributed to its crate, and meshdrop's own to its module; code inlined into a function counts where it was inlined (LLVM inlines small and single-caller functions, so a module holds some of its callees' code). "≈ gzip" applies each share to the shipped wasm's gzip size (the data segments' share included), so it is an estimate. Code: bench/bundle.mjs.
 
 | feature (crate or module) | code before wasm-opt | share | ≈ gzip |
 |---|---:|---:|---:|
