@@ -21,8 +21,13 @@ pub use transfer::{FileOffer, Transfer};
 fn start() {
     console_error_panic_hook::set_once();
     crate::web::prestart_storage();
-    // In the next task: `init()` is not delayed.
-    gloo_timers::callback::Timeout::new(0, rehearse_join).forget();
+    // Each in a task of its own after this one: `init()` is not delayed.
+    wasm_bindgen_futures::spawn_local(async {
+        gloo_timers::future::TimeoutFuture::new(0).await;
+        rehearse_join();
+        gloo_timers::future::TimeoutFuture::new(0).await;
+        crate::web::prewarm_rtc();
+    });
 }
 
 /// V8 compiles each wasm function on its first call, on the main thread, so a first
@@ -35,5 +40,4 @@ fn rehearse_join() {
     let _ = js_sys::Reflect::set(&sample, &"room".into(), &"rehearsal".into());
     let _ = options::parse(sample.into());
     crate::core::rehearsal::rehearse();
-    crate::web::prewarm_rtc();
 }

@@ -87,16 +87,12 @@ pub(crate) struct RtcConn {
     _gathered: Rc<Candidates>,
 }
 
-/// Starts the browser's WebRTC machinery (its threads, the network list) in the next
-/// task, while `join` waits on the network: a page's first `RTCPeerConnection` costs
-/// that, otherwise on the path of its first connection.
+/// Starts the browser's WebRTC machinery (its threads, the network list): a page's
+/// first `RTCPeerConnection` costs that, otherwise on the path of its first connection.
 pub(crate) fn prewarm() {
-    gloo_timers::callback::Timeout::new(0, || {
-        if let Ok(pc) = RtcPeerConnection::new() {
-            pc.close();
-        }
-    })
-    .forget();
+    if let Ok(pc) = RtcPeerConnection::new() {
+        pc.close();
+    }
 }
 
 fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataChannel {
