@@ -372,6 +372,7 @@ impl ListenerSink {
             Event::PeerFailed { id, reason, message } => {
                 ("peer-failed", to_js(&shapes::PeerFailed { id: id.as_str(), reason: reason.as_str(), message: &message }))
             }
+            // Not reached (`deliver` takes messages); kept exhaustive without a panic.
             Event::Message { .. } => return self.deliver(Delivery { event, file }),
             Event::Signaling { state, reason } => ("signaling", to_js(&shapes::Signaling { state: state.as_str(), reason: reason.as_deref() })),
             Event::Warning(message) => ("warning", to_js(&shapes::Warning { message: &message })),
