@@ -39,5 +39,6 @@ fn rehearse_join() {
     let _ = js_sys::Reflect::set(&sample, &"signalingUrl".into(), &"ws://127.0.0.1/ws".into());
     let _ = js_sys::Reflect::set(&sample, &"room".into(), &"rehearsal".into());
     let _ = options::parse(sample.into());
+    crate::web::identity::warm_storage();
     crate::core::rehearsal::rehearse();
 }

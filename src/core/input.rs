@@ -20,6 +20,11 @@ pub struct FrameId(pub u64);
 pub enum Input<'a> {
     /// The signaling WebSocket opened.
     SignalingOpened,
+    /// The signaling WebSocket opened, and the driver already sent
+    /// [`CHALLENGE_REQUEST`](super::CHALLENGE_REQUEST) on it: a join's first socket asks
+    /// the moment it opens, while the identity is still being claimed, so the nonce is
+    /// there when the key is.
+    SignalingOpenedAsked,
     /// The signaling WebSocket closed or failed to open; its close code and reason, if a
     /// close frame came.
     SignalingClosed {
@@ -179,6 +184,7 @@ impl Input<'_> {
     pub fn into_owned(self) -> Input<'static> {
         match self {
             Input::SignalingOpened => Input::SignalingOpened,
+            Input::SignalingOpenedAsked => Input::SignalingOpenedAsked,
             Input::SignalingClosed { close } => Input::SignalingClosed { close: close.map(|(code, reason)| (code, Cow::Owned(reason.into_owned()))) },
             Input::SignalingFrame(text) => Input::SignalingFrame(Cow::Owned(text.into_owned())),
             Input::LocalDescription { conn, kind, sdp } => Input::LocalDescription { conn, kind, sdp },

@@ -148,10 +148,10 @@ impl SignalingLink {
     }
 
     /// The WebSocket opened: ask for a nonce to sign, to join (again) with our key so
-    /// the id stays the same.
+    /// the id stays the same; unless the driver `asked` already.
     #[inline(never)] // see `Mesh::handle`
-    pub(crate) fn opened(&mut self, out: &mut VecDeque<Output>) {
-        if self.state == State::Connecting {
+    pub(crate) fn opened(&mut self, asked: bool, out: &mut VecDeque<Output>) {
+        if self.state == State::Connecting && !asked {
             send(out, &ClientMessage::Challenge);
         }
     }
@@ -378,6 +378,11 @@ impl SignalingLink {
     }
 }
 
+/// The frame that asks the server for a nonce to sign (what
+/// [`Input::SignalingOpened`](super::Input::SignalingOpened) makes the core send), for a
+/// driver that sends it itself before the core exists.
+pub const CHALLENGE_REQUEST: &str = r#"{"type":"challenge"}"#;
+
 fn send(out: &mut VecDeque<Output>, message: &ClientMessage<'_>) {
     if let Ok(text) = serde_json::to_string(message) {
         out.push_back(Output::Signaling(SignalingOp::Send(text)));
@@ -408,7 +413,8 @@ mod tests {
     #[test]
     fn a_challenge_is_answered_with_a_signed_join_and_the_welcome_becomes_news() {
         let (mut link, mut out) = link(1);
-        link.opened(&mut out);
+        link.opened(false, &mut out);
+        assert_eq!(sent(&out), [CHALLENGE_REQUEST], "the core asks with the frame a driver may send for it");
         let nonce = "ab".repeat(32);
         assert!(link.frame(Millis(5), &format!(r#"{{"type":"challenge","nonce":"{nonce}"}}"#), &mut out).is_none());
         let join = sent(&out).into_iter().find(|text| text.contains(r#""type":"join""#)).expect("a join");
@@ -420,9 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_the_driver_already_asked_on_gets_no_second_request_and_its_challenge_is_answered() {
+        let (mut link, mut out) = link(1);
+        out.clear();
+        link.opened(true, &mut out);
+        assert!(sent(&out).is_empty(), "asked once, by the driver: {:?}", sent(&out));
+        link.frame(Millis(3), &format!(r#"{{"type":"challenge","nonce":"{}"}}"#, "cd".repeat(32)), &mut out);
+        let frames = sent(&out);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(frames[0].contains(r#""type":"join""#) && frames[0].contains(r#""proof":""#), "{frames:?}");
+        assert!(matches!(link.frame(Millis(4), WELCOME, &mut out), Some(RoomNews::Welcomed { .. })));
+    }
+
+    #[test]
     fn an_idle_link_is_pinged_and_one_that_stays_silent_fails_over_to_the_next_server() {
         let (mut link, mut out) = link(2);
-        link.opened(&mut out);
+        link.opened(false, &mut out);
         link.frame(Millis(0), WELCOME, &mut out);
         out.clear();
         assert_eq!(link.deadline(), Some(Millis(SIGNALING_IDLE_MS)));

@@ -40,7 +40,7 @@ pub use id::{ConnId, PeerId};
 pub use identity::Identity;
 pub use input::{FrameId, Input};
 pub use lane::BUFFERED_LOW_THRESHOLD;
-pub use link::{PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
+pub use link::{CHALLENGE_REQUEST, PONG_TIMEOUT_MS, SIGNALING_CONNECT_MS, SIGNALING_IDLE_MS};
 pub use mesh::Mesh;
 pub use output::{Channel, ConnectionOp, Event, FileOp, FileSource, IceServer, Output, SdpKind, SignalingOp, SignalingState, StoreOp};
 pub use path::{CandidateStats, CandidateType, FailReason, Failure, Gathered, IceState, Path};

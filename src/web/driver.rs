@@ -351,6 +351,7 @@ impl Driver {
                 let on_event = move |event: SocketEvent| {
                     Driver::input(&weak, move |State { mesh, .. }, now| match event {
                         SocketEvent::Open => mesh.handle(now, Input::SignalingOpened),
+                        SocketEvent::OpenAsked => mesh.handle(now, Input::SignalingOpenedAsked),
                         SocketEvent::Frame(text) => mesh.handle(now, Input::SignalingFrame(text.into())),
                         SocketEvent::Closed { code, reason } => mesh.handle(now, Input::SignalingClosed { close: Some((code, reason.into())) }),
                     })

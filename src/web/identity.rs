@@ -44,6 +44,11 @@ export async function claimIdentity(storageKey, legacyKey) {
   return { ...held, key: entry.key };
 }
 
+// The first localStorage access in a page loads its storage area synchronously.
+export function touchStorage(storageKey) {
+  try { globalThis.localStorage && globalThis.localStorage.getItem(storageKey); } catch {}
+}
+
 export function loadPins(storageKey, owner) {
   try {
     const all = JSON.parse(globalThis.localStorage.getItem(storageKey) || "{}");
@@ -66,6 +71,8 @@ export function savePin(storageKey, owner, peer, key) {
 extern "C" {
     #[wasm_bindgen(js_name = claimIdentity, catch)]
     fn claim_identity(storage_key: &str, legacy_key: &str) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(js_name = touchStorage)]
+    fn touch_storage(storage_key: &str);
     #[wasm_bindgen(js_name = loadPins)]
     fn load_pins(storage_key: &str, owner: &str) -> js_sys::Array;
     #[wasm_bindgen(js_name = savePin)]
@@ -73,6 +80,13 @@ extern "C" {
 }
 
 const PINS: &str = "meshdrop.pins/v1";
+const IDENTITIES: &str = "meshdrop.identities/v3";
+
+/// Has the browser load this origin's localStorage now (the first access blocks the
+/// page while it does), so a later `join` does not wait for it.
+pub(crate) fn warm_storage() {
+    touch_storage(IDENTITIES);
+}
 
 /// The keys this identity verified before: `(peer id, public key)`. Malformed entries
 /// are skipped.
@@ -103,7 +117,7 @@ pub(crate) struct Identity {
 impl Identity {
     /// A persistent secret if the browser allows, else a fresh one.
     pub(crate) async fn claim() -> Result<Identity, JsValue> {
-        if let Ok(promise) = claim_identity("meshdrop.identities/v3", "meshdrop.identities/v2") {
+        if let Ok(promise) = claim_identity(IDENTITIES, "meshdrop.identities/v2") {
             if let Ok(held) = JsFuture::from(promise).await {
                 let text = |key: &str| Reflect::get(&held, &key.into()).ok().and_then(|s| s.as_string());
                 let release = Reflect::get(&held, &"release".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());

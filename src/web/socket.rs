@@ -7,9 +7,13 @@ use gloo_events::EventListener;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use crate::core::CHALLENGE_REQUEST;
+
 /// What the socket reports.
 pub(crate) enum SocketEvent {
     Open,
+    /// Opened, and the join's challenge request already went out on it.
+    OpenAsked,
     Frame(String),
     /// With the close frame's code and reason (1006 and empty when none came).
     Closed {
@@ -24,9 +28,10 @@ pub(crate) struct Socket {
     _listeners: [EventListener; 3],
 }
 
-/// A WebSocket opened before its owner listens: `join` starts the connection while
-/// it claims the identity, so the handshake does not wait for that. What the socket
-/// reports meanwhile is kept, and replayed in order on `attach`.
+/// A WebSocket opened before its owner listens: `join` starts the connection, and asks
+/// for the challenge once it opens, while it claims the identity, so the handshake does
+/// not wait for that. What the socket reports meanwhile is kept, and replayed in order
+/// on `attach`.
 pub(crate) struct EarlySocket {
     url: String,
     ws: WebSocket,
@@ -37,11 +42,20 @@ pub(crate) struct EarlySocket {
 }
 
 impl EarlySocket {
+    /// Opens `url`, and asks for the join's challenge as soon as it is open: the nonce
+    /// then comes back while the identity is claimed, not after.
     pub(crate) fn connect(url: &str) -> Result<EarlySocket, JsValue> {
         let ws = WebSocket::new(url)?;
         let heard: Rc<RefCell<Vec<SocketEvent>>> = Rc::default();
         let keep = heard.clone();
-        let listeners = listeners(&ws, move |event| keep.borrow_mut().push(event));
+        let asker = ws.clone();
+        let listeners = listeners(&ws, move |event| {
+            let event = match event {
+                SocketEvent::Open if asker.send_with_str(CHALLENGE_REQUEST).is_ok() => SocketEvent::OpenAsked,
+                other => other,
+            };
+            keep.borrow_mut().push(event);
+        });
         Ok(EarlySocket { url: url.to_owned(), ws, heard, _listeners: listeners, attached: false })
     }
 
