@@ -25,6 +25,22 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MIN_SECRET_LEN: usize = 32;
 /// Longest accepted client secret, in characters.
 pub const MAX_SECRET_LEN: usize = 128;
+/// The query parameter (`/ws?challenge=first`) with which a client asks the server to
+/// send `challenge` as its first frame, unasked: a keyed join then needs one round
+/// trip after the socket opens instead of two.
+pub const CHALLENGE_FIRST: (&str, &str) = ("challenge", "first");
+
+/// Whether a `/ws` query string (without `?`) carries [`CHALLENGE_FIRST`].
+pub fn wants_challenge_first(query: &str) -> bool {
+    query.split('&').any(|pair| pair.split_once('=') == Some(CHALLENGE_FIRST))
+}
+
+/// `url` with [`CHALLENGE_FIRST`] added to its query.
+pub fn with_challenge_first(url: &str) -> String {
+    let (name, value) = CHALLENGE_FIRST;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{name}={value}")
+}
 
 /// A peer as the server describes it to the others in its room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -600,6 +616,19 @@ pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_challenge_first_parameter_is_added_to_any_url_and_recognised_only_exactly() {
+        assert_eq!(with_challenge_first("wss://h/ws"), "wss://h/ws?challenge=first");
+        assert_eq!(with_challenge_first("wss://h/ws?token=a"), "wss://h/ws?token=a&challenge=first");
+        for url in ["wss://h/ws", "wss://h/ws?token=a"] {
+            let added = with_challenge_first(url);
+            assert!(wants_challenge_first(added.split_once('?').map_or("", |(_, query)| query)), "{added}");
+        }
+        for query in ["", "challenge", "challenge=", "challenge=firsts", "xchallenge=first", "challenge=later&first"] {
+            assert!(!wants_challenge_first(query), "{query}");
+        }
+    }
 
     #[test]
     fn join_round_trips() {

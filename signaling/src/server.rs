@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::http::HeaderValue;
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -28,6 +28,7 @@ use crate::admission::{Admission, Admitted, Busy, Slot};
 use crate::cluster::Cluster;
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
+use crate::protocol;
 use crate::rooms::Rooms;
 use crate::ws::{serve_connection, Conn, HARD_MESSAGE_CAP};
 
@@ -163,7 +164,8 @@ fn busy_router(why: Busy) -> Router {
     Router::new().route("/healthz", get(healthz)).fallback(refuse)
 }
 
-async fn upgrade(State(state): State<Arc<AppState>>, Extension(slot): Extension<Arc<Slot>>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(State(state): State<Arc<AppState>>, Extension(slot): Extension<Arc<Slot>>, uri: Uri, ws: WebSocketUpgrade) -> Response {
+    let challenge_first = uri.query().is_some_and(protocol::wants_challenge_first);
     // Small buffers keep an idle connection cheap: each connection holds its read
     // buffer for life (4 KiB cost 3 KiB more per idle connection than 1 KiB, measured
     // with bench/signal.mjs). ICE candidates fit in one read; a larger frame takes two
@@ -175,7 +177,7 @@ async fn upgrade(State(state): State<Arc<AppState>>, Extension(slot): Extension<
         .max_message_size(HARD_MESSAGE_CAP)
         .max_frame_size(HARD_MESSAGE_CAP)
         // The slot goes with the socket: the connection counts until it closes.
-        .on_upgrade(move |socket| serve_connection(socket, state, slot))
+        .on_upgrade(move |socket| serve_connection(socket, state, slot, challenge_first))
 }
 
 /// Resolves once the server is shutting down.

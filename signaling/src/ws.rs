@@ -257,12 +257,14 @@ impl Deadlines {
 /// the server shuts down; then takes its peer out of its room. One socket serves both
 /// directions, not `split()` halves: their lock cost 6 % of the server's CPU when
 /// relaying, and each connection 400 bytes.
-pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>) {
+pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>, challenge_first: bool) {
     let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let link = Arc::new(Link::new(state.config.max_inbound_per_sec));
     let conn = Conn { id: conn_id, link: link.clone() };
-    // The nonce a keyed join must sign; taken by the first join attempt after it.
-    let mut challenge: Option<String> = None;
+    let mut challenge = Challenge::default();
+    if challenge_first {
+        challenge.push(&link);
+    }
     let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
     // Refusals of our signals because their receiver is saturated: one error a second.
     let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
@@ -462,15 +464,47 @@ fn is_bad_utf8(err: &axum::Error) -> bool {
     false
 }
 
-async fn handle_text(text: &str, conn: &Conn, challenge: &mut Option<String>, state: &AppState) -> Result<(), ProtocolError> {
+/// The nonce a keyed join must sign; taken by the first join attempt after it.
+#[derive(Default)]
+struct Challenge {
+    nonce: Option<String>,
+    /// Sent unasked (`?challenge=first`) and not yet asked for: it is the answer to the
+    /// first `challenge` request, which a client that also speaks to older servers
+    /// still sends.
+    pushed: bool,
+}
+
+impl Challenge {
+    /// A fresh nonce goes out (after anything already queued), replacing the last one.
+    fn issue(&mut self, link: &Link) {
+        let nonce = identity::nonce();
+        link.offer(ServerMessage::Challenge { nonce: &nonce }.to_json());
+        self.nonce = Some(nonce);
+        self.pushed = false;
+    }
+
+    fn push(&mut self, link: &Link) {
+        self.issue(link);
+        self.pushed = true;
+    }
+
+    /// The nonce for a join attempt, spent by it whatever its kind.
+    fn take(&mut self) -> Option<String> {
+        self.pushed = false;
+        self.nonce.take()
+    }
+}
+
+async fn handle_text(text: &str, conn: &Conn, challenge: &mut Challenge, state: &AppState) -> Result<(), ProtocolError> {
     match parse_client(text)? {
         ClientRequest::Join { room, name, secret, keyed } => {
             if conn.link.member.get().is_some() {
                 return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
             }
+            // One attempt per nonce: a failed or replayed proof needs a new challenge.
+            let nonce = challenge.take();
             let id = match (keyed, secret) {
-                // One attempt per nonce: a failed or replayed proof needs a new challenge.
-                (Some((key, proof)), _) => identity::id_from_proof(&key, &proof, challenge.take().as_deref(), &room)?,
+                (Some((key, proof)), _) => identity::id_from_proof(&key, &proof, nonce.as_deref(), &room)?,
                 (None, Some(secret)) => identity::id_from_secret(&secret),
                 (None, None) => identity::random_id(),
             };
@@ -544,9 +578,10 @@ async fn handle_text(text: &str, conn: &Conn, challenge: &mut Option<String>, st
             if conn.link.member.get().is_some() {
                 return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"));
             }
-            let nonce = identity::nonce();
-            conn.link.offer(ServerMessage::Challenge { nonce: &nonce }.to_json());
-            *challenge = Some(nonce);
+            if std::mem::take(&mut challenge.pushed) {
+                return Ok(());
+            }
+            challenge.issue(&conn.link);
             Ok(())
         }
     }

@@ -427,4 +427,42 @@ mod keyed {
         assert_eq!(expect_close(&mut a).await, CloseCode::Policy);
         server.stop().await;
     }
+
+    /// `?challenge=first`: the nonce comes unasked, before the client says anything, so
+    /// a keyed join takes one round trip after the socket opens. The request a client
+    /// still sends for older servers is answered by that nonce, not by a second one.
+    #[tokio::test]
+    async fn a_client_that_asks_for_the_challenge_first_gets_it_unasked_and_exactly_once() {
+        let server = Server::start(Config::default()).await;
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let mut a = server.client_at("/ws?v=1&challenge=first").await;
+        let pushed = recv(&mut a).await;
+        assert_eq!(pushed["type"], "challenge", "{pushed}");
+        let n = pushed["nonce"].as_str().unwrap().to_owned();
+        send(&mut a, json!({"type": "challenge"})).await;
+        send(&mut a, join_frame(&key, &n, "r")).await;
+        let welcome = recv(&mut a).await;
+        assert_eq!(welcome["type"], "welcome", "no second challenge: {welcome}");
+        assert_eq!(welcome["id"], id_from_key(key.verifying_key().as_bytes()).as_str());
+
+        // The pushed nonce serves one attempt like any other; asking again afterwards
+        // gets a fresh one.
+        let mut b = server.client_at("/ws?challenge=first").await;
+        let n = recv(&mut b).await["nonce"].as_str().unwrap().to_owned();
+        let other = SigningKey::from_bytes(&[10; 32]);
+        let mut moved = join_frame(&other, &n, "r");
+        moved["room"] = json!("s");
+        send(&mut b, moved).await;
+        expect_error(&mut b, "bad-proof").await;
+        let fresh = nonce(&mut b).await;
+        assert_ne!(fresh, n);
+        send(&mut b, join_frame(&other, &fresh, "r")).await;
+        assert_eq!(recv(&mut b).await["type"], "welcome");
+
+        // Without the parameter nothing comes before the client speaks.
+        let mut c = server.client_at("/ws?challenge=later").await;
+        send(&mut c, json!({"type": "join", "room": "r"})).await;
+        assert_eq!(recv(&mut c).await["type"], "welcome");
+        server.stop().await;
+    }
 }

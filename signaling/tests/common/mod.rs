@@ -36,7 +36,12 @@ impl Server {
     }
 
     pub async fn client(&self) -> Ws {
-        connect_async(format!("ws://{}/ws", self.addr)).await.unwrap().0
+        self.client_at("/ws").await
+    }
+
+    /// A client of `path_and_query` (`/ws?…`).
+    pub async fn client_at(&self, path_and_query: &str) -> Ws {
+        connect_async(format!("ws://{}{path_and_query}", self.addr)).await.unwrap().0
     }
 
     pub async fn stop(mut self) {
