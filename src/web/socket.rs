@@ -1,4 +1,7 @@
-//! The signaling WebSocket, with listeners that go away with it.
+//! The signaling WebSocket, with listeners that go away with it. Every socket asks the
+//! server to send its challenge first (`?challenge=first`), and the core still asks
+//! for it on open: a server that pushes counts that request as answered, an older one
+//! answers it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -6,6 +9,8 @@ use std::rc::Rc;
 use gloo_events::EventListener;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use meshdrop_signal::protocol::with_challenge_first;
 
 use crate::core::CHALLENGE_REQUEST;
 
@@ -45,7 +50,7 @@ impl EarlySocket {
     /// Opens `url`, and asks for the join's challenge as soon as it is open: the nonce
     /// then comes back while the identity is claimed, not after.
     pub(crate) fn connect(url: &str) -> Result<EarlySocket, JsValue> {
-        let ws = WebSocket::new(url)?;
+        let ws = WebSocket::new(&with_challenge_first(url))?;
         let heard: Rc<RefCell<Vec<SocketEvent>>> = Rc::default();
         let keep = heard.clone();
         let asker = ws.clone();
@@ -86,7 +91,7 @@ impl Drop for EarlySocket {
 impl Socket {
     /// Opens `url`; `on_event` receives every event until the socket is dropped.
     pub(crate) fn open(url: &str, on_event: impl Fn(SocketEvent) + Clone + 'static) -> Result<Socket, JsValue> {
-        let ws = WebSocket::new(url)?;
+        let ws = WebSocket::new(&with_challenge_first(url))?;
         let listeners = listeners(&ws, on_event);
         Ok(Socket { ws, _listeners: listeners })
     }

@@ -20,13 +20,19 @@ after(async () => {
 });
 
 /** A WebSocket proxy to the server; `rewrite(direction, text)` may change frames
- *  ("up": client → server, "down": server → client). Records what clients sent. */
-async function proxy(rewrite = (_direction, text) => text) {
+ *  ("up": client → server, "down": server → client). Records the URLs clients asked
+ *  for, what they sent, and what they were sent. Upstream it asks for `/ws` alone
+ *  (as a server that knows no query parameters would see it) unless `keepQuery`. */
+async function proxy(rewrite = (_direction, text) => text, { keepQuery = false } = {}) {
   const port = await freePort();
   const heard = [];
+  const told = [];
+  const asked = [];
   const wss = new WebSocketServer({ host: "127.0.0.1", port });
-  wss.on("connection", (client) => {
-    const upstream = new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
+  wss.on("connection", (client, request) => {
+    asked.push(request.url);
+    const query = keepQuery ? new URL(request.url, "ws://relay").search : "";
+    const upstream = new WebSocket(`ws://127.0.0.1:${server.port}/ws${query}`);
     const pending = [];
     upstream.on("open", () => pending.splice(0).forEach((t) => upstream.send(t)));
     client.on("message", (data) => {
@@ -36,7 +42,10 @@ async function proxy(rewrite = (_direction, text) => text) {
       if (upstream.readyState === WebSocket.OPEN) upstream.send(out);
       else pending.push(out);
     });
-    upstream.on("message", (data) => client.readyState === WebSocket.OPEN && client.send(rewrite("down", data.toString())));
+    upstream.on("message", (data) => {
+      told.push(data.toString());
+      if (client.readyState === WebSocket.OPEN) client.send(rewrite("down", data.toString()));
+    });
     client.on("close", () => upstream.close());
     upstream.on("close", () => client.close());
   });
@@ -46,7 +55,7 @@ async function proxy(rewrite = (_direction, text) => text) {
     for (const client of wss.clients) client.terminate();
     return new Promise((resolve) => wss.close(resolve));
   };
-  return { url: `ws://127.0.0.1:${port}/ws`, heard, close };
+  return { url: `ws://127.0.0.1:${port}/ws`, heard, told, asked, close };
 }
 
 const tab = (context) => apiPage(browser, server, context);
@@ -65,6 +74,26 @@ async function join(t, url, room, roomSecret) {
     { url, room, roomSecret },
   );
 }
+
+test("the client connects with ?challenge=first and still asks: one nonce, whether the server pushes it or only answers", async () => {
+  const types = (frames) => frames.map((text) => JSON.parse(text).type);
+  for (const keepQuery of [true, false]) {
+    const relay = await proxy(undefined, { keepQuery });
+    const erin = await tab();
+    try {
+      await join(erin, relay.url, `first-${keepQuery}`);
+      assert.match(relay.asked[0], /[?&]challenge=first(&|$)/);
+      // The request older servers need is sent either way, then the signed join.
+      assert.deepEqual(types(relay.heard).slice(0, 2), ["challenge", "join"]);
+      // One nonce, and it is the one signed: the welcome follows.
+      assert.deepEqual(types(relay.told).slice(0, 2), ["challenge", "welcome"], keepQuery ? "pushed" : "answered");
+      assert.equal(types(relay.told).filter((type) => type === "challenge").length, 1);
+    } finally {
+      await erin.context.close();
+      await relay.close();
+    }
+  }
+});
 
 test("an honest relay learns no secret; both sides show the same safety code; a verified key is remembered", async () => {
   const relay = await proxy();
