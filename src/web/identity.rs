@@ -19,7 +19,8 @@ export async function claimIdentity(storageKey, legacyKey) {
   const locks = globalThis.navigator && globalThis.navigator.locks;
   if (!storage || !locks) return null;
   // Those secrets went to signaling servers: useless as keys, so not kept.
-  try { storage.removeItem(legacyKey); } catch {}
+  // (Read first: a read is served from the page's copy, a write goes to the browser.)
+  try { if (storage.getItem(legacyKey) !== null) storage.removeItem(legacyKey); } catch {}
   let pool = [];
   try { pool = JSON.parse(storage.getItem(storageKey) || "[]"); } catch {}
   if (!Array.isArray(pool)) pool = [];
