@@ -3,6 +3,9 @@
 // last `peer-joined`, then broadcast delivery once everyone is connected (one message
 // to all; every peer broadcasting a burst at once). Also records the bundle size.
 // Usage: node bench/mesh.mjs [--sizes 2,4,8,16,32] [--reps 3] [--kinds meshdrop,raw,...]
+//        [--settle MS]: join MS after the pages loaded their libraries (default 0: at
+//        once, as a page that joins right after `init()`; 1000: as a page where the
+//        user clicks "join" later, which is when work `init()` starts can have finished).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -15,6 +18,7 @@ const arg = (name, fallback) => {
 };
 const sizes = arg("sizes", "2,4,8,16,32").split(",").map(Number);
 const reps = Number(arg("reps", "3"));
+const settleMs = Number(arg("settle", "0"));
 /** Messages in a burst, all peers together: each of N peers broadcasts its share to
  *  the N − 1 others (at least 2 each). A fixed total keeps the load comparable across
  *  sizes; 20 each at 32 peers (19,840 messages) took raw channels 90 s here and made
@@ -210,6 +214,7 @@ async function roundIn(context, kind, n, rep) {
       });
     }),
   );
+  if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
   const room = `bench-${kind}-${n}-${rep}-${Date.now()}`;
   const ids = pages.map((_, i) => `${room}-${i}`);
   const cpuBefore = await chromiumCpuMs();
@@ -379,7 +384,7 @@ const chromium = (await import("node:child_process")).execSync("/usr/bin/chromiu
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
-All peers of a room call \`Peer.join\` at the same moment. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
+All peers of a room call \`Peer.join\` at the same moment, ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\`)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
 | peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | Chromium CPU ms, join → all open (per round) | CPU ÷ raw |
@@ -403,7 +408,7 @@ ${broadcastRows.join("\n")}
 | **total** | ${kib(wasm.raw + js.raw)} KiB | **${kib(wasm.gz + js.gz)} KiB** |
 `;
 mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
-writeFileSync(path.join(ROOT, "bench/results/mesh.md"), report);
+writeFileSync(path.join(ROOT, `bench/results/mesh${settleMs > 0 ? "-settled" : ""}.md`), report);
 console.log(report);
 // PeerServer's own timers have no stop API and would keep Node running: everything this
 // bench started is stopped above, so leave.
