@@ -258,12 +258,12 @@ impl Deadlines {
 /// directions, not `split()` halves: their lock cost 6 % of the server's CPU when
 /// relaying, and each connection 400 bytes.
 pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>, challenge_first: bool) {
-    let conn_id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let link = Arc::new(Link::new(state.config.max_inbound_per_sec));
-    let conn = Conn { id: conn_id, link: link.clone() };
+    // `conn` alone, not also its id and link in locals of their own: every byte of this
+    // future's state is paid by every idle connection (its task grows in 128-byte steps).
+    let conn = Conn { id: state.next_conn.fetch_add(1, Ordering::Relaxed), link: Arc::new(Link::new(state.config.max_inbound_per_sec)) };
     let mut challenge = Challenge::default();
     if challenge_first {
-        challenge.push(&link);
+        challenge.push(&conn.link);
     }
     let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
     // Refusals of our signals because their receiver is saturated: one error a second.
@@ -279,7 +279,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
     let mut last_heard = Instant::now();
     state.live_sockets.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
-    debug!(conn = conn_id, "connected");
+    debug!(conn = conn.id, "connected");
 
     // `None` after the loop: no close frame (the peer is gone, or a write is torn).
     let close: Option<(u16, &'static str)> = loop {
@@ -291,7 +291,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
                     Some(Err(err)) if is_bad_utf8(&err) => break Some((close_code::INVALID_DATA, "text frame is not valid UTF-8")),
                     Some(Err(err)) => {
                         // Includes frames over the transport's hard cap (HARD_MESSAGE_CAP).
-                        debug!(conn = conn_id, %err, "read failed");
+                        debug!(conn = conn.id, %err, "read failed");
                         break None;
                     }
                 };
@@ -328,7 +328,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
                     _ => continue,
                 };
                 match handled {
-                    Ok(()) if link.member.get().is_some() && deadlines.join_by.is_some() => {
+                    Ok(()) if conn.link.member.get().is_some() && deadlines.join_by.is_some() => {
                         deadlines.joined(last_heard);
                         timer.as_mut().reset(deadlines.next());
                     }
@@ -346,41 +346,41 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
                     }
                 }
             }
-            _ = link.ready.notified() => {
-                let (batch, close) = link.take_batch();
+            _ = conn.link.ready.notified() => {
+                let (batch, close) = conn.link.take_batch();
                 let bytes: usize = batch.iter().map(String::len).sum();
                 state.metrics.frames_out.inc_by(batch.len() as u64);
                 let written = tokio::select! {
                     written = Box::pin(tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut socket, batch))) => written.ok().unwrap_or(false),
                     // Fell behind while we were writing: the write is abandoned mid-way.
-                    _ = link.kick.notified() => break None,
+                    _ = conn.link.kick.notified() => break None,
                 };
-                link.queued.fetch_sub(bytes, Ordering::AcqRel);
+                conn.link.queued.fetch_sub(bytes, Ordering::AcqRel);
                 if !written {
-                    info!(conn = conn_id, "write stalled past its deadline, closing");
+                    info!(conn = conn.id, "write stalled past its deadline, closing");
                     break None;
                 }
                 if close.is_some() {
                     break close;
                 }
             }
-            _ = link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
+            _ = conn.link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
             _ = &mut timer => {
                 let now = Instant::now();
-                let due = deadlines.due(now, link.member.get().is_some());
+                let due = deadlines.due(now, conn.link.member.get().is_some());
                 if due.join_missed {
                     break Some((close_code::POLICY, "no join within the join timeout"));
                 }
                 if due.ping {
                     if last_heard.elapsed() > state.config.idle_timeout {
-                        info!(conn = conn_id, "idle, closing");
+                        info!(conn = conn.id, "idle, closing");
                         break Some((close_code::GOING_AWAY, "idle timeout"));
                     }
                     if !Box::pin(send_within(&mut socket, Message::Ping(Default::default()))).await {
                         break None;
                     }
                 }
-                if let (true, Some((_, id))) = (due.refresh, link.member.get()) {
+                if let (true, Some((_, id))) = (due.refresh, conn.link.member.get()) {
                     let servers = state.config.ice.servers_for(id, SystemTime::now());
                     let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
                     if !Box::pin(send_within(&mut socket, Message::Text(Utf8Bytes::from(frame)))).await {
@@ -393,7 +393,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
         }
     };
 
-    if let Some((room, id)) = link.member.get() {
+    if let Some((room, id)) = conn.link.member.get() {
         let ours = {
             let mut rooms = state.rooms();
             let ours = rooms.holds(room, id, &conn);
@@ -412,7 +412,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
         state.metrics.closed(code);
     }
     // Frames others queued for us are dropped, and no more are taken.
-    link.shut();
+    conn.link.shut();
     if let Some((code, reason)) = close {
         Box::pin(goodbye(socket, code, reason)).await;
     }
@@ -420,7 +420,7 @@ pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>
     state.live_sockets.fetch_sub(1, Ordering::Relaxed);
     state.metrics.connections.dec();
     state.sockets_changed.notify_waiters();
-    debug!(conn = conn_id, "disconnected");
+    debug!(conn = conn.id, "disconnected");
 }
 
 /// Writes frames with one flush: one syscall per frame cannot keep up with a peer
@@ -467,7 +467,7 @@ fn is_bad_utf8(err: &axum::Error) -> bool {
 /// The nonce a keyed join must sign; taken by the first join attempt after it.
 #[derive(Default)]
 struct Challenge {
-    nonce: Option<String>,
+    nonce: Option<Box<str>>,
     /// Sent unasked (`?challenge=first`) and not yet asked for: it is the answer to the
     /// first `challenge` request, which a client that also speaks to older servers
     /// still sends.
@@ -479,7 +479,7 @@ impl Challenge {
     fn issue(&mut self, link: &Link) {
         let nonce = identity::nonce();
         link.offer(ServerMessage::Challenge { nonce: &nonce }.to_json());
-        self.nonce = Some(nonce);
+        self.nonce = Some(nonce.into_boxed_str());
         self.pushed = false;
     }
 
@@ -489,7 +489,7 @@ impl Challenge {
     }
 
     /// The nonce for a join attempt, spent by it whatever its kind.
-    fn take(&mut self) -> Option<String> {
+    fn take(&mut self) -> Option<Box<str>> {
         self.pushed = false;
         self.nonce.take()
     }
