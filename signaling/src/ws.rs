@@ -7,6 +7,7 @@
 //! connection can hold its task (or its memory) forever.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -257,170 +258,180 @@ impl Deadlines {
 /// the server shuts down; then takes its peer out of its room. One socket serves both
 /// directions, not `split()` halves: their lock cost 6 % of the server's CPU when
 /// relaying, and each connection 400 bytes.
-pub(crate) async fn serve_connection(mut socket: WebSocket, state: Arc<AppState>, slot: Arc<Slot>, challenge_first: bool) {
-    // `conn` alone, not also its id and link in locals of their own: every byte of this
-    // future's state is paid by every idle connection (its task grows in 128-byte steps).
-    let conn = Conn { id: state.next_conn.fetch_add(1, Ordering::Relaxed), link: Arc::new(Link::new(state.config.max_inbound_per_sec)) };
-    let mut challenge = Challenge::default();
-    if challenge_first {
-        challenge.push(&conn.link);
-    }
-    let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
-    // Refusals of our signals because their receiver is saturated: one error a second.
-    let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
-    let mut shutdown = state.shutdown.subscribe();
-    // One timer for the connection's three deadlines (each timer costs every idle
-    // connection memory): the next ping (the first one interval in: a connection that
-    // just opened is alive), the join deadline, and fresh TURN credentials before the
-    // ones in `welcome` expire (long sessions).
-    let mut deadlines = Deadlines::new(Instant::now(), &state.config);
-    let timer = tokio::time::sleep_until(deadlines.next());
-    tokio::pin!(timer);
-    let mut last_heard = Instant::now();
-    state.live_sockets.fetch_add(1, Ordering::Relaxed);
-    state.metrics.connections.inc();
-    debug!(conn = conn.id, "connected");
+#[allow(clippy::manual_async_fn)] // see the comment inside
+pub(crate) fn serve_connection(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    slot: Arc<Slot>,
+    challenge_first: bool,
+) -> impl Future<Output = ()> + Send {
+    // An async block, not an `async fn`: an async fn keeps its arguments twice in its
+    // state (rust-lang/rust#62958), and the socket is 368 bytes, paid by every idle
+    // connection (its task grows in 128-byte steps).
+    async move {
+        // `conn` alone, not also its id and link in locals of their own (see above).
+        let conn = Conn { id: state.next_conn.fetch_add(1, Ordering::Relaxed), link: Arc::new(Link::new(state.config.max_inbound_per_sec)) };
+        let mut challenge = Challenge::default();
+        if challenge_first {
+            challenge.push(&conn.link);
+        }
+        let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
+        // Refusals of our signals because their receiver is saturated: one error a second.
+        let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
+        let mut shutdown = state.shutdown.subscribe();
+        // One timer for the connection's three deadlines (each timer costs every idle
+        // connection memory): the next ping (the first one interval in: a connection that
+        // just opened is alive), the join deadline, and fresh TURN credentials before the
+        // ones in `welcome` expire (long sessions).
+        let mut deadlines = Deadlines::new(Instant::now(), &state.config);
+        let timer = tokio::time::sleep_until(deadlines.next());
+        tokio::pin!(timer);
+        let mut last_heard = Instant::now();
+        state.live_sockets.fetch_add(1, Ordering::Relaxed);
+        state.metrics.connections.inc();
+        debug!(conn = conn.id, "connected");
 
-    // `None` after the loop: no close frame (the peer is gone, or a write is torn).
-    let close: Option<(u16, &'static str)> = loop {
-        tokio::select! {
-            incoming = socket.next() => {
-                let message = match incoming {
-                    None => break None,
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) if is_bad_utf8(&err) => break Some((close_code::INVALID_DATA, "text frame is not valid UTF-8")),
-                    Some(Err(err)) => {
-                        // Includes frames over the transport's hard cap (HARD_MESSAGE_CAP).
-                        debug!(conn = conn.id, %err, "read failed");
+        // `None` after the loop: no close frame (the peer is gone, or a write is torn).
+        let close: Option<(u16, &'static str)> = loop {
+            tokio::select! {
+                incoming = socket.next() => {
+                    let message = match incoming {
+                        None => break None,
+                        Some(Ok(message)) => message,
+                        Some(Err(err)) if is_bad_utf8(&err) => break Some((close_code::INVALID_DATA, "text frame is not valid UTF-8")),
+                        Some(Err(err)) => {
+                            // Includes frames over the transport's hard cap (HARD_MESSAGE_CAP).
+                            debug!(conn = conn.id, %err, "read failed");
+                            break None;
+                        }
+                    };
+                    last_heard = Instant::now();
+                    state.metrics.frames_in.inc();
+                    // Every frame a client sends goes through the one rate limiter: text,
+                    // binary, and pings (each of which makes us write a pong).
+                    if let Message::Close(_) = message {
+                        // Send the close reply tungstenite queued before the socket goes.
+                        let _ = Box::pin(tokio::time::timeout(GOODBYE_DEADLINE, socket.close())).await;
                         break None;
                     }
-                };
-                last_heard = Instant::now();
-                state.metrics.frames_in.inc();
-                // Every frame a client sends goes through the one rate limiter: text,
-                // binary, and pings (each of which makes us write a pong).
-                if let Message::Close(_) = message {
-                    // Send the close reply tungstenite queued before the socket goes.
-                    let _ = Box::pin(tokio::time::timeout(GOODBYE_DEADLINE, socket.close())).await;
-                    break None;
-                }
-                match bucket.check(last_heard) {
-                    Verdict::Pass => {}
-                    Verdict::Flood => break Some((close_code::POLICY, "rate limit exceeded")),
-                    Verdict::Refused { first } => {
-                        state.metrics.rate_limited.inc();
-                        // One error per burst of refused frames: answering each would let a
-                        // flood turn the server into an amplifier.
-                        if first {
-                            let err = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} frames per second", state.config.max_frames_per_sec));
+                    match bucket.check(last_heard) {
+                        Verdict::Pass => {}
+                        Verdict::Flood => break Some((close_code::POLICY, "rate limit exceeded")),
+                        Verdict::Refused { first } => {
+                            state.metrics.rate_limited.inc();
+                            // One error per burst of refused frames: answering each would let a
+                            // flood turn the server into an amplifier.
+                            if first {
+                                let err = ProtocolError::new(ErrorCode::RateLimited, format!("more than {} frames per second", state.config.max_frames_per_sec));
+                                if !Box::pin(send_error(&mut socket, &err, &state.metrics)).await {
+                                    break None;
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                    let handled = match message {
+                        // Boxed: its future is large and needed only while a frame is handled,
+                        // not for the whole life of every idle connection.
+                        Message::Text(text) => Box::pin(handle_text(&text, &conn, &mut challenge, &state)).await,
+                        Message::Binary(_) => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
+                        _ => continue,
+                    };
+                    match handled {
+                        Ok(()) if conn.link.member.get().is_some() && deadlines.join_by.is_some() => {
+                            deadlines.joined(last_heard);
+                            timer.as_mut().reset(deadlines.next());
+                        }
+                        Ok(()) => {}
+                        Err(err) if err.code == ErrorCode::TooLarge => {
+                            let _ = Box::pin(send_error(&mut socket, &err, &state.metrics)).await;
+                            break Some((close_code::TOO_BIG, "frame too large"));
+                        }
+                        // The receiver is saturated, not this sender: tell it once a second.
+                        Err(err) if err.code == ErrorCode::RateLimited && !inbound_refusals.ready(last_heard) => {}
+                        Err(err) => {
                             if !Box::pin(send_error(&mut socket, &err, &state.metrics)).await {
                                 break None;
                             }
                         }
-                        continue;
                     }
                 }
-                let handled = match message {
-                    // Boxed: its future is large and needed only while a frame is handled,
-                    // not for the whole life of every idle connection.
-                    Message::Text(text) => Box::pin(handle_text(&text, &conn, &mut challenge, &state)).await,
-                    Message::Binary(_) => Err(ProtocolError::new(ErrorCode::BinaryFrame, "only JSON text frames are accepted")),
-                    _ => continue,
-                };
-                match handled {
-                    Ok(()) if conn.link.member.get().is_some() && deadlines.join_by.is_some() => {
-                        deadlines.joined(last_heard);
-                        timer.as_mut().reset(deadlines.next());
+                _ = conn.link.ready.notified() => {
+                    let (batch, close) = conn.link.take_batch();
+                    let bytes: usize = batch.iter().map(String::len).sum();
+                    state.metrics.frames_out.inc_by(batch.len() as u64);
+                    let written = tokio::select! {
+                        written = Box::pin(tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut socket, batch))) => written.ok().unwrap_or(false),
+                        // Fell behind while we were writing: the write is abandoned mid-way.
+                        _ = conn.link.kick.notified() => break None,
+                    };
+                    conn.link.queued.fetch_sub(bytes, Ordering::AcqRel);
+                    if !written {
+                        info!(conn = conn.id, "write stalled past its deadline, closing");
+                        break None;
                     }
-                    Ok(()) => {}
-                    Err(err) if err.code == ErrorCode::TooLarge => {
-                        let _ = Box::pin(send_error(&mut socket, &err, &state.metrics)).await;
-                        break Some((close_code::TOO_BIG, "frame too large"));
+                    if close.is_some() {
+                        break close;
                     }
-                    // The receiver is saturated, not this sender: tell it once a second.
-                    Err(err) if err.code == ErrorCode::RateLimited && !inbound_refusals.ready(last_heard) => {}
-                    Err(err) => {
-                        if !Box::pin(send_error(&mut socket, &err, &state.metrics)).await {
+                }
+                _ = conn.link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    let due = deadlines.due(now, conn.link.member.get().is_some());
+                    if due.join_missed {
+                        break Some((close_code::POLICY, "no join within the join timeout"));
+                    }
+                    if due.ping {
+                        if last_heard.elapsed() > state.config.idle_timeout {
+                            info!(conn = conn.id, "idle, closing");
+                            break Some((close_code::GOING_AWAY, "idle timeout"));
+                        }
+                        if !Box::pin(send_within(&mut socket, Message::Ping(Default::default()))).await {
                             break None;
                         }
                     }
-                }
-            }
-            _ = conn.link.ready.notified() => {
-                let (batch, close) = conn.link.take_batch();
-                let bytes: usize = batch.iter().map(String::len).sum();
-                state.metrics.frames_out.inc_by(batch.len() as u64);
-                let written = tokio::select! {
-                    written = Box::pin(tokio::time::timeout(WRITE_DEADLINE, write_batch(&mut socket, batch))) => written.ok().unwrap_or(false),
-                    // Fell behind while we were writing: the write is abandoned mid-way.
-                    _ = conn.link.kick.notified() => break None,
-                };
-                conn.link.queued.fetch_sub(bytes, Ordering::AcqRel);
-                if !written {
-                    info!(conn = conn.id, "write stalled past its deadline, closing");
-                    break None;
-                }
-                if close.is_some() {
-                    break close;
-                }
-            }
-            _ = conn.link.kick.notified() => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
-            _ = &mut timer => {
-                let now = Instant::now();
-                let due = deadlines.due(now, conn.link.member.get().is_some());
-                if due.join_missed {
-                    break Some((close_code::POLICY, "no join within the join timeout"));
-                }
-                if due.ping {
-                    if last_heard.elapsed() > state.config.idle_timeout {
-                        info!(conn = conn.id, "idle, closing");
-                        break Some((close_code::GOING_AWAY, "idle timeout"));
+                    if let (true, Some((_, id))) = (due.refresh, conn.link.member.get()) {
+                        let servers = state.config.ice.servers_for(id, SystemTime::now());
+                        let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
+                        if !Box::pin(send_within(&mut socket, Message::Text(Utf8Bytes::from(frame)))).await {
+                            break None;
+                        }
                     }
-                    if !Box::pin(send_within(&mut socket, Message::Ping(Default::default()))).await {
-                        break None;
-                    }
+                    timer.as_mut().reset(deadlines.next());
                 }
-                if let (true, Some((_, id))) = (due.refresh, conn.link.member.get()) {
-                    let servers = state.config.ice.servers_for(id, SystemTime::now());
-                    let frame = ServerMessage::IceServers { ice_servers: &servers }.to_json();
-                    if !Box::pin(send_within(&mut socket, Message::Text(Utf8Bytes::from(frame)))).await {
-                        break None;
-                    }
-                }
-                timer.as_mut().reset(deadlines.next());
+                _ = shut_down(&mut shutdown) => break Some((close_code::SERVICE_RESTART, "server restarting: connect again")),
             }
-            _ = shut_down(&mut shutdown) => break Some((close_code::SERVICE_RESTART, "server restarting: connect again")),
-        }
-    };
-
-    if let Some((room, id)) = conn.link.member.get() {
-        let ours = {
-            let mut rooms = state.rooms();
-            let ours = rooms.holds(room, id, &conn);
-            let left = rooms.leave(room, id, &conn);
-            deliver(&mut rooms, left);
-            state.count_peers(&rooms);
-            ours
         };
-        if let (true, Some(cluster)) = (ours, &state.cluster) {
-            // Boxed, like every Redis call here: its future would otherwise be part of every
-            // connection's task, cluster or not (measured: +1.3 KiB per idle connection).
-            Box::pin(cluster.leave(room, id)).await;
+
+        if let Some((room, id)) = conn.link.member.get() {
+            let ours = {
+                let mut rooms = state.rooms();
+                let ours = rooms.holds(room, id, &conn);
+                let left = rooms.leave(room, id, &conn);
+                deliver(&mut rooms, left);
+                state.count_peers(&rooms);
+                ours
+            };
+            if let (true, Some(cluster)) = (ours, &state.cluster) {
+                // Boxed, like every Redis call here: its future would otherwise be part of every
+                // connection's task, cluster or not (measured: +1.3 KiB per idle connection).
+                Box::pin(cluster.leave(room, id)).await;
+            }
         }
+        if let Some((code, _)) = close {
+            state.metrics.closed(code);
+        }
+        // Frames others queued for us are dropped, and no more are taken.
+        conn.link.shut();
+        if let Some((code, reason)) = close {
+            Box::pin(goodbye(socket, code, reason)).await;
+        }
+        drop(slot);
+        state.live_sockets.fetch_sub(1, Ordering::Relaxed);
+        state.metrics.connections.dec();
+        state.sockets_changed.notify_waiters();
+        debug!(conn = conn.id, "disconnected");
     }
-    if let Some((code, _)) = close {
-        state.metrics.closed(code);
-    }
-    // Frames others queued for us are dropped, and no more are taken.
-    conn.link.shut();
-    if let Some((code, reason)) = close {
-        Box::pin(goodbye(socket, code, reason)).await;
-    }
-    drop(slot);
-    state.live_sockets.fetch_sub(1, Ordering::Relaxed);
-    state.metrics.connections.dec();
-    state.sockets_changed.notify_waiters();
-    debug!(conn = conn.id, "disconnected");
 }
 
 /// Writes frames with one flush: one syscall per frame cannot keep up with a peer
