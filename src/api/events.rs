@@ -227,7 +227,9 @@ export interface JoinOptions {
   /** WebSocket URL of a meshdrop-signal server, e.g. "ws://127.0.0.1:8080/ws"; or
    *  several instances that share rooms through Redis (at most 16). Each is tried in
    *  turn: on joining, and whenever the one in use fails or drains (close code 1012),
-   *  keeping this peer's id and its open connections. */
+   *  keeping this peer's id and its open connections. The client adds
+   *  `challenge=first` to each URL's query (the server then sends its challenge
+   *  with the handshake: one round trip less per join; servers without it ignore it). */
   signalingUrl: string | string[];
   /** 1-64 characters of A-Z a-z 0-9 _ -. */
   room: string;
