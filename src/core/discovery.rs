@@ -168,7 +168,7 @@ impl Discovery {
     /// What we share, sorted by name.
     pub(crate) fn shared(&self) -> Vec<SharedFile> {
         let mut list: Vec<_> = self.shares.values().map(|s| s.file.clone()).collect();
-        list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
+        list.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
         list
     }
 
@@ -202,7 +202,7 @@ impl Discovery {
     fn finish_query(&mut self, net: &mut Net<'_>, id: QueryId) {
         if let Some(query) = self.queries.remove(&id) {
             let mut hits = query.hits;
-            hits.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.peer.cmp(&b.peer)).then(a.id.cmp(&b.id)));
+            hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.peer.cmp(&b.peer)).then(a.id.cmp(&b.id)));
             net.emit(Event::FindDone { id, hits });
         }
     }
@@ -214,7 +214,7 @@ impl Discovery {
         }
         let how = if substring { Match::Substring } else { Match::Exact };
         let mut hits: Vec<_> = self.shares.values().filter(|s| matches(&s.file.meta.name, text, how)).map(|s| &s.file).collect();
-        hits.sort_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
+        hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
         let hits = hits
             .into_iter()
             .take(MAX_ANSWER_HITS)
@@ -242,7 +242,7 @@ impl Discovery {
     /// A peer left: its answers are no longer awaited.
     pub(crate) fn peer_left(&mut self, net: &mut Net<'_>, peer: &PeerId) {
         let mut ids: Vec<_> = self.queries.iter().filter(|(_, q)| q.waiting.contains(peer)).map(|(id, _)| *id).collect();
-        ids.sort();
+        ids.sort_unstable();
         for id in ids {
             if let Some(q) = self.queries.get_mut(&id) {
                 q.waiting.remove(peer);
@@ -255,7 +255,7 @@ impl Discovery {
     pub(crate) fn handle_timeout(&mut self, net: &mut Net<'_>) {
         let now = net.now;
         let mut due: Vec<_> = self.queries.iter().filter(|(_, q)| q.deadline <= now).map(|(id, _)| *id).collect();
-        due.sort();
+        due.sort_unstable();
         for id in due {
             self.finish_query(net, id);
         }
@@ -264,7 +264,7 @@ impl Discovery {
     /// Every query ends now: `leave()` was called.
     pub(crate) fn close(&mut self, net: &mut Net<'_>) {
         let mut ids: Vec<_> = self.queries.keys().copied().collect();
-        ids.sort();
+        ids.sort_unstable();
         for id in ids {
             self.finish_query(net, id);
         }

@@ -98,7 +98,7 @@ pub fn fingerprints(sdp: &str) -> Option<String> {
         .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
         .map(|value| value.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase())
         .collect();
-    found.sort();
+    found.sort_unstable();
     found.dedup();
     (!found.is_empty()).then(|| found.join(","))
 }

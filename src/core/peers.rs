@@ -109,7 +109,7 @@ impl Peers {
     pub(crate) fn open(&self) -> Vec<(PeerId, Option<String>)> {
         let mut peers: Vec<_> =
             self.sessions.iter().filter(|(_, s)| s.open).map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten())).collect();
-        peers.sort();
+        peers.sort_unstable();
         peers
     }
 
@@ -144,7 +144,7 @@ impl Peers {
         self.signaling = true;
         self.roster = roster.into_iter().collect();
         let mut known: Vec<_> = self.roster.keys().cloned().collect();
-        known.sort();
+        known.sort_unstable();
         for peer in known {
             self.meet(now, peer, out);
         }
@@ -572,7 +572,7 @@ impl Peers {
     pub(crate) fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
         let mut stalled: Vec<_> =
             self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone())).collect();
-        stalled.sort();
+        stalled.sort_unstable();
         for (conn, peer) in stalled {
             if let Some(s) = self.sessions.get(&peer).filter(|s| !s.open) {
                 let (reason, message) = s.stall_failure(self.settings.connect_timeout_ms);

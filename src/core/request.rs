@@ -190,7 +190,7 @@ impl Requests {
 
     fn end(&mut self, net: &mut Net<'_>, which: impl Fn(&Pending) -> bool, error: impl Fn(&Pending) -> RequestError) {
         let mut ended: Vec<_> = self.pending.iter().filter(|(_, p)| which(p)).map(|(id, _)| *id).collect();
-        ended.sort();
+        ended.sort_unstable();
         for id in ended {
             if let Some(p) = self.pending.remove(&id) {
                 net.emit(Event::Response { id, result: Err(error(&p)) });

@@ -101,7 +101,7 @@ impl Schedule {
     /// Peers whose retry is due at `now`, sorted; no longer pending.
     pub(crate) fn due(&mut self, now: Millis) -> Vec<PeerId> {
         let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
-        due.sort();
+        due.sort_unstable();
         for peer in &due {
             self.retries.remove(peer);
         }

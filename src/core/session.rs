@@ -242,14 +242,14 @@ impl Sessions {
     /// The peers whose sessions match, sorted (so what follows is deterministic).
     pub(crate) fn peers_where(&self, matches: impl Fn(&Session) -> bool) -> Vec<PeerId> {
         let mut peers: Vec<_> = self.by_peer.iter().filter(|(_, s)| matches(s)).map(|(p, _)| p.clone()).collect();
-        peers.sort();
+        peers.sort_unstable();
         peers
     }
 
     /// Forgets every session; returns their connections, sorted.
     pub(crate) fn clear(&mut self) -> Vec<ConnId> {
         let mut conns: Vec<_> = self.by_conn.drain().map(|(conn, _)| conn).collect();
-        conns.sort();
+        conns.sort_unstable();
         self.by_peer.clear();
         conns
     }

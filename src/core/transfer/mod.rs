@@ -168,7 +168,7 @@ impl Transfers {
     /// A file is no longer shared: its serves end with `NotShared` for the downloader.
     pub(crate) fn end_serves_of(&mut self, net: &mut Net<'_>, share: ShareId) {
         let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| matches!(t, Transfer::Serve(s) if s.share == share)).map(|(id, _)| *id).collect();
-        ids.sort();
+        ids.sort_unstable();
         for id in ids {
             self.fail(net, id, TransferError::NotShared("the holder stopped sharing this file".into()), true);
         }
@@ -486,7 +486,7 @@ impl Transfers {
 
     fn ids(&self, which: impl Fn(&Transfer) -> bool) -> Vec<TransferId> {
         let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| which(t)).map(|(id, _)| *id).collect();
-        ids.sort();
+        ids.sort_unstable();
         ids
     }
 
