@@ -27,6 +27,9 @@ use crate::core::{
     PeerId, SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
 };
 
+/// How long a new connection's path report may wait for the page to be idle.
+const PATH_LOOKUP_MAX_DELAY_MS: u32 = 1000;
+
 /// A browser callback's work, queued for the pump.
 type Task = Box<dyn FnOnce(&mut State, Millis)>;
 
@@ -449,6 +452,7 @@ impl Driver {
             ConnectionOp::ObservePath { conn } => {
                 let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
                 spawn_local(async move {
+                    rtc::when_idle(PATH_LOOKUP_MAX_DELAY_MS).await;
                     let path = match rtc::pair_stats(pc).await {
                         Ok(Some(pair)) => Path::classify(&pair.local, &pair.remote),
                         _ => None,
