@@ -131,7 +131,8 @@ export interface PeerEventMap {
     /** The peer's id. */
     id: string;
   };
-  /** How the connection to this peer travels: when first known and whenever it changes. */
+  /** How the connection to this peer travels: when first known (looked up once the page is
+   *  idle after the connection opens, within a second) and whenever it changes. */
   "peer-path": {
     /** The peer's id. */
     id: string;
