@@ -1,10 +1,12 @@
-// Bundle size by feature, so growth is visible: every function of the wasm (before
-// wasm-bindgen and wasm-opt, where the names still are) is attributed to its crate —
+// Bundle size by feature, so growth is visible: every function of the wasm (after
+// wasm-bindgen, before wasm-opt, where the names still are) is attributed to its crate —
 // and for meshdrop itself to its module (core::mesh, core::transfer, web, api, …) —
 // and the shares are applied to the shipped, gzipped package. The build `make build`
 // runs (wasm-pack, release) leaves that wasm in target/wasm32-unknown-unknown/release.
 // Usage: node bench/bundle.mjs
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/e2e/helpers.mjs";
@@ -125,18 +127,35 @@ function pathOf(symbol) {
     }
     return parts;
   }
+  // Demangled, as wasm-bindgen writes names: `<&mut crate[hash]::module::Type as Trait>::f`.
+  const demangled = symbol.replace(/^(<|&mut |&|dyn |\*const |\*mut )+/, "").match(/^[A-Za-z_][A-Za-z0-9_]*(\[[0-9a-f]+\])?(::[A-Za-z_][A-Za-z0-9_]*)*/);
+  if (demangled && demangled[0].includes("::")) return demangled[0].replace(/\[[0-9a-f]+\]/g, "").split("::").slice(0, 3);
   return [];
 }
 
 function groupOf(name) {
   const [crate, first, second] = pathOf(name);
-  if (!crate) return name.startsWith("__wbindgen") || name.startsWith("__wbg") ? "wasm_bindgen" : "(unnamed)";
+  if (!crate) return /^__wbindgen|^__wbg|^__externref|shim$/.test(name) ? "wasm_bindgen" : "(unnamed)";
   if (crate === "meshdrop") return ["core", "web", "api"].includes(first) && second ? `meshdrop::${first}::${second}` : `meshdrop::${first ?? ""}`;
   if (["core", "alloc", "std"].includes(crate)) return "Rust std (core, alloc: formatting, collections)";
   return crate;
 }
 
-const raw = readWasm(readFileSync(RAW));
+/** The wasm as wasm-bindgen leaves it (names kept): without the type descriptions
+ *  it runs and then removes, which never ship but are most of wasm_bindgen's and
+ *  js_sys's code before it. */
+function afterBindgen() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "meshdrop-bundle-"));
+  try {
+    const cli = path.join(os.homedir(), ".cargo/bin/wasm-bindgen");
+    execFileSync(existsSync(cli) ? cli : "wasm-bindgen", ["--target", "web", "--keep-debug", "--out-dir", dir, RAW], { stdio: "inherit" });
+    return readFileSync(path.join(dir, "meshdrop_bg.wasm"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const raw = readWasm(afterBindgen());
 const groups = new Map();
 for (const { size, name } of raw.bodies) groups.set(groupOf(name), (groups.get(groupOf(name)) ?? 0) + size);
 const code = [...groups.values()].reduce((a, b) => a + b, 0);
@@ -152,7 +171,7 @@ let report = `# meshdrop bundle by feature
 
 The shipped package: meshdrop_bg.wasm ${kib(shipped.length)} KiB (${kib(shippedGz)} KiB gzip -9) + meshdrop.js ${kib(glueGz)} KiB gzip = **${kib(shippedGz + glueGz)} KiB gzip**.
 
-Each function of the wasm before wasm-bindgen and \`wasm-opt -Oz\` (${kib(code)} KiB of code, ${kib(raw.data)} KiB of data segments) is attributed to its crate, and meshdrop's own to its module; code inlined into a function counts where it was inlined (LLVM inlines small and single-caller functions, so a module holds some of its callees' code). "≈ gzip" applies each share to the shipped wasm's gzip size (the data segments' share included), so it is an estimate. Code: bench/bundle.mjs.
+Each function of the wasm after wasm-bindgen and before \`wasm-opt -Oz\` (${kib(code)} KiB of code, ${kib(raw.data)} KiB of data segments) is attributed to its crate, and meshdrop's own to its module; code inlined into a function counts where it was inlined (LLVM inlines small and single-caller functions, so a module holds some of its callees' code). "≈ gzip" applies each share to the shipped wasm's gzip size (the data segments' share included), so it is an estimate. Code: bench/bundle.mjs.
 
 | feature (crate or module) | code before wasm-opt | share | ≈ gzip |
 |---|---:|---:|---:|
