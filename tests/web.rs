@@ -120,6 +120,46 @@ async fn two_peers_meet_and_exchange_text_and_large_binary() {
     a.leave();
 }
 
+/// Listeners run in the order added, each with a snapshot of the list: one that throws
+/// does not stop the others, and one may remove another while a message is delivered
+/// (that one still hears this message, and no later one).
+#[wasm_bindgen_test]
+async fn every_listener_hears_a_message_though_one_throws_and_one_removes_another() {
+    let room = unique_room("listeners");
+    let a = join(&room, "alice").await;
+    let mut a_joined = Events::listen(&a, "peer-joined");
+    let b = std::rc::Rc::new(join(&room, "bob").await);
+    a_joined.next("alice meets bob").await;
+
+    let thrower = Function::new_with_args("event", "throw new Error('a listener with a bug')");
+    let removed_calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let removed = Closure::<dyn FnMut(JsValue)>::new({
+        let calls = removed_calls.clone();
+        move |_| calls.set(calls.get() + 1)
+    });
+    let removed_fn: Function = removed.as_ref().unchecked_ref::<Function>().clone();
+    let remover = Closure::<dyn FnMut(JsValue)>::new({
+        let b = b.clone();
+        let target = removed_fn.clone();
+        move |_| b.off("message", target.clone())
+    });
+    b.on("message", thrower).unwrap();
+    b.on("message", remover.as_ref().unchecked_ref::<Function>().clone()).unwrap();
+    b.on("message", removed_fn).unwrap();
+    let mut b_messages = Events::listen(&b, "message");
+
+    for text in ["one", "two"] {
+        JsFuture::from(js_sys::Promise::from(JsValue::from(a.send(&b.id(), JsValue::from_str(text).unchecked_into())))).await.unwrap();
+    }
+    let first = b_messages.next("message one").await;
+    assert_eq!(get(&first, "data").as_string().unwrap(), "one");
+    assert_eq!(get(&first, "from").as_string().unwrap(), a.id());
+    assert_eq!(get(&b_messages.next("message two").await, "data").as_string().unwrap(), "two");
+    assert_eq!(removed_calls.get(), 1, "removed during the first message: heard it, and not the second");
+    a.leave();
+    b.leave();
+}
+
 #[wasm_bindgen_test]
 async fn join_rejects_an_unreachable_server_with_a_clear_error() {
     // Port 9 (discard) on loopback: nothing listens there.

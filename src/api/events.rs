@@ -312,6 +312,9 @@ pub(crate) struct PeerState {
 impl PeerState {
     /// A peer's id as a JS string, made once per peer: every message carries it.
     fn js_id(&self, peer: &crate::core::PeerId) -> JsValue {
+        if let Some(id) = self.ids.borrow().get(peer) {
+            return id.clone(); // the common case, without copying the id to look it up
+        }
         self.ids.borrow_mut().entry(peer.clone()).or_insert_with(|| JsValue::from_str(peer.as_str())).clone()
     }
 
@@ -347,11 +350,10 @@ impl EventSink for ListenerSink {
             // Messages come in bursts: their path stays small, so V8 optimises it soon.
             Event::Message { from, payload } => {
                 let shared = &self.0;
-                let data = match payload {
+                shared.listeners.emit_message(&shared.js_id(&from), || match payload {
                     Payload::Text(text) => JsValue::from_str(&text),
                     Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
-                };
-                shared.listeners.emit("message", &to_js(&shapes::Message { from: shared.js_id(&from), data }));
+                });
             }
             other => self.deliver_other(other, file),
         }

@@ -5,17 +5,48 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use js_sys::{Function, Promise};
+use js_sys::{Array, Function, Promise};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
+#[wasm_bindgen(inline_js = r#"
+export function dispatch(list, kind, payload) {
+  // A copy: listeners may add or remove listeners while we iterate.
+  for (const listener of list.slice()) {
+    try {
+      listener(payload);
+    } catch (err) {
+      // One throwing listener must not starve the others or the core.
+      console.error(`meshdrop: a "${kind}" listener threw`, err);
+    }
+  }
+}
+export function dispatchMessage(list, from, data) {
+  dispatch(list, "message", { from, data });
+}
+export function removeListener(list, listener) {
+  const at = list.indexOf(listener);
+  if (at >= 0) list.splice(at, 1);
+}
+"#)]
+extern "C" {
+    fn dispatch(list: &Array, kind: &str, payload: &JsValue);
+    #[wasm_bindgen(js_name = dispatchMessage)]
+    fn dispatch_message(list: &Array, from: &JsValue, data: &JsValue);
+    #[wasm_bindgen(js_name = removeListener)]
+    fn remove_listener(list: &Array, listener: &Function);
+}
+
+/// Listeners by event type, each list a JS array: an event reaches all of them in one
+/// call into JS (messages come in bursts of thousands).
 #[derive(Default)]
 pub(crate) struct Listeners {
-    by_type: RefCell<HashMap<&'static str, Vec<Function>>>,
+    by_type: RefCell<HashMap<&'static str, Array>>,
 }
 
 impl Listeners {
     pub(crate) fn add(&self, kind: &'static str, listener: Function) {
-        self.by_type.borrow_mut().entry(kind).or_default().push(listener);
+        self.by_type.borrow_mut().entry(kind).or_default().push(&listener);
     }
 
     /// Adds a listener for `kind` if it is one of `allowed`; else a `TypeError` naming
@@ -30,21 +61,26 @@ impl Listeners {
     }
 
     pub(crate) fn remove(&self, kind: &str, listener: &Function) {
-        if let Some(list) = self.by_type.borrow_mut().get_mut(kind) {
-            if let Some(i) = list.iter().position(|l| l == listener) {
-                list.remove(i);
-            }
+        if let Some(list) = self.list(kind) {
+            remove_listener(&list, listener);
         }
     }
 
+    /// The array itself, not borrowed: a listener may call `on` or `off` while it runs.
+    fn list(&self, kind: &str) -> Option<Array> {
+        self.by_type.borrow().get(kind).cloned()
+    }
+
     pub(crate) fn emit(&self, kind: &str, payload: &JsValue) {
-        // A copy: listeners may add or remove listeners while we iterate.
-        let list = self.by_type.borrow().get(kind).cloned().unwrap_or_default();
-        for listener in list {
-            if let Err(err) = listener.call1(&JsValue::NULL, payload) {
-                // One throwing listener must not starve the others or the core.
-                web_sys::console::error_2(&JsValue::from_str(&format!("meshdrop: a \"{kind}\" listener threw")), &err);
-            }
+        if let Some(list) = self.list(kind) {
+            dispatch(&list, kind, payload);
+        }
+    }
+
+    /// A "message" event, `{ from, data }`; `data` is made only if someone listens.
+    pub(crate) fn emit_message(&self, from: &JsValue, data: impl FnOnce() -> JsValue) {
+        if let Some(list) = self.list("message") {
+            dispatch_message(&list, from, &data());
         }
     }
 }

@@ -162,16 +162,6 @@ pub(crate) struct PeerFailed<'a> {
     pub(crate) message: &'a str,
 }
 
-/// "message": `data` is a string or a Uint8Array, and `from` the sender's id, both made
-/// by the caller (the id once per peer).
-#[derive(Serialize)]
-pub(crate) struct Message {
-    #[serde(with = "serde_wasm_bindgen::preserve")]
-    pub(crate) from: JsValue,
-    #[serde(with = "serde_wasm_bindgen::preserve")]
-    pub(crate) data: JsValue,
-}
-
 /// "signaling".
 #[derive(Serialize)]
 pub(crate) struct Signaling<'a> {
