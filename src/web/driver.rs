@@ -18,7 +18,7 @@ use web_sys::Blob;
 
 use super::error::describe;
 use super::ice::IceSettings;
-use super::platform::now;
+use super::platform::{now, when_idle};
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{EarlySocket, Socket, SocketEvent};
 use super::store::{Store, StoreReply};
@@ -452,7 +452,7 @@ impl Driver {
             ConnectionOp::ObservePath { conn } => {
                 let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
                 spawn_local(async move {
-                    rtc::when_idle(PATH_LOOKUP_MAX_DELAY_MS).await;
+                    when_idle(PATH_LOOKUP_MAX_DELAY_MS).await;
                     let path = match rtc::pair_stats(pc).await {
                         Ok(Some(pair)) => Path::classify(&pair.local, &pair.remote),
                         _ => None,

@@ -1,4 +1,5 @@
-//! Clock and randomness from whatever global scope we run in (window or worker).
+//! Clock, idle time and randomness from whatever global scope we run in (window or
+//! worker).
 
 use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
@@ -15,6 +16,25 @@ thread_local! {
 pub(crate) fn now() -> Millis {
     let ms = PERFORMANCE.with(|p| p.as_ref().map_or_else(js_sys::Date::now, web_sys::Performance::now));
     Millis(ms.max(0.0) as u64)
+}
+
+/// Resolves once the page is idle, or `max_ms` later if it stays busy; on the next
+/// task where there is no `requestIdleCallback` (Safari, workers). For work that can
+/// wait (the path of a connection that just opened): `getStats()` costs the main thread
+/// milliseconds that the other connections of a join are still waiting for.
+pub(crate) async fn when_idle(max_ms: u32) {
+    let global = js_sys::global();
+    let request = Reflect::get(&global, &JsValue::from_str("requestIdleCallback")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let Some(request) = request else {
+        gloo_timers::future::TimeoutFuture::new(0).await;
+        return;
+    };
+    let idle = js_sys::Promise::new(&mut |resolve, _reject| {
+        let options = js_sys::Object::new();
+        let _ = Reflect::set(&options, &JsValue::from_str("timeout"), &JsValue::from(max_ms));
+        let _ = request.call2(&global, &resolve, &options);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(idle).await;
 }
 
 /// Fills `buf` from `crypto.getRandomValues`.

@@ -310,25 +310,6 @@ pub(crate) fn restart_ice(pc: &RtcPeerConnection) -> Result<(), JsValue> {
     restart.call0(pc).map(drop)
 }
 
-/// Resolves once the page is idle, or `max_ms` later if it stays busy; on the next
-/// task where there is no `requestIdleCallback` (Safari, workers). For work that can
-/// wait (the path of a connection that just opened): `getStats()` costs the main thread
-/// milliseconds that the other connections of a join are still waiting for.
-pub(crate) async fn when_idle(max_ms: u32) {
-    let global = js_sys::global();
-    let request = Reflect::get(&global, &JsValue::from_str("requestIdleCallback")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-    let Some(request) = request else {
-        gloo_timers::future::TimeoutFuture::new(0).await;
-        return;
-    };
-    let idle = js_sys::Promise::new(&mut |resolve, _reject| {
-        let options = js_sys::Object::new();
-        let _ = Reflect::set(&options, &JsValue::from_str("timeout"), &JsValue::from(max_ms));
-        let _ = request.call2(&global, &resolve, &options);
-    });
-    let _ = JsFuture::from(idle).await;
-}
-
 /// What `getStats()` says of the selected candidate pair: both candidates, the round
 /// trip time and the bytes; `None` before a pair is selected.
 pub(crate) struct PairStats {
