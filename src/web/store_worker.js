@@ -6,13 +6,14 @@
 // and written. A download with `done` is final: never reported as a partial, never
 // opened again (the File handed to the user reads it).
 "use strict"; // also loaded as a classic script, from a blob: URL
-let rootDir;
 const open = new Map(); // transfer id -> { key, slot, data, hashes, dataFile }
 const probed = new Map(); // transfer id -> the partial's directory name, for `open`
 
+// Looked up anew each time (only when a download opens, closes or is looked for): a
+// handle kept from before would point at nothing once the site's data is cleared, or
+// another tab's cleanup removes the directory, and every later download would fail.
 async function root() {
-  rootDir ??= await (await navigator.storage.getDirectory()).getDirectoryHandle("meshdrop", { create: true });
-  return rootDir;
+  return (await navigator.storage.getDirectory()).getDirectoryHandle("meshdrop", { create: true });
 }
 
 function failure(id, op, err) {
@@ -49,19 +50,24 @@ async function findPartial(key, id) {
     return null;
   }
   let best = null;
-  for await (const [slot, dir] of keyDir.entries()) {
-    if (dir.kind !== "directory" || isOpen(key, slot) || (await exists(dir, "done"))) continue;
-    try {
-      const meta = JSON.parse(await (await readFile(dir, "meta.json")).text());
-      const hashes = await (await readFile(dir, "hashes")).arrayBuffer();
-      const bytes = new Uint8Array(hashes);
-      let blocks = 0;
-      for (let at = 0; at + 32 <= bytes.length; at += 32) if (bytes.subarray(at, at + 32).some((b) => b !== 0)) blocks++;
-      const candidate = { slot, meta, hashes, blocks, own: meta.transfer === id };
-      if (!best || candidate.own > best.own || (candidate.own === best.own && candidate.blocks > best.blocks)) best = candidate;
-    } catch {
-      // Unreadable: not a partial worth continuing; cleanup removes it.
+  try {
+    for await (const [slot, dir] of keyDir.entries()) {
+      if (dir.kind !== "directory" || isOpen(key, slot) || (await exists(dir, "done"))) continue;
+      try {
+        const meta = JSON.parse(await (await readFile(dir, "meta.json")).text());
+        const hashes = await (await readFile(dir, "hashes")).arrayBuffer();
+        const bytes = new Uint8Array(hashes);
+        let blocks = 0;
+        for (let at = 0; at + 32 <= bytes.length; at += 32) if (bytes.subarray(at, at + 32).some((b) => b !== 0)) blocks++;
+        const candidate = { slot, meta, hashes, blocks, own: meta.transfer === id };
+        if (!best || candidate.own > best.own || (candidate.own === best.own && candidate.blocks > best.blocks)) best = candidate;
+      } catch {
+        // Unreadable: not a partial worth continuing; cleanup removes it.
+      }
     }
+  } catch {
+    // The directory went while we read it (the site's data was cleared): nothing to resume.
+    return null;
   }
   return best;
 }
@@ -182,7 +188,14 @@ self.onmessage = (event) => {
   const message = event.data;
   queue = queue.then(async () => {
     const op = ops[message.op];
-    const reply = op ? await op(message) : null;
+    let reply;
+    try {
+      reply = op ? await op(message) : null;
+    } catch (err) {
+      // Each operation answers its own errors; one that escapes (a directory removed
+      // under `cleanup`, say) must not stop the queue: every later one would wait forever.
+      reply = message.id === undefined ? null : failure(message.id, "failed", err);
+    }
     if (reply) self.postMessage(reply);
   });
 };

@@ -302,6 +302,47 @@ test("stored downloads older than storageMaxAgeMs are removed when a Peer joins"
   await b.context.close();
 });
 
+test("storage wiped while the page is open (site data cleared, another tab's cleanup): downloads still go to OPFS", async () => {
+  const a = await apiPage({ instrument: true });
+  const b = await apiPage();
+  // Removes meshdrop's OPFS directory under the running storage worker, as clearing the
+  // site's data or another tab's cleanup does; says what the page then holds there.
+  const wipe = () =>
+    b.page.evaluate(async () => (await navigator.storage.getDirectory()).removeEntry("meshdrop", { recursive: true }).catch(() => {}));
+  const stored = () =>
+    b.page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle("meshdrop").catch(() => null);
+      const names = [];
+      if (dir) for await (const name of dir.keys()) names.push(name);
+      return names;
+    });
+  // The worker started with `init()`; its directory goes before the join's cleanup runs.
+  await wipe();
+  const idB = await join(b.page, "wiped", "bob");
+  await b.page.evaluate(() => {
+    window.warnings = [];
+    window.peer.on("warning", (w) => window.warnings.push(w.message));
+    window.autoAccept = true;
+  });
+  await join(a.page, "wiped", "alice");
+  await waitPeers(a.page, 1);
+  await waitPeers(b.page, 1);
+  for (const round of [1, 2]) {
+    const digest = await makeFile(a.page, 3 * MiB, `file${round}.bin`);
+    await b.page.evaluate(() => (window.outcome = undefined));
+    await send(a, idB);
+    const got = await outcome(b.page);
+    assert.equal(got.ok, true, `download ${round}: ${JSON.stringify(got)}`);
+    assert.deepEqual(got.digest, digest, `download ${round}: bytes differ`);
+    assert.equal((await stored()).length, 1, `download ${round} is in OPFS`);
+    await wipe();
+  }
+  assert.deepEqual(await b.page.evaluate(() => window.warnings), [], "storage stayed persistent");
+  await a.context.close();
+  await b.context.close();
+});
+
 test("an offer the sender cancels before an answer is withdrawn on the receiver", async () => {
   const { a, b, idB } = await pair("withdraw");
   await makeFile(a.page, 1 * MiB);
