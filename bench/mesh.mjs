@@ -26,6 +26,9 @@ const settleMs = Number(arg("settle", "0"));
 const BURST_TOTAL = 2000;
 const burstOf = (n) => Math.max(2, Math.round(BURST_TOTAL / (n * (n - 1))));
 const MESSAGE = "x".repeat(1024);
+/** How far ahead the tabs' common start is set (plus 10 ms a tab): long enough for
+ *  every tab to have been handed its join. */
+const START_LEAD_MS = 100;
 
 const stats = (xs) => {
   if (xs.length === 0) return null;
@@ -218,13 +221,19 @@ async function roundIn(context, kind, n, rep) {
   const room = `bench-${kind}-${n}-${rep}-${Date.now()}`;
   const ids = pages.map((_, i) => `${room}-${i}`);
   const cpuBefore = await chromiumCpuMs();
+  // Every tab starts at one instant: handed over one by one, the starts spread by
+  // 20–130 ms, and each tab's time counts from its own start, so a tab that started
+  // late found the others waiting and one that started early waited for them.
+  const startAt = Date.now() + START_LEAD_MS + 10 * n;
   const results = await Promise.all(
     pages.map((page, index) =>
       page.evaluate(
-        async ({ kind, ws, room, expected, peerjsPort, ids, index }) => {
-          if (kind === "raw") return window.rawJoin(ws, room, expected);
-          if (kind === "simple-peer") return window.simpleJoin(ws, room, expected);
-          if (kind === "peerjs") return window.peerjsJoin(peerjsPort, ids, index);
+        async ({ kind, ws, room, expected, peerjsPort, ids, index, startAt }) => {
+          await new Promise((resolve) => setTimeout(resolve, startAt - (performance.timeOrigin + performance.now())));
+          const late = performance.timeOrigin + performance.now() - startAt;
+          if (kind === "raw") return { ...(await window.rawJoin(ws, room, expected)), late };
+          if (kind === "simple-peer") return { ...(await window.simpleJoin(ws, room, expected)), late };
+          if (kind === "peerjs") return { ...(await window.peerjsJoin(peerjsPort, ids, index)), late };
           const t0 = performance.now();
           let first = null;
           const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room });
@@ -244,12 +253,14 @@ async function roundIn(context, kind, n, rep) {
           window.peer = peer;
           peer.on("message", () => window.onBroadcast());
           window.broadcast = (data) => peer.broadcast(data);
-          return { joinedAt, first, all: performance.now() - t0 };
+          return { joinedAt, first, all: performance.now() - t0, late };
         },
-        { kind, ws, room, expected: n - 1, peerjsPort, ids, index },
+        { kind, ws, room, expected: n - 1, peerjsPort, ids, index, startAt },
       ),
     ),
   );
+  const late = Math.max(...results.map((r) => r.late));
+  if (late > 5) console.error(`bench: a tab started ${late.toFixed(0)} ms after the common start (${kind}, ${n} tabs)`);
   const setupCpuMs = (await chromiumCpuMs()) - cpuBefore;
   const broadcast = await measureBroadcast(pages);
   return { setup: results, setupCpuMs, broadcast };
@@ -384,7 +395,7 @@ const chromium = (await import("node:child_process")).execSync("/usr/bin/chromiu
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
-All peers of a room call \`Peer.join\` at the same moment, ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\`)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
+All peers of a room call \`Peer.join\` at the same moment (an instant set ahead, which each tab waits for), ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\` and the common start's lead: 100 ms + 10 ms a tab)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
 | peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | Chromium CPU ms, join → all open (per round) | CPU ÷ raw |
