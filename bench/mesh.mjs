@@ -26,9 +26,9 @@ const settleMs = Number(arg("settle", "0"));
 const BURST_TOTAL = 2000;
 const burstOf = (n) => Math.max(2, Math.round(BURST_TOTAL / (n * (n - 1))));
 const MESSAGE = "x".repeat(1024);
-/** How far ahead the tabs' common start is set (plus 10 ms a tab): long enough for
+/** How far ahead the tabs' common start is set (plus 20 ms a tab): long enough for
  *  every tab to have been handed its join. */
-const START_LEAD_MS = 100;
+const START_LEAD_MS = 200;
 
 const stats = (xs) => {
   if (xs.length === 0) return null;
@@ -224,7 +224,7 @@ async function roundIn(context, kind, n, rep) {
   // Every tab starts at one instant: handed over one by one, the starts spread by
   // 20–130 ms, and each tab's time counts from its own start, so a tab that started
   // late found the others waiting and one that started early waited for them.
-  const startAt = Date.now() + START_LEAD_MS + 10 * n;
+  const startAt = Date.now() + START_LEAD_MS + 20 * n;
   const results = await Promise.all(
     pages.map((page, index) =>
       page.evaluate(
@@ -395,7 +395,7 @@ const chromium = (await import("node:child_process")).execSync("/usr/bin/chromiu
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
-All peers of a room call \`Peer.join\` at the same moment (an instant set ahead, which each tab waits for), ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\` and the common start's lead: 100 ms + 10 ms a tab)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
+All peers of a room call \`Peer.join\` at the same moment (an instant set ahead, which each tab waits for), ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\` and the common start's lead: 200 ms + 20 ms a tab)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
 | peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | Chromium CPU ms, join → all open (per round) | CPU ÷ raw |
