@@ -64,7 +64,7 @@ bench: tools-test build
 	node bench/transfer.mjs --cpu-profile 1
 	node bench/hash.mjs
 	node bench/mesh.mjs
-	node bench/mesh.mjs --sizes 2,8 --reps 5 --settle 1000
+	node bench/mesh.mjs --sizes 2,8 --reps 5 --settle 1000 --phases 1
 	node bench/bundle.mjs
 	node bench/signal.mjs
 	node bench/multisource.mjs

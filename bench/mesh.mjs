@@ -6,6 +6,9 @@
 //        [--settle MS]: join MS after the pages loaded their libraries (default 0: at
 //        once, as a page that joins right after `init()`; 1000: as a page where the
 //        user clicks "join" later, which is when work `init()` starts can have finished).
+//        [--phases 1]: also time each tab's way to "all open" step by step (socket, welcome,
+//        first connection, channels), from the browser's own objects, to show where setup
+//        time goes; adds a listener or two to every socket and connection of every kind.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -19,6 +22,7 @@ const arg = (name, fallback) => {
 const sizes = arg("sizes", "2,4,8,16,32").split(",").map(Number);
 const reps = Number(arg("reps", "3"));
 const settleMs = Number(arg("settle", "0"));
+const phases = arg("phases", "0") === "1";
 /** Messages in a burst, all peers together: each of N peers broadcasts its share to
  *  the N − 1 others (at least 2 each). A fixed total keeps the load comparable across
  *  sizes; 20 each at 32 peers (19,840 messages) took raw channels 90 s here and made
@@ -193,8 +197,44 @@ async function chromiumCpuMs() {
   return ticks * 10;
 }
 
+/** Step times for `--phases`, ms from the tab's join, recorded by wrapping the
+ *  browser's WebSocket and RTCPeerConnection: the same for every implementation. */
+const PHASES = `(() => {
+  const marks = (window.phaseMarks = {});
+  const at = () => performance.now() - window.phaseStart;
+  const first = (name) => window.phaseStart !== undefined && !(name in marks) && (marks[name] = at());
+  const latest = (name) => window.phaseStart !== undefined && (marks[name] = at());
+  const Socket = window.WebSocket;
+  window.WebSocket = class extends Socket {
+    constructor(...args) {
+      super(...args);
+      first("socket created");
+      this.addEventListener("open", () => first("socket open"));
+      this.addEventListener("message", (e) => typeof e.data === "string" && /"type":"(welcome|OPEN)"/.test(e.data) && first("welcomed"));
+    }
+  };
+  const Connection = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Connection {
+    constructor(...args) {
+      super(...args);
+      first("first connection");
+      this.addEventListener("connectionstatechange", () => this.connectionState === "connected" && first("first connected"));
+      const watch = (channel) => channel.addEventListener("open", () => (first("first channel open"), latest("last channel open")));
+      this.addEventListener("datachannel", (e) => watch(e.channel));
+      const create = this.createDataChannel.bind(this);
+      this.createDataChannel = (...a) => {
+        const channel = create(...a);
+        watch(channel);
+        return channel;
+      };
+    }
+  };
+})();`;
+const PHASE_NAMES = ["socket created", "socket open", "welcomed", "first connection", "first connected", "first channel open", "last channel open"];
+
 async function round(kind, n, rep) {
   const context = await browser.newContext();
+  if (phases) await context.addInitScript({ content: PHASES });
   try {
     return await roundIn(context, kind, n, rep);
   } finally {
@@ -231,9 +271,10 @@ async function roundIn(context, kind, n, rep) {
         async ({ kind, ws, room, expected, peerjsPort, ids, index, startAt }) => {
           await new Promise((resolve) => setTimeout(resolve, startAt - (performance.timeOrigin + performance.now())));
           const late = performance.timeOrigin + performance.now() - startAt;
-          if (kind === "raw") return { ...(await window.rawJoin(ws, room, expected)), late };
-          if (kind === "simple-peer") return { ...(await window.simpleJoin(ws, room, expected)), late };
-          if (kind === "peerjs") return { ...(await window.peerjsJoin(peerjsPort, ids, index)), late };
+          window.phaseStart = performance.now();
+          if (kind === "raw") return { ...(await window.rawJoin(ws, room, expected)), late, marks: window.phaseMarks };
+          if (kind === "simple-peer") return { ...(await window.simpleJoin(ws, room, expected)), late, marks: window.phaseMarks };
+          if (kind === "peerjs") return { ...(await window.peerjsJoin(peerjsPort, ids, index)), late, marks: window.phaseMarks };
           const t0 = performance.now();
           let first = null;
           const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room });
@@ -253,7 +294,7 @@ async function roundIn(context, kind, n, rep) {
           window.peer = peer;
           peer.on("message", () => window.onBroadcast());
           window.broadcast = (data) => peer.broadcast(data);
-          return { joinedAt, first, all: performance.now() - t0, late };
+          return { joinedAt, first, all: performance.now() - t0, late, marks: window.phaseMarks };
         },
         { kind, ws, room, expected: n - 1, peerjsPort, ids, index, startAt },
       ),
@@ -330,6 +371,7 @@ async function measureBroadcast(pages) {
 const KINDS = arg("kinds", "meshdrop,raw,simple-peer,peerjs").split(",");
 const rows = [];
 const broadcastRows = [];
+const phaseRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const setupCpu = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
@@ -367,6 +409,8 @@ for (const n of sizes) {
     const rounds = `${reps - failed.length}/${reps}${failed.length ? ` (failed: ${[...new Set(failed)].join("; ")})` : ""}`;
     const cpu = stats(setupCpu[`${kind}/${n}`]);
     const cpuRatio = ratioText(cpu?.median / stats(setupCpu[`raw/${n}`])?.median);
+    const phase = (name) => fmt(stats(s.map((r) => r.marks?.[name]).filter((t) => t !== undefined)));
+    phaseRows.push(`| ${n} | ${kind} | ${PHASE_NAMES.map(phase).join(" | ")} | ${fmt(stats(s.map((r) => r.all)))} |`);
     rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${fmt(cpu)} | ${cpuRatio} |`);
     const c = casts[`${kind}/${n}`];
     const rate = (r) => r.messages / (r.burstMs / 1000);
@@ -402,7 +446,19 @@ All peers of a room call \`Peer.join\` at the same moment (an instant set ahead,
 |---:|---|---|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 
-## Broadcast delivery, once everyone is connected
+${
+  phases
+    ? `## Setup step by step (\`--phases 1\`)
+
+Per tab, ms from its join to the first time each step happened (the last, for "last channel open"), from wrappers around the browser's WebSocket and RTCPeerConnection: median (min–max) over every tab. meshdrop opens two channels per connection and then exchanges a signed binding before \`peer-joined\`; PeerJS's "welcomed" is its server's OPEN.
+
+| peers | implementation | ${PHASE_NAMES.join(" | ")} | all open |
+|---:|---|${PHASE_NAMES.map(() => "---:|").join("")}---:|
+${phaseRows.join("\n")}
+
+`
+    : ""
+}## Broadcast delivery, once everyone is connected
 
 "one to all": the first tab broadcasts one 1 KiB message; ms until the last tab has it. "burst": every tab broadcasts k × 1 KiB at the same moment, k = max(2, ${BURST_TOTAL} / (N × (N − 1))) (${sizes.map((n) => `${burstOf(n)} at ${n}`).join(", ")}); ms until every tab has all k × (N − 1), and the messages delivered per second. One sample per round: median (min–max). Speed ÷ raw: raw's burst time ÷ this one's (above 1 is faster than raw). "second burst": the same burst again at once on the same connections; the first also pays for code running for the first time (V8 compiles wasm lazily and optimises what is hot).
 
