@@ -384,6 +384,21 @@ fn in_the_end_game_an_idle_fast_holder_takes_the_slow_holders_last_blocks() {
 }
 
 #[test]
+fn the_end_game_leaves_a_block_with_an_equally_fast_holder_that_has_most_of_it_sent() {
+    let mut w = world(3);
+    let bytes = pattern(12 * B, 14);
+    let hits = shared_by(&mut w, 2, &bytes);
+    let id = download(&mut w, 0, &hits);
+    let (result, _, _) = run_paced(&mut w, 0, id, 8, 60_000);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(w.nodes[0].delivered.get(&id) == Some(&bytes), "byte-identical");
+    // Moving a block its holder had mostly sent would only start it over elsewhere.
+    assert!(!w.nodes[0].service_sent.contains(&11), "no Drop went out");
+    let sent: u64 = (1..=2).map(|n| w.nodes[n].bulk_data_sent).sum();
+    assert_eq!(sent, bytes.len() as u64, "every byte sent once");
+}
+
+#[test]
 fn a_holder_that_stops_sending_without_leaving_loses_its_blocks_and_the_download_finishes() {
     let mut w = world(3);
     let bytes = pattern(10 * B, 12);

@@ -66,9 +66,17 @@ struct Source {
 
 impl Source {
     /// When it will have served what it was asked, at its rate (never, if it has none).
+    /// Its blocks come one after another, so the first has been under way since
+    /// `progress_at`: moving a block its holder has mostly sent would only start it
+    /// over elsewhere. One overdue by the rate still counts as a whole block.
     fn busy_until(&self, now: Millis, block_bytes: u64) -> f64 {
         match self.rate {
-            Some(rate) if rate > 0.0 => now.0 as f64 + (self.assigned.len() as u64 * block_bytes) as f64 / rate,
+            Some(rate) if rate > 0.0 => {
+                let block_ms = block_bytes as f64 / rate;
+                let under_way = now.0.saturating_sub(self.progress_at.0) as f64;
+                let done = if self.assigned.is_empty() || under_way >= block_ms { 0.0 } else { under_way };
+                now.0 as f64 + self.assigned.len() as f64 * block_ms - done
+            }
             _ => f64::INFINITY,
         }
     }
