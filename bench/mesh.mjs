@@ -272,29 +272,35 @@ async function roundIn(context, kind, n, rep) {
           await new Promise((resolve) => setTimeout(resolve, startAt - (performance.timeOrigin + performance.now())));
           const late = performance.timeOrigin + performance.now() - startAt;
           window.phaseStart = performance.now();
-          if (kind === "raw") return { ...(await window.rawJoin(ws, room, expected)), late, marks: window.phaseMarks };
-          if (kind === "simple-peer") return { ...(await window.simpleJoin(ws, room, expected)), late, marks: window.phaseMarks };
-          if (kind === "peerjs") return { ...(await window.peerjsJoin(peerjsPort, ids, index)), late, marks: window.phaseMarks };
-          const t0 = performance.now();
-          let first = null;
-          const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room });
-          const joinedAt = performance.now() - t0;
-          await new Promise((resolve, reject) => {
-            let count = 0;
-            const timer = setTimeout(() => reject(new Error(`only ${count}/${expected} peers after 120 s`)), 120000);
-            peer.on("peer-joined", () => {
-              count += 1;
-              if (first === null) first = performance.now() - t0;
-              if (count === expected) {
-                clearTimeout(timer);
-                resolve();
-              }
+          const meshdropJoin = async () => {
+            const t0 = performance.now();
+            let first = null;
+            const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room });
+            const joinedAt = performance.now() - t0;
+            await new Promise((resolve, reject) => {
+              let count = 0;
+              const timer = setTimeout(() => reject(new Error(`only ${count}/${expected} peers after 120 s`)), 120000);
+              peer.on("peer-joined", () => {
+                count += 1;
+                if (first === null) first = performance.now() - t0;
+                if (count === expected) {
+                  clearTimeout(timer);
+                  resolve();
+                }
+              });
             });
-          });
-          window.peer = peer;
-          peer.on("message", () => window.onBroadcast());
-          window.broadcast = (data) => peer.broadcast(data);
-          return { joinedAt, first, all: performance.now() - t0, late, marks: window.phaseMarks };
+            window.peer = peer;
+            peer.on("message", () => window.onBroadcast());
+            window.broadcast = (data) => peer.broadcast(data);
+            return { joinedAt, first, all: performance.now() - t0 };
+          };
+          const joins = {
+            raw: () => window.rawJoin(ws, room, expected),
+            "simple-peer": () => window.simpleJoin(ws, room, expected),
+            peerjs: () => window.peerjsJoin(peerjsPort, ids, index),
+            meshdrop: meshdropJoin,
+          };
+          return { ...(await joins[kind]()), late, marks: window.phaseMarks };
         },
         { kind, ws, room, expected: n - 1, peerjsPort, ids, index, startAt },
       ),
