@@ -12,10 +12,11 @@ use std::rc::{Rc, Weak};
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
 use js_sys::{ArrayBuffer, Uint8Array};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::spawn_local;
 use web_sys::Blob;
 
+use super::blob::ReadBlocks;
 use super::error::describe;
 use super::ice::IceSettings;
 use super::platform::{now, when_idle};
@@ -69,7 +70,7 @@ struct State {
     /// Files we share, by share id: the only ones read for others' downloads.
     shares: HashMap<ShareId, Blob>,
     /// Blocks read for sending or serving, kept until the core lets them go.
-    blocks: HashMap<(TransferId, u32), Uint8Array>,
+    blocks: ReadBlocks,
     /// Bulk frames received and not yet stored; cleared once the outputs that follow
     /// their inputs are performed (a frame no write named by then is not needed).
     frames: HashMap<FrameId, ArrayBuffer>,
@@ -144,7 +145,7 @@ impl Driver {
                     sent_on: Vec::new(),
                     files: HashMap::new(),
                     shares: HashMap::new(),
-                    blocks: HashMap::new(),
+                    blocks: ReadBlocks::default(),
                     frames: HashMap::new(),
                     next_frame: 0,
                     finished: HashMap::new(),
@@ -421,10 +422,10 @@ impl Driver {
                 let sent = match item {
                     BulkItem::Frame { bytes, .. } => rtc.send_bulk(&bytes),
                     BulkItem::Slice { id, block, start, len, last } => {
-                        let Some(view) = state.blocks.get(&(id, block)) else { return };
+                        let Some(view) = state.blocks.get(id, block) else { return };
                         let sent = rtc.send_bulk_view(&view.subarray(start, start + len));
                         if last {
-                            state.blocks.remove(&(id, block));
+                            state.blocks.release(id, block);
                         }
                         sent
                     }
@@ -519,14 +520,12 @@ impl Driver {
                     FileSource::Shared(share) => state.shares.get(&share),
                 };
                 match file {
-                    Some(file) => self.read_block(file, id, block, offset, len),
+                    Some(file) => self.read_block(file, id, block, offset, len, state.blocks.take_spare()),
                     None => state.mesh.handle(now(), Input::BlockUnreadable { id, message: "the file is no longer shared".into() }),
                 }
             }
-            FileOp::ReleaseBlock { id, block } => {
-                state.blocks.remove(&(id, block));
-            }
-            FileOp::Release { id, except } => state.blocks.retain(|(t, b), _| *t != id || Some(*b) == except),
+            FileOp::ReleaseBlock { id, block } => state.blocks.release(id, block),
+            FileOp::Release { id, except } => state.blocks.release_transfer(id, except),
         }
     }
 
@@ -546,22 +545,19 @@ impl Driver {
         }
     }
 
-    /// Reads `offset..offset + len` of `file` for block `block` of transfer `id`.
-    fn read_block(&self, file: &Blob, id: TransferId, block: u32, offset: u64, len: u64) {
+    /// Reads `offset..offset + len` of `file` for block `block` of transfer `id`, into
+    /// `spare`'s memory where the browser allows.
+    fn read_block(&self, file: &Blob, id: TransferId, block: u32, offset: u64, len: u64, spare: ArrayBuffer) {
         let weak = self.this.clone();
-        let read = file.slice_with_f64_and_f64(offset as f64, (offset + len) as f64).map(|slice| slice.array_buffer());
+        let file = file.clone();
         spawn_local(async move {
-            let bytes = match read {
-                Ok(promise) => JsFuture::from(promise).await.and_then(|b| b.dyn_into::<ArrayBuffer>()),
-                Err(err) => Err(err),
-            };
+            let bytes = super::blob::read_range(&file, offset, offset + len, Some(spare)).await;
             Driver::input(&weak, move |state, now| match bytes {
-                Ok(buffer) => {
+                Ok(view) => {
                     // Held until the core lets it go: its slices go out from here.
-                    let view = Uint8Array::new(&buffer);
                     let bytes = copy_into(&mut state.scratch, &view);
-                    state.blocks.insert((id, block), view);
                     state.mesh.handle(now, Input::BlockRead { id, block, bytes: bytes.into() });
+                    state.blocks.insert(id, block, view);
                 }
                 Err(err) => state.mesh.handle(now, Input::BlockUnreadable { id, message: describe(&err) }),
             });

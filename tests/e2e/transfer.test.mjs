@@ -384,3 +384,26 @@ test("the same file sent twice to the same peer is offered twice and both copies
   await a.context.close();
   await b.context.close();
 });
+
+test("files sent at once, of sizes that are not whole blocks, each arrive byte-identical", async () => {
+  const { a, b, idB } = await pair("at-once");
+  const sizes = { "one.bin": MiB + 1, "two.bin": 2.5 * MiB + 17, "three.bin": 4 * MiB - 3 };
+  const digests = {};
+  for (const [name, size] of Object.entries(sizes)) {
+    digests[name] = await makeFile(a.page, size, name);
+    await a.page.evaluate((name) => ((window.files ??= {})[name] = window.file), name);
+  }
+  await b.page.evaluate(() => (window.autoAccept = true));
+  // All three read their blocks at the same time (and reuse each other's buffers).
+  const sent = await a.page.evaluate(
+    (to) => Promise.all(Object.values(window.files).map((file) => window.peer.sendFile(to, file).done.then(() => "ok", (err) => err.name))),
+    idB,
+  );
+  assert.deepEqual(sent, ["ok", "ok", "ok"]);
+  await b.page.waitForFunction(() => window.received.length === 3, null, { timeout: 30000 });
+  const received = await b.page.evaluate(() => window.received);
+  assert.deepEqual(Object.fromEntries(received.map((r) => [r.name, r.size])), sizes);
+  for (const r of received) assert.deepEqual(r.digest, digests[r.name], `${r.name}: receiver's bytes differ from the sender's`);
+  await a.context.close();
+  await b.context.close();
+});
