@@ -13,7 +13,7 @@
 // <input type=file>, and every implementation reads it from there.
 import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
@@ -158,10 +158,12 @@ async function runRaw(a, b, size, setting, warm) {
     // No more than the file holds (a smaller --mib), or the receiver would wait forever.
     const n = Math.min(WARM_UP, size);
     const warmed = b.evaluate((n) => window.rawReceive(n), n);
+    warmed.catch(() => {}); // awaited below; the send may fail first (pages closed)
     await a.evaluate(({ n, chunk, cap }) => window.rawSend(window.file.slice(0, n), chunk, cap), { n, chunk, cap });
     await warmed;
   }
   const done = b.evaluate((n) => window.rawReceive(n), size);
+  done.catch(() => {}); // awaited below; the send may fail first (pages closed)
   const t0 = await a.evaluate(({ chunk, cap }) => window.rawSend(window.file, chunk, cap), { chunk, cap });
   return (await done) - t0;
 }
@@ -246,6 +248,16 @@ async function runPeerjs(a, b, size, room) {
 }
 
 const log = (...a) => process.env.BENCH_DEBUG && console.error(...a);
+/** A transfer with no result by then has stalled (one such raw or meshdrop run hung an
+ *  unattended bench for good): slower than 2 MB/s, and never less than two minutes. */
+const deadlineMs = (bytes) => Math.max(120_000, bytes / 2e3);
+/** `run`'s result, or an error once `ms` have passed without one. */
+function within(run, ms, what) {
+  run.catch(() => {}); // it may still reject after the deadline, when its pages close
+  let timer;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: stalled, no result after ${ms / 1000} s`)), ms)));
+  return Promise.race([run, late]).finally(() => clearTimeout(timer));
+}
 // Every measured variant: each raw setting, meshdrop and PeerJS, on a fresh connection
 // and on one that already carried data (PeerJS: fresh only, as its users meet it).
 const variants = [];
@@ -256,6 +268,8 @@ for (const mode of ["fresh", "warm"]) {
 }
 const label = (v) => (v.kind === "raw" ? `raw ${v.setting}` : v.kind) + ` (${v.mode})`;
 const samples = Object.fromEntries(variants.map((v) => [label(v), []]));
+/** Runs that stalled, by variant: left out of the medians, listed in the report. */
+const stalled = {};
 const file = makeFile(sizeMiB);
 for (let rep = 0; rep < reps; rep++) {
   const order = variants.map((_, i) => variants[(i + rep) % variants.length]);
@@ -265,10 +279,16 @@ for (let rep = 0; rep < reps; rep++) {
     const b = await openPage(receiver);
     const room = `bench-${v.kind}-${rep}-${Date.now()}`;
     const warm = v.mode === "warm";
-    const ms =
-      v.kind === "raw" ? await runRaw(a, b, sizeMiB * MiB, v.setting, warm) : v.kind === "meshdrop" ? await runMeshdrop(a, b, sizeMiB * MiB, room, warm) : await runPeerjs(a, b, sizeMiB * MiB, room);
-    samples[label(v)].push(ms);
-    console.error(`${label(v)} round ${rep + 1}: ${ms} ms (${((sizeMiB * MiB) / 1e6 / (ms / 1000)).toFixed(1)} MB/s)`);
+    const run =
+      v.kind === "raw" ? runRaw(a, b, sizeMiB * MiB, v.setting, warm) : v.kind === "meshdrop" ? runMeshdrop(a, b, sizeMiB * MiB, room, warm) : runPeerjs(a, b, sizeMiB * MiB, room);
+    try {
+      const ms = await within(run, deadlineMs(sizeMiB * MiB), label(v));
+      samples[label(v)].push(ms);
+      console.error(`${label(v)} round ${rep + 1}: ${ms} ms (${((sizeMiB * MiB) / 1e6 / (ms / 1000)).toFixed(1)} MB/s)`);
+    } catch (err) {
+      stalled[label(v)] = (stalled[label(v)] ?? 0) + 1;
+      console.error(`${label(v)} round ${rep + 1}: ${err.message}`);
+    }
     await a.close();
     await b.close();
   }
@@ -376,7 +396,11 @@ async function measureMemory(mib, kind, bigFile) {
       await new Promise((r) => setTimeout(r, 250));
     }
   })();
-  const ms = kind === "raw" ? await runRaw(a, b, mib * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : await runMeshdrop(a, b, mib * MiB, `bench-memory-${Date.now()}`);
+  const run = kind === "raw" ? runRaw(a, b, mib * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : runMeshdrop(a, b, mib * MiB, `bench-memory-${Date.now()}`);
+  const ms = await within(run, deadlineMs(mib * MiB), `${kind} ${mib} MiB`).catch((err) => {
+    console.error(err.message);
+    return null;
+  });
   running = false;
   await sampler;
   await a.close();
@@ -396,7 +420,7 @@ function threadCpu(pids) {
   for (const pid of pids) {
     let tids = [];
     try {
-      tids = execSync(`ls /proc/${pid}/task`).toString().split(/\s+/).filter(Boolean);
+      tids = readdirSync(`/proc/${pid}/task`);
     } catch {
       continue;
     }
@@ -500,7 +524,8 @@ async function profileTransfer(kind) {
   const stops = [await startCpuProfiles(a), await startCpuProfiles(b)];
   const before = threadCpu(procs.map((p) => p.pid));
   const t0 = Date.now();
-  const ms = kind === "raw" ? await runRaw(a, b, sizeMiB * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : await runMeshdrop(a, b, sizeMiB * MiB, `bench-profile-${Date.now()}`);
+  const run = kind === "raw" ? runRaw(a, b, sizeMiB * MiB, ceilings.fresh?.setting ?? "256K/256K/0", false) : runMeshdrop(a, b, sizeMiB * MiB, `bench-profile-${Date.now()}`);
+  const ms = await within(run, deadlineMs(sizeMiB * MiB), `profiled ${kind}`);
   const wall = (Date.now() - t0) / 1000;
   const after = threadCpu(procs.map((p) => p.pid));
   const [aProfiles, bProfiles] = [await stops[0](), await stops[1]()];
@@ -528,7 +553,11 @@ let profiles = null;
 if (cpuProfile) {
   const named = namedWasm();
   if (named) for (const context of [sender, receiver]) await context.route("**/meshdrop_bg.wasm", (route) => route.fulfill({ body: named, contentType: "application/wasm" }));
-  profiles = { raw: await profileTransfer("raw"), meshdrop: await profileTransfer("meshdrop") };
+  try {
+    profiles = { raw: await profileTransfer("raw"), meshdrop: await profileTransfer("meshdrop") };
+  } catch (err) {
+    console.error(`${err.message}: no profiles this run`);
+  }
 }
 
 await sender.close();
@@ -541,6 +570,7 @@ await rm(work, { recursive: true, force: true });
 const peerjsMedian = median("peerjs (fresh)");
 const rows = variants.map((v) => {
   const name = label(v);
+  if (!samples[name].length) return `| ${name} | 0 | stalled | – | – | – |`;
   const s = stats(samples[name]);
   const ceiling = ceilings[v.mode];
   const vsRaw = ceiling ? (ceiling.ms / s.median).toFixed(2) : "–";
@@ -597,10 +627,10 @@ Time from the send call to the receiver holding all bytes: meshdrop's receiver h
 | implementation | rounds | ms: median (min–max) | MB/s: median (min–max) | speed ÷ best raw (same mode) | speed ÷ PeerJS |
 |---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
-${memory ? `
+${Object.keys(stalled).length ? `\nStalled (no result within ${deadlineMs(sizeMiB * MiB) / 1000} s; left out of the medians): ${Object.entries(stalled).map(([name, n]) => `${name} ${n} ×`).join(", ")}.\n` : ""}${memory ? `
 ## Memory during a ${memoryMiB} MiB transfer
 
-meshdrop ${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s), receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms} ms, receiver discarding. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers).
+meshdrop ${memory.meshdrop.ms === null ? "stalled" : `${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s)`}, receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms === null ? "stalled" : `${memory.raw.ms} ms`}, receiver discarding; raw's sender reads the file with \`slice().arrayBuffer()\`. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers).
 
 | side | JS heap (page) | OPFS worker heap | wasm memory | renderer RSS |
 |---|---:|---:|---:|---:|
