@@ -43,11 +43,17 @@ if (KINDS.includes("matchbox") && !existsSync(MATCHBOX)) {
 const TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 
 const rssKiB = (pid) => Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
+/** CPU seconds a process has used in user space and in the kernel. */
+const cpuTimes = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return { user: Number(fields[11]) / TICKS, system: Number(fields[12]) / TICKS };
+};
 /** CPU seconds (user + system) a process has used. */
 const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 };
+const systemSeconds = (pid) => cpuTimes(pid).system;
 const sum = (pids, f) => pids.reduce((total, pid) => total + f(pid), 0);
 
 async function untilHealthy(url) {
@@ -153,15 +159,19 @@ async function relayAt(server, kind, rate) {
   // client core near 100 % means the client, not the server, set the limit.
   let cpuStart = 0;
   let cpu = 0;
+  let systemStart = 0;
+  let system = 0;
   let clientStart = 0;
   let clientCpu = 0;
   let result;
   for await (const line of readline.createInterface({ input: client.stdout })) {
     if (line === "start") {
       cpuStart = sum(server.pids, cpuSeconds);
+      systemStart = sum(server.pids, systemSeconds);
       clientStart = cpuSeconds(client.pid);
     } else if (line === "stop") {
       cpu = sum(server.pids, cpuSeconds) - cpuStart;
+      system = sum(server.pids, systemSeconds) - systemStart;
       clientCpu = cpuSeconds(client.pid) - clientStart;
     } else if (line.startsWith("{")) result = JSON.parse(line);
   }
@@ -169,7 +179,7 @@ async function relayAt(server, kind, rate) {
   // Shares and the rate achieved over the time sending took, which is longer than
   // asked when the one client thread cannot send that fast.
   const sending = result.send_ms / 1000;
-  return { rate, ...result, achieved: result.sent / sending, cpuUsPerSignal: (cpu * 1e6) / result.sent, cpuShare: cpu / sending, clientShare: clientCpu / sending };
+  return { rate, ...result, achieved: result.sent / sending, cpuUsPerSignal: (cpu * 1e6) / result.sent, systemUsPerSignal: (system * 1e6) / result.sent, cpuShare: cpu / sending, clientShare: clientCpu / sending };
 }
 
 async function relay(kind) {
@@ -196,6 +206,7 @@ for (const kind of KINDS) {
 }
 
 const ms = (us) => (us / 1000).toFixed(2);
+const perSignal = (r) => `${r.cpuUsPerSignal.toFixed(1)} µs (${r.systemUsPerSignal.toFixed(1)} kernel)`;
 const NAMES = { meshdrop: "meshdrop-signal", "meshdrop-redis": "meshdrop-signal ×2 + Redis", peerjs: "PeerServer (npm peer)", matchbox: "matchbox_server" };
 const sustained = (rows) => rows.filter((r) => r.received === r.sent && r.p99_us <= P99_LIMIT_US && kept(r)).at(-1)?.rate ?? 0;
 const at = (rows, rate) => rows.find((r) => r.rate === rate);
@@ -212,25 +223,25 @@ meshdrop-signal runs with its per-connection rate limits raised (\`--max-frames-
 
 ## Summary
 
-| server | KiB per idle joined connection (${IDLE}) | time to open ${IDLE} | server CPU to open them (client CPU) | relay p99 at 10k/s | server CPU per signal at 10k/s | highest rate with no loss and p99 ≤ 50 ms |
+| server | KiB per idle joined connection (${IDLE}) | time to open ${IDLE} | server CPU to open them (client CPU) | relay p99 at 10k/s | server CPU per signal at 10k/s (of it in the kernel) | highest rate with no loss and p99 ≤ 50 ms |
 |---|---:|---:|---:|---:|---:|---:|
 `;
 for (const kind of KINDS) {
   const r = results[kind];
   const ten = at(r.relay, 10000);
-  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${r.idle.openServerCpu.toFixed(2)} s (${r.idle.openClientCpu.toFixed(2)} s) | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? ten.cpuUsPerSignal.toFixed(1) + " µs" : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
+  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${r.idle.openServerCpu.toFixed(2)} s (${r.idle.openClientCpu.toFixed(2)} s) | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? perSignal(ten) : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
 }
 report += `
 ## Relay at fixed rates
 
-${PAIRS} pairs (${PAIRS * 2} peers, each pair one room; with two instances one peer of each pair on each), ${BYTES}-byte signals from one peer of each pair to the other, ${SECONDS} s per rate; latency from the send call to the receiver's read, in the load client. "sent at" is the rate the load client achieved (its one thread has a limit too); a rate counts only if that was at least ${KEPT_SHARE * 100} % of it. A rate stops the series when it loses a signal, its p99 passes 50 ms, or the client fell short of it. "server CPU" is user + system time of the server process(es) during the sending window ÷ signals sent; "core" is the share of core 0 it took over that window; "client core" the load client's share of core 1 (near 100 %, the client is what limits the rate; on loopback the kernel's receive work for the other end is charged to whoever sends).
+${PAIRS} pairs (${PAIRS * 2} peers, each pair one room; with two instances one peer of each pair on each), ${BYTES}-byte signals from one peer of each pair to the other, ${SECONDS} s per rate; latency from the send call to the receiver's read, in the load client. "sent at" is the rate the load client achieved (its one thread has a limit too); a rate counts only if that was at least ${KEPT_SHARE * 100} % of it. A rate stops the series when it loses a signal, its p99 passes 50 ms, or the client fell short of it. "server CPU" is user + system time of the server process(es) during the sending window ÷ signals sent, and in brackets the system (kernel) part; "core" is the share of core 0 it took over that window; "client core" the load client's share of core 1 (near 100 %, the client is what limits the rate; on loopback the kernel's receive work for the other end is charged to whoever sends).
 
 | server | rate/s | sent at /s | sent | lost | p50 ms | p99 ms | max ms | server CPU per signal | core | client core |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 `;
 for (const kind of KINDS) {
   for (const r of results[kind].relay) {
-    report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${Math.round(r.achieved).toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${r.cpuUsPerSignal.toFixed(1)} µs | ${(r.cpuShare * 100).toFixed(0)}% | ${(r.clientShare * 100).toFixed(0)}% |\n`;
+    report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${Math.round(r.achieved).toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${perSignal(r)} | ${(r.cpuShare * 100).toFixed(0)}% | ${(r.clientShare * 100).toFixed(0)}% |\n`;
   }
 }
 report += `\nIdle RSS (KiB, all server processes): ${KINDS.map((k) => `${NAMES[k]} ${results[k].idle.base} → ${results[k].idle.loaded}`).join("; ")}.\n`;
