@@ -1,11 +1,7 @@
-// Reads part of a Blob into a buffer the caller reuses. A transfer reads every byte of
-// its file; `slice().arrayBuffer()` makes a new buffer each time, and V8 frees dead
-// buffers only at its next collection, which comes late: in a page reading 512 MiB in
-// 1 MiB pieces the renderer grew 165 MiB that way, 56 MiB through a reused buffer.
-
-// Resolves to a Uint8Array of the bytes `start..end`: over `buffer`'s memory (the
-// ArrayBuffer object is a new one: a read takes the buffer over) when `buffer` is big
-// enough and the browser's Blob streams take BYOB reads, else over a new buffer.
+// Reads part of a Blob into a buffer the caller reuses (why: src/web/blob.rs).
+// Resolves to a Uint8Array of bytes `start..end`, over `buffer`'s memory (under a new
+// ArrayBuffer object: a read takes the buffer over) when it is big enough and Blob
+// streams take BYOB reads here; else over a new buffer.
 export async function readBlobInto(blob, start, end, buffer) {
   const len = end - start;
   if (buffer && buffer.byteLength >= len && len > 0) {
