@@ -66,11 +66,16 @@ impl ReadBlocks {
         }
     }
 
-    /// Lets go of every block of transfer `id` but `except`.
+    /// Lets go of every block of transfer `id` but `except` (that one goes after its
+    /// last slice). Once no block is held, the spare buffers go too: a page between
+    /// transfers keeps no MiBs for transfers it may never make.
     pub(crate) fn release_transfer(&mut self, id: TransferId, except: Option<u32>) {
         let gone: Vec<_> = self.held.keys().filter(|(t, b)| *t == id && Some(*b) != except).copied().collect();
         for (t, b) in gone {
             self.release(t, b);
+        }
+        if self.held.is_empty() {
+            self.spare.clear();
         }
     }
 
