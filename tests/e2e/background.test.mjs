@@ -71,8 +71,11 @@ test("a hidden sender keeps its speed, and a visible one holds a wake lock while
     window.file = new File([bytes], "payload.bin");
   }, SIZE);
 
+  // The best of five rounds each: on a busy two-core machine a single 48 MiB transfer
+  // varies by ±25 % (visible 11–21 MiB/s in one run), and the best of three still put
+  // an unchanged build at 0.89 in one run of four.
   const rates = { visible: [], hidden: [] };
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 5; round++) {
     for (const mode of ["visible", "hidden"]) {
       await (mode === "visible" ? sender.page : other).bringToFront();
       assert.equal(await visibility(sender.page), mode, "the sender's tab is as intended");
