@@ -13,7 +13,7 @@
 // <input type=file>, and every implementation reads it from there.
 import { execSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
@@ -39,6 +39,14 @@ const stats = (xs) => {
 };
 
 const work = await mkdtemp(path.join(tmpdir(), "meshdrop-bench-"));
+// Stopped early (Ctrl-C, a kill), the bench still takes its files (browser profiles, a
+// file of --mib) with it; Playwright closes the browser as the process exits.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 function makeFile(mib) {
   const file = path.join(work, `file-${mib}.bin`);
   const fd = openSync(file, "w");
