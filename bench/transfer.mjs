@@ -39,10 +39,13 @@ const stats = (xs) => {
 };
 
 const work = await mkdtemp(path.join(tmpdir(), "meshdrop-bench-"));
-// Stopped early (Ctrl-C, a kill), the bench still takes its files (browser profiles, a
-// file of --mib) with it; Playwright closes the browser as the process exits.
+// Stopped early (Ctrl-C, a kill), the bench still stops the signaling server it started
+// and takes its files (browser profiles, a file of --mib) with it; Playwright closes the
+// browser as the process exits.
+const children = [];
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
+    for (const child of children) child.kill("SIGKILL");
     rmSync(work, { recursive: true, force: true });
     process.exit(130);
   });
@@ -61,6 +64,7 @@ function makeFile(mib) {
 }
 
 const server = await startServer(await freePort());
+children.push(server.child);
 const peerjsPort = await freePort();
 let peerHttp;
 PeerServer({ host: "127.0.0.1", port: peerjsPort, path: "/" }, (server) => (peerHttp = server));
