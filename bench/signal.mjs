@@ -53,7 +53,11 @@ const cpuSeconds = (pid) => {
   const { user, system } = cpuTimes(pid);
   return user + system;
 };
-const systemSeconds = (pid) => cpuTimes(pid).system;
+/** CPU seconds of all `pids` together, read once: { total, system }. */
+const serverCpu = (pids) => {
+  const times = pids.map(cpuTimes);
+  return { total: times.reduce((t, c) => t + c.user + c.system, 0), system: times.reduce((t, c) => t + c.system, 0) };
+};
 const sum = (pids, f) => pids.reduce((total, pid) => total + f(pid), 0);
 
 async function untilHealthy(url) {
@@ -157,21 +161,20 @@ async function relayAt(server, kind, rate) {
   });
   // The load client's own CPU too (`taskset` execs it, so the pid is the client's): a
   // client core near 100 % means the client, not the server, set the limit.
-  let cpuStart = 0;
+  let start = { total: 0, system: 0 };
   let cpu = 0;
-  let systemStart = 0;
   let system = 0;
   let clientStart = 0;
   let clientCpu = 0;
   let result;
   for await (const line of readline.createInterface({ input: client.stdout })) {
     if (line === "start") {
-      cpuStart = sum(server.pids, cpuSeconds);
-      systemStart = sum(server.pids, systemSeconds);
+      start = serverCpu(server.pids);
       clientStart = cpuSeconds(client.pid);
     } else if (line === "stop") {
-      cpu = sum(server.pids, cpuSeconds) - cpuStart;
-      system = sum(server.pids, systemSeconds) - systemStart;
+      const end = serverCpu(server.pids);
+      cpu = end.total - start.total;
+      system = end.system - start.system;
       clientCpu = cpuSeconds(client.pid) - clientStart;
     } else if (line.startsWith("{")) result = JSON.parse(line);
   }
