@@ -407,3 +407,41 @@ test("files sent at once, of sizes that are not whole blocks, each arrive byte-i
   await a.context.close();
   await b.context.close();
 });
+
+// Chromium collects a Blob's stream that nothing references, even mid-read, and then
+// its read never settles; the sender reads blocks from such streams. Collections are
+// forced here every few ms, as a busy page would have them: every read must still end.
+test("a sender collecting garbage all the time still reads every block: share and send finish", async () => {
+  const gcBrowser = await launchBrowser(["--js-flags=--expose-gc"]);
+  const b = await apiPage();
+  try {
+    const page = await (await gcBrowser.newContext()).newPage();
+    page.on("pageerror", (e) => console.error("pageerror:", e));
+    await loadApi(page);
+    await join(page, "gc", "alice");
+    const idB = await join(b.page, "gc", "bob");
+    await waitPeers(page, 1);
+    await waitPeers(b.page, 1);
+    const digest = await makeFile(page, 24 * MiB + 5, "collected.bin");
+    await b.page.evaluate(() => (window.autoAccept = true));
+    const result = await page.evaluate(async (to) => {
+      // A read that never settles shows as a time-out here, not as a hung test.
+      const within = (p) => Promise.race([p, new Promise((resolve) => setTimeout(() => resolve("timed out"), 30000))]);
+      const collecting = setInterval(() => gc(), 2);
+      try {
+        const shared = await within(window.peer.share(window.file).then((s) => s.size, (err) => `${err.name}: ${err.message}`));
+        const sent = await within(window.peer.sendFile(to, window.file).done.then(() => "ok", (err) => `${err.name}: ${err.message}`));
+        return { shared, sent };
+      } finally {
+        clearInterval(collecting);
+      }
+    }, idB);
+    assert.deepEqual(result, { shared: 24 * MiB + 5, sent: "ok" });
+    const got = await outcome(b.page);
+    assert.equal(got.ok, true, JSON.stringify(got));
+    assert.deepEqual(got.digest, digest, "byte-identical");
+  } finally {
+    await b.context.close();
+    await gcBrowser.close();
+  }
+});
