@@ -494,7 +494,7 @@ fn settle(result: Result<JsValue, JsValue>) -> Promise {
 
 /// A string stays text; any byte container becomes bytes (copied once into wasm).
 pub(crate) fn to_payload(data: &JsValue) -> Result<Payload, JsValue> {
-    if let Some(text) = data.as_string() {
+    if let Some(text) = crate::web::to_rust_string(data) {
         return Ok(Payload::Text(text));
     }
     if let Some(bytes) = data.dyn_ref::<Uint8Array>() {

@@ -216,7 +216,7 @@ pub(crate) fn to_payload(value: &JsValue) -> Result<Payload, JsValue> {
         return Ok(Payload::Text("null".into()));
     }
     let text = JSON::stringify(value).map_err(|e| type_error(&format!("the payload is not JSON-serializable: {}", describe(&e))))?;
-    text.as_string().map(Payload::Text).ok_or_else(|| type_error("the payload is not JSON-serializable"))
+    crate::web::to_rust_string(&text).map(Payload::Text).ok_or_else(|| type_error("the payload is not JSON-serializable"))
 }
 
 fn from_payload(payload: Payload) -> Result<JsValue, JsValue> {

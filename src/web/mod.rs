@@ -11,6 +11,7 @@ mod platform;
 mod rtc;
 mod socket;
 mod store;
+mod text;
 mod wake_lock;
 
 pub(crate) use driver::{Driver, DriverConfig};
@@ -19,6 +20,7 @@ pub(crate) use ice::IceSettings;
 pub(crate) use rtc::prewarm as prewarm_rtc;
 pub(crate) use socket::EarlySocket;
 pub(crate) use store::prestart as prestart_storage;
+pub(crate) use text::to_rust_string;
 pub(crate) use wake_lock::keep_awake;
 
 /// Fills `buf` from `crypto.getRandomValues`.
