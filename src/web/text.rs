@@ -1,14 +1,20 @@
 //! JS strings into Rust, through the browser's own UTF-8 encoder.
 //!
 //! Why not `JsValue::as_string`: wasm-bindgen copies ASCII one character at a time in
-//! JS, which V8 runs slowly until it has optimized that loop. A page's first thousand
-//! 1 KiB messages spent 40 µs each there, a third of a broadcast burst's CPU
-//! (`Profiler` of `bench/mesh.mjs`'s burst at 2 peers); `TextEncoder` is native code,
-//! as fast on its first call as on its thousandth.
+//! JS, which V8 runs slowly until it has optimized that loop: a page's first thousand
+//! 1 KiB messages took 107 ms to `broadcast`, 72 ms this way (`encodeInto` into a
+//! buffer kept for the next string; `encode` makes a new ArrayBuffer each time, twice
+//! the cost in a loop of 1 KiB strings).
+
+use std::cell::RefCell;
 
 use js_sys::{JsString, Uint8Array};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
+
+/// Strings up to this many UTF-8 bytes go through the kept buffer; longer ones, rare,
+/// get a buffer of their own that is not kept.
+const SCRATCH_BYTES: u32 = 64 * 1024;
 
 #[wasm_bindgen]
 extern "C" {
@@ -19,16 +25,32 @@ extern "C" {
     fn new() -> Utf8Encoder;
     #[wasm_bindgen(method, js_class = "TextEncoder")]
     fn encode(this: &Utf8Encoder, text: &JsString) -> Uint8Array;
+    #[wasm_bindgen(method, js_class = "TextEncoder", js_name = encodeInto)]
+    fn encode_into(this: &Utf8Encoder, text: &JsString, into: &Uint8Array) -> EncodeIntoResult;
+
+    type EncodeIntoResult;
+    #[wasm_bindgen(method, getter)]
+    fn written(this: &EncodeIntoResult) -> u32;
 }
 
 thread_local! {
-    static ENCODER: Utf8Encoder = Utf8Encoder::new();
+    static ENCODER: (Utf8Encoder, RefCell<Option<Uint8Array>>) = (Utf8Encoder::new(), RefCell::new(None));
 }
 
 /// `value` as a Rust string, if it is a JS string. Lone surrogates become U+FFFD, as
 /// with `as_string`.
 pub(crate) fn to_rust_string(value: &JsValue) -> Option<String> {
     let text = value.dyn_ref::<JsString>()?;
-    let bytes = ENCODER.with(|encoder| encoder.encode(text)).to_vec();
+    // UTF-16 code units → at most 3 UTF-8 bytes each.
+    let most = text.length().saturating_mul(3);
+    let bytes = ENCODER.with(|(encoder, scratch)| {
+        if most > SCRATCH_BYTES {
+            return encoder.encode(text).to_vec();
+        }
+        let mut scratch = scratch.borrow_mut();
+        let buffer = scratch.get_or_insert_with(|| Uint8Array::new_with_length(SCRATCH_BYTES));
+        let written = encoder.encode_into(text, buffer).written();
+        buffer.subarray(0, written).to_vec()
+    });
     Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
