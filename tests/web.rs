@@ -108,6 +108,20 @@ async fn two_peers_meet_and_exchange_text_and_large_binary() {
     let data: Uint8Array = get(&second, "data").dyn_into().expect("bytes arrive as a Uint8Array");
     assert_eq!(data.to_vec(), big);
 
+    // Text of every width, a lone surrogate (sent as U+FFFD, as TextEncoder does), and
+    // text longer than the encoder's kept buffer.
+    let lone = js_sys::JsString::from_char_code1(0xd800);
+    let long = "ü€".repeat(50_000);
+    let texts: [(JsValue, &str); 4] =
+        [("héllo wörld 🎉".into(), "héllo wörld 🎉"), ("".into(), ""), (lone.into(), "\u{fffd}"), (long.as_str().into(), long.as_str())];
+    for (text, _) in &texts {
+        JsFuture::from(js_sys::Promise::from(JsValue::from(a.send(&b.id(), text.clone().unchecked_into())))).await.unwrap();
+    }
+    for (i, (_, expected)) in texts.iter().enumerate() {
+        let got = b_messages.next("b_messages, text").await;
+        assert_eq!(get(&got, "data").as_string().as_deref(), Some(*expected), "text #{i}");
+    }
+
     let n = JsFuture::from(js_sys::Promise::from(JsValue::from(b.broadcast(JsValue::from_str("to all").unchecked_into())))).await.unwrap();
     assert_eq!(n.as_f64(), Some(1.0));
     assert_eq!(get(&a_messages.next("a_messages #6").await, "data").as_string().unwrap(), "to all");
