@@ -393,3 +393,78 @@ fn a_tab_whose_identity_is_taken_over_stops_signaling_and_says_why() {
     assert_eq!(w.nodes[newer].mesh.signaling_state(), SignalingState::Connected);
     assert!(w.nodes[other].peers().contains(&id), "the room still has the id, held by the newer tab");
 }
+
+#[test]
+fn a_burst_of_small_messages_goes_in_batches_and_arrives_whole_and_in_order() {
+    let (mut w, n) = World::connected("r", &["a", "b", "c"]);
+    let (a, b, c) = (n[0], n[1], n[2]);
+    let ida = World::id_of("a");
+    let to_b = pid(&w.nodes[a], &World::id_of("b"));
+    let sent: Vec<Payload> =
+        (0..200).map(|i| if i % 2 == 0 { Payload::Text(format!("{i:04}").repeat(256)) } else { Payload::Binary(vec![i as u8; 1000]) }).collect();
+    let before = w.nodes[a].batches_sent;
+    let now = w.now;
+    for p in &sent {
+        w.nodes[a].mesh.send(now, &to_b, p).unwrap();
+    }
+    assert_eq!(w.nodes[a].mesh.broadcast(now, &Payload::Text("to all".into())).unwrap(), 2);
+    w.settle();
+    let batches = w.nodes[a].batches_sent - before;
+    // ~200 KiB in batches of at most 64 KiB: a few sends, not one per message.
+    assert!((3..=8).contains(&batches), "{batches} batches");
+    let got = messages(&w.nodes[b].take_events());
+    let mut expected: Vec<(String, Payload)> = sent.into_iter().map(|p| (ida.clone(), p)).collect();
+    expected.push((ida.clone(), Payload::Text("to all".into())));
+    assert_eq!(got, expected, "every message whole and in order");
+    assert_eq!(messages(&w.nodes[c].take_events()), vec![(ida, Payload::Text("to all".into()))]);
+}
+
+#[test]
+fn a_peer_that_does_not_say_it_takes_batches_gets_none() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let (a, b) = (n[0], n[1]);
+    // b says it takes no batches, as a peer that never sends its features does.
+    w.inject_frame(b, a, vec![0x18, 13, 0]);
+    let to_b = pid(&w.nodes[a], &World::id_of("b"));
+    let before = w.nodes[a].batches_sent;
+    let now = w.now;
+    for i in 0..50u8 {
+        w.nodes[a].mesh.send(now, &to_b, &Payload::Binary(vec![i; 100])).unwrap();
+    }
+    w.settle();
+    assert_eq!(w.nodes[a].batches_sent, before, "every frame sent alone");
+    assert_eq!(messages(&w.nodes[b].take_events()).len(), 50);
+}
+
+#[test]
+fn a_malformed_batch_delivers_nothing_and_a_good_one_everything() {
+    let (mut w, n) = World::connected("r", &["a", "m"]); // m is the hostile one
+    let (a, m) = (n[0], n[1]);
+    let idm = World::id_of("m");
+    let framed = |frames: &[&[u8]]| {
+        let mut batch = vec![0x1a];
+        for f in frames {
+            batch.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            batch.extend_from_slice(f);
+        }
+        batch
+    };
+    let (x, y) = (&[0x10, b'x'][..], &[0x10, b'y'][..]);
+    let nested = framed(&[x, &framed(&[x, y])]);
+    let mut past_end = framed(&[x, y]);
+    past_end[1..5].copy_from_slice(&100u32.to_be_bytes());
+    let mut cut = framed(&[x, y]);
+    cut.pop();
+    for bad in [nested, past_end, cut, framed(&[x]), framed(&[x, &[]]), vec![0x1a]] {
+        w.inject_frame(m, a, bad);
+    }
+    let events = w.nodes[a].take_events();
+    assert_eq!(warnings(&events), 6, "each is reported: {events:?}");
+    assert!(messages(&events).is_empty(), "nothing of a bad batch is delivered");
+    assert!(left(&events).is_empty(), "nobody disconnected");
+    w.inject_frame(m, a, framed(&[x, y, &[0x11, 1, 2, 3]]));
+    assert_eq!(
+        messages(&w.nodes[a].take_events()),
+        vec![(idm.clone(), Payload::Text("x".into())), (idm.clone(), Payload::Text("y".into())), (idm, Payload::Binary(vec![1, 2, 3]))]
+    );
+}

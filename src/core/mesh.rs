@@ -264,6 +264,18 @@ impl Mesh {
 
     #[inline(never)] // see `Mesh::handle`
     fn channel_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
+        match super::wire::unbatch(frame) {
+            // Checked whole: every frame of it is there.
+            Ok(frames) => frames.flatten().for_each(|frame| self.one_frame(now, conn, frame)),
+            Err(err) => {
+                let from = self.peers.peer_of(conn).map_or_else(|| "a connecting peer".to_owned(), |peer| peer.to_string());
+                warn(&mut self.outputs, format!("bad frame from {from}: {err}"));
+            }
+        }
+    }
+
+    /// One frame, alone or out of a batch: the same either way.
+    fn one_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
         if self.peers.binding_pending(conn) {
             // Opens the session, or closes an impostor's (see `Peers::binding_received`).
             return self.peers.binding_received(now, conn, frame, &mut self.outputs);
@@ -309,6 +321,11 @@ impl Mesh {
                 net.send_service(peer, &Service::Pong);
             }
             Service::Pong => {}
+            Service::Features { batches } => {
+                if let Some(session) = self.peers.open_session(peer) {
+                    session.takes_batches = batches;
+                }
+            }
             // One per connection, first, and handled then: a later one is noise.
             Service::Bind { .. } => warn(&mut self.outputs, format!("{peer} sent a second binding; ignored")),
         }

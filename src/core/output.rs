@@ -299,6 +299,9 @@ pub enum ConnectionOp {
         conn: ConnId,
         /// The frame.
         frame: Vec<u8>,
+        /// `Some(limit)`: the peer takes batches, so this frame may go in one
+        /// (`wire::Batch`) with the frames sent around it, at most `limit` bytes.
+        batch: Option<usize>,
     },
     /// Send this on the bulk channel.
     TransmitBulk {

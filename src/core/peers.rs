@@ -424,6 +424,9 @@ impl Peers {
         let peer = peer.clone();
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         s.verified();
+        // Once the peer proved itself: what we take beyond the first protocol.
+        let features = encode_service(&Service::Features { batches: true }.encode(), s.max_frame());
+        s.transmit(features, true, out);
         self.schedule.connected(&peer);
         let name = self.roster.get(&peer).cloned().flatten();
         out.push_back(Output::Event(Event::PeerJoined { id: peer.clone(), name }));

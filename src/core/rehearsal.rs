@@ -124,7 +124,7 @@ fn perform(actors: &mut [Actor], n: usize, output: Output, to_actor: &mut VecDeq
                 to_actor.push_back((n, Input::LocalCandidate { conn, candidate }));
             }
             ConnectionOp::SetRemoteDescription { .. } => actors[n].remote = true,
-            ConnectionOp::Transmit { conn, frame } => {
+            ConnectionOp::Transmit { conn, frame, .. } => {
                 to_actor.push_back((other, Input::ChannelFrame { conn, frame: frame.into() }));
                 to_actor.push_back((n, Input::ChannelDrained { conn, buffered: 0 }));
             }

@@ -117,7 +117,17 @@ pub(crate) enum Service {
         signature: [u8; 64],
         mac: Option<[u8; 32]>,
     },
+    /// Right after the binding: what the sender takes beyond the first protocol
+    /// (unknown flags are ignored, so later ones can be added). A peer that sends none
+    /// gets only what every version reads.
+    Features {
+        /// Batches of frames (`wire::kind::BATCH`).
+        batches: bool,
+    },
 }
+
+/// `Features` flags.
+const TAKES_BATCHES: u8 = 1;
 
 impl Service {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -182,6 +192,10 @@ impl Service {
                 }
             }
             Service::Ping => out.push(9),
+            Service::Features { batches } => {
+                out.push(13);
+                out.push(if *batches { TAKES_BATCHES } else { 0 });
+            }
             Service::Pong => out.push(10),
             Service::Bind { key, signature, mac } => {
                 out.push(12);
@@ -239,6 +253,7 @@ impl Service {
                 }
             }
             9 => Service::Ping,
+            13 => Service::Features { batches: r.u8()? & TAKES_BATCHES != 0 },
             10 => Service::Pong,
             12 => {
                 let (key, signature) = (r.array()?, r.array()?);
@@ -295,6 +310,8 @@ mod tests {
             Service::Drop { transfer: TransferId(5), blocks: vec![40] },
             Service::Ping,
             Service::Pong,
+            Service::Features { batches: true },
+            Service::Features { batches: false },
         ]
     }
 
@@ -323,6 +340,12 @@ mod tests {
                 assert_eq!(Service::decode(&longer), Err(FrameError::Trailing));
             }
         }
+    }
+
+    #[test]
+    fn unknown_feature_flags_are_ignored() {
+        assert_eq!(Service::decode(&[13, 0xff]), Ok(Service::Features { batches: true }));
+        assert_eq!(Service::decode(&[13, 0xfe]), Ok(Service::Features { batches: false }));
     }
 
     #[test]

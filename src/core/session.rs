@@ -18,6 +18,8 @@ use super::{ConnId, Millis, PeerId};
 pub(crate) const MAX_QUEUED: u64 = 64 * 1024 * 1024;
 /// Frame size when the browser reports no max message size (the interoperable minimum).
 pub(crate) const DEFAULT_FRAME: u64 = 64 * 1024;
+/// The largest batch of small frames (within the channel's max message size too).
+const BATCH_LIMIT: usize = 64 * 1024;
 /// A peer may trickle this many candidates before its description arrives.
 const MAX_EARLY_CANDIDATES: usize = 64;
 
@@ -54,6 +56,8 @@ pub(crate) struct Session {
     pub(crate) channel_up: bool,
     /// The connection's binding to the peer's key, as far as it got.
     pub(crate) proof: ConnectionProof,
+    /// The peer said it takes batches of frames (service message `Features`).
+    pub(crate) takes_batches: bool,
 }
 
 impl Session {
@@ -76,6 +80,7 @@ impl Session {
             gathered: None,
             channel_up: false,
             proof: ConnectionProof::default(),
+            takes_batches: false,
         }
     }
 
@@ -173,7 +178,8 @@ impl Session {
 
     fn flush(&mut self, out: &mut VecDeque<Output>) {
         let conn = self.conn;
-        out.extend(self.outbox.release().map(|frame| Output::Connection(ConnectionOp::Transmit { conn, frame })));
+        let batch = self.takes_batches.then_some(BATCH_LIMIT.min(self.max_frame));
+        out.extend(self.outbox.release().map(|frame| Output::Connection(ConnectionOp::Transmit { conn, frame, batch })));
     }
 
     fn flush_bulk(&mut self, out: &mut VecDeque<Output>) {

@@ -15,7 +15,12 @@
 //! kind 7   bulk      transfer end                   see `transfer/frame.rs`
 //! kind 8   message   whole service message          [hdr][bytes ...]
 //! kind 9   message   first frame, service           [hdr][total: u64 big-endian][bytes ...]
+//! kind 10  message   batch of whole frames          [hdr]([len: u32 big-endian][frame])...
 //! ```
+//! A batch carries two or more message-channel frames of any other kind, in order; it
+//! means exactly what those frames sent one by one would. Peers send batches only to
+//! peers that said they take them (service message `features`): one `send` and one
+//! receive event for many small messages instead of one each.
 //! Service messages carry meshdrop's own traffic (queries, requests, manifests: see
 //! `service.rs`) with the same splitting as application messages. A message is complete
 //! when `total` bytes have arrived; the channel is ordered and reliable, so frames of
@@ -39,6 +44,7 @@ pub(crate) mod kind {
     pub(crate) const TRANSFER_END: u8 = 0x17;
     pub(crate) const SERVICE: u8 = 0x18;
     pub(crate) const FIRST_SERVICE: u8 = 0x19;
+    pub(crate) const BATCH: u8 = 0x1a;
 }
 
 const VERSION: u8 = 1;
@@ -145,6 +151,103 @@ pub enum WireError {
     /// A text message that is not UTF-8.
     #[error("text message is not valid UTF-8")]
     BadUtf8,
+    /// A batch whose lengths do not add up, or one inside another.
+    #[error("malformed batch: {0}")]
+    BadBatch(&'static str),
+}
+
+/// Bytes of a batch's header byte, and of each frame's length in it.
+const BATCH_HEADER: usize = 1;
+const BATCH_LEN: usize = 4;
+
+/// The frames a message-channel frame carries: a batch's, in order, or the frame
+/// itself. Checks the whole batch before any of it is used: a batch that is cut
+/// short, holds an empty frame or another batch is refused as a whole.
+pub fn unbatch(frame: &[u8]) -> Result<Unbatched<'_>, WireError> {
+    if frame.first() != Some(&kind::BATCH) {
+        return Ok(Unbatched { rest: frame, whole: true });
+    }
+    let body = &frame[BATCH_HEADER..];
+    let mut count = 0usize;
+    for inner in (Unbatched { rest: body, whole: false }) {
+        match inner?.first() {
+            None => return Err(WireError::BadBatch("an empty frame")),
+            Some(&kind::BATCH) => return Err(WireError::BadBatch("a batch inside a batch")),
+            Some(_) => count += 1,
+        }
+    }
+    if count < 2 {
+        return Err(WireError::BadBatch("fewer than two frames"));
+    }
+    Ok(Unbatched { rest: body, whole: false })
+}
+
+/// The frames of a checked batch, in order (from [`unbatch`]; no copy, no allocation).
+#[derive(Debug, Clone)]
+pub struct Unbatched<'a> {
+    rest: &'a [u8],
+    /// `rest` is one plain frame, not a batch's body.
+    whole: bool,
+}
+
+impl<'a> Iterator for Unbatched<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.whole {
+            self.whole = false;
+            return Some(Ok(std::mem::take(&mut self.rest)));
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((len, tail)) = self.rest.split_first_chunk::<BATCH_LEN>() else {
+            self.rest = &[];
+            return Some(Err(WireError::BadBatch("a frame length is cut short")));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > tail.len() {
+            self.rest = &[];
+            return Some(Err(WireError::BadBatch("a frame is longer than the batch")));
+        }
+        let (inner, after) = tail.split_at(len);
+        self.rest = after;
+        Some(Ok(inner))
+    }
+}
+
+/// Collects message-channel frames into batches of at most `limit` bytes (a frame
+/// alone may be larger: it goes unbatched).
+#[derive(Debug, Default)]
+pub struct Batch {
+    buf: Vec<u8>,
+    frames: usize,
+}
+
+impl Batch {
+    /// Adds `frame`; returns what must be sent before it when it does not fit.
+    pub fn push(&mut self, frame: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let full = (self.frames > 0 && self.buf.len() + BATCH_LEN + frame.len() > limit).then(|| self.take()).flatten();
+        if self.frames == 0 {
+            self.buf.push(kind::BATCH);
+        }
+        // Frames are at most the channel's max message size, far below 4 GiB.
+        self.buf.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
+        self.buf.extend_from_slice(frame);
+        self.frames += 1;
+        full
+    }
+
+    /// What to send now: the batch, or its one frame as it was; `None` if empty.
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        let frames = std::mem::take(&mut self.frames);
+        let buf = std::mem::take(&mut self.buf);
+        match frames {
+            0 => None,
+            1 => Some(buf[BATCH_HEADER + BATCH_LEN..].to_vec()),
+            _ => Some(buf),
+        }
+    }
 }
 
 /// Splits `payload` into frames of at most `max_frame` bytes (at least 16).
@@ -299,6 +402,72 @@ fn finish(class: Class, buf: Vec<u8>) -> Result<Message, WireError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_batch_carries_its_frames_in_order_and_a_lone_frame_goes_as_it_is() {
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| encode(&Payload::Binary(vec![i; 10 + usize::from(i)]), 1024).remove(0)).collect();
+        let mut batch = Batch::default();
+        for frame in &frames {
+            assert_eq!(batch.push(frame, 1024), None);
+        }
+        let sent = batch.take().expect("a batch");
+        assert_eq!(sent[0], kind::BATCH);
+        let inner: Vec<&[u8]> = unbatch(&sent).expect("a valid batch").map(|f| f.expect("checked")).collect();
+        assert_eq!(inner, frames.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert_eq!(batch.take(), None, "taking empties it");
+
+        assert_eq!(batch.push(&frames[0], 1024), None);
+        assert_eq!(batch.take(), Some(frames[0].clone()), "one frame is not wrapped");
+        assert_eq!(unbatch(&frames[0]).expect("a plain frame").collect::<Vec<_>>(), vec![Ok(frames[0].as_slice())]);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_limit() {
+        let frame = vec![kind::BINARY; 100];
+        let mut batch = Batch::default();
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            sent.extend(batch.push(&frame, 350));
+        }
+        sent.extend(batch.take());
+        assert!(sent.iter().all(|b| b.len() <= 350), "{:?}", sent.iter().map(Vec::len).collect::<Vec<_>>());
+        let frames: Vec<&[u8]> = sent.iter().flat_map(|b| unbatch(b).expect("valid")).map(|f| f.expect("checked")).collect();
+        assert_eq!(frames.len(), 10);
+        // A frame over the limit still goes, alone and as it is.
+        let big = vec![kind::BINARY; 500];
+        assert_eq!(batch.push(&frame, 350), None);
+        assert_eq!(batch.push(&big, 350), Some(frame.clone()));
+        assert_eq!(batch.take(), Some(big));
+    }
+
+    #[test]
+    fn a_malformed_batch_is_refused_as_a_whole() {
+        let frame = [kind::TEXT, b'h', b'i'];
+        let mut good = vec![kind::BATCH];
+        for _ in 0..2 {
+            good.extend_from_slice(&3u32.to_be_bytes());
+            good.extend_from_slice(&frame);
+        }
+        assert_eq!(unbatch(&good).map(Iterator::count), Ok(2));
+        let cut = &good[..good.len() - 1];
+        assert!(matches!(unbatch(cut), Err(WireError::BadBatch(_))), "a frame cut short");
+        let mut short_len = good.clone();
+        short_len.extend_from_slice(&[0, 0]);
+        assert!(matches!(unbatch(&short_len), Err(WireError::BadBatch(_))), "a length cut short");
+        let mut huge = vec![kind::BATCH];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        huge.extend_from_slice(&frame);
+        assert!(matches!(unbatch(&huge), Err(WireError::BadBatch(_))), "a length past the end");
+        let mut nested = good.clone();
+        nested.extend_from_slice(&(good.len() as u32).to_be_bytes());
+        nested.extend_from_slice(&good);
+        assert!(matches!(unbatch(&nested), Err(WireError::BadBatch(_))), "a batch in a batch");
+        let mut empty = good.clone();
+        empty.extend_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(unbatch(&empty), Err(WireError::BadBatch(_))), "an empty frame");
+        assert!(matches!(unbatch(&good[..8]), Err(WireError::BadBatch(_))), "one frame only");
+        assert!(matches!(unbatch(&[kind::BATCH]), Err(WireError::BadBatch(_))), "no frame");
+    }
+
     fn round_trip(payload: Payload, max_frame: usize) -> usize {
         let frames = encode(&payload, max_frame);
         assert!(frames.iter().all(|f| f.len() <= max_frame.max(16)), "frame over the max");
@@ -400,6 +569,7 @@ mod tests {
                 *h = 0x10 | (*h & 0x0f);
             }
             let _ = r.push(&frame);
+            let _ = unbatch(&frame).map(Iterator::count);
         }
     }
 }

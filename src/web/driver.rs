@@ -23,6 +23,7 @@ use super::platform::{now, when_idle};
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{EarlySocket, Socket, SocketEvent};
 use super::store::{Store, StoreReply};
+use crate::core::wire::Batch;
 use crate::core::{
     BulkItem, Channel, ConnId, ConnectionOp, Event, FileMeta, FileOp, FileSource, FrameId, Input, JoinError, Mesh, MeshConfig, Millis, Output, Path,
     PeerId, SdpKind, SendError, ShareId, SharedFile, SignalingOp, StoreOp, TransferId,
@@ -65,6 +66,11 @@ struct State {
     notices: Vec<String>,
     /// Channels this pump sent on (see `Driver::resync_buffers`).
     sent_on: Vec<(ConnId, Channel)>,
+    /// Message frames for peers that take batches, sent together at the end of the
+    /// current task (`Driver::send_batches`): a burst of small messages costs the
+    /// browser one `send` and one receive event per batch, not per message.
+    batches: Vec<(ConnId, Batch)>,
+    batches_due: bool,
     /// Files we send, by transfer.
     files: HashMap<TransferId, Blob>,
     /// Files we share, by share id: the only ones read for others' downloads.
@@ -143,6 +149,8 @@ impl Driver {
                     storage_settled,
                     notices: store_warning.into_iter().collect(),
                     sent_on: Vec::new(),
+                    batches: Vec::new(),
+                    batches_due: false,
                     files: HashMap::new(),
                     shares: HashMap::new(),
                     blocks: ReadBlocks::default(),
@@ -405,13 +413,32 @@ impl Driver {
                     let _ = rtc::add_ice_candidate(pc, candidate).await;
                 });
             }
-            ConnectionOp::Transmit { conn, frame } => {
-                if let Some(rtc) = state.conns.get(&conn) {
-                    if rtc.send(&frame).is_err() {
-                        state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "send failed".into() });
-                    } else if !state.sent_on.contains(&(conn, Channel::Messages)) {
-                        state.sent_on.push((conn, Channel::Messages));
+            ConnectionOp::Transmit { conn, frame, batch: None } => {
+                // Behind anything batched before, as it was sent.
+                if let Some(batch) = Self::take_batch(state, conn) {
+                    Self::transmit(state, conn, &batch);
+                }
+                Self::transmit(state, conn, &frame);
+            }
+            ConnectionOp::Transmit { conn, frame, batch: Some(limit) } => {
+                let at = match state.batches.iter().position(|(c, _)| *c == conn) {
+                    Some(at) => at,
+                    None => {
+                        state.batches.push((conn, Batch::default()));
+                        state.batches.len() - 1
                     }
+                };
+                if let Some(full) = state.batches[at].1.push(&frame, limit) {
+                    Self::transmit(state, conn, &full);
+                }
+                if !std::mem::replace(&mut state.batches_due, true) {
+                    let weak = self.this.clone();
+                    // A microtask: after the code that is sending now, before any event.
+                    spawn_local(async move {
+                        if let Some(driver) = weak.upgrade() {
+                            driver.send_batches();
+                        }
+                    });
                 }
             }
             ConnectionOp::TransmitBulk { conn, item } => {
@@ -621,6 +648,37 @@ impl Driver {
     /// raised by the core) bring no event, and the core's count of what is buffered
     /// would only grow. So after sending, a channel at or below its threshold is
     /// reported as drained now. Returns whether anything was reported.
+    /// Sends one frame (or batch) on the message channel; a channel that refuses it is
+    /// closed.
+    fn transmit(state: &mut State, conn: ConnId, frame: &[u8]) {
+        let Some(rtc) = state.conns.get(&conn) else { return };
+        if rtc.send(frame).is_err() {
+            state.mesh.handle(now(), Input::ConnectionClosed { conn, reason: "send failed".into() });
+        } else if !state.sent_on.contains(&(conn, Channel::Messages)) {
+            state.sent_on.push((conn, Channel::Messages));
+        }
+    }
+
+    fn take_batch(state: &mut State, conn: ConnId) -> Option<Vec<u8>> {
+        let at = state.batches.iter().position(|(c, _)| *c == conn)?;
+        state.batches.swap_remove(at).1.take()
+    }
+
+    /// The end of a task that sent messages: every batch goes, and the pump then sees
+    /// what the channels buffer.
+    fn send_batches(&self) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.batches_due = false;
+            for (conn, mut batch) in std::mem::take(&mut state.batches) {
+                if let Some(frames) = batch.take() {
+                    Self::transmit(&mut state, conn, &frames);
+                }
+            }
+        }
+        self.pump();
+    }
+
     fn resync_buffers(state: &mut State) -> bool {
         let mut reported = false;
         for (conn, channel) in std::mem::take(&mut state.sent_on) {

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use meshdrop::core::transfer::blocks::{hash_block, BLOCK_SIZE};
+use meshdrop::core::wire::{unbatch, Batch};
 use meshdrop::core::Identity;
 use meshdrop::core::{
     BulkItem, CandidateType, ConnId, ConnectionOp, Event, Failure, FileMeta, FileOp, FileSource, FrameId, Gathered, Hash, IceState, Input, Mesh,
@@ -86,6 +87,11 @@ pub struct Node {
     ws_silent: bool,
     joined: Option<(String, String)>,
     pcs: HashMap<ConnId, FakePc>,
+    /// Frames for peers that take batches, sent when this node's outputs run out (as
+    /// the browser driver sends them at the end of a task).
+    batches: Vec<(ConnId, Batch)>,
+    /// Batches this node sent (two or more frames in one).
+    pub batches_sent: usize,
 }
 
 impl Node {
@@ -283,6 +289,8 @@ impl World {
             ws_silent: false,
             joined: None,
             pcs: HashMap::new(),
+            batches: Vec::new(),
+            batches_sent: 0,
         });
         self.nodes.len() - 1
     }
@@ -312,6 +320,7 @@ impl World {
                     progress = true;
                     self.perform(n, output);
                 }
+                progress |= self.send_batches(n);
             }
             if self.to_node.is_empty() {
                 if let Some((n, code, reason)) = self.ws_closes.pop_front() {
@@ -567,6 +576,7 @@ impl World {
         while let Some(output) = self.nodes[n].mesh.poll_output() {
             self.perform(n, output);
         }
+        self.send_batches(n);
         self.nodes[n].frames.clear();
     }
 
@@ -575,6 +585,49 @@ impl World {
     pub fn inject_bulk(&mut self, from: usize, to: usize, frame: &[u8]) {
         let conn = self.conn_between(from, to).expect("no open connection");
         self.deliver_bulk(to, conn, frame);
+    }
+
+    /// Sends node `n`'s batches; true if it sent any.
+    fn send_batches(&mut self, n: usize) -> bool {
+        let batches = std::mem::take(&mut self.nodes[n].batches);
+        let mut sent = false;
+        for (conn, mut batch) in batches {
+            if let Some(frame) = batch.take() {
+                self.transmit(n, conn, frame);
+                sent = true;
+            }
+        }
+        sent
+    }
+
+    /// One frame (or batch) on node `n`'s message channel `conn`.
+    fn transmit(&mut self, n: usize, conn: ConnId, frame: Vec<u8>) {
+        let now = self.now;
+        assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
+        if self.capture {
+            self.captured.message.push(frame.clone());
+        }
+        // Outputs queued before a remote close was processed meet a channel that
+        // is gone, as a browser's send would; one that never opened is a bug.
+        let Some(pc) = self.nodes[n].pcs.get(&conn) else { return };
+        assert!(pc.open, "transmit on a channel that is not open");
+        let frames: Vec<&[u8]> = unbatch(&frame).expect("a batch this node made is valid").flatten().collect();
+        if frames.len() > 1 {
+            self.nodes[n].batches_sent += 1;
+        }
+        for inner in frames {
+            if inner.first() == Some(&0x18) || inner.first() == Some(&0x19) {
+                let kind = if inner[0] == 0x18 { inner.get(1) } else { inner.get(9) };
+                self.nodes[n].service_sent.extend(kind.copied());
+            }
+        }
+        if !self.nodes[n].muted {
+            if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
+                self.frames.push_back((m, conn, frame));
+            }
+        }
+        // The fake channel drains instantly (a muted peer's frames are lost).
+        self.nodes[n].mesh.handle(now, Input::ChannelDrained { conn, buffered: 0 });
     }
 
     fn perform(&mut self, n: usize, output: Output) {
@@ -687,26 +740,24 @@ impl World {
                 assert!(pc.remote, "candidate added before the remote description");
                 pc.candidates_added += 1;
             }
-            ConnectionOp::Transmit { conn, frame } => {
-                assert!(frame.len() as u64 <= MAX_MESSAGE_SIZE, "frame over the max message size");
-                if self.capture {
-                    self.captured.message.push(frame.clone());
-                }
-                // Outputs queued before a remote close was processed meet a channel that
-                // is gone, as a browser's send would; one that never opened is a bug.
-                let Some(pc) = self.nodes[n].pcs.get(&conn) else { return };
-                assert!(pc.open, "transmit on a channel that is not open");
-                if frame.first() == Some(&0x18) || frame.first() == Some(&0x19) {
-                    let kind = if frame[0] == 0x18 { frame.get(1) } else { frame.get(9) };
-                    self.nodes[n].service_sent.extend(kind.copied());
-                }
-                if !self.nodes[n].muted {
-                    if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
-                        self.frames.push_back((m, conn, frame));
+            ConnectionOp::Transmit { conn, frame, batch: None } => {
+                // Behind anything batched before, as it was sent.
+                if let Some(at) = self.nodes[n].batches.iter().position(|(c, _)| *c == conn) {
+                    if let Some(batch) = self.nodes[n].batches.swap_remove(at).1.take() {
+                        self.transmit(n, conn, batch);
                     }
                 }
-                // The fake channel drains instantly (a muted peer's frames are lost).
-                self.nodes[n].mesh.handle(now, Input::ChannelDrained { conn, buffered: 0 });
+                self.transmit(n, conn, frame);
+            }
+            ConnectionOp::Transmit { conn, frame, batch: Some(limit) } => {
+                let node = &mut self.nodes[n];
+                let at = node.batches.iter().position(|(c, _)| *c == conn).unwrap_or_else(|| {
+                    node.batches.push((conn, Batch::default()));
+                    node.batches.len() - 1
+                });
+                if let Some(full) = node.batches[at].1.push(&frame, limit) {
+                    self.transmit(n, conn, full);
+                }
             }
             ConnectionOp::TransmitBulk { conn, item } => {
                 assert!(item.len() <= MAX_MESSAGE_SIZE, "bulk frame over the max message size");
