@@ -115,6 +115,39 @@ test("a hostile peer's garbage signals are reported and change nothing", async (
   }
 });
 
+test("a burst of messages sent in one task arrives whole and in order (in batches)", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const a = await apiPage(server);
+  const b = await apiPage(server);
+  try {
+    await join(a.page, ws, "burst", "a");
+    const idB = await join(b.page, ws, "burst", "b");
+    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
+    await waitForEvent(b.page, "e.type === 'peer-joined'");
+    // 600 messages, ~600 KiB: text of every width and bytes, all sent before any goes.
+    const sent = await a.page.evaluate((idB) => {
+      const sent = [];
+      for (let i = 0; i < 600; i++) {
+        const data = i % 3 === 2 ? Array.from({ length: 700 + (i % 50) }, (_, j) => (i + j) % 256) : `${i} ✓ ${"é".repeat(i % 300)}`;
+        sent.push(data);
+        if (i % 100 === 99) window.peer.broadcast(data instanceof Array ? new Uint8Array(data) : data);
+        else window.peer.send(idB, data instanceof Array ? new Uint8Array(data) : data);
+      }
+      return sent;
+    }, idB);
+    await b.page.waitForFunction((n) => window.events.filter((e) => e.type === "message").length >= n, sent.length, { timeout: 20000 });
+    const got = await b.page.evaluate(() => window.events.filter((e) => e.type === "message").map((e) => e.data));
+    assert.deepEqual(got, sent);
+    const warnings = await b.page.evaluate(() => window.events.filter((e) => e.type === "warning"));
+    assert.deepEqual(warnings, []);
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
+
 test("join rejects with the server's code when the room is full", async () => {
   const server = await startServer(await freePort(), ["--max-room-peers", "1"]);
   const ws = `ws://127.0.0.1:${server.port}/ws`;
