@@ -642,12 +642,6 @@ impl Driver {
         });
     }
 
-    /// One timer for the core's next deadline, replaced only when the deadline moves.
-    /// `bufferedamountlow` fires only when a channel's buffer falls from above its
-    /// threshold; bytes sent that never lifted it above (small frames, a threshold
-    /// raised by the core) bring no event, and the core's count of what is buffered
-    /// would only grow. So after sending, a channel at or below its threshold is
-    /// reported as drained now. Returns whether anything was reported.
     /// Sends one frame (or batch) on the message channel; a channel that refuses it is
     /// closed.
     fn transmit(state: &mut State, conn: ConnId, frame: &[u8]) {
@@ -679,6 +673,11 @@ impl Driver {
         self.pump();
     }
 
+    /// `bufferedamountlow` fires only when a channel's buffer falls from above its
+    /// threshold; bytes sent that never lifted it above (small frames, a threshold
+    /// raised by the core) bring no event, and the core's count of what is buffered
+    /// would only grow. So after sending, a channel at or below its threshold is
+    /// reported as drained now. Returns whether anything was reported.
     fn resync_buffers(state: &mut State) -> bool {
         let mut reported = false;
         for (conn, channel) in std::mem::take(&mut state.sent_on) {
@@ -693,6 +692,7 @@ impl Driver {
         reported
     }
 
+    /// One timer for the core's next deadline, replaced only when the deadline moves.
     fn arm_timer(&self, state: &mut State) {
         let Some(at) = state.mesh.poll_timeout() else {
             state.timer = None;
