@@ -70,7 +70,6 @@ struct State {
     /// current task (`Driver::send_batches`): a burst of small messages costs the
     /// browser one `send` and one receive event per batch, not per message.
     batches: Vec<(ConnId, Batch)>,
-    batches_due: bool,
     /// Files we send, by transfer.
     files: HashMap<TransferId, Blob>,
     /// Files we share, by share id: the only ones read for others' downloads.
@@ -150,7 +149,6 @@ impl Driver {
                     notices: store_warning.into_iter().collect(),
                     sent_on: Vec::new(),
                     batches: Vec::new(),
-                    batches_due: false,
                     files: HashMap::new(),
                     shares: HashMap::new(),
                     blocks: ReadBlocks::default(),
@@ -421,6 +419,17 @@ impl Driver {
                 Self::transmit(state, conn, &frame);
             }
             ConnectionOp::Transmit { conn, frame, batch: Some(limit) } => {
+                // The first batch since the last send schedules the send; a spare run finds
+                // nothing to send.
+                if state.batches.is_empty() {
+                    let weak = self.this.clone();
+                    // A microtask: after the code that is sending now, before any event.
+                    spawn_local(async move {
+                        if let Some(driver) = weak.upgrade() {
+                            driver.send_batches();
+                        }
+                    });
+                }
                 let at = match state.batches.iter().position(|(c, _)| *c == conn) {
                     Some(at) => at,
                     None => {
@@ -430,15 +439,6 @@ impl Driver {
                 };
                 if let Some(full) = state.batches[at].1.push(&frame, limit) {
                     Self::transmit(state, conn, &full);
-                }
-                if !std::mem::replace(&mut state.batches_due, true) {
-                    let weak = self.this.clone();
-                    // A microtask: after the code that is sending now, before any event.
-                    spawn_local(async move {
-                        if let Some(driver) = weak.upgrade() {
-                            driver.send_batches();
-                        }
-                    });
                 }
             }
             ConnectionOp::TransmitBulk { conn, item } => {
@@ -663,7 +663,6 @@ impl Driver {
     fn send_batches(&self) {
         {
             let mut state = self.state.borrow_mut();
-            state.batches_due = false;
             for (conn, mut batch) in std::mem::take(&mut state.batches) {
                 if let Some(frames) = batch.take() {
                     Self::transmit(&mut state, conn, &frames);
