@@ -436,19 +436,23 @@ fn a_peer_that_does_not_say_it_takes_batches_gets_none() {
     assert_eq!(messages(&w.nodes[b].take_events()).len(), 50);
 }
 
+/// `[0x1a]([len u32][frame])…`: a batch as the wire carries it, built by hand so that it
+/// may be malformed.
+fn batch_of(frames: &[&[u8]]) -> Vec<u8> {
+    let mut batch = vec![0x1a];
+    for f in frames {
+        batch.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        batch.extend_from_slice(f);
+    }
+    batch
+}
+
 #[test]
 fn a_malformed_batch_delivers_nothing_and_a_good_one_everything() {
     let (mut w, n) = World::connected("r", &["a", "m"]); // m is the hostile one
     let (a, m) = (n[0], n[1]);
     let idm = World::id_of("m");
-    let framed = |frames: &[&[u8]]| {
-        let mut batch = vec![0x1a];
-        for f in frames {
-            batch.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            batch.extend_from_slice(f);
-        }
-        batch
-    };
+    let framed = batch_of;
     let (x, y) = (&[0x10, b'x'][..], &[0x10, b'y'][..]);
     let nested = framed(&[x, &framed(&[x, y])]);
     let mut past_end = framed(&[x, y]);
@@ -467,4 +471,38 @@ fn a_malformed_batch_delivers_nothing_and_a_good_one_everything() {
         messages(&w.nodes[a].take_events()),
         vec![(idm.clone(), Payload::Text("x".into())), (idm.clone(), Payload::Text("y".into())), (idm, Payload::Binary(vec![1, 2, 3]))]
     );
+}
+
+#[test]
+fn a_batch_in_place_of_the_binding_is_closed_at_once_as_an_impostors() {
+    // No peer may batch before it has the other's `features`, which follow the
+    // binding: a batch as the first frame, even one that holds a binding, is refused
+    // like any other first frame that is not a binding.
+    let x: &[u8] = &[0x10, b'x'];
+    let cases: [(&str, Box<dyn Fn(Vec<u8>) -> Vec<u8>>); 3] = [
+        ("the binding and a message", Box::new(move |binding| batch_of(&[&binding, x]))),
+        ("two bindings", Box::new(|binding| batch_of(&[&binding, &binding]))),
+        ("a batch cut short", Box::new(|binding| batch_of(&[&binding, x])[..binding.len() + 6].to_vec())),
+    ];
+    for (case, rewrite) in cases {
+        let mut w = World::new();
+        let mut first = true;
+        // Node 1 (m) is the hostile one: its first frame goes out rewritten.
+        w.hostile_channel = Some(Box::new(move |n, frame| {
+            if n != 1 || !std::mem::take(&mut first) {
+                return frame;
+            }
+            rewrite(frame)
+        }));
+        let a = w.add("r", "a");
+        w.add("r", "m");
+        w.settle();
+        let events = w.nodes[a].take_events();
+        let impostor = events
+            .iter()
+            .any(|e| matches!(e, Event::PeerFailed { reason: meshdrop::core::FailReason::Impostor, id, .. } if id.as_str() == World::id_of("m")));
+        assert!(impostor, "{case}: closed as an impostor's: {events:?}");
+        assert!(messages(&events).is_empty(), "{case}: nothing delivered");
+        assert!(!events.iter().any(|e| matches!(e, Event::PeerJoined { .. })), "{case}: no session opened: {events:?}");
+    }
 }

@@ -264,6 +264,11 @@ impl Mesh {
 
     #[inline(never)] // see `Mesh::handle`
     fn channel_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
+        if self.peers.binding_pending(conn) {
+            // The binding comes alone: no peer batches before it has our `features`,
+            // which follow it, so a batch here is checked (and refused) as a first frame.
+            return self.one_frame(now, conn, frame);
+        }
         match super::wire::unbatch(frame) {
             // Checked whole: every frame of it is there.
             Ok(frames) => frames.flatten().for_each(|frame| self.one_frame(now, conn, frame)),

@@ -183,6 +183,9 @@ pub struct World {
     pub server_blackholed: bool,
     /// A signaling server that rewrites what it relays.
     pub hostile_server: Option<HostileServer>,
+    /// A hostile peer's channel: applied to each message-channel frame (or batch) node
+    /// `n` sends, as it goes out.
+    pub hostile_channel: Option<Box<dyn FnMut(usize, Vec<u8>) -> Vec<u8>>>,
     /// Every frame the nodes sent the server, as sent.
     pub heard_by_server: Vec<String>,
     next_frame: u64,
@@ -236,6 +239,7 @@ impl World {
             paths: HashMap::new(),
             server_blackholed: false,
             hostile_server: None,
+            hostile_channel: None,
             heard_by_server: Vec::new(),
             next_frame: 0,
             turn: 0,
@@ -623,6 +627,10 @@ impl World {
         }
         if !self.nodes[n].muted {
             if let Some(m) = (0..self.nodes.len()).find(|&m| m != n && self.nodes[m].pcs.contains_key(&conn)) {
+                let frame = match &mut self.hostile_channel {
+                    Some(rewrite) => rewrite(n, frame),
+                    None => frame,
+                };
                 self.frames.push_back((m, conn, frame));
             }
         }
