@@ -479,7 +479,8 @@ fn a_batch_in_place_of_the_binding_is_closed_at_once_as_an_impostors() {
     // binding: a batch as the first frame, even one that holds a binding, is refused
     // like any other first frame that is not a binding.
     let x: &[u8] = &[0x10, b'x'];
-    let cases: [(&str, Box<dyn Fn(Vec<u8>) -> Vec<u8>>); 3] = [
+    type Rewrite = Box<dyn Fn(Vec<u8>) -> Vec<u8>>;
+    let cases: [(&str, Rewrite); 3] = [
         ("the binding and a message", Box::new(move |binding| batch_of(&[&binding, x]))),
         ("two bindings", Box::new(|binding| batch_of(&[&binding, &binding]))),
         ("a batch cut short", Box::new(|binding| batch_of(&[&binding, x])[..binding.len() + 6].to_vec())),

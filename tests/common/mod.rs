@@ -142,6 +142,9 @@ pub struct HostileServer {
     pub to_node: Box<dyn FnMut(usize, String) -> String>,
 }
 
+/// Rewrites a message-channel frame node `n` sends: `(n, frame) -> frame`.
+pub type ChannelRewrite = Box<dyn FnMut(usize, Vec<u8>) -> Vec<u8>>;
+
 pub struct World {
     pub now: Millis,
     pub nodes: Vec<Node>,
@@ -185,7 +188,7 @@ pub struct World {
     pub hostile_server: Option<HostileServer>,
     /// A hostile peer's channel: applied to each message-channel frame (or batch) node
     /// `n` sends, as it goes out.
-    pub hostile_channel: Option<Box<dyn FnMut(usize, Vec<u8>) -> Vec<u8>>>,
+    pub hostile_channel: Option<ChannelRewrite>,
     /// Every frame the nodes sent the server, as sent.
     pub heard_by_server: Vec<String>,
     next_frame: u64,
