@@ -387,6 +387,31 @@ async function workerHeapUsage(cdp, url) {
   return Promise.race([reply, new Promise((r) => setTimeout(() => r(0), 1000))]);
 }
 
+/** Where each process's memory is, by Chromium's own allocators (a memory-infra dump,
+ *  as chrome://tracing takes it): bytes per pid in the ArrayBuffer partition (received
+ *  frames live there until a collection frees them) and in malloc. */
+async function allocatorDump() {
+  const cdp = await receiver.browser().newBrowserCDPSession();
+  const events = [];
+  cdp.on("Tracing.dataCollected", (e) => events.push(...e.value));
+  const complete = new Promise((resolve) => cdp.once("Tracing.tracingComplete", resolve));
+  await cdp.send("Tracing.start", {
+    traceConfig: { includedCategories: ["disabled-by-default-memory-infra"], memoryDumpConfig: { triggers: [] } },
+    transferMode: "ReportEvents",
+  });
+  await cdp.send("Tracing.requestMemoryDump", { levelOfDetail: "light" });
+  await cdp.send("Tracing.end");
+  await complete;
+  await cdp.detach();
+  const size = (allocators, name) => parseInt(allocators?.[name]?.attrs?.size?.value ?? "0", 16);
+  const byPid = new Map();
+  for (const e of events) {
+    const allocators = e.ph === "v" ? e.args?.dumps?.allocators : null;
+    if (allocators) byPid.set(e.pid, { arrayBuffers: size(allocators, "partition_alloc/partitions/array_buffer"), malloc: size(allocators, "malloc") });
+  }
+  return byPid;
+}
+
 async function measureMemory(mib, kind, bigFile) {
   const { page: a, pids: aPids } = await openMeasuredPage(sender, bigFile);
   const { page: b, pids: bPids } = await openMeasuredPage(receiver);
@@ -394,6 +419,20 @@ async function measureMemory(mib, kind, bigFile) {
   const before = { a: await heaps(a), b: await heaps(b), aRss: rendererRss(aPids), bRss: rendererRss(bPids) };
   const peak = { aRss: 0, bRss: 0, aHeap: 0, bHeap: 0, bWorker: 0, aWasm: 0, bWasm: 0 };
   let running = true;
+  const breakdownBefore = await allocatorDump();
+  // A dump costs every process some CPU: taken once a second, not at every sample.
+  const breakdown = (async () => {
+    while (running) {
+      const now = await allocatorDump();
+      for (const [x, pid] of [["a", aPids[0]], ["b", bPids[0]]]) {
+        const [was, is] = [breakdownBefore.get(pid), now.get(pid)];
+        if (!was || !is) continue;
+        peak[`${x}ArrayBuffers`] = Math.max(peak[`${x}ArrayBuffers`] ?? 0, is.arrayBuffers - was.arrayBuffers);
+        peak[`${x}Malloc`] = Math.max(peak[`${x}Malloc`] ?? 0, is.malloc - was.malloc);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
   const sampler = (async () => {
     while (running) {
       const [ha, hb] = await Promise.all([heaps(a), heaps(b)]);
@@ -415,6 +454,7 @@ async function measureMemory(mib, kind, bigFile) {
   });
   running = false;
   await sampler;
+  await breakdown;
   await a.close();
   await b.close();
   return { ms, peak };
@@ -642,14 +682,15 @@ ${rows.join("\n")}
 ${Object.keys(stalled).length ? `\nStalled (no result within ${deadlineMs(sizeMiB * MiB) / 1000} s; left out of the medians): ${Object.entries(stalled).map(([name, n]) => `${name} ${n} ×`).join(", ")}.\n` : ""}${memory ? `
 ## Memory during a ${memoryMiB} MiB transfer
 
-meshdrop ${memory.meshdrop.ms === null ? "stalled" : `${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s)`}, receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms === null ? "stalled" : `${memory.raw.ms} ms`}, receiver discarding; raw's sender reads the file with \`slice().arrayBuffer()\`. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers).
+meshdrop ${memory.meshdrop.ms === null ? "stalled" : `${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s)`}, receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms === null ? "stalled" : `${memory.raw.ms} ms`}, receiver discarding; raw's sender reads the file with \`slice().arrayBuffer()\`. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers). Of that, by Chromium's memory-infra dump (taken once a second): ArrayBuffers is the renderer's ArrayBuffer partition, where every received frame lives until a collection frees it (V8 starts one when about 64 MiB of them are dead), and malloc is Blink's and WebRTC's own allocations.
 
-| side | JS heap (page) | OPFS worker heap | wasm memory | renderer RSS |
-|---|---:|---:|---:|---:|
+| side | JS heap (page) | OPFS worker heap | wasm memory | ArrayBuffers | malloc | renderer RSS |
+|---|---:|---:|---:|---:|---:|---:|
 ${[["meshdrop", "sender", "a"], ["meshdrop", "receiver", "b"], ["raw", "sender", "a"], ["raw", "receiver", "b"]]
   .map(([kind, side, x]) => {
     const p = memory[kind].peak;
-    return `| ${kind} ${side} | ${m(p[`${x}Heap`])} MiB | ${x === "b" ? `${m(p.bWorker)} MiB` : "–"} | ${kind === "raw" ? "–" : `${m(p[`${x}Wasm`])} MiB`} | ${m(p[`${x}Rss`])} MiB |`;
+    const dumped = (key) => (p[key] === undefined ? "–" : `${m(p[key])} MiB`);
+    return `| ${kind} ${side} | ${m(p[`${x}Heap`])} MiB | ${x === "b" ? `${m(p.bWorker)} MiB` : "–"} | ${kind === "raw" ? "–" : `${m(p[`${x}Wasm`])} MiB`} | ${dumped(`${x}ArrayBuffers`)} | ${dumped(`${x}Malloc`)} | ${m(p[`${x}Rss`])} MiB |`;
   })
   .join("\n")}
 ` : ""}${profiles ? profileReport(profiles) : ""}`;
