@@ -111,6 +111,7 @@ impl Peer {
     /// server's code such as `room-full`) or a
     /// `TypeError` for bad options.
     pub async fn join(options: JoinOptions) -> Result<Peer, JsValue> {
+        super::join_started();
         let settings = options::parse(options.into())?;
         // The server's handshake runs while the identity is claimed; a URL the browser
         // refuses fails here as it would at the driver's first attempt.
