@@ -265,9 +265,10 @@ impl Mesh {
     #[inline(never)] // see `Mesh::handle`
     fn channel_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
         if self.peers.binding_pending(conn) {
+            // Opens the session, or closes an impostor's (see `Peers::binding_received`).
             // The binding comes alone: no peer batches before it has our `features`,
             // which follow it, so a batch here is checked (and refused) as a first frame.
-            return self.one_frame(now, conn, frame);
+            return self.peers.binding_received(now, conn, frame, &mut self.outputs);
         }
         match super::wire::unbatch(frame) {
             // Checked whole: every frame of it is there.
@@ -279,12 +280,8 @@ impl Mesh {
         }
     }
 
-    /// One frame, alone or out of a batch: the same either way.
+    /// One frame of an open session, alone or out of a batch: the same either way.
     fn one_frame(&mut self, now: Millis, conn: super::ConnId, frame: &[u8]) {
-        if self.peers.binding_pending(conn) {
-            // Opens the session, or closes an impostor's (see `Peers::binding_received`).
-            return self.peers.binding_received(now, conn, frame, &mut self.outputs);
-        }
         let Some(peer) = self.peers.peer_of(conn) else { return };
         self.peers.heard_from(&peer);
         let Some(session) = self.peers.open_session(&peer) else { return };
