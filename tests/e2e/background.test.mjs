@@ -71,9 +71,12 @@ test("a hidden sender keeps its speed, and a visible one holds a wake lock while
     window.file = new File([bytes], "payload.bin");
   }, SIZE);
 
-  // The best of five rounds each: on a busy two-core machine a single 48 MiB transfer
-  // varies by ±25 % (visible 11–21 MiB/s in one run), and the best of three still put
-  // an unchanged build at 0.89 in one run of four.
+  // The median of five interleaved rounds each: on a busy two-core machine a single
+  // 48 MiB transfer varies by ±25 % (visible 11–21 MiB/s in one run). The best of
+  // three put an unchanged build at 0.89 in one run of four, and the best of five at
+  // 0.88 when one visible round ran at 20.1 MiB/s and the rest at 15.3–16.2 (hidden
+  // 15.4–17.8): one lucky round decides a best, not a median. A sender driven by
+  // timers would lose every hidden round (Chromium runs them once a second).
   const rates = { visible: [], hidden: [] };
   for (let round = 0; round < 5; round++) {
     for (const mode of ["visible", "hidden"]) {
@@ -89,8 +92,8 @@ test("a hidden sender keeps its speed, and a visible one holds a wake lock while
       rates[mode].push(SIZE / MiB / (ms / 1000));
     }
   }
-  const best = (xs) => Math.max(...xs);
-  const ratio = best(rates.hidden) / best(rates.visible);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const ratio = median(rates.hidden) / median(rates.visible);
   console.log(`visible ${rates.visible.map((r) => r.toFixed(1)).join(", ")} MiB/s; hidden ${rates.hidden.map((r) => r.toFixed(1)).join(", ")} MiB/s; hidden ÷ visible ${ratio.toFixed(2)}`);
   assert.ok(ratio >= 0.9, `hidden ${ratio.toFixed(2)} × visible`);
 
