@@ -452,21 +452,20 @@ fn a_malformed_batch_delivers_nothing_and_a_good_one_everything() {
     let (mut w, n) = World::connected("r", &["a", "m"]); // m is the hostile one
     let (a, m) = (n[0], n[1]);
     let idm = World::id_of("m");
-    let framed = batch_of;
     let (x, y) = (&[0x10, b'x'][..], &[0x10, b'y'][..]);
-    let nested = framed(&[x, &framed(&[x, y])]);
-    let mut past_end = framed(&[x, y]);
+    let nested = batch_of(&[x, &batch_of(&[x, y])]);
+    let mut past_end = batch_of(&[x, y]);
     past_end[1..5].copy_from_slice(&100u32.to_be_bytes());
-    let mut cut = framed(&[x, y]);
+    let mut cut = batch_of(&[x, y]);
     cut.pop();
-    for bad in [nested, past_end, cut, framed(&[x]), framed(&[x, &[]]), vec![0x1a]] {
+    for bad in [nested, past_end, cut, batch_of(&[x]), batch_of(&[x, &[]]), vec![0x1a]] {
         w.inject_frame(m, a, bad);
     }
     let events = w.nodes[a].take_events();
     assert_eq!(warnings(&events), 6, "each is reported: {events:?}");
     assert!(messages(&events).is_empty(), "nothing of a bad batch is delivered");
     assert!(left(&events).is_empty(), "nobody disconnected");
-    w.inject_frame(m, a, framed(&[x, y, &[0x11, 1, 2, 3]]));
+    w.inject_frame(m, a, batch_of(&[x, y, &[0x11, 1, 2, 3]]));
     assert_eq!(
         messages(&w.nodes[a].take_events()),
         vec![(idm.clone(), Payload::Text("x".into())), (idm.clone(), Payload::Text("y".into())), (idm, Payload::Binary(vec![1, 2, 3]))]
