@@ -55,9 +55,13 @@ pub(crate) struct Window {
     hold: u32,
     /// How long the next hold lasts: doubles each time a larger window drained slower.
     next_hold: u32,
-    /// The current epoch started the lane's first burst, or one after a stall.
+    /// The current epoch started a burst (the lane's first, one after an idle gap, or
+    /// one after a stall).
     warming: bool,
     last_drain: Option<Millis>,
+    /// Bytes were waiting at the last report: a gap since then with no drain is a
+    /// stall; without them, it was idle time.
+    was_waiting: bool,
 }
 
 impl Window {
@@ -72,6 +76,7 @@ impl Window {
             next_hold: HOLD_EPOCHS,
             warming: true,
             last_drain: None,
+            was_waiting: false,
         }
     }
 
@@ -86,18 +91,22 @@ impl Window {
 
     /// `drained` bytes left the buffer at `now`; `waiting`: bytes were held back.
     fn drained(&mut self, now: Millis, drained: u64, waiting: bool) {
-        if let (Some(last), true) = (self.last_drain, waiting) {
-            if now.0.saturating_sub(last.0) >= STALL_MS {
+        let was_waiting = std::mem::replace(&mut self.was_waiting, waiting);
+        if self.last_drain.is_some_and(|last| now.0.saturating_sub(last.0) >= STALL_MS) {
+            // Bytes waited all along and none drained: a stall. Without bytes waiting
+            // at the last report, the gap was idle time and a new burst began.
+            if was_waiting && waiting {
                 self.size = (self.size / 2).max(MIN_WINDOW);
                 self.below = None;
                 self.hold = HOLD_EPOCHS;
-                self.warming = true;
-                self.epoch_start = Some(now);
-                self.epoch_bytes = 0;
-                self.limited = false;
-                self.last_drain = Some(now);
-                return;
             }
+            // Either way the gap is no rate: the next epoch starts afresh.
+            self.warming = true;
+            self.epoch_start = Some(now);
+            self.epoch_bytes = 0;
+            self.limited = false;
+            self.last_drain = Some(now);
+            return;
         }
         self.last_drain = Some(now);
         let start = *self.epoch_start.get_or_insert(now);
@@ -340,6 +349,24 @@ mod tests {
         // And it does not grow again at once.
         let after = drive(&mut lane, 5_000 + STALL_MS + 10, 1_000, |w| w / 40);
         assert_eq!(after, MAX_WINDOW / 2);
+    }
+
+    #[test]
+    fn a_new_burst_after_an_idle_gap_is_not_a_stall() {
+        let mut lane = Lane::new();
+        let grown = drive(&mut lane, 0, 5_000, |_| 20_000);
+        assert_eq!(grown, MAX_WINDOW);
+        // The burst ends: everything drained, nothing waits.
+        lane.set_buffered(Millis(5_010), 0);
+        // Seconds later a new burst fills the window, and the first report finds bytes
+        // waiting: they waited only since the burst began.
+        lane.push(vec![vec![0u8; 64 * 1024]; 256]);
+        lane.release().count();
+        lane.set_buffered(Millis(10_000), MAX_WINDOW / 2);
+        assert_eq!(lane.window(), MAX_WINDOW);
+        // And the idle gap is no rate: the window is not judged by it.
+        let after = drive(&mut lane, 10_000, 2_000, |_| 20_000);
+        assert_eq!(after, MAX_WINDOW);
     }
 
     #[test]
