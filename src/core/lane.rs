@@ -12,9 +12,10 @@
 //!
 //! Ties go to the larger window: on a connection that has carried data, a larger
 //! window is a few per cent faster (raw's best setting there is its largest buffer),
-//! less than one epoch's noise, so demanding a clear gain kept the window small. An
-//! A/B of the two policies in one run (`bench/transfer.mjs`, 5 interleaved rounds,
-//! twice) measured warm transfers 4.6–5 % faster with ties going up, fresh ones equal.
+//! less than one epoch's noise, so demanding a clear gain (15 %) kept the window small.
+//! Same-run A/Bs (`bench/transfer.mjs`, 5 interleaved rounds, twice) measured warm
+//! transfers 4.6–5 % faster with ties going up, fresh ones equal; on this two-core
+//! machine a transfer is CPU-bound, which caps what any window can gain.
 
 use std::collections::VecDeque;
 
