@@ -16,11 +16,14 @@ export CHROMEDRIVER=/usr/bin/chromedriver
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=120
 cargo test --target wasm32-unknown-unknown --test web --no-run
-# wasm-bindgen-test-runner's page sometimes stays at "Loading scripts..." for minutes
-# before any test runs (2026-12-01: Chromium holding six idle connections to the
-# runner's web server, every renderer idle; the same commit passed and hung minutes
-# apart; this evening 2 runs in 3). A run whose tests never started is tried again (a
-# healthy run takes seconds); one whose tests ran is final, pass or fail.
+# wasm-bindgen-test-runner's page could stay at "Loading scripts..." for minutes before
+# any test ran. Its server (tiny_http 0.12) starts 4 threads and adds one only when none
+# waits; a burst of new connections is queued behind threads already promised to other
+# connections, each kept open by Chromium, and the last module requests are never
+# read (2026-12-02: 6 parallel snippet requests, 2 never answered, 5 runs in 5). The
+# package now loads 2 snippet modules, not 6 (src/web/glue.js). Still, a run whose
+# tests never started is tried again (a healthy run takes seconds); one whose tests
+# ran is final, pass or fail.
 attempts=${BROWSER_TEST_ATTEMPTS:-4}
 for attempt in $(seq "$attempts"); do
   log=$(mktemp)

@@ -47,9 +47,9 @@ function run(cmd, args, options = {}) {
 function placeWorker(dir) {
   const snippets = path.join(dir, "snippets");
   const starters = readdirSync(snippets)
-    .map((crate) => path.join("snippets", crate, "src/web/store_worker_file.js"))
+    .map((crate) => path.join("snippets", crate, "src/web/glue.js"))
     .filter((file) => existsSync(path.join(dir, file)));
-  if (starters.length !== 1) throw new Error(`expected one store_worker_file.js snippet in ${dir}, found ${starters.length}`);
+  if (starters.length !== 1) throw new Error(`expected one src/web/glue.js snippet in ${dir}, found ${starters.length}`);
   copyFileSync(path.join(ROOT, "src/web/store_worker.js"), path.join(dir, path.dirname(starters[0]), "store_worker.js"));
 }
 
@@ -113,6 +113,8 @@ const packages = parsePackages(readFileSync(path.join(ROOT, "wasm-pack.toml"), "
 for (const p of packages) {
   const args = ["build", "--target", p.target, "--out-dir", p["out-dir"], "--out-name", "meshdrop", `--${p.profile ?? "release"}`];
   if (p.scope) args.push("--scope", p.scope);
+  // wasm-pack keeps the snippets of earlier builds, which would then ship.
+  rmSync(path.join(ROOT, p["out-dir"]), { recursive: true, force: true });
   run("wasm-pack", args);
   const dir = path.join(ROOT, p["out-dir"]);
   finish(dir);

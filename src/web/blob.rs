@@ -23,7 +23,7 @@ const BLOCKS_PER_READ: u64 = 8;
 /// Block buffers kept for reuse; more in flight at once are allocated and then dropped.
 const MAX_SPARE_BLOCKS: usize = 16;
 
-#[wasm_bindgen(module = "/src/web/read_blob.js")]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     /// `start..end` of `blob` as a Uint8Array, over `buffer`'s memory where it can be.
     #[wasm_bindgen(catch, js_name = readBlobInto)]

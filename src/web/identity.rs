@@ -13,62 +13,7 @@ use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-#[wasm_bindgen(inline_js = r#"
-export async function claimIdentity(storageKey, legacyKey) {
-  const storage = globalThis.localStorage;
-  const locks = globalThis.navigator && globalThis.navigator.locks;
-  if (!storage || !locks) return null;
-  // Those secrets went to signaling servers: useless as keys, so not kept.
-  // (Read first: a read is served from the page's copy, a write goes to the browser.)
-  try { if (storage.getItem(legacyKey) !== null) storage.removeItem(legacyKey); } catch {}
-  let pool = [];
-  try { pool = JSON.parse(storage.getItem(storageKey) || "[]"); } catch {}
-  if (!Array.isArray(pool)) pool = [];
-  const hold = (secret) => new Promise((resolve) => {
-    locks.request("meshdrop-identity:" + secret, { ifAvailable: true }, (lock) => {
-      if (!lock) { resolve(null); return undefined; }
-      // The lock is held until `release` is called (or the tab goes away).
-      return new Promise((release) => resolve({ secret, release }));
-    }).catch(() => resolve(null));
-  });
-  const random = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24)))).replace(/\+/g, "-").replace(/\//g, "_");
-  for (const entry of pool) {
-    if (!entry || typeof entry.secret !== "string" || typeof entry.key !== "string") continue;
-    const held = await hold(entry.secret);
-    if (held) return { ...held, key: entry.key };
-  }
-  const entry = { secret: random(), key: random() };
-  const held = await hold(entry.secret);
-  if (!held) return null;
-  pool.push(entry);
-  storage.setItem(storageKey, JSON.stringify(pool.slice(-64)));
-  return { ...held, key: entry.key };
-}
-
-// The first localStorage access in a page loads its storage area synchronously.
-export function touchStorage(storageKey) {
-  try { globalThis.localStorage && globalThis.localStorage.getItem(storageKey); } catch {}
-}
-
-export function loadPins(storageKey, owner) {
-  try {
-    const all = JSON.parse(globalThis.localStorage.getItem(storageKey) || "{}");
-    const mine = all && typeof all === "object" ? all[owner] : null;
-    return mine && typeof mine === "object" ? Object.entries(mine).filter(([, key]) => typeof key === "string") : [];
-  } catch { return []; }
-}
-
-export function savePin(storageKey, owner, peer, key) {
-  try {
-    const storage = globalThis.localStorage;
-    let all = JSON.parse(storage.getItem(storageKey) || "{}");
-    if (!all || typeof all !== "object") all = {};
-    all[owner] = { ...(all[owner] || {}), [peer]: key };
-    storage.setItem(storageKey, JSON.stringify(all));
-    return true;
-  } catch { return false; }
-}
-"#)]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = claimIdentity, catch)]
     fn claim_identity(storage_key: &str, legacy_key: &str) -> Result<js_sys::Promise, JsValue>;

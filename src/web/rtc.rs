@@ -16,22 +16,7 @@ use web_sys::{
 
 use crate::core::{CandidateStats, Channel, Failure, Gathered, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
 
-#[wasm_bindgen(inline_js = r#"
-export function selectedPair(report) {
-  const stats = [...report.values()];
-  const byId = new Map(stats.map((s) => [s.id, s]));
-  const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
-  const pair = transport
-    ? byId.get(transport.selectedCandidatePairId)
-    : stats.find((s) => s.type === "candidate-pair" && (s.selected || (s.nominated && s.state === "succeeded")));
-  if (!pair) return null;
-  const side = (c) => c && { candidateType: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol, url: c.url };
-  const local = side(byId.get(pair.localCandidateId));
-  const remote = side(byId.get(pair.remoteCandidateId));
-  if (!local || !remote) return null;
-  return { local, remote, rttMs: pair.currentRoundTripTime === undefined ? null : pair.currentRoundTripTime * 1000, bytesSent: pair.bytesSent ?? 0, bytesReceived: pair.bytesReceived ?? 0 };
-}
-"#)]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     /// The selected candidate pair of a `getStats()` report, with both candidates, or
     /// null before there is one.

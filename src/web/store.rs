@@ -25,7 +25,7 @@ const WORKER_SOURCE: &str = include_str!("store_worker.js");
 /// A worker that has said neither `ready` nor failed by then is given up.
 const WORKER_START_TIMEOUT_MS: u32 = 5_000;
 
-#[wasm_bindgen(module = "/src/web/store_worker_file.js")]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     /// The worker from the file shipped beside that module (`new Worker(new URL(...,
     /// import.meta.url))`, the form bundlers emit), which a strict `worker-src 'self'`

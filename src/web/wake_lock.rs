@@ -4,32 +4,7 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
-#[wasm_bindgen(inline_js = r#"
-let wanted = false;
-let sentinel = null;
-let listening = false;
-async function acquire() {
-  if (!wanted || sentinel || typeof document === "undefined" || document.visibilityState !== "visible" || !navigator.wakeLock) return;
-  try {
-    const lock = await navigator.wakeLock.request("screen");
-    if (!wanted) return void lock.release();
-    sentinel = lock;
-    lock.addEventListener("release", () => { if (sentinel === lock) sentinel = null; });
-  } catch {
-    // Refused (hidden page, permissions policy): try again when shown.
-  }
-}
-export function setWakeLock(on) {
-  if (on === wanted) return;
-  wanted = on;
-  if (!listening && typeof document !== "undefined") {
-    listening = true;
-    document.addEventListener("visibilitychange", acquire);
-  }
-  if (on) acquire();
-  else if (sentinel) { sentinel.release(); sentinel = null; }
-}
-"#)]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = setWakeLock)]
     fn set_wake_lock(on: bool);
