@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::net::Net;
+use super::order::{sorted, sorted_by_key};
 use super::output::Event;
 use super::service::{Service, ShareInfo};
 use super::transfer::blocks::{block_count, content_hash, Hash};
@@ -167,9 +168,8 @@ impl Discovery {
 
     /// What we share, sorted by name.
     pub(crate) fn shared(&self) -> Vec<SharedFile> {
-        let mut list: Vec<_> = self.shares.values().map(|s| s.file.clone()).collect();
-        list.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
-        list
+        let list: Vec<_> = self.shares.values().map(|s| s.file.clone()).collect();
+        sorted_by_key(list, |s| (s.meta.name.clone(), s.id))
     }
 
     /// A shared file, for serving it.
@@ -201,8 +201,7 @@ impl Discovery {
 
     fn finish_query(&mut self, net: &mut Net<'_>, id: QueryId) {
         if let Some(query) = self.queries.remove(&id) {
-            let mut hits = query.hits;
-            hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.peer.cmp(&b.peer)).then(a.id.cmp(&b.id)));
+            let hits = sorted_by_key(query.hits, |h| (h.meta.name.clone(), h.peer.clone(), h.id));
             net.emit(Event::FindDone { id, hits });
         }
     }
@@ -213,8 +212,8 @@ impl Discovery {
             return; // answered already
         }
         let how = if substring { Match::Substring } else { Match::Exact };
-        let mut hits: Vec<_> = self.shares.values().filter(|s| matches(&s.file.meta.name, text, how)).map(|s| &s.file).collect();
-        hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name).then(a.id.cmp(&b.id)));
+        let hits: Vec<_> = self.shares.values().filter(|s| matches(&s.file.meta.name, text, how)).map(|s| &s.file).collect();
+        let hits = sorted_by_key(hits, |s| (s.meta.name.as_str(), s.id));
         let hits = hits
             .into_iter()
             .take(MAX_ANSWER_HITS)
@@ -241,9 +240,8 @@ impl Discovery {
 
     /// A peer left: its answers are no longer awaited.
     pub(crate) fn peer_left(&mut self, net: &mut Net<'_>, peer: &PeerId) {
-        let mut ids: Vec<_> = self.queries.iter().filter(|(_, q)| q.waiting.contains(peer)).map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        for id in ids {
+        let ids: Vec<_> = self.queries.iter().filter(|(_, q)| q.waiting.contains(peer)).map(|(id, _)| *id).collect();
+        for id in sorted(ids) {
             if let Some(q) = self.queries.get_mut(&id) {
                 q.waiting.remove(peer);
             }
@@ -254,18 +252,15 @@ impl Discovery {
     /// Queries whose time ran out end with the answers so far.
     pub(crate) fn handle_timeout(&mut self, net: &mut Net<'_>) {
         let now = net.now;
-        let mut due: Vec<_> = self.queries.iter().filter(|(_, q)| q.deadline <= now).map(|(id, _)| *id).collect();
-        due.sort_unstable();
-        for id in due {
+        let due: Vec<_> = self.queries.iter().filter(|(_, q)| q.deadline <= now).map(|(id, _)| *id).collect();
+        for id in sorted(due) {
             self.finish_query(net, id);
         }
     }
 
     /// Every query ends now: `leave()` was called.
     pub(crate) fn close(&mut self, net: &mut Net<'_>) {
-        let mut ids: Vec<_> = self.queries.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
+        for id in sorted(self.queries.keys().copied().collect()) {
             self.finish_query(net, id);
         }
     }

@@ -93,12 +93,12 @@ pub fn key_matches(key: &PublicKey, id: &PeerId) -> bool {
 /// The DTLS fingerprints in an SDP (`a=fingerprint:` lines), normalized and sorted, so
 /// both ends describe a certificate alike; `None` if it has none.
 pub fn fingerprints(sdp: &str) -> Option<String> {
-    let mut found: Vec<String> = sdp
+    let found: Vec<String> = sdp
         .lines()
         .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
         .map(|value| value.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase())
         .collect();
-    found.sort_unstable();
+    let mut found = super::order::sorted(found);
     found.dedup();
     (!found.is_empty()).then(|| found.join(","))
 }

@@ -15,6 +15,7 @@ mod lane;
 mod link;
 mod mesh;
 mod net;
+mod order;
 mod output;
 pub mod path;
 mod peers;

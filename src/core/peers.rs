@@ -20,6 +20,7 @@ use super::binding::{Binder, Ends};
 use super::config::PeerSettings;
 use super::health::{Change, Health, Step};
 use super::identity::{Identity, PublicKey};
+use super::order::sorted;
 use super::output::{warn, ConnectionOp, Event, Output, SdpKind, SignalingOp};
 use super::path::{Failure, Gathered, IceState, Path};
 use super::rng::Rng;
@@ -107,10 +108,9 @@ impl Peers {
 
     /// Peers with open channels, with their names, sorted by id.
     pub(crate) fn open(&self) -> Vec<(PeerId, Option<String>)> {
-        let mut peers: Vec<_> =
+        let peers: Vec<_> =
             self.sessions.iter().filter(|(_, s)| s.open).map(|(id, _)| (id.clone(), self.roster.get(id).cloned().flatten())).collect();
-        peers.sort_unstable();
-        peers
+        sorted(peers)
     }
 
     pub(crate) fn is_open(&self, peer: &PeerId) -> bool {
@@ -143,9 +143,7 @@ impl Peers {
         self.me = Some(me);
         self.signaling = true;
         self.roster = roster.into_iter().collect();
-        let mut known: Vec<_> = self.roster.keys().cloned().collect();
-        known.sort_unstable();
-        for peer in known {
+        for peer in sorted(self.roster.keys().cloned().collect()) {
             self.meet(now, peer, out);
         }
         // Paths that went down while we could not signal are restarted now, not at the
@@ -573,10 +571,8 @@ impl Peers {
     /// Expires stalled attempts and silent peers, restarts lost paths, and retries
     /// peers that are due.
     pub(crate) fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
-        let mut stalled: Vec<_> =
-            self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone())).collect();
-        stalled.sort_unstable();
-        for (conn, peer) in stalled {
+        let stalled: Vec<_> = self.sessions.iter().filter(|(_, s)| s.deadline.is_some_and(|d| d <= now)).map(|(p, s)| (s.conn, p.clone())).collect();
+        for (conn, peer) in sorted(stalled) {
             if let Some(s) = self.sessions.get(&peer).filter(|s| !s.open) {
                 let (reason, message) = s.stall_failure(self.settings.connect_timeout_ms);
                 out.push_back(Output::Event(Event::PeerFailed { id: peer, reason, message }));

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
 use super::net::Net;
+use super::order::sorted;
 use super::output::Event;
 use super::service::{FailureCode, Service};
 use super::wire::Payload;
@@ -189,9 +190,8 @@ impl Requests {
     }
 
     fn end(&mut self, net: &mut Net<'_>, which: impl Fn(&Pending) -> bool, error: impl Fn(&Pending) -> RequestError) {
-        let mut ended: Vec<_> = self.pending.iter().filter(|(_, p)| which(p)).map(|(id, _)| *id).collect();
-        ended.sort_unstable();
-        for id in ended {
+        let ended: Vec<_> = self.pending.iter().filter(|(_, p)| which(p)).map(|(id, _)| *id).collect();
+        for id in sorted(ended) {
             if let Some(p) = self.pending.remove(&id) {
                 net.emit(Event::Response { id, result: Err(error(&p)) });
             }

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::order::sorted;
 use super::rng::Rng;
 use super::time::backoff;
 use super::{Millis, PeerId};
@@ -100,8 +101,7 @@ impl Schedule {
 
     /// Peers whose retry is due at `now`, sorted; no longer pending.
     pub(crate) fn due(&mut self, now: Millis) -> Vec<PeerId> {
-        let mut due: Vec<_> = self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
-        due.sort_unstable();
+        let due = sorted(self.retries.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect());
         for peer in &due {
             self.retries.remove(peer);
         }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use super::binding::ConnectionProof;
 use super::health::Health;
 use super::lane::{Lane, MAX_FRAME};
+use super::order::sorted;
 use super::output::{Channel, ConnectionOp, Output};
 use super::path::{FailReason, Failure, Gathered, Path};
 use super::transfer::BulkItem;
@@ -247,15 +248,12 @@ impl Sessions {
 
     /// The peers whose sessions match, sorted (so what follows is deterministic).
     pub(crate) fn peers_where(&self, matches: impl Fn(&Session) -> bool) -> Vec<PeerId> {
-        let mut peers: Vec<_> = self.by_peer.iter().filter(|(_, s)| matches(s)).map(|(p, _)| p.clone()).collect();
-        peers.sort_unstable();
-        peers
+        sorted(self.by_peer.iter().filter(|(_, s)| matches(s)).map(|(p, _)| p.clone()).collect())
     }
 
     /// Forgets every session; returns their connections, sorted.
     pub(crate) fn clear(&mut self) -> Vec<ConnId> {
-        let mut conns: Vec<_> = self.by_conn.drain().map(|(conn, _)| conn).collect();
-        conns.sort_unstable();
+        let conns = sorted(self.by_conn.drain().map(|(conn, _)| conn).collect());
         self.by_peer.clear();
         conns
     }

@@ -48,6 +48,7 @@ use self::serve::Serving;
 use super::discovery::{Hit, ServedFile, ShareId};
 use super::input::FrameId;
 use super::net::Net;
+use super::order::sorted;
 use super::output::{Event, FileOp, Output, StoreOp};
 use super::{Millis, PeerId, SendError};
 
@@ -167,9 +168,8 @@ impl Transfers {
 
     /// A file is no longer shared: its serves end with `NotShared` for the downloader.
     pub(crate) fn end_serves_of(&mut self, net: &mut Net<'_>, share: ShareId) {
-        let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| matches!(t, Transfer::Serve(s) if s.share == share)).map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        for id in ids {
+        let ids: Vec<_> = self.map.iter().filter(|(_, t)| matches!(t, Transfer::Serve(s) if s.share == share)).map(|(id, _)| *id).collect();
+        for id in sorted(ids) {
             self.fail(net, id, TransferError::NotShared("the holder stopped sharing this file".into()), true);
         }
     }
@@ -485,9 +485,7 @@ impl Transfers {
     }
 
     fn ids(&self, which: impl Fn(&Transfer) -> bool) -> Vec<TransferId> {
-        let mut ids: Vec<_> = self.map.iter().filter(|(_, t)| which(t)).map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        ids
+        sorted(self.map.iter().filter(|(_, t)| which(t)).map(|(id, _)| *id).collect())
     }
 
     // -- ending ------------------------------------------------------------------------

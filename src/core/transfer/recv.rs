@@ -10,6 +10,7 @@ use super::frame::{CancelCode, Control, Proof};
 use super::receive::{Broken, Header, Receiving};
 use super::{store_error, FileMeta, Partial, ProgressMeter, Step, StoreError, TransferError, TransferId};
 use crate::core::net::Net;
+use crate::core::order::sorted_by_key;
 use crate::core::output::{Event, Output, StoreOp};
 use crate::core::{Millis, PeerId};
 
@@ -143,9 +144,9 @@ impl Incoming {
             // itself; the same content sent again is a new offer that reuses the blocks.
             resumable = partial.transfer == Some(id) && partial.from.as_deref() == Some(self.peer.as_str());
             let blocks = self.blocks;
-            self.kept = partial.blocks;
-            self.kept.retain(|(block, _)| *block < blocks);
-            self.kept.sort_unstable_by_key(|(block, _)| *block);
+            let mut kept = partial.blocks;
+            kept.retain(|(block, _)| *block < blocks);
+            self.kept = sorted_by_key(kept, |(block, _)| *block);
             self.kept.dedup_by_key(|(block, _)| *block);
         }
         let have: u64 = self.kept.iter().map(|(block, _)| block_len(self.meta.size, *block)).sum();
