@@ -1,3 +1,6 @@
+//# allFunctionsCalledOnLoad
+// (V8: compile this file's functions as it loads, not each at its first call: a join
+// calls most of them.)
 // The web driver's JavaScript half: the browser calls that are simpler in JS than
 // through web-sys. One module, so a page loads one file for them, not five (each was
 // a request of its own; wasm-bindgen-test-runner's server also stalled on that many
