@@ -9,6 +9,8 @@
 //        [--phases 1]: also time each tab's way to "all open" step by step (socket, welcome,
 //        first connection, channels), from the browser's own objects, to show where setup
 //        time goes; adds a listener or two to every socket and connection of every kind.
+//        It also traces the joins (Chromium's trace: each tab's main-thread CPU from its
+//        join to "all open", and how much of it went to compiling JS and wasm).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -197,6 +199,49 @@ async function chromiumCpuMs() {
   return ticks * 10;
 }
 
+/** Starts a Chromium trace of every process; the returned function stops it and
+ *  resolves to its events. Categories: task and V8 compile events with thread time,
+ *  the pages' `console.timeStamp` marks, and wasm's lazy compilation. */
+async function startTrace() {
+  const cdp = await browser.newBrowserCDPSession();
+  const events = [];
+  cdp.on("Tracing.dataCollected", (e) => events.push(...e.value));
+  const categories = ["toplevel", "devtools.timeline", "v8", "disabled-by-default-v8.compile", "v8.wasm"];
+  await cdp.send("Tracing.start", { traceConfig: { includedCategories: categories }, transferMode: "ReportEvents" });
+  return async () => {
+    const complete = new Promise((resolve) => cdp.once("Tracing.tracingComplete", resolve));
+    await cdp.send("Tracing.end");
+    await complete;
+    await cdp.detach();
+    return events;
+  };
+}
+
+/** Each tab's main thread from its join mark (`console.timeStamp("bench-join-<index>")`)
+ *  for `ms[index]`: CPU (thread time of the tasks that started then), and of it the time
+ *  V8 spent compiling JS functions and wasm functions on their first call. */
+function mainThreadCosts(events, ms) {
+  const starts = new Map();
+  for (const e of events) {
+    const mark = e.name === "TimeStamp" ? /^bench-join-(\d+)$/.exec(e.args?.data?.message ?? "") : null;
+    if (mark) starts.set(Number(mark[1]), { pid: e.pid, tid: e.tid, ts: e.ts });
+  }
+  return ms.map((duration, index) => {
+    const start = starts.get(index);
+    if (!start) return null;
+    const end = start.ts + duration * 1000;
+    const sum = { cpu: 0, js: 0, wasm: 0 };
+    for (const e of events) {
+      if (e.ph !== "X" || e.pid !== start.pid || e.tid !== start.tid || e.ts < start.ts || e.ts > end) continue;
+      const cpu = (e.tdur ?? e.dur ?? 0) / 1000;
+      if (e.name === "ThreadControllerImpl::RunTask") sum.cpu += cpu;
+      else if (e.name === "V8.CompileCode") sum.js += cpu;
+      else if (e.name === "wasm.CompileLazy") sum.wasm += cpu;
+    }
+    return sum;
+  });
+}
+
 /** Step times for `--phases`, ms from the tab's join, recorded by wrapping the
  *  browser's WebSocket and RTCPeerConnection: the same for every implementation. */
 const PHASES = `(() => {
@@ -261,6 +306,7 @@ async function roundIn(context, kind, n, rep) {
   const room = `bench-${kind}-${n}-${rep}-${Date.now()}`;
   const ids = pages.map((_, i) => `${room}-${i}`);
   const cpuBefore = await chromiumCpuMs();
+  const stopTrace = phases ? await startTrace() : null;
   // Every tab starts at one instant: handed over one by one, the starts spread by
   // 20–130 ms, and each tab's time counts from its own start, so a tab that started
   // late found the others waiting and one that started early waited for them.
@@ -272,6 +318,7 @@ async function roundIn(context, kind, n, rep) {
           await new Promise((resolve) => setTimeout(resolve, startAt - (performance.timeOrigin + performance.now())));
           const late = performance.timeOrigin + performance.now() - startAt;
           window.phaseStart = performance.now();
+          console.timeStamp(`bench-join-${index}`);
           const meshdropJoin = async () => {
             const t0 = performance.now();
             let first = null;
@@ -309,6 +356,10 @@ async function roundIn(context, kind, n, rep) {
   const late = Math.max(...results.map((r) => r.late));
   if (late > 5) console.error(`bench: a tab started ${late.toFixed(0)} ms after the common start (${kind}, ${n} tabs)`);
   const setupCpuMs = (await chromiumCpuMs()) - cpuBefore;
+  if (stopTrace) {
+    const costs = mainThreadCosts(await stopTrace(), results.map((r) => r.all));
+    costs.forEach((main, i) => (results[i].main = main));
+  }
   const broadcast = await measureBroadcast(pages);
   return { setup: results, setupCpuMs, broadcast };
 }
@@ -378,6 +429,7 @@ const KINDS = arg("kinds", "meshdrop,raw,simple-peer,peerjs").split(",");
 const rows = [];
 const broadcastRows = [];
 const phaseRows = [];
+const mainRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const setupCpu = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
@@ -417,6 +469,10 @@ for (const n of sizes) {
     const cpuRatio = ratioText(cpu?.median / stats(setupCpu[`raw/${n}`])?.median);
     const phase = (name) => fmt(stats(s.map((r) => r.marks?.[name]).filter((t) => t !== undefined)));
     phaseRows.push(`| ${n} | ${kind} | ${PHASE_NAMES.map(phase).join(" | ")} | ${fmt(stats(s.map((r) => r.all)))} |`);
+    const main = (key) => stats(s.map((r) => r.main?.[key]).filter((t) => t !== undefined));
+    const mainMedian = (k, key) => stats(samples[`${k}/${n}`].map((r) => r.main?.[key]).filter((t) => t !== undefined))?.median;
+    const fmt1 = (st) => (st ? `${st.median.toFixed(1)} (${st.min.toFixed(1)}–${st.max.toFixed(1)})` : "–");
+    mainRows.push(`| ${n} | ${kind} | ${fmt1(main("cpu"))} | ${ratioText(mainMedian(kind, "cpu") / mainMedian("raw", "cpu"))} | ${fmt1(main("js"))} | ${fmt1(main("wasm"))} |`);
     rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${fmt(cpu)} | ${cpuRatio} |`);
     const c = casts[`${kind}/${n}`];
     const rate = (r) => r.messages / (r.burstMs / 1000);
@@ -461,6 +517,12 @@ Per tab, ms from its join to the first time each step happened (the last, for "l
 | peers | implementation | ${PHASE_NAMES.join(" | ")} | all open |
 |---:|---|${PHASE_NAMES.map(() => "---:|").join("")}---:|
 ${phaseRows.join("\n")}
+
+Each tab's main thread over the same span (join → all open), from a Chromium trace of these rounds: CPU is the thread time of the tasks it ran (not time waiting for a core), median (min–max) over every tab; "compiling" is the part V8 spent compiling JS functions and wasm functions at their first call (both compile lazily; meshdrop's \`init()\` rehearses the core so that its wasm is compiled before a join, and its JS glue asks V8 to compile every function as it loads).
+
+| peers | implementation | main-thread CPU, ms | ÷ raw | of it compiling JS, ms | compiling wasm, ms |
+|---:|---|---:|---:|---:|---:|
+${mainRows.join("\n")}
 
 `
     : ""
