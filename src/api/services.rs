@@ -266,7 +266,8 @@ pub(crate) fn parse_hits(hits: JsValue) -> Result<Vec<Hit>, JsValue> {
     if !hits.is_object() {
         return Err(type_error("download needs what find() returned: a hit or an array of hits"));
     }
-    let hits: Vec<shapes::FindHitIn> = if Array::is_array(&hits) { from_js(hits, "hits")? } else { vec![from_js(hits, "hit")?] };
+    let hits: Vec<shapes::FindHitIn> =
+        if Array::is_array(&hits) { shapes::list_from_js(&Array::from(&hits), "hits")? } else { vec![from_js(hits, "hit")?] };
     if hits.is_empty() {
         return Err(type_error("download needs at least one hit from find()"));
     }

@@ -1,10 +1,10 @@
 //! The plain objects that cross the JS boundary, in one place: option objects the API
-//! takes (deserialized, so a wrong field gets a precise `TypeError` naming it) and the
-//! payloads it hands out (serialized). Each mirrors an interface in the TypeScript
+//! takes (read field by field, so a wrong field gets a precise `TypeError` naming it)
+//! and the payloads it hands out (serialized). Each mirrors an interface in the TypeScript
 //! sections (`events.rs`, `services.rs`); keep them in step.
 //!
-//! Fields an option object has beyond these are ignored (the deserializer reads only
-//! the fields it knows); a misspelt required one is reported missing.
+//! Fields an option object has beyond these are ignored (only the fields it knows are
+//! read); a misspelt required one is reported missing.
 //!
 //! Request payloads are not here: they cross as JSON text or bytes, and the browser's
 //! own `JSON` does that faster and with no code in the module (`services.rs`).
@@ -15,16 +15,77 @@ use wasm_bindgen::JsValue;
 
 use super::error::type_error;
 
-/// Reads `value` as `T`; the error names the field: `options.room: invalid type: ...`.
-pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
-    let deserializer = serde_wasm_bindgen::Deserializer::from(value);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let at = if path == "." { what.to_owned() } else { format!("{what}.{path}") };
-        // The inner error displays as a JS Error: "Error: invalid type: ...".
-        let inner = err.inner().to_string();
-        type_error(&format!("{at}: {}", inner.strip_prefix("Error: ").unwrap_or(&inner)))
-    })
+/// An option object the API reads field by field: each field's value is deserialized on
+/// its own, so an error can name the field without wrapping every deserializer in a
+/// path tracker (`serde_path_to_error`, 23 KiB of wasm code, did that).
+pub(crate) struct Fields<'a> {
+    object: JsValue,
+    what: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// `value` if it is an object; `what` names it in errors (`options`, `hits[2]`).
+    pub(crate) fn of(value: JsValue, what: &'a str) -> Result<Fields<'a>, JsValue> {
+        if !value.is_object() || value.is_function() {
+            return Err(type_error(&format!("{what}: expected an object, got {}", describe(&value))));
+        }
+        Ok(Fields { object: value, what })
+    }
+
+    /// The field as it is in JS (`undefined` if absent).
+    pub(crate) fn raw(&self, key: &str) -> JsValue {
+        js_sys::Reflect::get(&self.object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// A field that must be there.
+    pub(crate) fn required<T: DeserializeOwned>(&self, key: &str) -> Result<T, JsValue> {
+        let value = self.raw(key);
+        if value.is_undefined() {
+            return Err(type_error(&format!("{}: missing field `{key}`", self.what)));
+        }
+        self.decode(key, value)
+    }
+
+    /// A field that may be absent, `undefined` or `null`.
+    pub(crate) fn optional<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, JsValue> {
+        match self.raw(key) {
+            value if value.is_undefined() || value.is_null() => Ok(None),
+            value => self.decode(key, value).map(Some),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &str, value: JsValue) -> Result<T, JsValue> {
+        serde_wasm_bindgen::from_value(value).map_err(|err| {
+            // It displays as a JS Error: "Error: invalid type: ...".
+            let inner = err.to_string();
+            type_error(&format!("{}.{key}: {}", self.what, inner.strip_prefix("Error: ").unwrap_or(&inner)))
+        })
+    }
+}
+
+/// What a JS value is, for an error message.
+fn describe(value: &JsValue) -> String {
+    match value.js_typeof().as_string().as_deref() {
+        _ if value.is_null() => "null".to_owned(),
+        Some(kind @ ("undefined" | "function")) => kind.to_owned(),
+        Some(kind) => format!("a {kind}"),
+        None => "something else".to_owned(),
+    }
+}
+
+/// An option object read from JS.
+pub(crate) trait FromJs: Sized {
+    fn read(fields: &Fields<'_>) -> Result<Self, JsValue>;
+}
+
+/// Reads `value` as `T`; an error names the field: `options.room: invalid type: ...`.
+pub(crate) fn from_js<T: FromJs>(value: JsValue, what: &str) -> Result<T, JsValue> {
+    T::read(&Fields::of(value, what)?)
+}
+
+/// Reads an array of `T`; an error names the item and field: `hits[2].size: ...`.
+pub(crate) fn list_from_js<T: FromJs>(value: &js_sys::Array, what: &str) -> Result<Vec<T>, JsValue> {
+    value.iter().enumerate().map(|(i, item)| from_js(item, &format!("{what}[{i}]"))).collect()
 }
 
 /// `value` as a plain JS object: absent options omitted, `None` fields `null` where
@@ -38,14 +99,11 @@ pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
 // -- taken from JS -----------------------------------------------------------------------
 
 /// `JoinOptions`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct JoinOptions {
     pub(crate) signaling_url: SignalingUrls,
     pub(crate) room: String,
     pub(crate) name: Option<String>,
     /// `RTCIceServer[]`, handed to the browser as given.
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub(crate) ice_servers: JsValue,
     pub(crate) ice_transport_policy: Option<IceTransportPolicy>,
     pub(crate) max_message_bytes: Option<u64>,
@@ -55,6 +113,25 @@ pub(crate) struct JoinOptions {
     pub(crate) storage_max_age_ms: Option<u64>,
     pub(crate) identity: Option<IdentityKind>,
     pub(crate) room_secret: Option<String>,
+}
+
+impl FromJs for JoinOptions {
+    fn read(f: &Fields<'_>) -> Result<Self, JsValue> {
+        Ok(JoinOptions {
+            signaling_url: f.required("signalingUrl")?,
+            room: f.required("room")?,
+            name: f.optional("name")?,
+            ice_servers: f.raw("iceServers"),
+            ice_transport_policy: f.optional("iceTransportPolicy")?,
+            max_message_bytes: f.optional("maxMessageBytes")?,
+            connect_timeout_ms: f.optional("connectTimeoutMs")?,
+            reconnect_timeout_ms: f.optional("reconnectTimeoutMs")?,
+            resume_timeout_ms: f.optional("resumeTimeoutMs")?,
+            storage_max_age_ms: f.optional("storageMaxAgeMs")?,
+            identity: f.optional("identity")?,
+            room_secret: f.optional("roomSecret")?,
+        })
+    }
 }
 
 /// `signalingUrl`: one URL, or several instances sharing rooms (tried in turn).
@@ -80,18 +157,27 @@ pub(crate) enum IdentityKind {
 }
 
 /// `SendFileOptions`, `ShareOptions` and `DownloadOptions`: a name.
-#[derive(Deserialize, Default)]
 pub(crate) struct NameOptions {
     pub(crate) name: Option<String>,
 }
 
+impl FromJs for NameOptions {
+    fn read(f: &Fields<'_>) -> Result<Self, JsValue> {
+        Ok(NameOptions { name: f.optional("name")? })
+    }
+}
+
 /// `FindOptions`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 pub(crate) struct FindOptions {
     pub(crate) timeout_ms: Option<u64>,
-    #[serde(rename = "match")]
     pub(crate) matching: Option<Matching>,
+}
+
+impl FromJs for FindOptions {
+    fn read(f: &Fields<'_>) -> Result<Self, JsValue> {
+        Ok(FindOptions { timeout_ms: f.optional("timeoutMs")?, matching: f.optional("match")? })
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -102,24 +188,39 @@ pub(crate) enum Matching {
 }
 
 /// `RequestOptions`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 pub(crate) struct RequestOptions {
     pub(crate) timeout_ms: Option<u64>,
 }
 
+impl FromJs for RequestOptions {
+    fn read(f: &Fields<'_>) -> Result<Self, JsValue> {
+        Ok(RequestOptions { timeout_ms: f.optional("timeoutMs")? })
+    }
+}
+
 /// A `FindHit` handed back to `download` (extra fields, like those of a hit a user
 /// annotated, are ignored).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct FindHitIn {
     pub(crate) peer_id: String,
     pub(crate) id: String,
     pub(crate) name: Option<String>,
     pub(crate) size: u64,
     pub(crate) hash: String,
-    #[serde(rename = "type")]
     pub(crate) mime: Option<String>,
+}
+
+impl FromJs for FindHitIn {
+    fn read(f: &Fields<'_>) -> Result<Self, JsValue> {
+        Ok(FindHitIn {
+            peer_id: f.required("peerId")?,
+            id: f.required("id")?,
+            name: f.optional("name")?,
+            size: f.required("size")?,
+            hash: f.required("hash")?,
+            mime: f.optional("type")?,
+        })
+    }
 }
 
 // -- handed to JS ------------------------------------------------------------------------

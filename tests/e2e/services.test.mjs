@@ -281,6 +281,21 @@ test("only shared files are served: a made-up hit fails with NotSharedError", as
     }
   });
   assert.equal(bad, "TypeError");
+  // A malformed hit is refused, and the message says which hit and which field.
+  const malformed = await asker.page.evaluate((hit) => {
+    for (const hits of [[hit, { ...hit, size: "big" }], { ...hit, peerId: undefined }, [hit, 7]]) {
+      try {
+        window.peer.download(hits);
+      } catch (e) {
+        window.refusals = [...(window.refusals ?? []), `${e.name}: ${e.message}`];
+      }
+    }
+    return window.refusals;
+  }, forged);
+  assert.equal(malformed.length, 3, String(malformed));
+  assert.match(malformed[0], /^TypeError: hits\[1\]\.size: invalid type: string "big", expected u64/);
+  assert.match(malformed[1], /^TypeError: hit: missing field `peerId`/);
+  assert.match(malformed[2], /^TypeError: hits\[1\]: expected an object, got a number/);
   // The real hit works, as a single hit too.
   const [hit] = await asker.page.evaluate(() => window.peer.find("secret.bin"));
   const ok = await asker.page.evaluate((hit) => window.peer.download(hit).done.then((f) => f.size), hit);
