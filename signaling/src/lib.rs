@@ -21,6 +21,8 @@ mod admission;
 #[cfg(feature = "server")]
 mod cluster;
 #[cfg(feature = "server")]
+mod coalesce;
+#[cfg(feature = "server")]
 pub mod ice;
 #[cfg(feature = "server")]
 mod identity;

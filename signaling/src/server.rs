@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::admission::{Admission, Admitted, Busy, Slot};
 use crate::cluster::Cluster;
+use crate::coalesce::Coalesced;
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 use crate::protocol;
@@ -168,10 +169,8 @@ async fn upgrade(State(state): State<Arc<AppState>>, Extension(slot): Extension<
     let challenge_first = uri.query().is_some_and(protocol::wants_challenge_first);
     // Small buffers keep an idle connection cheap: each connection holds its read
     // buffer for life (4 KiB cost 3 KiB more per idle connection than 1 KiB, measured
-    // with bench/signal.mjs). ICE candidates fit in one read; a larger frame takes a
-    // read per 512 bytes (tungstenite caps each read at this size). The extra reads do
-    // not show: with 2 KiB, a 1 KiB signal cost the same server CPU (20–26 µs either
-    // way at 10,000/s) and an idle connection 1.5 KiB more.
+    // with bench/signal.mjs). tungstenite reads at most this much per call; the stream
+    // under it (`Coalesced`) serves those calls from one socket read.
     ws.read_buffer_size(512)
         // Frames collect up to this before a write; every batch ends with a flush.
         .write_buffer_size(16 * 1024)
@@ -196,7 +195,7 @@ async fn serve_http(tcp: TcpStream, router: Router, slot: Slot, header_timeout: 
     let service = TowerToHyperService::new(router.layer(Extension(Arc::new(slot))));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(keep_alive);
-    let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+    let conn = builder.serve_connection(TokioIo::new(Coalesced::new(tcp)), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
