@@ -57,7 +57,8 @@ impl<S> Coalesced<S> {
 impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.take_leftover(buf) {
+        // Nothing fits: reading the socket now would strand its bytes here.
+        if buf.remaining() == 0 || this.take_leftover(buf) {
             return Poll::Ready(Ok(()));
         }
         if buf.remaining() >= DIRECT_READ {
