@@ -1,7 +1,7 @@
 //! The plain objects that cross the JS boundary, in one place: option objects the API
 //! takes (read field by field, so a wrong field gets a precise `TypeError` naming it)
-//! and the payloads it hands out (built as plain objects). Each mirrors an interface in the TypeScript
-//! sections (`events.rs`, `services.rs`); keep them in step.
+//! and the payloads it hands out (built as plain objects). Each mirrors an interface in
+//! the TypeScript sections (`events.rs`, `services.rs`); keep them in step.
 //!
 //! Fields an option object has beyond these are ignored (only the fields it knows are
 //! read); a misspelt required one is reported missing.
@@ -114,10 +114,10 @@ fn unexpected(value: &JsValue) -> String {
     if Array::is_array(value) {
         return "sequence".to_owned();
     }
-    match describe(value).as_str() {
-        "an object" => "map".to_owned(),
-        other => other.to_owned(),
+    if value.is_object() {
+        return "map".to_owned();
     }
+    describe(value)
 }
 
 /// What a JS value is, for an error message.
