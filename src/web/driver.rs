@@ -395,10 +395,9 @@ impl Driver {
             ConnectionOp::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
             ConnectionOp::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
             ConnectionOp::SetRemoteDescription { conn, kind, sdp } => {
-                let Some(rtc) = state.conns.get(&conn) else { return };
-                let applied = rtc.set_remote_description(kind, &sdp);
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
                 spawn_local(async move {
-                    if applied.await.is_err() {
+                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
                         Driver::input(&weak, move |state, now| {
                             state.mesh.handle(now, Input::ConnectionClosed { conn, reason: "remote description rejected".into() })
                         });
@@ -406,9 +405,11 @@ impl Driver {
                 });
             }
             ConnectionOp::AddIceCandidate { conn, candidate } => {
-                if let Some(rtc) = state.conns.get(&conn) {
-                    rtc.add_ice_candidate(&candidate);
-                }
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                // A bad candidate costs only that path; the connection can still open.
+                spawn_local(async move {
+                    let _ = rtc::add_ice_candidate(pc, candidate).await;
+                });
             }
             ConnectionOp::Transmit { conn, frame, batch: None } => {
                 // Behind anything batched before, as it was sent.
@@ -632,9 +633,8 @@ impl Driver {
     fn local_description(&self, state: &State, conn: ConnId, kind: SdpKind) {
         let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
         let weak = self.this.clone();
-        let created = rtc::create_local_description(pc);
         spawn_local(async move {
-            let result = created.await;
+            let result = rtc::create_local_description(pc).await;
             Driver::input(&weak, move |State { mesh, .. }, now| match result {
                 Ok(sdp) => mesh.handle(now, Input::LocalDescription { conn, kind, sdp }),
                 Err(_) => mesh.handle(now, Input::ConnectionClosed { conn, reason: "cannot create local description".into() }),

@@ -140,52 +140,6 @@ export function savePin(storageKey, owner, peer, key) {
   } catch { return false; }
 }
 
-// --- A connection's ICE events, sifted here (src/web/rtc.rs) ---
-// A call into wasm costs more than these listeners do, and most of these events change
-// nothing in the core, which acts only on candidates, a path lost (and found again
-// after that), gathering complete and failures: those alone cross. Returns the
-// function that removes the listeners.
-export function watchIce(pc, onCandidate, onIceState, onGathered, onDtlsFailed) {
-  const watch = new AbortController();
-  const options = { signal: watch.signal };
-  let all = 0;
-  let relay = 0;
-  let lost = false;
-  pc.addEventListener("icecandidate", (event) => {
-    const candidate = event.candidate;
-    if (!candidate) return; // the end of gathering: trickle needs nothing for it
-    all += 1;
-    if (candidate.type === "relay") relay += 1;
-    onCandidate(JSON.stringify(candidate));
-  }, options);
-  // Also needed as such: Firefox drops connections without an ICE state listener.
-  pc.addEventListener("iceconnectionstatechange", () => {
-    const state = pc.iceConnectionState;
-    if (state === "disconnected" || state === "failed") lost = true;
-    else if ((state === "connected" || state === "completed") && lost) lost = false;
-    else return;
-    onIceState(state, all, relay);
-  }, options);
-  pc.addEventListener("icegatheringstatechange", () => {
-    if (pc.iceGatheringState === "complete") onGathered(all, relay);
-  }, options);
-  pc.addEventListener("connectionstatechange", () => {
-    // Failed while ICE works: the DTLS handshake is what failed (ICE's own failure
-    // comes as its state).
-    const ice = pc.iceConnectionState;
-    if (pc.connectionState === "failed" && (ice === "connected" || ice === "completed")) onDtlsFailed();
-  }, options);
-  return () => watch.abort();
-}
-
-// A peer's candidate (JSON of an RTCIceCandidateInit), queued on the connection's
-// operations chain behind what was called before it. A bad one costs only its path.
-export function addCandidate(pc, json) {
-  try {
-    pc.addIceCandidate(JSON.parse(json)).catch(() => {});
-  } catch {}
-}
-
 // --- The selected candidate pair from getStats (src/web/rtc.rs) ---
 export function selectedPair(report) {
   const stats = [...report.values()];

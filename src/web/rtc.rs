@@ -1,14 +1,17 @@
 //! One RTCPeerConnection with its pre-negotiated data channel, and the listeners that
 //! report its events. Dropping it removes the listeners, then closes both.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use gloo_events::EventListener;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType, RtcPeerConnection, RtcSdpType,
-    RtcSessionDescriptionInit,
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType, RtcIceCandidateInit, RtcIceConnectionState,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
 use crate::core::{CandidateStats, Channel, Failure, Gathered, IceState, SdpKind, BUFFERED_LOW_THRESHOLD};
@@ -19,21 +22,6 @@ extern "C" {
     /// null before there is one.
     #[wasm_bindgen(js_name = selectedPair)]
     fn selected_pair(report: &JsValue) -> JsValue;
-
-    /// Listens to `pc`'s ICE events; returns the function that stops listening.
-    #[wasm_bindgen(js_name = watchIce)]
-    fn watch_ice(
-        pc: &RtcPeerConnection,
-        on_candidate: &Closure<dyn Fn(String)>,
-        on_ice_state: &Closure<dyn Fn(String, u32, u32)>,
-        on_gathered: &Closure<dyn Fn(u32, u32)>,
-        on_dtls_failed: &Closure<dyn Fn()>,
-    ) -> js_sys::Function;
-
-    /// `pc.addIceCandidate(JSON.parse(json))`, queued behind earlier calls; failures
-    /// ignored.
-    #[wasm_bindgen(js_name = addCandidate)]
-    fn add_candidate(pc: &RtcPeerConnection, json: &str);
 }
 
 /// The channels' ids; both sides create them with `negotiated: true`, which saves the
@@ -63,40 +51,16 @@ pub(crate) enum RtcEvent {
     Gathered(Gathered),
 }
 
-/// The connection's ICE listeners, in JS (`watchIce` in glue.js): they count the
-/// candidates and call in only for what the core acts on.
-struct IceWatch {
-    stop: js_sys::Function,
-    _on_candidate: Closure<dyn Fn(String)>,
-    _on_ice_state: Closure<dyn Fn(String, u32, u32)>,
-    _on_gathered: Closure<dyn Fn(u32, u32)>,
-    _on_dtls_failed: Closure<dyn Fn()>,
+/// Local candidates gathered, of every type and relayed: why ICE failed, if it does.
+#[derive(Default)]
+struct Candidates {
+    all: Cell<u32>,
+    relay: Cell<u32>,
 }
 
-impl IceWatch {
-    /// `relay_configured`: the configuration names a TURN server (for failure reasons).
-    fn new(pc: &RtcPeerConnection, relay_configured: bool, on_event: impl Fn(RtcEvent) + Clone + 'static) -> IceWatch {
-        let facts = move |local: u32, relay: u32| Gathered { local, relay, relay_configured };
-        let report = on_event.clone();
-        let on_candidate = Closure::<dyn Fn(String)>::new(move |json: String| report(RtcEvent::LocalCandidate(json)));
-        let report = on_event.clone();
-        let on_ice_state = Closure::<dyn Fn(String, u32, u32)>::new(move |state: String, local: u32, relay: u32| match IceState::parse(&state) {
-            Some(IceState::Failed) => report(RtcEvent::Failed(Failure::Ice(facts(local, relay)))),
-            Some(state) => report(RtcEvent::IceState(state)),
-            None => {}
-        });
-        let report = on_event.clone();
-        let on_gathered = Closure::<dyn Fn(u32, u32)>::new(move |local: u32, relay: u32| report(RtcEvent::Gathered(facts(local, relay))));
-        let on_dtls_failed = Closure::<dyn Fn()>::new(move || on_event(RtcEvent::Failed(Failure::Dtls)));
-        let stop = watch_ice(pc, &on_candidate, &on_ice_state, &on_gathered, &on_dtls_failed);
-        IceWatch { stop, _on_candidate: on_candidate, _on_ice_state: on_ice_state, _on_gathered: on_gathered, _on_dtls_failed: on_dtls_failed }
-    }
-}
-
-impl Drop for IceWatch {
-    fn drop(&mut self) {
-        // Before the closures go: no listener may call a dropped one.
-        let _ = self.stop.call0(&JsValue::NULL);
+impl Candidates {
+    fn facts(&self, relay_configured: bool) -> Gathered {
+        Gathered { local: self.all.get(), relay: self.relay.get(), relay_configured }
     }
 }
 
@@ -105,7 +69,7 @@ pub(crate) struct RtcConn {
     channel: RtcDataChannel,
     bulk: RtcDataChannel,
     listeners: Vec<EventListener>,
-    _ice: IceWatch,
+    _gathered: Rc<Candidates>,
 }
 
 /// Starts the browser's WebRTC machinery (its threads, the network list): a page's
@@ -134,9 +98,56 @@ impl RtcConn {
         let pc = RtcPeerConnection::new_with_configuration(config)?;
         let channel = negotiated_channel(&pc, "meshdrop", CHANNEL_ID);
         let bulk = negotiated_channel(&pc, "meshdrop-bulk", BULK_CHANNEL_ID);
+        let gathered = Rc::new(Candidates::default());
 
-        let ice = IceWatch::new(&pc, relay_configured, on_event.clone());
-        let mut listeners = Vec::with_capacity(8);
+        let mut listeners = Vec::with_capacity(12);
+        let report = on_event.clone();
+        let counts = gathered.clone();
+        listeners.push(EventListener::new(&pc, "icecandidate", move |event| {
+            let candidate = event.dyn_ref::<RtcPeerConnectionIceEvent>().and_then(|e| e.candidate());
+            // `null` marks the end of gathering; trickle needs nothing for it.
+            let Some(candidate) = candidate else { return };
+            counts.all.set(counts.all.get() + 1);
+            if Reflect::get(&candidate, &JsValue::from_str("type")).ok().and_then(|t| t.as_string()).as_deref() == Some("relay") {
+                counts.relay.set(counts.relay.get() + 1);
+            }
+            if let Some(json) = js_sys::JSON::stringify(&candidate.to_json()).ok().and_then(|s| s.as_string()) {
+                report(RtcEvent::LocalCandidate(json));
+            }
+        }));
+        // Firefox drops connections without an ICE state listener; and the states are
+        // how a lost path is noticed (and restarted) while the session is kept.
+        let report = on_event.clone();
+        let ice_pc = pc.clone();
+        let counts = gathered.clone();
+        listeners.push(EventListener::new(&pc, "iceconnectionstatechange", move |_| {
+            let state = ice_pc.ice_connection_state();
+            if state == RtcIceConnectionState::Failed {
+                report(RtcEvent::Failed(Failure::Ice(counts.facts(relay_configured))));
+            } else if let Some(state) = ice_state_name(state).and_then(IceState::parse) {
+                report(RtcEvent::IceState(state));
+            }
+        }));
+        let report = on_event.clone();
+        let gathering_pc = pc.clone();
+        let counts = gathered.clone();
+        listeners.push(EventListener::new(&pc, "icegatheringstatechange", move |_| {
+            let state = Reflect::get(&gathering_pc, &JsValue::from_str("iceGatheringState")).ok().and_then(|s| s.as_string());
+            if state.as_deref() == Some("complete") {
+                report(RtcEvent::Gathered(counts.facts(relay_configured)));
+            }
+        }));
+        let report = on_event.clone();
+        let state_pc = pc.clone();
+        listeners.push(EventListener::new(&pc, "connectionstatechange", move |_| {
+            let state = Reflect::get(&state_pc, &JsValue::from_str("connectionState")).ok().and_then(|s| s.as_string());
+            let ice_ok = matches!(state_pc.ice_connection_state(), RtcIceConnectionState::Connected | RtcIceConnectionState::Completed);
+            // Failed while ICE works: the DTLS handshake is what failed. (An ICE failure
+            // is reported by its own listener.)
+            if state.as_deref() == Some("failed") && ice_ok {
+                report(RtcEvent::Failed(Failure::Dtls));
+            }
+        }));
         let report = on_event.clone();
         let open_pc = pc.clone();
         listeners.push(EventListener::new(&channel, "open", move |_| {
@@ -171,24 +182,11 @@ impl RtcConn {
         let report = on_event.clone();
         listeners.push(EventListener::new(&bulk, "close", move |_| report(RtcEvent::Closed("bulk channel closed"))));
         listeners.push(EventListener::new(&channel, "close", move |_| on_event(RtcEvent::Closed("channel closed"))));
-        Ok(RtcConn { pc, channel, bulk, listeners, _ice: ice })
+        Ok(RtcConn { pc, channel, bulk, listeners, _gathered: gathered })
     }
 
     pub(crate) fn peer_connection(&self) -> RtcPeerConnection {
         self.pc.clone()
-    }
-
-    /// Applies a remote description, called at once (see `create_local_description`).
-    pub(crate) fn set_remote_description(&self, kind: SdpKind, sdp: &str) -> JsFuture {
-        let init = RtcSessionDescriptionInit::new(sdp_type(kind));
-        init.set_sdp(sdp);
-        JsFuture::from(self.pc.set_remote_description(&init))
-    }
-
-    /// Adds a candidate given as JSON (a peer's `RTCIceCandidateInit`), behind whatever
-    /// was called on the connection before; a bad candidate costs only that path.
-    pub(crate) fn add_ice_candidate(&self, candidate: &str) {
-        add_candidate(&self.pc, candidate);
     }
 
     /// Sends one frame; an error means the channel is no longer usable.
@@ -250,17 +248,24 @@ fn max_message_size(pc: &RtcPeerConnection) -> u64 {
 
 /// `setLocalDescription()` without arguments: the browser creates the offer or answer
 /// that fits its state and applies it in one operation (one hop to WebRTC's thread
-/// instead of two). Called at once, so it keeps its place among the connection's
-/// operations; the future resolves to the SDP.
-pub(crate) fn create_local_description(pc: RtcPeerConnection) -> impl std::future::Future<Output = Result<String, JsValue>> {
-    let started = Reflect::get(&pc, &JsValue::from_str("setLocalDescription"))
-        .and_then(|set_local| set_local.dyn_into::<js_sys::Function>().map_err(JsValue::from))
-        .and_then(|set_local| set_local.call0(&pc))
-        .and_then(|promise| promise.dyn_into::<js_sys::Promise>().map_err(JsValue::from));
-    async move {
-        JsFuture::from(started?).await?;
-        pc.local_description().map(|d| d.sdp()).ok_or_else(|| JsValue::from_str("no local description after setLocalDescription"))
-    }
+/// instead of two). Resolves to the SDP.
+pub(crate) async fn create_local_description(pc: RtcPeerConnection) -> Result<String, JsValue> {
+    let set_local: js_sys::Function = Reflect::get(&pc, &JsValue::from_str("setLocalDescription"))?.dyn_into()?;
+    let promise: js_sys::Promise = set_local.call0(&pc)?.dyn_into()?;
+    JsFuture::from(promise).await?;
+    pc.local_description().map(|d| d.sdp()).ok_or_else(|| JsValue::from_str("no local description after setLocalDescription"))
+}
+
+pub(crate) async fn set_remote_description(pc: RtcPeerConnection, kind: SdpKind, sdp: String) -> Result<(), JsValue> {
+    let init = RtcSessionDescriptionInit::new(sdp_type(kind));
+    init.set_sdp(&sdp);
+    JsFuture::from(pc.set_remote_description(&init)).await.map(drop)
+}
+
+/// Adds a candidate given as JSON (a peer's `RTCIceCandidateInit`).
+pub(crate) async fn add_ice_candidate(pc: RtcPeerConnection, candidate: String) -> Result<(), JsValue> {
+    let init: RtcIceCandidateInit = js_sys::JSON::parse(&candidate)?.unchecked_into();
+    JsFuture::from(pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))).await.map(drop)
 }
 
 fn sdp_type(kind: SdpKind) -> RtcSdpType {
@@ -268,6 +273,19 @@ fn sdp_type(kind: SdpKind) -> RtcSdpType {
         SdpKind::Offer => RtcSdpType::Offer,
         SdpKind::Answer => RtcSdpType::Answer,
     }
+}
+
+fn ice_state_name(state: RtcIceConnectionState) -> Option<&'static str> {
+    Some(match state {
+        RtcIceConnectionState::New => "new",
+        RtcIceConnectionState::Checking => "checking",
+        RtcIceConnectionState::Connected => "connected",
+        RtcIceConnectionState::Completed => "completed",
+        RtcIceConnectionState::Disconnected => "disconnected",
+        RtcIceConnectionState::Failed => "failed",
+        RtcIceConnectionState::Closed => "closed",
+        _ => return None,
+    })
 }
 
 /// `pc.restartIce()`: the next local description restarts ICE (new credentials), while
