@@ -11,9 +11,12 @@ use super::time::backoff;
 use super::{Millis, PeerId};
 
 /// Connection attempts we offer at once; the rest wait their turn. All at once, a
-/// 32-peer room's 496 DTLS handshakes on two cores took long enough to hit the connect
-/// timeout, and the retries made it worse (bench/mesh.mjs).
-pub const MAX_OFFERS_IN_FLIGHT: usize = 8;
+/// 32-peer room's 496 DTLS handshakes on two cores once took long enough to hit the
+/// connect timeout, and the retries made it worse (bench/mesh.mjs). 8 then held back
+/// the first peer of a 16-peer room, which offers to 15: with 16, 16 tabs on two cores
+/// were all connected in 2.9–3.1 s instead of 3.1–3.5 (32 tabs: 11.8–13.2 s against
+/// 12.6–16.6), for less CPU.
+pub const MAX_OFFERS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Schedule {
