@@ -2,12 +2,14 @@
 // (signaling/examples/load.rs, pinned to core 1) and each server pinned to core 0:
 // meshdrop-signal alone, two meshdrop-signal instances sharing rooms through Redis
 // (both instances and redis-server on core 0), PeerServer (npm `peer`) and
-// matchbox_server (crates.io; installed into target/bench-tools on first use).
+// matchbox_server (crates.io; installed into target/bench-tools on first use), and the
+// simplest WebSocket relay (signaling/examples/bare_relay.rs): what relaying the same
+// load costs any server here, above all in the kernel (relay only, no idle phase).
 //   1. memory per idle joined connection (RSS growth ÷ n) and time to open them all;
 //   2. relay latency at fixed total rates, peers in pairs, ~1 KiB signals, up to the
 //      first rate that loses a signal or passes p99 50 ms; server CPU per signal.
 // Usage: node bench/signal.mjs [--idle 10000] [--pairs 500] [--seconds 3]
-//        [--rates 10000,20000,40000,70000,100000,150000] [--kinds meshdrop,meshdrop-redis,peerjs,matchbox]
+//        [--rates 10000,20000,40000,70000,100000,150000] [--kinds meshdrop,meshdrop-redis,peerjs,matchbox,bare]
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
@@ -24,7 +26,7 @@ const IDLE = Number(arg("idle", "10000"));
 const PAIRS = Number(arg("pairs", "500"));
 const SECONDS = Number(arg("seconds", "3"));
 const RATES = arg("rates", "10000,20000,40000,70000,100000,150000").split(",").map(Number);
-const KINDS = arg("kinds", "meshdrop,meshdrop-redis,peerjs,matchbox").split(",");
+const KINDS = arg("kinds", "meshdrop,meshdrop-redis,peerjs,matchbox,bare").split(",");
 const BYTES = 1024;
 const P99_LIMIT_US = 50_000;
 /** A rate counts only if the load client sent at least this share of it: past that
@@ -32,8 +34,9 @@ const P99_LIMIT_US = 50_000;
 const KEPT_SHARE = 0.95;
 const kept = (row) => row.achieved >= KEPT_SHARE * row.rate;
 
-execFileSync("cargo", ["build", "--profile", "server", "-p", "meshdrop-signal", "--bin", "meshdrop-signal", "--example", "load"], { cwd: ROOT, stdio: "inherit" });
+execFileSync("cargo", ["build", "--profile", "server", "-p", "meshdrop-signal", "--bin", "meshdrop-signal", "--example", "load", "--example", "bare_relay"], { cwd: ROOT, stdio: "inherit" });
 const LOAD = path.join(ROOT, "target/server/examples/load");
+const BARE_RELAY = path.join(ROOT, "target/server/examples/bare_relay");
 const TOOLS = path.join(ROOT, "target/bench-tools");
 const MATCHBOX = process.env.MATCHBOX_SERVER ?? path.join(TOOLS, "bin/matchbox_server");
 if (KINDS.includes("matchbox") && !existsSync(MATCHBOX)) {
@@ -104,6 +107,14 @@ async function start(kind) {
     await untilHealthy(`http://127.0.0.1:${port}/`);
     bases.push(`ws://127.0.0.1:${port}`);
   }
+  if (kind === "bare") {
+    const port = await freePort();
+    const relay = spawn("taskset", ["-c", "0", BARE_RELAY, `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(relay);
+    // It serves no HTTP: ready once it says it is listening.
+    for await (const line of readline.createInterface({ input: relay.stdout })) if (line === "listening") break;
+    bases.push(`ws://127.0.0.1:${port}`);
+  }
   if (kind === "matchbox") {
     const port = await freePort();
     children.push(pinned(MATCHBOX, [`127.0.0.1:${port}`], { RUST_LOG: "warn" }));
@@ -126,7 +137,7 @@ async function start(kind) {
   };
 }
 
-const PROTO = { meshdrop: "meshdrop", "meshdrop-redis": "meshdrop", peerjs: "peerjs", matchbox: "matchbox" };
+const PROTO = { meshdrop: "meshdrop", "meshdrop-redis": "meshdrop", peerjs: "peerjs", matchbox: "matchbox", bare: "meshdrop" };
 
 async function idle(kind) {
   const server = await start(kind);
@@ -204,13 +215,14 @@ async function relay(kind) {
 const results = {};
 for (const kind of KINDS) {
   console.error(`== ${kind}`);
-  results[kind] = { idle: await idle(kind), relay: await relay(kind) };
+  // The bare relay is measured relaying only: its idle connections say nothing of a server's.
+  results[kind] = { idle: kind === "bare" ? null : await idle(kind), relay: await relay(kind) };
   console.error(kind, JSON.stringify(results[kind].idle));
 }
 
 const ms = (us) => (us / 1000).toFixed(2);
 const perSignal = (r) => `${r.cpuUsPerSignal.toFixed(1)} µs (${r.systemUsPerSignal.toFixed(1)} kernel)`;
-const NAMES = { meshdrop: "meshdrop-signal", "meshdrop-redis": "meshdrop-signal ×2 + Redis", peerjs: "PeerServer (npm peer)", matchbox: "matchbox_server" };
+const NAMES = { meshdrop: "meshdrop-signal", "meshdrop-redis": "meshdrop-signal ×2 + Redis", peerjs: "PeerServer (npm peer)", matchbox: "matchbox_server", bare: "bare relay (not a server)" };
 const sustained = (rows) => rows.filter((r) => r.received === r.sent && r.p99_us <= P99_LIMIT_US && kept(r)).at(-1)?.rate ?? 0;
 const at = (rows, rate) => rows.find((r) => r.rate === rate);
 const versions = {
@@ -223,6 +235,7 @@ let report = `# signaling server benchmark
 
 ${new Date().toISOString()} · ${os.cpus()[0].model}, ${os.cpus().length} cores · each server pinned to core 0 (two instances and redis-server share it), the load client (signaling/examples/load.rs, one thread) pinned to core 1 · loopback · PeerServer ${versions.peer} on Node ${process.version}, ${versions.matchbox}, redis ${versions.redis}.
 meshdrop-signal runs with its per-connection rate limits raised (\`--max-frames-per-sec\`, \`--max-inbound-per-sec\` 1000000): the others have none. Code: bench/signal.mjs.
+"bare relay" is not a server: the simplest WebSocket relay (signaling/examples/bare_relay.rs, tokio-tungstenite, one thread), which pairs the two peers of a room and passes each frame to the other as it came, with no ids, checks, limits or timers. What it pays per signal, above all in the kernel, relaying this load costs any server on this machine. It has no idle phase.
 
 ## Summary
 
@@ -232,7 +245,8 @@ meshdrop-signal runs with its per-connection rate limits raised (\`--max-frames-
 for (const kind of KINDS) {
   const r = results[kind];
   const ten = at(r.relay, 10000);
-  report += `| ${NAMES[kind]} | ${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${r.idle.openServerCpu.toFixed(2)} s (${r.idle.openClientCpu.toFixed(2)} s) | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? perSignal(ten) : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
+  const idle = r.idle ? `${r.idle.kibPerConn.toFixed(2)} | ${(r.idle.openMs / 1000).toFixed(2)} s | ${r.idle.openServerCpu.toFixed(2)} s (${r.idle.openClientCpu.toFixed(2)} s)` : "- | - | -";
+  report += `| ${NAMES[kind]} | ${idle} | ${ten ? ms(ten.p99_us) + " ms" : "-"} | ${ten ? perSignal(ten) : "-"} | ${sustained(r.relay).toLocaleString("en")}/s |\n`;
 }
 report += `
 ## Relay at fixed rates
@@ -247,7 +261,7 @@ for (const kind of KINDS) {
     report += `| ${NAMES[kind]} | ${r.rate.toLocaleString("en")} | ${Math.round(r.achieved).toLocaleString("en")} | ${r.sent} | ${r.sent - r.received} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${ms(r.max_us)} | ${perSignal(r)} | ${(r.cpuShare * 100).toFixed(0)}% | ${(r.clientShare * 100).toFixed(0)}% |\n`;
   }
 }
-report += `\nIdle RSS (KiB, all server processes): ${KINDS.map((k) => `${NAMES[k]} ${results[k].idle.base} → ${results[k].idle.loaded}`).join("; ")}.\n`;
+report += `\nIdle RSS (KiB, all server processes): ${KINDS.filter((k) => results[k].idle).map((k) => `${NAMES[k]} ${results[k].idle.base} → ${results[k].idle.loaded}`).join("; ")}.\n`;
 mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(path.join(ROOT, "bench/results/signal.md"), report);
 console.log(report);
