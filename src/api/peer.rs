@@ -16,7 +16,7 @@ use crate::core::{Direction, FileMeta, Match, MeshConfig, Payload, PeerId, Share
 use crate::web::describe;
 use crate::web::identity::Identity;
 use crate::web::random_seed;
-use crate::web::{Driver, DriverConfig, EarlySocket};
+use crate::web::{Driver, DriverConfig, EarlySocket, SpareConn};
 
 #[wasm_bindgen]
 extern "C" {
@@ -116,6 +116,9 @@ impl Peer {
         // The server's handshake runs while the identity is claimed; a URL the browser
         // refuses fails here as it would at the driver's first attempt.
         let early_socket = settings.signaling_urls.first().and_then(|url| EarlySocket::connect(url).ok());
+        // Meanwhile, the first peer's connection (the signaling server's ICE servers are
+        // added once it names them).
+        let spare = SpareConn::new(&settings.ice);
         let identity = if settings.persistent_identity { Identity::claim().await? } else { Identity::ephemeral()? };
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
@@ -148,6 +151,7 @@ impl Peer {
             seed,
             storage_max_age_ms: settings.storage_max_age_ms.unwrap_or(24 * 60 * 60 * 1000),
             early_socket,
+            spare,
         };
         let started = Driver::start(config, Box::new(ListenerSink(shared.clone())));
         let driver = started.driver;

@@ -5,7 +5,7 @@
 //! single timer, and only then — with no borrow held — hands events to user
 //! listeners, which may call straight back into `send`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -46,6 +46,8 @@ pub(crate) struct DriverConfig {
     pub(crate) storage_max_age_ms: u64,
     /// The first URL's socket, if `join` opened it already.
     pub(crate) early_socket: Option<EarlySocket>,
+    /// A connection for the first peer, if `join` made one.
+    pub(crate) spare: Option<SpareConn>,
 }
 
 struct State {
@@ -85,6 +87,36 @@ struct State {
     /// Reused for copying bytes into wasm memory for hashing (one allocation, not one
     /// per frame).
     scratch: Vec<u8>,
+    /// The connection `join` made for the first peer (see [`SpareConn`]).
+    spare: Option<SpareConn>,
+}
+
+/// Where a connection's events go: to the driver, under its connection. A spare has
+/// neither until it gets its peer, and no events before (nothing starts until its
+/// first description).
+#[derive(Default)]
+struct Route {
+    driver: OnceCell<Weak<Driver>>,
+    conn: Cell<Option<ConnId>>,
+}
+
+/// A connection made while the join is under way (the server's handshake, the
+/// identity's claim), for the first peer: building one (the browser's object, two
+/// channels, their listeners) is a few ms of the main thread, otherwise spent between
+/// the welcome and the first offer, and again between that offer and its answer.
+pub(crate) struct SpareConn {
+    rtc: RtcConn,
+    route: Rc<Route>,
+}
+
+impl SpareConn {
+    /// None if the browser refuses: the first connection is then made as any other.
+    pub(crate) fn new(ice: &IceSettings) -> Option<SpareConn> {
+        let route = Rc::new(Route::default());
+        let (config, relay_configured) = ice.configuration();
+        let rtc = RtcConn::new(&config, relay_configured, connection_events(route.clone())).ok()?;
+        Some(SpareConn { rtc, route })
+    }
 }
 
 /// A started driver: resolves when the server first welcomes us, and when storage is
@@ -156,6 +188,7 @@ impl Driver {
                     next_frame: 0,
                     finished: HashMap::new(),
                     scratch: Vec::new(),
+                    spare: config.spare,
                 }),
                 pending: RefCell::new(Vec::new()),
                 pumping: Cell::new(false),
@@ -384,7 +417,10 @@ impl Driver {
                     socket.send(&text);
                 }
             }
-            SignalingOp::Close => state.socket = None,
+            SignalingOp::Close => {
+                state.socket = None;
+                state.spare = None;
+            }
         }
     }
 
@@ -501,32 +537,21 @@ impl Driver {
         }
     }
 
-    /// A new RTCPeerConnection whose events feed the core.
+    /// A new RTCPeerConnection whose events feed the core: the spare, if there is one.
     #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn create_connection(&self, state: &mut State, conn: ConnId, events: &mut Vec<Delivery>) {
-        let weak = self.this.clone();
-        let on_event = move |event: RtcEvent| {
-            Driver::input(&weak, move |state, now| match event {
-                RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
-                RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
-                RtcEvent::Message(buffer) => {
-                    // Copied into one reused buffer: the core keeps what it needs.
-                    let mut scratch = std::mem::take(&mut state.scratch);
-                    let frame = copy_into(&mut scratch, &Uint8Array::new(&buffer));
-                    state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
-                    state.scratch = scratch;
-                }
-                RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
-                RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
-                RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
-                RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
-                RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
-                RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
-                RtcEvent::Gathered(gathered) => state.mesh.handle(now, Input::CandidatesGathered { conn, gathered }),
-            })
-        };
         let (config, relay_configured) = state.ice.configuration();
-        match RtcConn::new(&config, relay_configured, on_event) {
+        if let Some(SpareConn { rtc, route }) = state.spare.take() {
+            // The ICE servers the welcome named, before its first description gathers.
+            if rtc.reconfigure(&config, relay_configured).is_ok() {
+                let _ = route.driver.set(self.this.clone());
+                route.conn.set(Some(conn));
+                state.conns.insert(conn, rtc);
+                return;
+            }
+        }
+        let route = Route { driver: OnceCell::from(self.this.clone()), conn: Cell::new(Some(conn)) };
+        match RtcConn::new(&config, relay_configured, connection_events(Rc::new(route))) {
             Ok(rtc) => {
                 state.conns.insert(conn, rtc);
             }
@@ -537,7 +562,34 @@ impl Driver {
             }
         }
     }
+}
 
+/// What feeds a connection's events to the core, along its route.
+fn connection_events(route: Rc<Route>) -> impl Fn(RtcEvent) + Clone + 'static {
+    move |event: RtcEvent| {
+        let (Some(conn), Some(driver)) = (route.conn.get(), route.driver.get()) else { return };
+        Driver::input(driver, move |state, now| match event {
+            RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
+            RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
+            RtcEvent::Message(buffer) => {
+                // Copied into one reused buffer: the core keeps what it needs.
+                let mut scratch = std::mem::take(&mut state.scratch);
+                let frame = copy_into(&mut scratch, &Uint8Array::new(&buffer));
+                state.mesh.handle(now, Input::ChannelFrame { conn, frame: frame.into() });
+                state.scratch = scratch;
+            }
+            RtcEvent::BufferedLow(buffered) => state.mesh.handle(now, Input::ChannelDrained { conn, buffered }),
+            RtcEvent::BulkMessage(buffer) => Driver::bulk_frame(state, now, conn, buffer),
+            RtcEvent::BulkLow(buffered) => state.mesh.handle(now, Input::BulkDrained { conn, buffered }),
+            RtcEvent::Closed(reason) => state.mesh.handle(now, Input::ConnectionClosed { conn, reason: reason.into() }),
+            RtcEvent::IceState(ice) => state.mesh.handle(now, Input::IceState { conn, state: ice }),
+            RtcEvent::Failed(failure) => state.mesh.handle(now, Input::ConnectionFailed { conn, failure }),
+            RtcEvent::Gathered(gathered) => state.mesh.handle(now, Input::CandidatesGathered { conn, gathered }),
+        })
+    }
+}
+
+impl Driver {
     #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
     fn perform_file(&self, state: &mut State, op: FileOp) {
         match op {

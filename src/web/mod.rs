@@ -14,7 +14,7 @@ mod store;
 mod text;
 mod wake_lock;
 
-pub(crate) use driver::{Driver, DriverConfig};
+pub(crate) use driver::{Driver, DriverConfig, SpareConn};
 pub(crate) use error::describe;
 pub(crate) use ice::IceSettings;
 pub(crate) use rtc::prewarm as prewarm_rtc;

@@ -51,16 +51,18 @@ pub(crate) enum RtcEvent {
     Gathered(Gathered),
 }
 
-/// Local candidates gathered, of every type and relayed: why ICE failed, if it does.
+/// Local candidates gathered, of every type and relayed, and whether the configuration
+/// names a TURN server: why ICE failed, if it does.
 #[derive(Default)]
 struct Candidates {
     all: Cell<u32>,
     relay: Cell<u32>,
+    relay_configured: Cell<bool>,
 }
 
 impl Candidates {
-    fn facts(&self, relay_configured: bool) -> Gathered {
-        Gathered { local: self.all.get(), relay: self.relay.get(), relay_configured }
+    fn facts(&self) -> Gathered {
+        Gathered { local: self.all.get(), relay: self.relay.get(), relay_configured: self.relay_configured.get() }
     }
 }
 
@@ -69,7 +71,7 @@ pub(crate) struct RtcConn {
     channel: RtcDataChannel,
     bulk: RtcDataChannel,
     listeners: Vec<EventListener>,
-    _gathered: Rc<Candidates>,
+    gathered: Rc<Candidates>,
 }
 
 /// Starts the browser's WebRTC machinery (its threads, the network list): a page's
@@ -99,6 +101,7 @@ impl RtcConn {
         let channel = negotiated_channel(&pc, "meshdrop", CHANNEL_ID);
         let bulk = negotiated_channel(&pc, "meshdrop-bulk", BULK_CHANNEL_ID);
         let gathered = Rc::new(Candidates::default());
+        gathered.relay_configured.set(relay_configured);
 
         let mut listeners = Vec::with_capacity(12);
         let report = on_event.clone();
@@ -123,7 +126,7 @@ impl RtcConn {
         listeners.push(EventListener::new(&pc, "iceconnectionstatechange", move |_| {
             let state = ice_pc.ice_connection_state();
             if state == RtcIceConnectionState::Failed {
-                report(RtcEvent::Failed(Failure::Ice(counts.facts(relay_configured))));
+                report(RtcEvent::Failed(Failure::Ice(counts.facts())));
             } else if let Some(state) = ice_state_name(state).and_then(IceState::parse) {
                 report(RtcEvent::IceState(state));
             }
@@ -134,7 +137,7 @@ impl RtcConn {
         listeners.push(EventListener::new(&pc, "icegatheringstatechange", move |_| {
             let state = Reflect::get(&gathering_pc, &JsValue::from_str("iceGatheringState")).ok().and_then(|s| s.as_string());
             if state.as_deref() == Some("complete") {
-                report(RtcEvent::Gathered(counts.facts(relay_configured)));
+                report(RtcEvent::Gathered(counts.facts()));
             }
         }));
         let report = on_event.clone();
@@ -182,7 +185,15 @@ impl RtcConn {
         let report = on_event.clone();
         listeners.push(EventListener::new(&bulk, "close", move |_| report(RtcEvent::Closed("bulk channel closed"))));
         listeners.push(EventListener::new(&channel, "close", move |_| on_event(RtcEvent::Closed("channel closed"))));
-        Ok(RtcConn { pc, channel, bulk, listeners, _gathered: gathered })
+        Ok(RtcConn { pc, channel, bulk, listeners, gathered })
+    }
+
+    /// Takes `config` (one made before the signaling server named its ICE servers):
+    /// valid until the first description, which starts gathering with these servers.
+    pub(crate) fn reconfigure(&self, config: &RtcConfiguration, relay_configured: bool) -> Result<(), JsValue> {
+        self.pc.set_configuration_with_configuration(config)?;
+        self.gathered.relay_configured.set(relay_configured);
+        Ok(())
     }
 
     pub(crate) fn peer_connection(&self) -> RtcPeerConnection {
