@@ -91,14 +91,10 @@ struct State {
     spare: Option<SpareConn>,
 }
 
-/// Where a connection's events go: to the driver, under its connection. A spare has
-/// neither until it gets its peer, and no events before (nothing starts until its
-/// first description).
-#[derive(Default)]
-struct Route {
-    driver: OnceCell<Weak<Driver>>,
-    conn: Cell<Option<ConnId>>,
-}
+/// Where a connection's events go: to the driver, under its connection. A spare's is
+/// set when it gets its peer; it has no events before (nothing starts until its first
+/// description).
+type Route = OnceCell<(Weak<Driver>, ConnId)>;
 
 /// A connection made while the join is under way (the server's handshake, the
 /// identity's claim), for the first peer: building one (the browser's object, two
@@ -544,13 +540,12 @@ impl Driver {
         if let Some(SpareConn { rtc, route }) = state.spare.take() {
             // The ICE servers the welcome named, before its first description gathers.
             if rtc.reconfigure(&config, relay_configured).is_ok() {
-                let _ = route.driver.set(self.this.clone());
-                route.conn.set(Some(conn));
+                let _ = route.set((self.this.clone(), conn));
                 state.conns.insert(conn, rtc);
                 return;
             }
         }
-        let route = Route { driver: OnceCell::from(self.this.clone()), conn: Cell::new(Some(conn)) };
+        let route = Route::from((self.this.clone(), conn));
         match RtcConn::new(&config, relay_configured, connection_events(Rc::new(route))) {
             Ok(rtc) => {
                 state.conns.insert(conn, rtc);
@@ -567,7 +562,8 @@ impl Driver {
 /// What feeds a connection's events to the core, along its route.
 fn connection_events(route: Rc<Route>) -> impl Fn(RtcEvent) + Clone + 'static {
     move |event: RtcEvent| {
-        let (Some(conn), Some(driver)) = (route.conn.get(), route.driver.get()) else { return };
+        let Some((driver, conn)) = route.get() else { return };
+        let conn = *conn;
         Driver::input(driver, move |state, now| match event {
             RtcEvent::LocalCandidate(candidate) => state.mesh.handle(now, Input::LocalCandidate { conn, candidate }),
             RtcEvent::Open { max_message_size } => state.mesh.handle(now, Input::ChannelOpened { conn, max_message_size }),
