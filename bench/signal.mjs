@@ -205,7 +205,7 @@ function representative(trials) {
   const byP99 = trials.slice().sort((x, y) => x.p99_us - y.p99_us);
   const median = byP99[(byP99.length - 1) >> 1];
   const lostInTrials = trials.reduce((lost, t) => lost + (t.sent - t.received), 0);
-  return { ...median, trials: trials.length, p99MinUs: byP99[0].p99_us, p99MaxUs: byP99.at(-1).p99_us, lostInTrials };
+  return { ...median, p99MinUs: byP99[0].p99_us, p99MaxUs: byP99.at(-1).p99_us, lostInTrials };
 }
 
 async function relay(kind) {
