@@ -457,8 +457,9 @@ for (let rep = 0; rep < reps; rep++) {
   }
 }
 for (const n of sizes) {
-  const median = (kind, key) => stats(samples[`${kind}/${n}`].map((r) => r[key]))?.median ?? NaN;
-  const castMedian = (kind, key) => stats(casts[`${kind}/${n}`].map((r) => r[key]))?.median ?? NaN;
+  // Without raw in --kinds there is no ceiling: the ratios show as "–".
+  const median = (kind, key) => stats((samples[`${kind}/${n}`] ?? []).map((r) => r[key]))?.median ?? NaN;
+  const castMedian = (kind, key) => stats((casts[`${kind}/${n}`] ?? []).map((r) => r[key]))?.median ?? NaN;
   const ratioText = (x) => (Number.isFinite(x) ? x.toFixed(2) : "–");
   for (const kind of KINDS) {
     const s = samples[`${kind}/${n}`];
@@ -466,11 +467,11 @@ for (const n of sizes) {
     const failed = failures[`${kind}/${n}`];
     const rounds = `${reps - failed.length}/${reps}${failed.length ? ` (failed: ${[...new Set(failed)].join("; ")})` : ""}`;
     const cpu = stats(setupCpu[`${kind}/${n}`]);
-    const cpuRatio = ratioText(cpu?.median / stats(setupCpu[`raw/${n}`])?.median);
+    const cpuRatio = ratioText(cpu?.median / stats(setupCpu[`raw/${n}`] ?? [])?.median);
     const phase = (name) => fmt(stats(s.map((r) => r.marks?.[name]).filter((t) => t !== undefined)));
     phaseRows.push(`| ${n} | ${kind} | ${PHASE_NAMES.map(phase).join(" | ")} | ${fmt(stats(s.map((r) => r.all)))} |`);
     const main = (key) => stats(s.map((r) => r.main?.[key]).filter((t) => t !== undefined));
-    const mainMedian = (k, key) => stats(samples[`${k}/${n}`].map((r) => r.main?.[key]).filter((t) => t !== undefined))?.median;
+    const mainMedian = (k, key) => stats((samples[`${k}/${n}`] ?? []).map((r) => r.main?.[key]).filter((t) => t !== undefined))?.median;
     const fmt1 = (st) => (st ? `${st.median.toFixed(1)} (${st.min.toFixed(1)}–${st.max.toFixed(1)})` : "–");
     mainRows.push(`| ${n} | ${kind} | ${fmt1(main("cpu"))} | ${ratioText(mainMedian(kind, "cpu") / mainMedian("raw", "cpu"))} | ${fmt1(main("js"))} | ${fmt1(main("wasm"))} |`);
     rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${fmt(cpu)} | ${cpuRatio} |`);
