@@ -21,6 +21,13 @@ export async function freePort() {
   return port;
 }
 
+// A test or benchmark that throws never reaches its `stop()`: the servers it started
+// still go when its process does.
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** Starts meshdrop-signal serving www/ (or the `--www` in `extraArgs`) on `port`;
  *  resolves when /healthz answers. */
 export async function startServer(port, extraArgs = []) {
@@ -29,6 +36,8 @@ export async function startServer(port, extraArgs = []) {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, MESHDROP_LOG: process.env.MESHDROP_LOG ?? "warn" },
   });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const exited = once(child, "exit");
