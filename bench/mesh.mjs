@@ -6,7 +6,7 @@
 //        [--settle MS]: join MS after the pages loaded their libraries (default 0: at
 //        once, as a page that joins right after `init()`; 1000: as a page where the
 //        user clicks "join" later, which is when work `init()` starts can have finished).
-//        [--phases 1]: also time each tab's way to "all open" step by step (socket, welcome,
+//        [--phases 1]: also time each tab's way to "all open" step by step (socket, challenge and join, welcome,
 //        first connection, channels), from the browser's own objects, to show where setup
 //        time goes; adds a listener or two to every socket and connection of every kind.
 //        It also traces the joins (Chromium's trace: each tab's main-thread CPU from its
@@ -256,6 +256,11 @@ const PHASES = `(() => {
       first("socket created");
       this.addEventListener("open", () => first("socket open"));
       this.addEventListener("message", (e) => typeof e.data === "string" && /"type":"(welcome|OPEN)"/.test(e.data) && first("welcomed"));
+      this.addEventListener("message", (e) => typeof e.data === "string" && e.data.includes('"type":"challenge"') && first("challenged"));
+    }
+    send(data) {
+      if (typeof data === "string" && data.includes('"type":"join"')) first("join sent");
+      return super.send(data);
     }
   };
   const Connection = window.RTCPeerConnection;
@@ -275,7 +280,7 @@ const PHASES = `(() => {
     }
   };
 })();`;
-const PHASE_NAMES = ["socket created", "socket open", "welcomed", "first connection", "first connected", "first channel open", "last channel open"];
+const PHASE_NAMES = ["socket created", "socket open", "challenged", "join sent", "welcomed", "first connection", "first connected", "first channel open", "last channel open"];
 
 async function round(kind, n, rep) {
   const context = await browser.newContext();
