@@ -6,9 +6,10 @@
 //        [--settle MS]: join MS after the pages loaded their libraries (default 0: at
 //        once, as a page that joins right after `init()`; 1000: as a page where the
 //        user clicks "join" later, which is when work `init()` starts can have finished).
-//        [--phases 1]: also time each tab's way to "all open" step by step (socket, challenge and join, welcome,
-//        first connection, channels), from the browser's own objects, to show where setup
-//        time goes; adds a listener or two to every socket and connection of every kind.
+//        [--phases 1]: also time each tab's way to "all open" step by step (socket, challenge
+//        and join, welcome, first connection, channels), from the browser's own objects, to
+//        show where setup time goes; adds a listener or two to every socket and connection
+//        of every kind.
 //        It also traces the joins (Chromium's trace: each tab's main-thread CPU from its
 //        join to "all open", and how much of it went to compiling JS and wasm).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -255,8 +256,11 @@ const PHASES = `(() => {
       super(...args);
       first("socket created");
       this.addEventListener("open", () => first("socket open"));
-      this.addEventListener("message", (e) => typeof e.data === "string" && /"type":"(welcome|OPEN)"/.test(e.data) && first("welcomed"));
-      this.addEventListener("message", (e) => typeof e.data === "string" && e.data.includes('"type":"challenge"') && first("challenged"));
+      this.addEventListener("message", (e) => {
+        if (typeof e.data !== "string") return;
+        if (/"type":"(welcome|OPEN)"/.test(e.data)) first("welcomed");
+        if (e.data.includes('"type":"challenge"')) first("challenged");
+      });
     }
     send(data) {
       if (typeof data === "string" && data.includes('"type":"join"')) first("join sent");
