@@ -165,7 +165,10 @@ test("a room secret: members connect, a wrong secret never does, and the server 
   const [erin, frank, mallory] = [await tab(), await tab(), await tab()];
   const erinId = await join(erin, relay.url, "locked", secret);
   const frankId = await join(frank, relay.url, "locked", secret);
+  // Each side opens the session once it verified the other's binding: frank sends, so
+  // his side must be open too, not only erin's.
   await erin.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), frankId, { timeout: 20000 });
+  await frank.page.waitForFunction((id) => window.peer.peers().some((p) => p.id === id), erinId, { timeout: 20000 });
   await frank.page.evaluate((id) => window.peer.send(id, "members only"), erinId);
   await erin.page.waitForFunction(() => window.received.includes("members only"), null, { timeout: 10000 });
 
