@@ -10,11 +10,15 @@ import { apiPage, freePort, launchBrowser, startServer } from "./helpers.mjs";
 
 let browser;
 let server;
+/** `close` of every proxy not closed yet. */
+const openProxies = new Set();
 before(async () => {
   browser = await launchBrowser();
   server = await startServer(await freePort());
 });
 after(async () => {
+  // A test that failed before closing its proxy would keep this process alive.
+  await Promise.all([...openProxies].map((close) => close()));
   await browser?.close();
   await server?.stop();
 });
@@ -51,10 +55,12 @@ async function proxy(rewrite = (_direction, text) => text, { keepQuery = false }
   });
   await new Promise((resolve) => wss.on("listening", resolve));
   const close = () => {
+    openProxies.delete(close);
     // Open connections would keep the server from closing.
     for (const client of wss.clients) client.terminate();
     return new Promise((resolve) => wss.close(resolve));
   };
+  openProxies.add(close);
   return { url: `ws://127.0.0.1:${port}/ws`, heard, told, asked, close };
 }
 
