@@ -472,7 +472,6 @@ fn parse_reply(data: &JsValue) -> Option<StoreReply> {
             None => StoreReply::Finished(id, get("file")?.dyn_into::<Blob>().map_err(|_| StoreError { full: false, message: "no file".into() })),
         },
         "failed" => StoreReply::Failed(id, error?),
-        // Also `returned`: a written frame's buffer, handed back only to be dropped here.
         _ => return None,
     })
 }
