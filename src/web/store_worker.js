@@ -13,12 +13,14 @@
 // (1 GiB download, `node bench/transfer.mjs`: receiver renderer +31 MiB this way,
 // +89 MiB with frames left to the collector). Not `buffer.transfer(0)`: V8 then stops
 // counting the bytes, but Blink holds them until a collection that never comes
-// (+570 MiB).
+// (+570 MiB). Only an optimisation: a buffer it cannot move is left to the collector.
 function release(buffer) {
-  const { port1, port2 } = new MessageChannel();
-  port1.postMessage(null, [buffer]);
-  port1.close();
-  port2.close();
+  try {
+    const { port1, port2 } = new MessageChannel();
+    port1.postMessage(null, [buffer]);
+    port1.close();
+    port2.close();
+  } catch {}
 }
 
 const open = new Map(); // transfer id -> { key, slot, data, hashes, dataFile }
