@@ -131,6 +131,62 @@ fn the_answerer_asks_the_offerer_to_restart_when_only_it_lost_the_path() {
     assert!(w.nodes[n[0]].take_events().iter().all(|e| !matches!(e, Event::PeerLeft { .. } | Event::PeerReconnecting { .. })));
 }
 
+/// The offerer's network changes: its ICE restart offer goes out on a signaling
+/// connection that died unnoticed, and its own end of the path comes back by itself (ICE
+/// followed its new address) while the answerer's stays down. The lost offer is made
+/// again once the offerer is back on signaling, long before the answerer gives up.
+#[test]
+fn a_restart_offer_lost_on_a_dead_signaling_socket_is_made_again() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    w.take_all_events();
+    let conn = w.conn_between(n[0], n[1]).unwrap();
+    w.silence_socket(n[0]);
+    w.lose_path(conn, true);
+    assert_eq!(w.nodes[n[0]].ice_restarts, 1, "the offerer restarted at once; its offer is lost");
+    w.regain_path_seen_by(n[0], conn);
+    w.advance(PONG_TIMEOUT_MS + 1_000);
+    assert!(w.nodes[n[0]].take_events().contains(&Event::Signaling { state: SignalingState::Connected, reason: None }));
+    w.advance(1_000);
+    assert_eq!(w.nodes[n[0]].ice_restarts, 2, "offered again on the new signaling connection");
+    let events = w.nodes[n[1]].take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::PeerReconnected { .. })), "the answerer's path is back: {events:?}");
+    assert!(left(&events).is_empty(), "{events:?}");
+    assert!(left(&w.nodes[n[0]].take_events()).is_empty());
+    assert_eq!(w.conn_between(n[0], n[1]), Some(conn), "the same connection throughout");
+}
+
+/// A restart offer lost on the way (signaling itself stays up): the answerer, still
+/// without a path, asks again, and the offerer, whose answer is overdue, offers again.
+#[test]
+fn an_offerer_whose_restart_answer_is_overdue_offers_again_when_asked() {
+    let mut w = World::new();
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = dropped.clone();
+    w.hostile_server = Some(common::HostileServer {
+        from_node: Box::new(|_, frame| frame),
+        // The first restart offer for b never arrives.
+        to_node: Box::new(move |n, frame| {
+            if n == 1 && frame.contains("v=0 restart") && count.get() == 0 {
+                count.set(1);
+                return r#"{"type":"pong"}"#.into();
+            }
+            frame
+        }),
+    });
+    let n = [w.add("r", "a"), w.add("r", "b")];
+    w.settle();
+    w.take_all_events();
+    let conn = w.conn_between(n[0], n[1]).unwrap();
+    w.lose_path_seen_by(n[1], conn);
+    w.advance(ICE_GRACE_MS + 10);
+    assert_eq!((w.nodes[n[0]].ice_restarts, dropped.get()), (1, 1), "restarted on request; that offer was lost");
+    w.advance(ICE_RESTART_RETRY_MS);
+    assert_eq!(w.nodes[n[0]].ice_restarts, 2, "asked again, with its answer overdue: offered again");
+    let events = w.nodes[n[1]].take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::PeerReconnected { .. })), "{events:?}");
+    assert!(left(&events).is_empty(), "{events:?}");
+}
+
 #[test]
 fn a_peer_whose_signaling_comes_back_before_its_path_keeps_its_session() {
     let (mut w, n) = World::connected("r", &["a", "b"]);

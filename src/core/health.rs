@@ -11,6 +11,9 @@ use super::Millis;
 pub const ICE_GRACE_MS: u64 = 2_000;
 /// A restart that has not brought the path back after this long is tried again.
 pub const ICE_RESTART_RETRY_MS: u64 = 5_000;
+/// A restart's answer not back after this long is taken as lost (it takes one round
+/// trip through the server), so a peer that asks again gets a new offer.
+pub(crate) const RESTART_ANSWER_OVERDUE_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Health {

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::binding::{Binder, Ends};
 use super::config::PeerSettings;
-use super::health::{Change, Health, Step};
+use super::health::{Change, Health, Step, RESTART_ANSWER_OVERDUE_MS};
 use super::identity::{Identity, PublicKey};
 use super::order::sorted;
 use super::output::{warn, ConnectionOp, Event, Output, SdpKind, SignalingOp};
@@ -153,6 +153,13 @@ impl Peers {
                 s.health.restart_now(now);
             }
             self.check_health(now, &peer, out);
+        }
+        // A restart offer (or its answer) sent while the old connection was already dead
+        // is lost, though our end of the path may be back: offer again.
+        for peer in self.sessions.peers_where(|s| s.open && s.awaiting_answer && s.health == Health::Up) {
+            if let Some(s) = self.sessions.get_mut(&peer) {
+                s.restart_ice(now, out);
+            }
         }
     }
 
@@ -472,7 +479,7 @@ impl Peers {
                     self.changes.push(PeerChange::Reconnecting(peer.clone()));
                 }
                 if restart_ice {
-                    s.restart_ice(out);
+                    s.restart_ice(now, out);
                 }
                 if ask_offerer {
                     // The offerer may not have noticed yet (or was away).
@@ -483,16 +490,23 @@ impl Peers {
     }
 
     /// The answerer says its path on `conn` is down: restart now, unless a restart is
-    /// on its way already. A path we think is still up is restarted all the same (the
+    /// on its way already and its answer not overdue. A path we think is still up is restarted all the same (the
     /// restart keeps it while it works); one we know is down restarts on its schedule.
     fn restart_requested(&mut self, now: Millis, peer: &PeerId, conn: ConnId, out: &mut VecDeque<Output>) {
-        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.conn == conn && s.open && !s.awaiting_answer) else { return };
+        let Some(s) = self.sessions.get_mut(peer).filter(|s| s.conn == conn && s.open) else { return };
+        if s.awaiting_answer {
+            // Our offer or its answer was lost on the way if the answer is this late.
+            if now >= s.restart_offered_at + RESTART_ANSWER_OVERDUE_MS {
+                s.restart_ice(now, out);
+            }
+            return;
+        }
         match &mut s.health {
             Health::Down { .. } => {
                 s.health.restart_now(now);
                 self.check_health(now, peer, out);
             }
-            Health::Up => s.restart_ice(out),
+            Health::Up => s.restart_ice(now, out),
         }
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct Session {
     /// Offers made on this connection so far, less one: every ICE restart offers again,
     /// with the next generation, so a repeated offer is told from a new one.
     pub(crate) generation: u32,
+    /// When the latest ICE restart offered.
+    pub(crate) restart_offered_at: Millis,
     /// How it travels, once known.
     pub(crate) path: Option<Path>,
     /// What gathering our candidates found, once it completed.
@@ -77,6 +79,7 @@ impl Session {
             bulk: Lane::new(),
             health: Health::Up,
             generation: 0,
+            restart_offered_at: Millis(0),
             path: None,
             gathered: None,
             channel_up: false,
@@ -122,9 +125,10 @@ impl Session {
     }
 
     /// Restarts ICE (we offer): the next offer is a new generation of this connection.
-    pub(crate) fn restart_ice(&mut self, out: &mut VecDeque<Output>) {
+    pub(crate) fn restart_ice(&mut self, now: Millis, out: &mut VecDeque<Output>) {
         self.generation += 1;
         self.awaiting_answer = true;
+        self.restart_offered_at = now;
         out.push_back(Output::Connection(ConnectionOp::RestartIce { conn: self.conn }));
     }
 

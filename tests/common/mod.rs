@@ -492,6 +492,17 @@ impl World {
         self.settle();
     }
 
+    /// Only node `n` sees the path of `conn` come back (ICE found its new address by
+    /// itself); the other end still has it down.
+    pub fn regain_path_seen_by(&mut self, n: usize, conn: ConnId) {
+        if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
+            pc.path_down = false;
+            let now = self.now;
+            self.nodes[n].mesh.handle(now, Input::IceState { conn, state: IceState::Connected });
+        }
+        self.settle();
+    }
+
     /// The offer and answer of an ICE restart were both applied: the path is back, if
     /// it can be.
     fn restart_done(&mut self, conn: ConnId) {
