@@ -484,21 +484,20 @@ impl World {
     /// Only node `n` sees the path of `conn` go (ICE `disconnected`); the other end
     /// has not noticed yet.
     pub fn lose_path_seen_by(&mut self, n: usize, conn: ConnId) {
-        if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
-            pc.path_down = true;
-            let now = self.now;
-            self.nodes[n].mesh.handle(now, Input::IceState { conn, state: IceState::Disconnected });
-        }
-        self.settle();
+        self.path_seen_by(n, conn, IceState::Disconnected);
     }
 
     /// Only node `n` sees the path of `conn` come back (ICE found its new address by
     /// itself); the other end still has it down.
     pub fn regain_path_seen_by(&mut self, n: usize, conn: ConnId) {
+        self.path_seen_by(n, conn, IceState::Connected);
+    }
+
+    fn path_seen_by(&mut self, n: usize, conn: ConnId, state: IceState) {
         if let Some(pc) = self.nodes[n].pcs.get_mut(&conn) {
-            pc.path_down = false;
+            pc.path_down = state != IceState::Connected;
             let now = self.now;
-            self.nodes[n].mesh.handle(now, Input::IceState { conn, state: IceState::Connected });
+            self.nodes[n].mesh.handle(now, Input::IceState { conn, state });
         }
         self.settle();
     }
