@@ -490,8 +490,9 @@ impl Peers {
     }
 
     /// The answerer says its path on `conn` is down: restart now, unless a restart is
-    /// on its way already and its answer not overdue. A path we think is still up is restarted all the same (the
-    /// restart keeps it while it works); one we know is down restarts on its schedule.
+    /// on its way already and its answer not overdue. A path we think is still up is
+    /// restarted all the same (the restart keeps it while it works); one we know is down
+    /// restarts on its schedule.
     fn restart_requested(&mut self, now: Millis, peer: &PeerId, conn: ConnId, out: &mut VecDeque<Output>) {
         let Some(s) = self.sessions.get_mut(peer).filter(|s| s.conn == conn && s.open) else { return };
         if s.awaiting_answer {
