@@ -15,7 +15,9 @@ use common::World;
 use meshdrop::core::transfer::blocks::BLOCK_SIZE;
 use meshdrop::core::wire::{encode, Message, Reassembler};
 use meshdrop::core::{ConnId, ConnectionOp, FileMeta, FileOp, FrameId, Input, Match, Mesh, Millis, Output, Payload, StoreOp};
-use meshdrop_signal::protocol::{parse_client, parse_server, validate_name, validate_room, validate_secret, ClientRequest, MAX_FRAME_BYTES};
+use meshdrop_signal::protocol::{
+    parse_client, parse_server, validate_name, validate_room, validate_secret, ClientRequest, ErrorCode, MAX_FRAME_BYTES,
+};
 
 const INPUTS: usize = 1_000_000;
 /// The whole of one surface's run must stay well inside this.
@@ -402,4 +404,127 @@ fn the_servers_parser() {
             assert!(parse_client(&text).is_err());
         }
     });
+}
+
+/// serde_json's reading of a server frame, as the client did it until 2026-12: the
+/// reference the client's own JSON reader is held to.
+mod serde_reference {
+    use meshdrop_signal::protocol::{from_hex, ErrorCode, IceServer, PeerInfo, ServerEvent};
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    struct Peer {
+        id: String,
+        #[serde(default)]
+        name: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Ice {
+        urls: Vec<String>,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        credential: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Frame {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        peers: Option<Vec<Peer>>,
+        #[serde(default, rename = "iceServers")]
+        ice_servers: Option<Vec<Ice>>,
+        #[serde(default)]
+        peer: Option<Peer>,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        data: Option<Box<RawValue>>,
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        nonce: Option<String>,
+    }
+
+    fn peer(p: Peer) -> PeerInfo {
+        PeerInfo { id: p.id, name: p.name }
+    }
+
+    fn ice(servers: Vec<Ice>) -> Vec<IceServer> {
+        servers.into_iter().map(|s| IceServer { urls: s.urls, username: s.username, credential: s.credential }).collect()
+    }
+
+    pub fn parse_server(text: &str) -> Result<ServerEvent, ErrorCode> {
+        let frame: Frame = serde_json::from_str(text).map_err(|err| match err.classify() {
+            serde_json::error::Category::Data => ErrorCode::BadMessage,
+            _ => ErrorCode::BadJson,
+        })?;
+        let missing = ErrorCode::BadMessage;
+        Ok(match frame.kind.as_str() {
+            "welcome" => ServerEvent::Welcome {
+                id: frame.id.ok_or(missing)?,
+                peers: frame.peers.unwrap_or_default().into_iter().map(peer).collect(),
+                ice_servers: ice(frame.ice_servers.unwrap_or_default()),
+            },
+            "ice-servers" => ServerEvent::IceServers(ice(frame.ice_servers.ok_or(missing)?)),
+            "peer-joined" => ServerEvent::PeerJoined(peer(frame.peer.ok_or(missing)?)),
+            "peer-left" => ServerEvent::PeerLeft { id: frame.id.ok_or(missing)? },
+            "signal" => ServerEvent::Signal { from: frame.from.ok_or(missing)?, data: frame.data.ok_or(missing)?.get().to_owned() },
+            "error" => {
+                let code_text = frame.code.unwrap_or_default();
+                let code = serde_json::from_value(serde_json::Value::String(code_text.clone())).ok();
+                ServerEvent::Error { code, code_text, message: frame.message.unwrap_or_default() }
+            }
+            "pong" => ServerEvent::Pong,
+            "challenge" => ServerEvent::Challenge { nonce: frame.nonce.filter(|n| from_hex::<32>(n).is_some()).ok_or(missing)? },
+            _ => return Err(ErrorCode::UnknownType),
+        })
+    }
+}
+
+#[test]
+fn the_clients_json_reader_agrees_with_serde_json() {
+    let w = real_traffic();
+    let mut corpus: Vec<Vec<u8>> = w.server_log.iter().map(|(_, f)| f.clone().into_bytes()).collect();
+    for crafted in [
+        r#"{"type":"welcome","id":"me","peers":[{"id":"a","name":"\u00e9\ud83d\ude00 \"x\""},{"id":"b"}],"iceServers":[{"urls":["stun:192.0.2.1"]},{"urls":["turn:192.0.2.1?transport=udp"],"username":"1:me","credential":"c/+="}]}"#,
+        r#"{"type":"ice-servers","iceServers":[{"urls":["turns:192.0.2.2:443"],"username":"u","credential":null}]}"#,
+        r#"{"type":"peer-joined","peer":{"id":"p","name":null,"extra":[1,-2.5e+3,true,false,null,{}]}}"#,
+        r#"{"type":"peer-left","id":"p"}"#,
+        r#"{"type":"signal","from":"p","data":{"kind":"candidate","conn":"000000000000002a","candidate":{"candidate":"candidate:1 1 udp 1 192.0.2.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}}"#,
+        r#" { "type" : "error" , "code" : "room-full" , "message" : "full\n" } "#,
+        r#"{"type":"error","code":"from-the-future","message":"x"}"#,
+        r#"{"type":"challenge","nonce":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}"#,
+        r#"{"type":"pong"}"#,
+    ] {
+        corpus.push(crafted.as_bytes().to_vec());
+    }
+    let mut rng = Rng(0x5eed_0005);
+    let mut accepted = 0;
+    run("client JSON reader", |_| {
+        let frame = input(&mut rng, &corpus);
+        let text = String::from_utf8_lossy(&frame);
+        // Of a frame with both a syntax and a data error, each reader reports the one it
+        // reads first (serde_json reads and checks in one pass); either way the client
+        // warns and drops the frame. So the two are compared as "malformed".
+        let malformed = |code| if code == ErrorCode::BadMessage { ErrorCode::BadJson } else { code };
+        let ours = parse_server(&text).map_err(|err| malformed(err.code));
+        if text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            // The same frames accepted, as the same events; the same refused.
+            assert_eq!(ours, serde_reference::parse_server(&text).map_err(malformed), "{text}");
+        } else {
+            // serde also reads a struct from an array (`["pong"]`); frames are objects.
+            assert_eq!(ours.as_ref().err(), Some(&ErrorCode::BadJson), "{text}");
+        }
+        accepted += usize::from(ours.is_ok());
+    });
+    // The mutations must reach the readers' acceptance paths, not only their errors.
+    assert!(accepted > INPUTS / 100, "only {accepted} inputs were accepted");
 }

@@ -13,7 +13,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod json;
 pub mod protocol;
+#[cfg(feature = "rooms")]
 pub mod rooms;
 
 #[cfg(feature = "server")]

@@ -7,12 +7,20 @@
 //! one pass over the input, a precise error code for each kind of bad frame, and the
 //! opaque `data` payload kept as raw JSON (serde cannot hand a `RawValue` through an
 //! internally tagged enum).
+//!
+//! The server reads and writes with serde_json (the `rooms` feature); the client's
+//! half — [`ClientMessage::to_json`] and [`parse_server`] — uses the small [`json`](crate::json)
+//! module instead, so that serde stays out of the browser's WebAssembly.
 
 use std::borrow::Cow;
 use std::fmt;
 
+#[cfg(feature = "rooms")]
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "rooms")]
 use serde_json::value::RawValue;
+
+use crate::json::{JsonError, Object, ObjectWriter};
 
 /// Largest text frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -43,31 +51,33 @@ pub fn with_challenge_first(url: &str) -> String {
 }
 
 /// A peer as the server describes it to the others in its room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "rooms", derive(Serialize, Deserialize))]
 pub struct PeerInfo {
     /// The peer's id, stamped by the server.
     pub id: String,
     /// The display name the peer joined with, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "rooms", serde(default, skip_serializing_if = "Option::is_none"))]
     pub name: Option<String>,
 }
 
 /// A STUN or TURN server for the client's `RTCPeerConnection`s, as an `RTCIceServer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "rooms", derive(Serialize, Deserialize))]
 pub struct IceServer {
     /// `stun:` / `turn:` / `turns:` URLs.
     pub urls: Vec<String>,
     /// TURN only: `<expiry, unix seconds>:<peer id>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "rooms", serde(default, skip_serializing_if = "Option::is_none"))]
     pub username: Option<String>,
     /// TURN only: base64(HMAC-SHA1(shared secret, username)), coturn's REST scheme.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "rooms", serde(default, skip_serializing_if = "Option::is_none"))]
     pub credential: Option<String>,
 }
 
 /// Stable machine-readable error codes carried by `{"type":"error"}` frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "rooms", derive(Serialize, Deserialize), serde(rename_all = "kebab-case"))]
 pub enum ErrorCode {
     /// The frame is not valid JSON (or not a JSON object).
     BadJson,
@@ -107,6 +117,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order declared.
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::BadJson,
+        ErrorCode::BadMessage,
+        ErrorCode::UnknownType,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::BadRoom,
+        ErrorCode::BadName,
+        ErrorCode::BadSecret,
+        ErrorCode::RoomFull,
+        ErrorCode::UnknownPeer,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::BinaryFrame,
+        ErrorCode::Replaced,
+        ErrorCode::Unavailable,
+        ErrorCode::BadProof,
+    ];
+
+    /// The code a wire text names, e.g. `"room-full"`; `None` for a code this version
+    /// does not know.
+    pub fn from_wire(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+
     /// The code as it appears on the wire, e.g. `"room-full"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -163,30 +199,25 @@ impl std::error::Error for ProtocolError {}
 // ---------------------------------------------------------------------------------------
 // client -> server
 
-/// A frame a client sends, ready to serialize.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+/// A frame a client sends, ready to serialize ([`ClientMessage::to_json`]).
+#[derive(Debug)]
 pub enum ClientMessage<'a> {
     /// Enter a room; must be the first frame.
     Join {
         /// The room to enter.
         room: &'a str,
         /// Optional display name.
-        #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<&'a str>,
         /// Optional client secret: the server derives the peer id from it, so the same
         /// secret gives the same id across reconnects and server restarts. (The older
         /// scheme: the server could then claim that id itself. See `key`.)
-        #[serde(skip_serializing_if = "Option::is_none")]
         secret: Option<&'a str>,
         /// The client's Ed25519 public key, 64 hex digits: the id derives from it
         /// ([`id_from_key`]), so the server can check an id without holding anything
         /// that claims it. Needs `proof`.
-        #[serde(skip_serializing_if = "Option::is_none")]
         key: Option<&'a str>,
         /// The key's signature (128 hex digits) over [`join_proof_message`] of the
         /// nonce this connection was given in `challenge` and the room.
-        #[serde(skip_serializing_if = "Option::is_none")]
         proof: Option<&'a str>,
     },
     /// Asks for a `challenge`: a nonce to sign for a keyed `join`.
@@ -195,8 +226,8 @@ pub enum ClientMessage<'a> {
     Signal {
         /// The receiving peer's id.
         to: &'a str,
-        /// Any JSON value, forwarded untouched.
-        data: &'a RawValue,
+        /// Any JSON value (the caller's own JSON text), forwarded untouched.
+        data: &'a str,
     },
     /// Is the connection alive? The server answers `pong`. Browsers cannot see
     /// WebSocket pings, and a connection whose NAT mapping vanished stays "open" to them
@@ -204,7 +235,28 @@ pub enum ClientMessage<'a> {
     Ping,
 }
 
+impl ClientMessage<'_> {
+    /// The frame's JSON text, as serde_json would write it: `type` first, then the
+    /// fields in declaration order, absent options left out.
+    pub fn to_json(&self) -> String {
+        match self {
+            ClientMessage::Join { room, name, secret, key, proof } => ObjectWriter::new()
+                .str("type", "join")
+                .str("room", room)
+                .opt_str("name", *name)
+                .opt_str("secret", *secret)
+                .opt_str("key", *key)
+                .opt_str("proof", *proof)
+                .finish(),
+            ClientMessage::Challenge => ObjectWriter::new().str("type", "challenge").finish(),
+            ClientMessage::Signal { to, data } => ObjectWriter::new().str("type", "signal").str("to", to).raw("data", data).finish(),
+            ClientMessage::Ping => ObjectWriter::new().str("type", "ping").finish(),
+        }
+    }
+}
+
 /// A validated client frame, borrowing from the text it was parsed from.
+#[cfg(feature = "rooms")]
 #[derive(Debug)]
 pub enum ClientRequest<'a> {
     /// `{"type":"join",...}`
@@ -231,6 +283,7 @@ pub enum ClientRequest<'a> {
     Ping,
 }
 
+#[cfg(feature = "rooms")]
 impl PartialEq for ClientRequest<'_> {
     fn eq(&self, other: &Self) -> bool {
         use ClientRequest::*;
@@ -247,6 +300,7 @@ impl PartialEq for ClientRequest<'_> {
     }
 }
 
+#[cfg(feature = "rooms")]
 #[derive(Deserialize)]
 struct ClientFrame<'a> {
     #[serde(rename = "type", borrow)]
@@ -268,6 +322,7 @@ struct ClientFrame<'a> {
 }
 
 /// Parses and validates one client text frame.
+#[cfg(feature = "rooms")]
 pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(ProtocolError::new(ErrorCode::TooLarge, "frame exceeds 64 KiB"));
@@ -307,6 +362,7 @@ pub fn parse_client(text: &str) -> Result<ClientRequest<'_>, ProtocolError> {
 }
 
 /// Syntax errors are `bad-json`; well-formed JSON of the wrong shape is `bad-message`.
+#[cfg(feature = "rooms")]
 fn classify_json_error(err: serde_json::Error) -> ProtocolError {
     use serde_json::error::Category;
     match err.classify() {
@@ -389,6 +445,7 @@ fn truncate(s: &str, max_chars: usize) -> &str {
 // server -> client
 
 /// A frame the server sends, ready to serialize.
+#[cfg(feature = "rooms")]
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage<'a> {
@@ -442,6 +499,7 @@ pub enum ServerMessage<'a> {
     },
 }
 
+#[cfg(feature = "rooms")]
 impl ServerMessage<'_> {
     /// Serializes the message to its JSON text.
     pub fn to_json(&self) -> String {
@@ -452,7 +510,7 @@ impl ServerMessage<'_> {
 }
 
 /// A server frame as the client sees it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum ServerEvent {
     /// `welcome`
     Welcome {
@@ -476,8 +534,8 @@ pub enum ServerEvent {
     Signal {
         /// Sender, stamped by the server.
         from: String,
-        /// Raw JSON payload.
-        data: Box<RawValue>,
+        /// The payload's JSON text, as the sender wrote it (checked to be JSON).
+        data: String,
     },
     /// `error`
     Error {
@@ -497,70 +555,81 @@ pub enum ServerEvent {
     },
 }
 
-impl PartialEq for ServerEvent {
-    fn eq(&self, other: &Self) -> bool {
-        use ServerEvent::*;
-        match (self, other) {
-            (Welcome { id: i1, peers: p1, ice_servers: s1 }, Welcome { id: i2, peers: p2, ice_servers: s2 }) => i1 == i2 && p1 == p2 && s1 == s2,
-            (IceServers(a), IceServers(b)) => a == b,
-            (PeerJoined(a), PeerJoined(b)) => a == b,
-            (PeerLeft { id: a }, PeerLeft { id: b }) => a == b,
-            (Signal { from: f1, data: d1 }, Signal { from: f2, data: d2 }) => f1 == f2 && d1.get() == d2.get(),
-            (Error { code: c1, code_text: t1, message: m1 }, Error { code: c2, code_text: t2, message: m2 }) => c1 == c2 && t1 == t2 && m1 == m2,
-            (Pong, Pong) => true,
-            (Challenge { nonce: a }, Challenge { nonce: b }) => a == b,
-            _ => false,
-        }
+/// A server frame's fields, each checked to be of its kind whatever the frame's type
+/// (as serde would check a struct of them).
+struct ServerFrame<'a> {
+    kind: Cow<'a, str>,
+    id: Option<Cow<'a, str>>,
+    peers: Option<Vec<PeerInfo>>,
+    ice_servers: Option<Vec<IceServer>>,
+    peer: Option<PeerInfo>,
+    from: Option<Cow<'a, str>>,
+    data: Option<&'a str>,
+    code: Option<Cow<'a, str>>,
+    message: Option<Cow<'a, str>>,
+    nonce: Option<Cow<'a, str>>,
+}
+
+impl<'a> ServerFrame<'a> {
+    fn read(text: &'a str) -> Result<ServerFrame<'a>, JsonError> {
+        let frame = Object::parse(text)?;
+        let peers = frame.objects("peers")?.map(|peers| peers.iter().map(peer_info).collect::<Result<Vec<_>, _>>()).transpose()?;
+        let ice_servers = frame.objects("iceServers")?.map(|servers| servers.iter().map(ice_server).collect::<Result<Vec<_>, _>>()).transpose()?;
+        Ok(ServerFrame {
+            kind: frame.str("type")?.ok_or_else(|| JsonError::Data("missing field `type`".into()))?,
+            id: frame.str("id")?,
+            peers,
+            ice_servers,
+            peer: frame.object("peer")?.as_ref().map(peer_info).transpose()?,
+            from: frame.str("from")?,
+            data: frame.raw("data")?,
+            code: frame.str("code")?,
+            message: frame.str("message")?,
+            nonce: frame.str("nonce")?,
+        })
     }
 }
 
-#[derive(Deserialize)]
-struct ServerFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    peers: Option<Vec<PeerInfo>>,
-    #[serde(default, rename = "iceServers")]
-    ice_servers: Option<Vec<IceServer>>,
-    #[serde(default)]
-    peer: Option<PeerInfo>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    nonce: Option<String>,
+fn peer_info(peer: &Object<'_>) -> Result<PeerInfo, JsonError> {
+    let id = peer.str("id")?.ok_or_else(|| JsonError::Data("a peer without an `id`".into()))?;
+    Ok(PeerInfo { id: id.into_owned(), name: peer.str("name")?.map(Cow::into_owned) })
+}
+
+fn ice_server(server: &Object<'_>) -> Result<IceServer, JsonError> {
+    Ok(IceServer {
+        urls: server.strings("urls")?.ok_or_else(|| JsonError::Data("an ICE server without `urls`".into()))?,
+        username: server.str("username")?.map(Cow::into_owned),
+        credential: server.str("credential")?.map(Cow::into_owned),
+    })
 }
 
 /// Parses one server text frame (the client side of the protocol).
 pub fn parse_server(text: &str) -> Result<ServerEvent, ProtocolError> {
-    let frame: ServerFrame = serde_json::from_str(text).map_err(classify_json_error)?;
-    let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("{} frame without `{field}`", frame.kind));
-    Ok(match frame.kind.as_str() {
+    let frame = ServerFrame::read(text).map_err(|err| match err {
+        JsonError::Syntax(what) => ProtocolError::new(ErrorCode::BadJson, format!("malformed JSON: {what}")),
+        JsonError::Data(what) => ProtocolError::new(ErrorCode::BadMessage, format!("bad message: {what}")),
+    })?;
+    let kind = frame.kind.as_ref();
+    let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("{kind} frame without `{field}`"));
+    let owned = |text: Option<Cow<'_, str>>, field: &str| text.map(Cow::into_owned).ok_or_else(|| missing(field));
+    Ok(match kind {
         "welcome" => ServerEvent::Welcome {
-            id: frame.id.clone().ok_or_else(|| missing("id"))?,
-            peers: frame.peers.clone().unwrap_or_default(),
-            ice_servers: frame.ice_servers.clone().unwrap_or_default(),
+            id: owned(frame.id, "id")?,
+            peers: frame.peers.unwrap_or_default(),
+            ice_servers: frame.ice_servers.unwrap_or_default(),
         },
-        "ice-servers" => ServerEvent::IceServers(frame.ice_servers.clone().ok_or_else(|| missing("iceServers"))?),
-        "peer-joined" => ServerEvent::PeerJoined(frame.peer.clone().ok_or_else(|| missing("peer"))?),
-        "peer-left" => ServerEvent::PeerLeft { id: frame.id.clone().ok_or_else(|| missing("id"))? },
-        "signal" => {
-            ServerEvent::Signal { from: frame.from.clone().ok_or_else(|| missing("from"))?, data: frame.data.clone().ok_or_else(|| missing("data"))? }
-        }
+        "ice-servers" => ServerEvent::IceServers(frame.ice_servers.ok_or_else(|| missing("iceServers"))?),
+        "peer-joined" => ServerEvent::PeerJoined(frame.peer.ok_or_else(|| missing("peer"))?),
+        "peer-left" => ServerEvent::PeerLeft { id: owned(frame.id, "id")? },
+        "signal" => ServerEvent::Signal { from: owned(frame.from, "from")?, data: frame.data.ok_or_else(|| missing("data"))?.to_owned() },
         "error" => {
-            let code_text = frame.code.clone().unwrap_or_default();
-            let code = serde_json::from_value(serde_json::Value::String(code_text.clone())).ok();
-            ServerEvent::Error { code, code_text, message: frame.message.clone().unwrap_or_default() }
+            let code_text = frame.code.map(Cow::into_owned).unwrap_or_default();
+            ServerEvent::Error { code: ErrorCode::from_wire(&code_text), code_text, message: frame.message.map(Cow::into_owned).unwrap_or_default() }
         }
         "pong" => ServerEvent::Pong,
-        "challenge" => ServerEvent::Challenge { nonce: frame.nonce.clone().filter(|n| from_hex::<32>(n).is_some()).ok_or_else(|| missing("nonce"))? },
+        "challenge" => ServerEvent::Challenge {
+            nonce: frame.nonce.filter(|n| from_hex::<32>(n).is_some()).map(Cow::into_owned).ok_or_else(|| missing("nonce"))?,
+        },
         other => return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{}`", truncate(other, 32)))),
     })
 }
@@ -613,7 +682,8 @@ pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-#[cfg(test)]
+// The server's parser and writer are what the client's are checked against.
+#[cfg(all(test, feature = "rooms"))]
 mod tests {
     use super::*;
 
@@ -632,9 +702,70 @@ mod tests {
 
     #[test]
     fn join_round_trips() {
-        let text = serde_json::to_string(&ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None, key: None, proof: None }).unwrap();
+        let text = ClientMessage::Join { room: "lobby", name: Some("alice"), secret: None, key: None, proof: None }.to_json();
         assert_eq!(text, r#"{"type":"join","room":"lobby","name":"alice"}"#);
         assert_eq!(parse_client(&text).unwrap(), ClientRequest::Join { room: "lobby".into(), name: Some("alice".into()), secret: None, keyed: None });
+    }
+
+    #[test]
+    fn every_client_frame_the_client_writes_is_read_by_the_server_as_meant() {
+        let (key, proof) = ("ab".repeat(32), "cd".repeat(64));
+        let name = "a \"lïce\" \\ 😀";
+        let keyed = ClientMessage::Join { room: "r-1", name: Some(name), secret: None, key: Some(&key), proof: Some(&proof) }.to_json();
+        let expected = ClientRequest::Join { room: "r-1".into(), name: Some(name.into()), secret: None, keyed: Some(([0xab; 32], [0xcd; 64])) };
+        assert_eq!(parse_client(&keyed).unwrap(), expected);
+        let secret = "s".repeat(32);
+        let with_secret = ClientMessage::Join { room: "r", name: None, secret: Some(&secret), key: None, proof: None }.to_json();
+        assert_eq!(with_secret, format!(r#"{{"type":"join","room":"r","secret":"{secret}"}}"#));
+        assert_eq!(
+            parse_client(&with_secret).unwrap(),
+            ClientRequest::Join { room: "r".into(), name: None, secret: Some(secret.as_str().into()), keyed: None }
+        );
+        assert_eq!(parse_client(&ClientMessage::Challenge.to_json()).unwrap(), ClientRequest::Challenge);
+        assert_eq!(parse_client(&ClientMessage::Ping.to_json()).unwrap(), ClientRequest::Ping);
+        let signal = ClientMessage::Signal { to: "p\"q", data: r#"{"kind":"hello","x":[1,"\u00e9"]}"# }.to_json();
+        match parse_client(&signal).unwrap() {
+            ClientRequest::Signal { to, data } => {
+                assert_eq!(to, "p\"q");
+                assert_eq!(data.get(), r#"{"kind":"hello","x":[1,"\u00e9"]}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_read_back_from_its_wire_text() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
+            assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
+        }
+        let distinct: std::collections::HashSet<_> = ErrorCode::ALL.iter().collect();
+        assert_eq!(distinct.len(), ErrorCode::ALL.len());
+        assert_eq!(ErrorCode::from_wire("no-such-code"), None);
+    }
+
+    #[test]
+    fn bad_server_frames_get_the_codes_the_server_would_give() {
+        let code = |t: &str| parse_server(t).unwrap_err().code;
+        for bad in ["{not json", "[1,2]", r#"{"type":"pong"} x"#, r#"{"type":"pong","id":"\ud800"}"#] {
+            assert_eq!(code(bad), ErrorCode::BadJson, "{bad}");
+        }
+        for bad in [
+            r#"{"id":"x"}"#,
+            r#"{"type":5}"#,
+            r#"{"type":"pong","id":5}"#,
+            r#"{"type":"pong","peers":[{"name":"x"}]}"#,
+            r#"{"type":"pong","iceServers":[{"urls":"stun:x"}]}"#,
+            r#"{"type":"pong","peer":[]}"#,
+            r#"{"type":"pong","type":"pong"}"#,
+            r#"{"type":"welcome"}"#,
+            r#"{"type":"signal","from":"a","data":null}"#,
+            r#"{"type":"challenge","nonce":"00"}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::BadMessage, "{bad}");
+        }
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(parse_server(r#"{"type":"pong","unknown":{"a":[]}}"#).unwrap(), ServerEvent::Pong);
     }
 
     #[test]
@@ -716,7 +847,7 @@ mod tests {
         match parse_server(&signal).unwrap() {
             ServerEvent::Signal { from, data } => {
                 assert_eq!(from, "a");
-                assert_eq!(data.get(), "[1,{\"x\":null}]");
+                assert_eq!(data, "[1,{\"x\":null}]");
             }
             other => panic!("unexpected {other:?}"),
         }

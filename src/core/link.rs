@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 
 use meshdrop_signal::protocol::{parse_server, to_hex, ClientMessage, ServerEvent};
-use serde_json::value::RawValue;
 
 use super::error::JoinError;
 use super::identity::Identity;
@@ -55,7 +54,7 @@ pub(crate) enum RoomNews {
     Left(PeerId),
     Signal {
         from: PeerId,
-        data: Box<RawValue>,
+        data: String,
     },
     /// Signals cannot go out until the next welcome.
     Lost,
@@ -384,9 +383,7 @@ impl SignalingLink {
 pub const CHALLENGE_REQUEST: &str = r#"{"type":"challenge"}"#;
 
 fn send(out: &mut VecDeque<Output>, message: &ClientMessage<'_>) {
-    if let Ok(text) = serde_json::to_string(message) {
-        out.push_back(Output::Signaling(SignalingOp::Send(text)));
-    }
+    out.push_back(Output::Signaling(SignalingOp::Send(message.to_json())));
 }
 
 #[cfg(test)]

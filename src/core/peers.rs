@@ -14,8 +14,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde_json::value::RawValue;
-
 use super::binding::{Binder, Ends};
 use super::config::PeerSettings;
 use super::health::{Change, Health, Step, RESTART_ANSWER_OVERDUE_MS};
@@ -205,11 +203,11 @@ impl Peers {
     }
 
     /// A relayed signal from `from` (the server relays only within our room).
-    pub(crate) fn signal(&mut self, now: Millis, from: PeerId, data: &RawValue, out: &mut VecDeque<Output>) {
+    pub(crate) fn signal(&mut self, now: Millis, from: PeerId, data: &str, out: &mut VecDeque<Output>) {
         if self.closed || Some(&from) == self.me.as_ref() {
             return;
         }
-        let signal = match PeerSignal::parse(data.get()) {
+        let signal = match PeerSignal::parse(data) {
             Ok(signal) => signal,
             Err(err) => return warn(out, format!("bad signal from {from}: {err}")),
         };

@@ -14,9 +14,7 @@
 //! In a room with a secret, a connection's first offer and answer also carry
 //! `"pake":"<hex>"`, that side's SPAKE2 message (`room_secret.rs`).
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-
+use meshdrop_signal::json::{JsonError, Object, ObjectWriter};
 use meshdrop_signal::protocol::{to_hex, ClientMessage};
 
 use super::{ConnId, PeerId};
@@ -52,39 +50,8 @@ pub(crate) enum PeerSignal {
     },
 }
 
-/// Hello, offer and answer; candidates carry raw JSON, which a tagged enum cannot
-/// borrow, so they are written and probed separately.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum Wire<'a> {
-    Hello,
-    Restart {
-        conn: &'a str,
-    },
-    Offer {
-        conn: &'a str,
-        sdp: String,
-        #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
-        generation: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pake: Option<String>,
-    },
-    Answer {
-        conn: &'a str,
-        sdp: String,
-        #[serde(default, rename = "gen", skip_serializing_if = "is_zero")]
-        generation: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pake: Option<String>,
-    },
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
 /// A SPAKE2 message: 33 bytes on Ed25519; anything but hex of at most 64 is refused.
-fn pake_bytes(text: Option<String>) -> Result<Option<Vec<u8>>, String> {
+fn pake_bytes(text: Option<&str>) -> Result<Option<Vec<u8>>, String> {
     let Some(text) = text else { return Ok(None) };
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     if text.len() > 128 || text.len() % 2 != 0 {
@@ -101,71 +68,55 @@ fn pake_bytes(text: Option<String>) -> Result<Option<Vec<u8>>, String> {
 impl PeerSignal {
     /// The signaling frame that carries this signal to `to`.
     pub(crate) fn frame_to(&self, to: &PeerId) -> Option<String> {
-        let data = RawValue::from_string(self.to_json()).ok()?;
-        serde_json::to_string(&ClientMessage::Signal { to: to.as_str(), data: &data }).ok()
+        Some(ClientMessage::Signal { to: to.as_str(), data: &self.to_json() }.to_json())
     }
 
     pub(crate) fn to_json(&self) -> String {
-        let conn_text;
-        let wire = match self {
-            PeerSignal::Hello => Wire::Hello,
-            PeerSignal::Restart { conn } => {
-                conn_text = conn.to_string();
-                Wire::Restart { conn: &conn_text }
-            }
-            PeerSignal::Offer { conn, sdp, generation, pake } => {
-                conn_text = conn.to_string();
-                Wire::Offer { conn: &conn_text, sdp: sdp.clone(), generation: *generation, pake: pake.as_deref().map(to_hex) }
-            }
-            PeerSignal::Answer { conn, sdp, generation, pake } => {
-                conn_text = conn.to_string();
-                Wire::Answer { conn: &conn_text, sdp: sdp.clone(), generation: *generation, pake: pake.as_deref().map(to_hex) }
-            }
-            PeerSignal::Candidate { conn, candidate } => {
-                conn_text = conn.to_string();
-                return format!(r#"{{"kind":"candidate","conn":"{conn_text}","candidate":{candidate}}}"#);
-            }
+        let description = |kind: &str, conn: &ConnId, sdp: &str, generation: u32, pake: &Option<Vec<u8>>| {
+            let object = ObjectWriter::new().str("kind", kind).str("conn", &conn.to_string()).str("sdp", sdp);
+            let object = if generation == 0 { object } else { object.u32("gen", generation) };
+            object.opt_str("pake", pake.as_deref().map(to_hex).as_deref()).finish()
         };
-        serde_json::to_string(&wire).unwrap_or_default()
+        match self {
+            PeerSignal::Hello => ObjectWriter::new().str("kind", "hello").finish(),
+            PeerSignal::Restart { conn } => ObjectWriter::new().str("kind", "restart").str("conn", &conn.to_string()).finish(),
+            PeerSignal::Offer { conn, sdp, generation, pake } => description("offer", conn, sdp, *generation, pake),
+            PeerSignal::Answer { conn, sdp, generation, pake } => description("answer", conn, sdp, *generation, pake),
+            PeerSignal::Candidate { conn, candidate } => {
+                ObjectWriter::new().str("kind", "candidate").str("conn", &conn.to_string()).raw("candidate", candidate).finish()
+            }
+        }
     }
 
     pub(crate) fn parse(json: &str) -> Result<PeerSignal, String> {
-        // Tagged enums cannot borrow RawValue, so candidates are recognised by a probe.
-        #[derive(Deserialize)]
-        struct CandidateProbe<'a> {
-            kind: &'a str,
-            #[serde(default)]
-            conn: Option<&'a str>,
-            #[serde(borrow, default)]
-            candidate: Option<&'a RawValue>,
-        }
-        let probe: CandidateProbe<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
-        let conn = |text: Option<&str>| text.and_then(ConnId::parse).ok_or_else(|| "signal with a bad conn id".to_owned());
-        match probe.kind {
+        let malformed = |err: JsonError| format!("malformed signal: {err}");
+        let wire = Object::parse(json).map_err(malformed)?;
+        let kind = wire.str("kind").map_err(malformed)?.ok_or("malformed signal: no `kind`")?;
+        let conn = || wire.str("conn").map_err(malformed)?.as_deref().and_then(ConnId::parse).ok_or_else(|| "signal with a bad conn id".to_owned());
+        match kind.as_ref() {
             "hello" => Ok(PeerSignal::Hello),
-            "restart" => Ok(PeerSignal::Restart { conn: conn(probe.conn)? }),
+            "restart" => Ok(PeerSignal::Restart { conn: conn()? }),
             "candidate" => {
-                let candidate = probe.candidate.ok_or("candidate signal without a candidate")?;
-                if !candidate.get().starts_with('{') {
+                let candidate = wire.raw("candidate").map_err(malformed)?.ok_or("candidate signal without a candidate")?;
+                if !candidate.starts_with('{') {
                     return Err("candidate must be an object".into());
                 }
-                Ok(PeerSignal::Candidate { conn: conn(probe.conn)?, candidate: candidate.get().to_owned() })
+                Ok(PeerSignal::Candidate { conn: conn()?, candidate: candidate.to_owned() })
             }
             "offer" | "answer" => {
-                let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| format!("malformed signal: {e}"))?;
-                let signal = match wire {
-                    Wire::Offer { conn: c, sdp, generation, pake } => {
-                        PeerSignal::Offer { conn: conn(Some(c))?, sdp, generation, pake: pake_bytes(pake)? }
-                    }
-                    Wire::Answer { conn: c, sdp, generation, pake } => {
-                        PeerSignal::Answer { conn: conn(Some(c))?, sdp, generation, pake: pake_bytes(pake)? }
-                    }
-                    _ => return Err("malformed signal".into()),
-                };
-                match &signal {
-                    PeerSignal::Offer { sdp, .. } | PeerSignal::Answer { sdp, .. } if sdp.len() > MAX_SDP_BYTES => Err("sdp too large".into()),
-                    _ => Ok(signal),
+                let conn = conn()?;
+                let sdp = wire.str("sdp").map_err(malformed)?.ok_or("malformed signal: no `sdp`")?;
+                if sdp.len() > MAX_SDP_BYTES {
+                    return Err("sdp too large".into());
                 }
+                let sdp = sdp.into_owned();
+                let generation = wire.u32("gen").map_err(malformed)?.unwrap_or(0);
+                let pake = pake_bytes(wire.str("pake").map_err(malformed)?.as_deref())?;
+                Ok(if kind == "offer" {
+                    PeerSignal::Offer { conn, sdp, generation, pake }
+                } else {
+                    PeerSignal::Answer { conn, sdp, generation, pake }
+                })
             }
             other => Err(format!("unknown signal kind `{}`", other.chars().take(32).collect::<String>())),
         }
@@ -192,6 +143,21 @@ mod tests {
     }
 
     #[test]
+    fn signals_are_written_as_before_byte_for_byte() {
+        // What serde_json wrote for these until 2026-12: peers of either version must
+        // understand each other.
+        let conn = ConnId::from_raw(42);
+        let offer = PeerSignal::Offer { conn, sdp: "v=0\r\na=\"x\"".into(), generation: 2, pake: Some(vec![1, 2, 0xab]) };
+        assert_eq!(offer.to_json(), r#"{"kind":"offer","conn":"000000000000002a","sdp":"v=0\r\na=\"x\"","gen":2,"pake":"0102ab"}"#);
+        let answer = PeerSignal::Answer { conn, sdp: "v=0".into(), generation: 0, pake: None };
+        assert_eq!(answer.to_json(), r#"{"kind":"answer","conn":"000000000000002a","sdp":"v=0"}"#);
+        assert_eq!(PeerSignal::Hello.to_json(), r#"{"kind":"hello"}"#);
+        assert_eq!(PeerSignal::Restart { conn }.to_json(), r#"{"kind":"restart","conn":"000000000000002a"}"#);
+        let frame = PeerSignal::Hello.frame_to(&PeerId::new("p1")).unwrap();
+        assert_eq!(frame, r#"{"type":"signal","to":"p1","data":{"kind":"hello"}}"#);
+    }
+
+    #[test]
     fn garbage_is_rejected() {
         for bad in [
             "nope",
@@ -201,6 +167,11 @@ mod tests {
             r#"{"kind":"candidate","conn":"000000000000002a","candidate":"str"}"#,
             r#"{"kind":"fly"}"#,
             r#"{"kind":"restart"}"#,
+            r#"{"kind":"offer","conn":"000000000000002a","sdp":1}"#,
+            r#"{"kind":"offer","conn":"000000000000002a","sdp":"x","gen":-1}"#,
+            r#"{"kind":"offer","conn":"000000000000002a","sdp":"x","pake":"0g"}"#,
+            r#"{"kind":"hello","kind":"hello"}"#,
+            r#"{"kind":"hello"} trailing"#,
         ] {
             assert!(PeerSignal::parse(bad).is_err(), "{bad}");
         }

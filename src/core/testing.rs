@@ -57,7 +57,6 @@ impl Harness {
         // Descriptions with fingerprints, and the peer's binding of them: verified.
         peers.local_description(conn, SdpKind::Offer, "a=fingerprint:sha-256 00".into(), &mut out);
         let answer = PeerSignal::Answer { conn, sdp: "a=fingerprint:sha-256 11".into(), generation: 0, pake: None }.to_json();
-        let answer = serde_json::value::RawValue::from_string(answer).expect("json");
         peers.signal(now, peer.clone(), &answer, &mut out);
         peers.channel_opened(now, conn, 256 * 1024, &mut out);
         let message = binding_message(&config.room, &peer, &me, "sha-256 11", "sha-256 00");
