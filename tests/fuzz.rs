@@ -1,7 +1,8 @@
 //! Random inputs for every decoder, through the surfaces that feed them: a peer's data
 //! channel and bulk channel (every frame, control, service and bulk decoder behind
-//! them), the client's signaling input (server frames and the peer signals inside), and
-//! the server's parser. Each gets a million inputs: random bytes, random bytes behind a
+//! them), the client's signaling input (server frames and the peer signals inside), the
+//! client's JSON reader (held to serde_json's verdicts), and the server's parser. Each
+//! gets a million inputs: random bytes, random bytes behind a
 //! valid header, and valid frames of real traffic, mutated. Deterministic (seeded), so
 //! a failure reproduces; run in release by `make test` (`cargo test --release --test
 //! fuzz`), a few seconds each.
