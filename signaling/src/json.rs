@@ -83,32 +83,20 @@ impl<'a> Object<'a> {
 
     /// Field `name` as an array of objects; `None` if absent or `null`.
     pub fn objects(&self, name: &str) -> Result<Option<Vec<Object<'a>>>, JsonError> {
-        match self.raw(name)? {
-            None => Ok(None),
-            Some(value) => {
-                let items = array_items(value).ok_or_else(|| wrong_kind(name, "an array"))?;
-                items
-                    .into_iter()
-                    .map(|item| if item.starts_with('{') { Object::parse(item) } else { Err(wrong_kind(name, "an array of objects")) })
-                    .collect::<Result<_, _>>()
-                    .map(Some)
-            }
-        }
+        self.array(name, "an array of objects", |item| if item.starts_with('{') { Object::parse(item).map(Some) } else { Ok(None) })
     }
 
     /// Field `name` as an array of strings; `None` if absent or `null`.
     pub fn strings(&self, name: &str) -> Result<Option<Vec<String>>, JsonError> {
-        match self.raw(name)? {
-            None => Ok(None),
-            Some(value) => {
-                let items = array_items(value).ok_or_else(|| wrong_kind(name, "an array"))?;
-                items
-                    .into_iter()
-                    .map(|item| string_value(item)?.map(Cow::into_owned).ok_or_else(|| wrong_kind(name, "an array of strings")))
-                    .collect::<Result<_, _>>()
-                    .map(Some)
-            }
-        }
+        self.array(name, "an array of strings", |item| Ok(string_value(item)?.map(Cow::into_owned)))
+    }
+
+    /// Field `name` as an array whose every item `read` takes (`None`: not of the kind
+    /// `expected` names); `None` if absent or `null`.
+    fn array<T>(&self, name: &str, expected: &str, read: impl Fn(&'a str) -> Result<Option<T>, JsonError>) -> Result<Option<Vec<T>>, JsonError> {
+        let Some(value) = self.raw(name)? else { return Ok(None) };
+        let items = array_items(value).ok_or_else(|| wrong_kind(name, "an array"))?;
+        items.into_iter().map(|item| read(item)?.ok_or_else(|| wrong_kind(name, expected))).collect::<Result<_, _>>().map(Some)
     }
 
     /// Field `name` as an object; `None` if absent or `null`.
@@ -499,23 +487,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_are_read_by_kind() {
+    fn fields_are_read_by_kind() -> Result<(), JsonError> {
         let text = r#" {"s":"a\"b\u00e9\ud83d\ude00","n":7,"raw":{"x":[1,2.5e-3,null,true]},"none":null,
             "list":[{"id":"p"},{"id":"q","name":"Q"}],"urls":["stun:x","turn:y"]} "#;
-        let object = Object::parse(text).unwrap();
-        assert_eq!(object.str("s").unwrap().as_deref(), Some("a\"bé😀"));
-        assert_eq!(object.u32("n").unwrap(), Some(7));
-        assert_eq!(object.raw("raw").unwrap(), Some(r#"{"x":[1,2.5e-3,null,true]}"#));
-        assert_eq!(object.raw("none").unwrap(), None);
-        assert_eq!(object.str("absent").unwrap(), None);
-        let list = object.objects("list").unwrap().unwrap();
-        assert_eq!(list[1].str("name").unwrap().as_deref(), Some("Q"));
-        assert_eq!(object.strings("urls").unwrap().unwrap(), ["stun:x", "turn:y"]);
+        let object = Object::parse(text)?;
+        assert_eq!(object.str("s")?.as_deref(), Some("a\"bé😀"));
+        assert_eq!(object.u32("n")?, Some(7));
+        assert_eq!(object.raw("raw")?, Some(r#"{"x":[1,2.5e-3,null,true]}"#));
+        assert_eq!(object.raw("none")?, None);
+        assert_eq!(object.str("absent")?, None);
+        let list = object.objects("list")?.unwrap_or_default();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].str("name")?.as_deref(), Some("Q"));
+        assert_eq!(object.strings("urls")?, Some(vec!["stun:x".to_owned(), "turn:y".to_owned()]));
+        Ok(())
     }
 
     #[test]
-    fn fields_of_the_wrong_kind_or_given_twice_are_data_errors() {
-        let object = Object::parse(r#"{"s":1,"n":"7","f":1.0,"neg":-1,"big":4294967296,"d":"x","d":"y"}"#).unwrap();
+    fn fields_of_the_wrong_kind_or_given_twice_are_data_errors() -> Result<(), JsonError> {
+        let object = Object::parse(r#"{"s":1,"n":"7","f":1.0,"neg":-1,"big":4294967296,"d":"x","d":"y"}"#)?;
         for result in [
             object.str("s").map(drop),
             object.u32("n").map(drop),
@@ -528,6 +518,7 @@ mod tests {
         }
         assert!(matches!(object.objects("s"), Err(JsonError::Data(_))));
         assert!(matches!(object.strings("d"), Err(JsonError::Data(_))));
+        Ok(())
     }
 
     #[test]
@@ -561,24 +552,26 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_surrogate_is_refused_where_a_string_is_decoded_and_kept_where_a_value_is_passed_on() {
-        let object = Object::parse(r#"{"a":"\ud800","b":"\udc00x","c":"\ud800\u0041","raw":["\ud800"],"list":["\udfff"]}"#).unwrap();
+    fn a_lone_surrogate_is_refused_where_a_string_is_decoded_and_kept_where_a_value_is_passed_on() -> Result<(), JsonError> {
+        let object = Object::parse(r#"{"a":"\ud800","b":"\udc00x","c":"\ud800\u0041","raw":["\ud800"],"list":["\udfff"]}"#)?;
         for name in ["a", "b", "c"] {
             assert!(matches!(object.str(name), Err(JsonError::Syntax(_))), "{name}");
         }
         assert!(matches!(object.strings("list"), Err(JsonError::Syntax(_))));
-        assert_eq!(object.raw("raw").unwrap(), Some(r#"["\ud800"]"#));
+        assert_eq!(object.raw("raw")?, Some(r#"["\ud800"]"#));
+        Ok(())
     }
 
     #[test]
-    fn strings_are_written_as_serde_json_writes_them() {
+    fn strings_are_written_as_serde_json_writes_them() -> Result<(), JsonError> {
         let mut out = String::new();
         write_str(&mut out, "plain \"q\" \\ / \n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f} é 😀");
         assert_eq!(out, r#""plain \"q\" \\ / \n\r\t\b\f\u0001\u001f"#.to_owned() + "\u{7f} é 😀\"");
         let written = ObjectWriter::new().str("type", "x").opt_str("no", None).u32("gen", 3).raw("data", "[1]").finish();
         assert_eq!(written, r#"{"type":"x","gen":3,"data":[1]}"#);
         let object = format!(r#"{{"s":{out}}}"#);
-        let read = Object::parse(&object).unwrap();
-        assert_eq!(read.str("s").unwrap().as_deref(), Some("plain \"q\" \\ / \n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f} é 😀"));
+        let read = Object::parse(&object)?;
+        assert_eq!(read.str("s")?.as_deref(), Some("plain \"q\" \\ / \n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f} é 😀"));
+        Ok(())
     }
 }

@@ -708,44 +708,46 @@ mod tests {
     }
 
     #[test]
-    fn every_client_frame_the_client_writes_is_read_by_the_server_as_meant() {
+    fn every_client_frame_the_client_writes_is_read_by_the_server_as_meant() -> Result<(), Box<dyn std::error::Error>> {
         let (key, proof) = ("ab".repeat(32), "cd".repeat(64));
         let name = "a \"lïce\" \\ 😀";
         let keyed = ClientMessage::Join { room: "r-1", name: Some(name), secret: None, key: Some(&key), proof: Some(&proof) }.to_json();
         let expected = ClientRequest::Join { room: "r-1".into(), name: Some(name.into()), secret: None, keyed: Some(([0xab; 32], [0xcd; 64])) };
-        assert_eq!(parse_client(&keyed).unwrap(), expected);
+        assert_eq!(parse_client(&keyed)?, expected);
         let secret = "s".repeat(32);
         let with_secret = ClientMessage::Join { room: "r", name: None, secret: Some(&secret), key: None, proof: None }.to_json();
         assert_eq!(with_secret, format!(r#"{{"type":"join","room":"r","secret":"{secret}"}}"#));
         assert_eq!(
-            parse_client(&with_secret).unwrap(),
+            parse_client(&with_secret)?,
             ClientRequest::Join { room: "r".into(), name: None, secret: Some(secret.as_str().into()), keyed: None }
         );
-        assert_eq!(parse_client(&ClientMessage::Challenge.to_json()).unwrap(), ClientRequest::Challenge);
-        assert_eq!(parse_client(&ClientMessage::Ping.to_json()).unwrap(), ClientRequest::Ping);
+        assert_eq!(parse_client(&ClientMessage::Challenge.to_json())?, ClientRequest::Challenge);
+        assert_eq!(parse_client(&ClientMessage::Ping.to_json())?, ClientRequest::Ping);
         let signal = ClientMessage::Signal { to: "p\"q", data: r#"{"kind":"hello","x":[1,"\u00e9"]}"# }.to_json();
-        match parse_client(&signal).unwrap() {
+        match parse_client(&signal)? {
             ClientRequest::Signal { to, data } => {
                 assert_eq!(to, "p\"q");
                 assert_eq!(data.get(), r#"{"kind":"hello","x":[1,"\u00e9"]}"#);
             }
             other => panic!("unexpected {other:?}"),
         }
+        Ok(())
     }
 
     #[test]
-    fn every_error_code_is_read_back_from_its_wire_text() {
+    fn every_error_code_is_read_back_from_its_wire_text() -> Result<(), Box<dyn std::error::Error>> {
         for code in ErrorCode::ALL {
-            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::to_string(&code)?, format!("\"{}\"", code.as_str()));
             assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
         }
         let distinct: std::collections::HashSet<_> = ErrorCode::ALL.iter().collect();
         assert_eq!(distinct.len(), ErrorCode::ALL.len());
         assert_eq!(ErrorCode::from_wire("no-such-code"), None);
+        Ok(())
     }
 
     #[test]
-    fn bad_server_frames_get_the_codes_the_server_would_give() {
+    fn bad_server_frames_get_the_codes_the_server_would_give() -> Result<(), Box<dyn std::error::Error>> {
         let code = |t: &str| parse_server(t).unwrap_err().code;
         for bad in ["{not json", "[1,2]", r#"{"type":"pong"} x"#, r#"{"type":"pong","id":"\ud800"}"#] {
             assert_eq!(code(bad), ErrorCode::BadJson, "{bad}");
@@ -765,7 +767,8 @@ mod tests {
             assert_eq!(code(bad), ErrorCode::BadMessage, "{bad}");
         }
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(parse_server(r#"{"type":"pong","unknown":{"a":[]}}"#).unwrap(), ServerEvent::Pong);
+        assert_eq!(parse_server(r#"{"type":"pong","unknown":{"a":[]}}"#)?, ServerEvent::Pong);
+        Ok(())
     }
 
     #[test]
