@@ -38,3 +38,11 @@ mod api;
 pub use api::{FileOffer, Peer, Transfer};
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+/// Talc instead of Rust's default wasm allocator, dlmalloc: every message path calls
+/// `malloc`, so V8 optimises it within the first burst of messages, and dlmalloc's is
+/// one 5 KiB wasm function that took V8 ~27 ms of a 2-core machine per tab to optimise
+/// then. Talc's is 0.4 KiB, and the gzipped bundle is 2.8 KiB smaller.
+#[cfg(all(target_arch = "wasm32", feature = "talc"))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
