@@ -360,16 +360,8 @@ impl Driver {
             Output::File(op) => self.perform_file(state, op),
             Output::Store(op) => Self::perform_store(state, op),
             Output::Event(event) => match event {
-                Event::Joined { .. } => {
-                    if let Some(join) = state.join.take() {
-                        let _ = join.send(Ok(()));
-                    }
-                }
-                Event::JoinFailed(err) => {
-                    if let Some(join) = state.join.take() {
-                        let _ = join.send(Err(err));
-                    }
-                }
+                Event::Joined { .. } => Self::settle_join(state, Ok(())),
+                Event::JoinFailed(err) => Self::settle_join(state, Err(err)),
                 other => {
                     let mut file = None;
                     if let Event::TransferDone { id, .. } | Event::TransferFailed { id, .. } = &other {
@@ -379,6 +371,13 @@ impl Driver {
                     events.push(Delivery { event: other, file });
                 }
             },
+        }
+    }
+
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
+    fn settle_join(state: &mut State, result: Result<(), JoinError>) {
+        if let Some(join) = state.join.take() {
+            let _ = join.send(result);
         }
     }
 
@@ -420,29 +419,11 @@ impl Driver {
         }
     }
 
+    /// What the message and bulk paths do per frame stays here, small, because `pump`
+    /// runs it for every message: V8 optimises a hot wasm function as a whole, and a
+    /// large one took it 30 ms per tab during a first burst of messages.
     fn perform_connection(&self, state: &mut State, op: ConnectionOp, events: &mut Vec<Delivery>) {
-        let weak = self.this.clone();
         match op {
-            ConnectionOp::Create { conn, .. } => self.create_connection(state, conn, events),
-            ConnectionOp::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
-            ConnectionOp::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
-            ConnectionOp::SetRemoteDescription { conn, kind, sdp } => {
-                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
-                spawn_local(async move {
-                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
-                        Driver::input(&weak, move |state, now| {
-                            state.mesh.handle(now, Input::ConnectionClosed { conn, reason: "remote description rejected".into() })
-                        });
-                    }
-                });
-            }
-            ConnectionOp::AddIceCandidate { conn, candidate } => {
-                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
-                // A bad candidate costs only that path; the connection can still open.
-                spawn_local(async move {
-                    let _ = rtc::add_ice_candidate(pc, candidate).await;
-                });
-            }
             ConnectionOp::Transmit { conn, frame, batch: None } => {
                 // Behind anything batched before, as it was sent.
                 if let Some(batch) = Self::take_batch(state, conn) {
@@ -501,6 +482,35 @@ impl Driver {
                     rtc.set_low_threshold(channel, bytes);
                 }
             }
+            setup => self.perform_connection_setup(state, setup, events),
+        }
+    }
+
+    /// Creating connections, their descriptions, candidates and paths: a few per peer.
+    #[inline(never)] // cold: keeps `pump`, which is hot, small for V8
+    fn perform_connection_setup(&self, state: &mut State, op: ConnectionOp, events: &mut Vec<Delivery>) {
+        let weak = self.this.clone();
+        match op {
+            ConnectionOp::Create { conn, .. } => self.create_connection(state, conn, events),
+            ConnectionOp::CreateOffer { conn } => self.local_description(state, conn, SdpKind::Offer),
+            ConnectionOp::CreateAnswer { conn } => self.local_description(state, conn, SdpKind::Answer),
+            ConnectionOp::SetRemoteDescription { conn, kind, sdp } => {
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                spawn_local(async move {
+                    if rtc::set_remote_description(pc, kind, sdp).await.is_err() {
+                        Driver::input(&weak, move |state, now| {
+                            state.mesh.handle(now, Input::ConnectionClosed { conn, reason: "remote description rejected".into() })
+                        });
+                    }
+                });
+            }
+            ConnectionOp::AddIceCandidate { conn, candidate } => {
+                let Some(pc) = state.conns.get(&conn).map(RtcConn::peer_connection) else { return };
+                // A bad candidate costs only that path; the connection can still open.
+                spawn_local(async move {
+                    let _ = rtc::add_ice_candidate(pc, candidate).await;
+                });
+            }
             ConnectionOp::RestartIce { conn } => {
                 let Some(rtc) = state.conns.get(&conn) else { return };
                 if let Err(err) = rtc::restart_ice(&rtc.peer_connection()) {
@@ -529,6 +539,10 @@ impl Driver {
                 for rtc in state.conns.values() {
                     let _ = rtc.peer_connection().set_configuration_with_configuration(&config);
                 }
+            }
+            // `perform_connection` keeps these; never sent here.
+            ConnectionOp::Transmit { .. } | ConnectionOp::TransmitBulk { .. } | ConnectionOp::Close { .. } | ConnectionOp::SetLowThreshold { .. } => {
+                self.perform_connection(state, op, events)
             }
         }
     }
