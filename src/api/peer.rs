@@ -116,10 +116,16 @@ impl Peer {
         // The server's handshake runs while the identity is claimed; a URL the browser
         // refuses fails here as it would at the driver's first attempt.
         let early_socket = settings.signaling_urls.first().and_then(|url| EarlySocket::connect(url).ok());
+        // The identity's lock request goes out before the spare connection is made, so
+        // the browser grants it meanwhile: a join signs the server's challenge with it.
+        let claim = settings.persistent_identity.then(Identity::start_claim);
         // Meanwhile, the first peer's connection (the signaling server's ICE servers are
         // added once it names them).
         let spare = SpareConn::new(&settings.ice);
-        let identity = if settings.persistent_identity { Identity::claim().await? } else { Identity::ephemeral()? };
+        let identity = match claim {
+            Some(claim) => claim.finish().await?,
+            None => Identity::ephemeral()?,
+        };
         let seed = random_seed()?;
         let mut mesh = MeshConfig::new(settings.room.clone(), settings.name.clone(), identity.secret.clone());
         mesh.local_key = identity.local_key;

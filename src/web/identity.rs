@@ -60,26 +60,57 @@ pub(crate) struct Identity {
     release: Option<Function>,
 }
 
+/// A claim under way: its lock request is already with the browser.
+pub(crate) struct Claim(Option<js_sys::Promise>);
+
 impl Identity {
-    /// A persistent secret if the browser allows, else a fresh one.
-    pub(crate) async fn claim() -> Result<Identity, JsValue> {
-        if let Ok(promise) = claim_identity(IDENTITIES, "meshdrop.identities/v2") {
-            if let Ok(held) = JsFuture::from(promise).await {
-                let text = |key: &str| Reflect::get(&held, &key.into()).ok().and_then(|s| s.as_string());
-                let release = Reflect::get(&held, &"release".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
-                if let (Some(secret), Some(key)) = (text("secret"), text("key")) {
-                    // Tied to the identity: a different identity never proves this one's transfers.
-                    let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key v3")
-                        .update(key.as_bytes())
-                        .update(b"\0")
-                        .update(secret.as_bytes())
-                        .finalize()
-                        .as_bytes();
-                    return Ok(Identity { secret, local_key, release });
-                }
+    /// Starts claiming a persistent identity: the lock request goes out now, and the
+    /// browser grants it while the caller does other work (a join creates its first
+    /// connection meanwhile).
+    pub(crate) fn start_claim() -> Claim {
+        Claim(claim_identity(IDENTITIES, "meshdrop.identities/v2").ok())
+    }
+}
+
+impl Claim {
+    /// The claimed identity: a persistent secret if the browser allows, else a fresh one.
+    pub(crate) async fn finish(mut self) -> Result<Identity, JsValue> {
+        if let Some(promise) = self.0.take() {
+            if let Some(identity) = JsFuture::from(promise).await.ok().and_then(|held| Identity::from_held(&held)) {
+                return Ok(identity);
             }
         }
         Identity::ephemeral()
+    }
+}
+
+impl Drop for Claim {
+    /// A claim given up: its lock is released once granted, for the next tab.
+    fn drop(&mut self) {
+        if let Some(promise) = self.0.take() {
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(held) = JsFuture::from(promise).await {
+                    drop(Identity::from_held(&held));
+                }
+            });
+        }
+    }
+}
+
+impl Identity {
+    /// What `claimIdentity` resolved to: `{ secret, key, release }`.
+    fn from_held(held: &JsValue) -> Option<Identity> {
+        let text = |key: &str| Reflect::get(held, &key.into()).ok().and_then(|s| s.as_string());
+        let release = Reflect::get(held, &"release".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
+        let (secret, key) = (text("secret")?, text("key")?);
+        // Tied to the identity: a different identity never proves this one's transfers.
+        let local_key = *blake3::Hasher::new_derive_key("meshdrop 2026-11 local key v3")
+            .update(key.as_bytes())
+            .update(b"\0")
+            .update(secret.as_bytes())
+            .finalize()
+            .as_bytes();
+        Some(Identity { secret, local_key, release })
     }
 
     /// A fresh secret and key, used once.
