@@ -56,19 +56,31 @@ pub(crate) fn mac_matches(key: &[u8; 32], binding: &[u8], mac: &[u8; 32]) -> boo
     blake3::keyed_hash(key, binding) == blake3::Hash::from(*mac)
 }
 
-/// The core's cryptographic randomness: BLAKE3's keyed XOF over 256 bits of entropy
-/// from the driver (the browser's `crypto.getRandomValues`) and a counter, a fresh
-/// stream for each use. The core has no other source, and needs none but this.
+/// The core's cryptographic randomness: keyed BLAKE3 as a PRF in counter mode over 256
+/// bits of entropy from the driver (the browser's `crypto.getRandomValues`). Block `i`
+/// of stream `counter` is the keyed hash of a label, `counter` and `i`: a fresh stream
+/// for each use. The core has no other source, and needs none but this. (Not BLAKE3's
+/// XOF: its output function was a second compression routine, 10 KiB of wasm.)
 pub(crate) struct Drbg {
-    reader: blake3::OutputReader,
+    key: [u8; 32],
+    stream: u64,
+    next_block: u64,
+    block: [u8; 32],
+    used: usize,
 }
 
 impl Drbg {
     /// The stream number `counter` of `entropy`.
     pub(crate) fn new(entropy: &[u8; 32], counter: u64) -> Drbg {
-        let mut hasher = blake3::Hasher::new_keyed(entropy);
-        hasher.update(b"meshdrop 2026-11 core randomness").update(&counter.to_be_bytes());
-        Drbg { reader: hasher.finalize_xof() }
+        Drbg { key: *entropy, stream: counter, next_block: 0, block: [0; 32], used: 32 }
+    }
+
+    fn refill(&mut self) {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"meshdrop 2026-11 core randomness").update(&self.stream.to_be_bytes()).update(&self.next_block.to_be_bytes());
+        self.block = *hasher.finalize().as_bytes();
+        self.next_block += 1;
+        self.used = 0;
     }
 }
 
@@ -86,7 +98,13 @@ impl RngCore for Drbg {
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.reader.fill(dest);
+        for byte in dest {
+            if self.used == self.block.len() {
+                self.refill();
+            }
+            *byte = self.block[self.used];
+            self.used += 1;
+        }
     }
 
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
@@ -139,5 +157,21 @@ mod tests {
         };
         assert_ne!(take([1; 32], 0), take([1; 32], 1));
         assert_ne!(take([1; 32], 0), take([2; 32], 0));
+    }
+
+    #[test]
+    fn a_stream_reads_the_same_in_any_pieces_and_its_blocks_differ() {
+        let mut whole = [0; 100];
+        Drbg::new(&[3; 32], 5).fill_bytes(&mut whole);
+        let mut pieces = [0; 100];
+        let mut drbg = Drbg::new(&[3; 32], 5);
+        let (a, rest) = pieces.split_at_mut(7);
+        let (b, c) = rest.split_at_mut(40);
+        drbg.fill_bytes(a);
+        drbg.fill_bytes(b);
+        drbg.fill_bytes(c);
+        assert_eq!(whole, pieces);
+        assert_ne!(whole[..32], whole[32..64]);
+        assert_eq!(u64::from_le_bytes(whole[..8].try_into().unwrap()), Drbg::new(&[3; 32], 5).next_u64());
     }
 }
