@@ -11,7 +11,8 @@
 //        show where setup time goes; adds a listener or two to every socket and connection
 //        of every kind.
 //        It also traces the joins (Chromium's trace: each tab's main-thread CPU from its
-//        join to "all open", and how much of it went to compiling JS and wasm).
+//        join to "all open", and how much of it went to compiling JS and wasm), and
+//        meshdrop's first burst (the time V8's optimising compiler spent on its wasm).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -369,7 +370,7 @@ async function roundIn(context, kind, n, rep) {
     const costs = mainThreadCosts(await stopTrace(), results.map((r) => r.all));
     costs.forEach((main, i) => (results[i].main = main));
   }
-  const broadcast = await measureBroadcast(pages);
+  const broadcast = await measureBroadcast(pages, phases);
   return { setup: results, setupCpuMs, broadcast };
 }
 
@@ -377,8 +378,10 @@ async function roundIn(context, kind, n, rep) {
 const NOW = "performance.timeOrigin + performance.now()";
 
 /** One message from the first tab to all, then every tab broadcasting a burst
- *  at once; returns the latency to the last receiver and the burst's delivery time. */
-async function measureBroadcast(pages) {
+ *  at once; returns the latency to the last receiver and the burst's delivery time.
+ *  `traced`: the first burst runs under a Chromium trace, for the thread time V8's
+ *  optimising compiler spent on wasm meanwhile (per tab). */
+async function measureBroadcast(pages, traced) {
   const n = pages.length;
   const arm = (expected) =>
     Promise.all(
@@ -429,9 +432,13 @@ async function measureBroadcast(pages) {
     const done = await Promise.all(pages.map((page) => page.evaluate(() => window.allAt)));
     return Math.max(...done) - Math.min(...starts);
   };
+  const stopTrace = traced ? await startTrace() : null;
   const burstMs = await burstOnce();
+  const events = stopTrace ? await stopTrace() : [];
+  // Each unit is one function optimised on a background thread of a tab's renderer.
+  const optimisingUs = events.filter((e) => e.name === "wasm.ExecuteCompilationUnits").reduce((sum, e) => sum + (e.tdur ?? 0), 0);
   const secondBurstMs = await burstOnce();
-  return { latency, burstMs, secondBurstMs, messages: burst * n * (n - 1) };
+  return { latency, burstMs, secondBurstMs, messages: burst * n * (n - 1), wasmOptimisingMs: traced ? optimisingUs / 1000 / n : undefined };
 }
 
 const KINDS = arg("kinds", "meshdrop,raw,simple-peer,peerjs").split(",");
@@ -439,6 +446,7 @@ const rows = [];
 const broadcastRows = [];
 const phaseRows = [];
 const mainRows = [];
+const optimisingRows = [];
 const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const setupCpu = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
@@ -489,6 +497,10 @@ for (const n of sizes) {
     const burstRatio = ratioText(castMedian("raw", "burstMs") / castMedian(kind, "burstMs"));
     const secondRatio = ratioText(castMedian("raw", "secondBurstMs") / castMedian(kind, "secondBurstMs"));
     const rateText = c.length ? `${(stats(c.map(rate)).median / 1000).toFixed(1)}k` : "–";
+    const optimising = stats(c.map((r) => r.wasmOptimisingMs).filter((t) => t !== undefined));
+    if (optimising && kind === "meshdrop") {
+      optimisingRows.push(`| ${n} | ${fmt(optimising)} | ${fmt(stats(c.map((r) => r.burstMs)))} |`);
+    }
     broadcastRows.push(
       `| ${n} | ${kind} | ${c.length} | ${fmt(stats(c.map((r) => r.latency)))} | ${fmt(stats(c.map((r) => r.burstMs)))} | ${rateText} | ${burstRatio} | ${fmt(stats(c.map((r) => r.secondBurstMs)))} | ${secondRatio} |`,
     );
@@ -533,6 +545,12 @@ Each tab's main thread over the same span (join → all open), from a Chromium t
 | peers | implementation | main-thread CPU, ms | ÷ raw | of it compiling JS, ms | compiling wasm, ms |
 |---:|---|---:|---:|---:|---:|
 ${mainRows.join("\n")}
+
+V8 optimises a wasm function once it has run enough, on a background thread of the tab's renderer, while the slower first code keeps running; a large hot function takes it long, and on two cores that thread competes with the tabs. During meshdrop's first burst (traced in these rounds, so its times here run under the trace), V8's optimising compiler took, per tab, in thread time:
+
+| peers | optimising wasm during the first burst, ms per tab | that burst, ms |
+|---:|---:|---:|
+${optimisingRows.join("\n")}
 
 `
     : ""
