@@ -63,15 +63,6 @@ pub(crate) struct Identity {
 /// A claim under way: its lock request is already with the browser.
 pub(crate) struct Claim(Option<js_sys::Promise>);
 
-impl Identity {
-    /// Starts claiming a persistent identity: the lock request goes out now, and the
-    /// browser grants it while the caller does other work (a join creates its first
-    /// connection meanwhile).
-    pub(crate) fn start_claim() -> Claim {
-        Claim(claim_identity(IDENTITIES, "meshdrop.identities/v2").ok())
-    }
-}
-
 impl Claim {
     /// The claimed identity: a persistent secret if the browser allows, else a fresh one.
     pub(crate) async fn finish(mut self) -> Result<Identity, JsValue> {
@@ -98,6 +89,13 @@ impl Drop for Claim {
 }
 
 impl Identity {
+    /// Starts claiming a persistent identity: the lock request goes out now, and the
+    /// browser grants it while the caller does other work (a join creates its first
+    /// connection meanwhile).
+    pub(crate) fn start_claim() -> Claim {
+        Claim(claim_identity(IDENTITIES, "meshdrop.identities/v2").ok())
+    }
+
     /// What `claimIdentity` resolved to: `{ secret, key, release }`.
     fn from_held(held: &JsValue) -> Option<Identity> {
         let text = |key: &str| Reflect::get(held, &key.into()).ok().and_then(|s| s.as_string());
