@@ -5,7 +5,7 @@
 //! room's capacity holds across instances. Presence changes go out on one pub/sub
 //! channel that every instance reads; a signal for a peer on another instance goes to
 //! that instance's own channel, published in the order its sender sent them (one
-//! connection, one order). Each instance refreshes a key with a short TTL; one whose
+//! connection, one order), several to a message under load (see [`remote`]). Each instance refreshes a key with a short TTL; one whose
 //! key expired (it died) has its members removed by the others, which tell their
 //! local peers. If Redis goes away, each instance carries on with its local peers and,
 //! once Redis is back, registers them again and reloads its rooms' members.
@@ -25,8 +25,9 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
+use crate::remote::{is_batch, unavailable, Batch, RemoteQueues};
 use crate::server::AppState;
-use crate::ws::{close_code, deliver};
+use crate::ws::{close_code, deliver, Conn};
 
 /// Every instance refreshes its key this often…
 const ALIVE_EVERY: Duration = Duration::from_secs(2);
@@ -90,7 +91,8 @@ struct Presence<'a> {
     instance: &'a str,
 }
 
-/// A signal for a peer on another instance, on that instance's inbox.
+/// A signal for a peer on another instance, on that instance's inbox (alone, or in an
+/// array of them).
 #[derive(Serialize, Deserialize)]
 struct Relayed<'a> {
     room: &'a str,
@@ -117,6 +119,8 @@ pub(crate) struct Cluster {
     /// again.
     back_since: std::sync::Mutex<Instant>,
     metrics: Arc<Metrics>,
+    /// Signals on their way to other instances.
+    pub(crate) remote: RemoteQueues,
 }
 
 /// The members of a room, as Redis lists them after a join: `(id, name, instance)`.
@@ -142,6 +146,7 @@ impl Cluster {
             subscribed: AtomicBool::new(false),
             back_since: std::sync::Mutex::new(Instant::now()),
             metrics,
+            remote: RemoteQueues::default(),
         })
     }
 
@@ -215,17 +220,15 @@ impl Cluster {
         matches!(self.run("leave", invocation.invoke_async::<i64>(&mut conn)).await, Ok(1))
     }
 
-    /// Sends a signal to the instance holding its receiver.
-    /// False if it was lost: Redis is down, or that instance is not listening (it died,
-    /// or is resubscribing after Redis came back).
-    pub(crate) async fn relay(&self, instance: &str, room: &str, from: &str, to: &str, data: &RawValue) -> bool {
-        let text = serde_json::to_string(&Relayed { room, from, to, data }).unwrap_or_default();
+    /// Publishes one batch of signals to `instance`'s inbox.
+    pub(crate) async fn publish_batch(&self, state: &AppState, instance: &str, batch: Batch) {
         let mut conn = self.conn.clone();
-        let delivered = matches!(self.run("publish", conn.publish::<_, _, i64>(inbox(instance), text)).await, Ok(receivers) if receivers > 0);
-        if delivered {
-            self.metrics.relayed_remote.inc();
+        let published = self.run("publish", conn.publish::<_, _, i64>(inbox(instance), &batch.payload)).await;
+        if matches!(published, Ok(receivers) if receivers > 0) {
+            self.metrics.relayed_remote.inc_by(batch.len() as u64);
+        } else {
+            batch.lost(state, instance);
         }
-        delivered
     }
 
     async fn publish(&self, channel: &str, message: &impl Serialize) -> redis::RedisResult<()> {
@@ -240,6 +243,25 @@ impl Cluster {
         let mut conn = self.conn.clone();
         let _ = self.run("retire", conn.del::<_, ()>(alive_key(&self.instance))).await;
     }
+}
+
+/// Sends `sender`'s signal to the instance holding its receiver, after the signals
+/// queued for it before (waiting while too many wait for that instance).
+/// `unavailable` if it could not be queued within 2 s; later (an error frame to
+/// `sender`) if it is lost: Redis is down, or that instance is not listening (it died,
+/// or is resubscribing after Redis came back).
+pub(crate) async fn relay(
+    state: &Arc<AppState>,
+    sender: &Conn,
+    instance: &str,
+    room: &str,
+    from: &str,
+    to: &str,
+    data: &RawValue,
+) -> Result<(), ProtocolError> {
+    let Some(cluster) = state.cluster.as_ref() else { return Err(unavailable(to)) };
+    let text = serde_json::to_string(&Relayed { room, from, to, data }).unwrap_or_default();
+    cluster.remote.push(state, instance, text, sender, to).await
 }
 
 /// Runs the cluster's background work until the server shuts down: reading presence
@@ -389,18 +411,26 @@ fn on_presence(state: &Arc<AppState>, payload: &[u8]) {
 }
 
 fn on_relayed(state: &Arc<AppState>, payload: &[u8]) {
-    let Ok(relayed) = serde_json::from_slice::<Relayed<'_>>(payload) else { return };
+    let batch = if is_batch(payload) {
+        serde_json::from_slice::<Vec<Relayed<'_>>>(payload)
+    } else {
+        serde_json::from_slice::<Relayed<'_>>(payload).map(|one| vec![one])
+    };
+    let Ok(batch) = batch else { return };
     let mut rooms = state.rooms();
-    let Some(target) = rooms.local(relayed.room, relayed.to) else { return };
-    // The receiver's own limit holds whichever instance the senders are on.
-    if !target.accepts_inbound() {
-        if let Some(cluster) = state.cluster.as_ref() {
-            cluster.metrics.rate_limited.inc();
+    let mut outbox = Vec::with_capacity(batch.len());
+    for relayed in batch {
+        let Some(target) = rooms.local(relayed.room, relayed.to) else { continue };
+        // The receiver's own limit holds whichever instance the senders are on.
+        if !target.accepts_inbound() {
+            if let Some(cluster) = state.cluster.as_ref() {
+                cluster.metrics.rate_limited.inc();
+            }
+            continue;
         }
-        return;
+        outbox.push((target, ServerMessage::Signal { from: relayed.from, data: relayed.data }.to_json()));
     }
-    let frame = ServerMessage::Signal { from: relayed.from, data: relayed.data }.to_json();
-    deliver(&mut rooms, vec![(target, frame)]);
+    deliver(&mut rooms, outbox);
 }
 
 /// Refreshes this instance's key, and drops the members of instances whose key is

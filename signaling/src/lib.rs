@@ -33,6 +33,8 @@ mod limit;
 #[cfg(feature = "server")]
 mod metrics;
 #[cfg(feature = "server")]
+mod remote;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 mod ws;

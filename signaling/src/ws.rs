@@ -506,7 +506,7 @@ impl Challenge {
     }
 }
 
-async fn handle_text(text: &str, conn: &Conn, challenge: &mut Challenge, state: &AppState) -> Result<(), ProtocolError> {
+async fn handle_text(text: &str, conn: &Conn, challenge: &mut Challenge, state: &Arc<AppState>) -> Result<(), ProtocolError> {
     match parse_client(text)? {
         ClientRequest::Join { room, name, secret, keyed } => {
             if conn.link.member.get().is_some() {
@@ -563,19 +563,9 @@ async fn handle_text(text: &str, conn: &Conn, challenge: &mut Challenge, state: 
                     deliver(&mut rooms, vec![(target, frame)]);
                     state.metrics.relayed_local.inc();
                 }
-                Route::Remote(instance) => {
-                    let relayed = match &state.cluster {
-                        Some(cluster) => Box::pin(cluster.relay(&instance, room, from, &to, data)).await,
-                        None => false,
-                    };
-                    if !relayed {
-                        // Said, not swallowed: the sender's connection attempt can retry.
-                        return Err(ProtocolError::new(
-                            ErrorCode::Unavailable,
-                            format!("{to} is on another instance that cannot be reached now; this signal was dropped"),
-                        ));
-                    }
-                }
+                // Boxed, like every Redis call here: its future would otherwise be part of every
+                // connection's task.
+                Route::Remote(instance) => Box::pin(crate::cluster::relay(state, conn, &instance, room, from, &to, data)).await?,
             }
             Ok(())
         }

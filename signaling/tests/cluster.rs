@@ -178,6 +178,67 @@ async fn peers_on_two_instances_meet_and_signals_keep_their_order() {
     a.stop().await;
 }
 
+/// Runs `redis-cli` against the test's Redis; its output.
+async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &redis.port.to_string()]).args(args).output().await.unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reads_signals_sent_alone_or_batched_and_bursts_from_many_senders_keep_each_order() {
+    let redis = Redis::start().await;
+    let a = Server::start(clustered(&redis, 20)).await;
+    let b = Server::start(clustered(&redis, 20)).await;
+    let mut bob = b.client().await;
+    let (bob_id, _) = join(&mut bob, "r", None).await;
+
+    // Another instance, played by the test: one signal published alone (as instances
+    // before batching publish them), then two in one array, to bob's instance's inbox.
+    let listed = redis_cli(&redis, &["HGET", "meshdrop:room:r", &bob_id]).await;
+    let instance = listed.lines().next().unwrap().to_owned();
+    let inbox = format!("meshdrop:to:{instance}");
+    let one = |n: u64| json!({"room": "r", "from": "elsewhere", "to": bob_id, "data": {"n": n}});
+    assert_eq!(redis_cli(&redis, &["PUBLISH", &inbox, &one(1).to_string()]).await.trim(), "1");
+    assert_eq!(redis_cli(&redis, &["PUBLISH", &inbox, &json!([one(2), one(3)]).to_string()]).await.trim(), "1");
+    for n in 1..=3 {
+        assert_eq!(recv(&mut bob).await, json!({"type": "signal", "from": "elsewhere", "data": {"n": n}}));
+    }
+
+    // Eight senders on instance a burst at bob on b at once: the signals travel in
+    // batches, and each sender's arrive complete and in its order.
+    const SENDERS: usize = 8;
+    const EACH: u64 = 100;
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let mut ws = a.client().await;
+        let (id, _) = join(&mut ws, "r", None).await;
+        assert_eq!(recv(&mut bob).await["type"], "peer-joined");
+        senders.push((ws, id));
+    }
+    let bursts = senders.iter_mut().map(|(ws, _)| {
+        let bob_id = bob_id.clone();
+        async move {
+            for seq in 0..EACH {
+                send(ws, json!({"type": "signal", "to": bob_id, "data": {"seq": seq}})).await;
+            }
+        }
+    });
+    futures_util::future::join_all(bursts).await;
+    let mut next = std::collections::HashMap::new();
+    for _ in 0..SENDERS as u64 * EACH {
+        let frame = recv(&mut bob).await;
+        assert_eq!(frame["type"], "signal", "{frame}");
+        let from = frame["from"].as_str().unwrap().to_owned();
+        let expected = next.entry(from.clone()).or_insert(0u64);
+        assert_eq!(frame["data"]["seq"], *expected, "{from}'s signals in its order");
+        *expected += 1;
+    }
+    assert!(next.values().all(|&n| n == EACH) && next.len() == SENDERS, "{next:?}");
+    let text = metrics(a.addr).await;
+    assert_eq!(metric(&text, "meshdrop_signals_relayed_remote_total"), (SENDERS as u64 * EACH) as f64, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_is_full_across_three_instances() {
     let redis = Redis::start().await;
