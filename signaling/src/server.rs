@@ -98,6 +98,8 @@ pub(crate) struct AppState {
     pub(crate) rooms: Mutex<Rooms<Conn>>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Every WebSocket's link, to wake its task at shutdown.
+    pub(crate) links: crate::ws::Links,
     pub(crate) live_sockets: AtomicUsize,
     pub(crate) sockets_changed: Notify,
     /// The other instances, with `--redis`.
@@ -231,6 +233,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         config,
         next_conn: AtomicU64::new(1),
         shutdown: shutdown_tx,
+        links: crate::ws::Links::default(),
         live_sockets: AtomicUsize::new(0),
         sockets_changed: Notify::new(),
         cluster,
@@ -270,6 +273,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         }
     }
     state.shutdown.send_replace(true);
+    state.links.restart_all();
     // Upgraded connections outlive the HTTP server: wait for them to say goodbye.
     let drained = async {
         loop {

@@ -6,7 +6,7 @@
 //! for its writes, and leaves its room. Every write has a deadline too, so no
 //! connection can hold its task (or its memory) forever.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,7 +24,7 @@ use crate::identity;
 use crate::limit::{Throttle, TokenBucket, Verdict};
 use crate::protocol::{parse_client, ClientRequest, ErrorCode, ProtocolError, ServerMessage, MAX_FRAME_BYTES};
 use crate::rooms::{Outbox, Rooms, Route};
-use crate::server::{shut_down, AppState};
+use crate::server::AppState;
 
 /// WebSocket close codes we send (RFC 6455 §7.4.1; 1012 from the IANA registry).
 pub(crate) mod close_code {
@@ -52,6 +52,27 @@ const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
 enum Wake {
     Queued,
     Behind,
+    Restart,
+}
+
+/// Every connection's [`Link`], so that shutting down can wake each task: a shared
+/// `watch` that every task polled on every wake-up cost CPU per signal, and its future
+/// was part of every idle connection's memory.
+#[derive(Default)]
+pub(crate) struct Links(Mutex<HashMap<u64, Arc<Link>>>);
+
+impl Links {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Link>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells every connection's task the server is shutting down.
+    pub(crate) fn restart_all(&self) {
+        for link in self.lock().values() {
+            link.restart.store(true, Ordering::Release);
+            link.task.wake();
+        }
+    }
 }
 
 /// What other connections hand to this one.
@@ -78,6 +99,8 @@ pub(crate) struct Link {
     /// Set once: the connection is being closed for falling behind. Wakes the task
     /// even in the middle of a write.
     overflowed: AtomicBool,
+    /// Set once: the server is shutting down.
+    restart: AtomicBool,
     /// The connection's task, woken for either flag.
     task: AtomicWaker,
     /// The room and id it joined as (a connection joins once).
@@ -125,6 +148,7 @@ impl Link {
             ready: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
+            restart: AtomicBool::new(false),
             task: AtomicWaker::new(),
             member: OnceLock::new(),
             inbound: Mutex::new(TokenBucket::new(max_inbound_per_sec)),
@@ -156,12 +180,15 @@ impl Link {
         self.task.wake();
     }
 
-    /// What the task is woken for: the connection fell behind, or frames are queued.
+    /// What the task is woken for: the connection fell behind, the server is shutting
+    /// down, or frames are queued.
     fn woken(&self) -> impl Future<Output = Wake> + '_ {
         std::future::poll_fn(|cx| {
             self.task.register(cx.waker());
             if self.overflowed.load(Ordering::Acquire) {
                 Poll::Ready(Wake::Behind)
+            } else if self.restart.load(Ordering::Acquire) {
+                Poll::Ready(Wake::Restart)
             } else if self.ready.swap(false, Ordering::AcqRel) {
                 Poll::Ready(Wake::Queued)
             } else {
@@ -316,7 +343,12 @@ pub(crate) fn serve_connection(
         let mut bucket = TokenBucket::new(state.config.max_frames_per_sec);
         // Refusals of our signals because their receiver is saturated: one error a second.
         let mut inbound_refusals = Throttle::new(Duration::from_secs(1));
-        let mut shutdown = state.shutdown.subscribe();
+        state.links.lock().insert(conn.id, conn.link.clone());
+        // After the insert: a shutdown that began before it is seen here, one after it
+        // finds this link.
+        if *state.shutdown.borrow() {
+            conn.link.restart.store(true, Ordering::Release);
+        }
         // One timer for the connection's three deadlines (each timer costs every idle
         // connection memory): the next ping (the first one interval in: a connection that
         // just opened is alive), the join deadline, and fresh TURN credentials before the
@@ -395,8 +427,10 @@ pub(crate) fn serve_connection(
                     }
                 }
                 wake = conn.link.woken() => {
-                    if let Wake::Behind = wake {
-                        break Some((close_code::TRY_AGAIN_LATER, "too slow"));
+                    match wake {
+                        Wake::Behind => break Some((close_code::TRY_AGAIN_LATER, "too slow")),
+                        Wake::Restart => break Some((close_code::SERVICE_RESTART, "server restarting: connect again")),
+                        Wake::Queued => {}
                     }
                     let (batch, close) = conn.link.take_batch();
                     let bytes: usize = batch.iter().map(String::len).sum();
@@ -439,7 +473,6 @@ pub(crate) fn serve_connection(
                     }
                     timer.as_mut().reset(deadlines.next());
                 }
-                _ = shut_down(&mut shutdown) => break Some((close_code::SERVICE_RESTART, "server restarting: connect again")),
             }
         };
 
@@ -463,6 +496,7 @@ pub(crate) fn serve_connection(
         }
         // Frames others queued for us are dropped, and no more are taken.
         conn.link.shut();
+        state.links.lock().remove(&conn.id);
         if let Some((code, reason)) = close {
             Box::pin(goodbye(socket, code, reason)).await;
         }
