@@ -223,6 +223,7 @@ impl Cluster {
     /// Publishes one batch of signals to `instance`'s inbox.
     pub(crate) async fn publish_batch(&self, state: &AppState, instance: &str, batch: Batch) {
         let mut conn = self.conn.clone();
+        self.metrics.remote_batch.observe(batch.len() as f64);
         let published = self.run("publish", conn.publish::<_, _, i64>(inbox(instance), &batch.payload)).await;
         if matches!(published, Ok(receivers) if receivers > 0) {
             self.metrics.relayed_remote.inc_by(batch.len() as u64);

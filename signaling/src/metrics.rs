@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     pub(crate) redis_up: Gauge,
     pub(crate) redis_rtt: Histogram,
     pub(crate) redis_failures: Counter,
+    pub(crate) remote_batch: Histogram,
+    pub(crate) remote_waits: Counter,
 }
 
 impl Metrics {
@@ -49,6 +51,9 @@ impl Metrics {
             // 100 µs to ~0.8 s.
             redis_rtt: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
             redis_failures: Counter::default(),
+            // 1 to 512 signals.
+            remote_batch: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            remote_waits: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
@@ -64,6 +69,12 @@ impl Metrics {
         registry.register("redis_up", "1 while Redis answers (cluster mode)", metrics.redis_up.clone());
         registry.register("redis_rtt_seconds", "Redis command round trips", metrics.redis_rtt.clone());
         registry.register("redis_failures", "Redis commands or subscriptions that failed", metrics.redis_failures.clone());
+        registry.register("remote_batch_signals", "Signals per PUBLISH to another instance", metrics.remote_batch.clone());
+        registry.register(
+            "remote_queue_waits",
+            "Signals whose sender waited for room in a full queue for another instance",
+            metrics.remote_waits.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 

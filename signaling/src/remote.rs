@@ -147,6 +147,7 @@ impl RemoteQueues {
     pub(crate) async fn push(&self, state: &Arc<AppState>, instance: &str, relayed: String, sender: &Conn, to: &str) -> Result<(), ProtocolError> {
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
         let mut relayed = relayed;
+        let mut waited = false;
         loop {
             let room = match self.try_push(state, instance, relayed, sender, to) {
                 Ok(()) => return Ok(()),
@@ -161,6 +162,10 @@ impl RemoteQueues {
             taken.as_mut().enable();
             if self.has_room(instance, relayed.len()) {
                 continue;
+            }
+            if !waited {
+                waited = true;
+                state.metrics.remote_waits.inc();
             }
             if tokio::time::timeout_at(deadline, taken).await.is_err() {
                 return Err(unavailable(to));

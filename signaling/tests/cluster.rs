@@ -237,6 +237,9 @@ async fn an_instance_reads_signals_sent_alone_or_batched_and_bursts_from_many_se
     assert!(next.values().all(|&n| n == EACH) && next.len() == SENDERS, "{next:?}");
     let text = metrics(a.addr).await;
     assert_eq!(metric(&text, "meshdrop_signals_relayed_remote_total"), (SENDERS as u64 * EACH) as f64, "{text}");
+    // Every signal went in some PUBLISH, and at least one carried several.
+    assert_eq!(metric(&text, "meshdrop_remote_batch_signals_sum"), (SENDERS as u64 * EACH) as f64, "{text}");
+    assert!(metric(&text, "meshdrop_remote_batch_signals_count") < (SENDERS as u64 * EACH) as f64, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
