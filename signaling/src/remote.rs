@@ -144,9 +144,15 @@ impl RemoteQueues {
 
     /// Queues `relayed` for `instance`, after what is queued for it; waits while that
     /// queue is full, up to [`MAX_WAIT`] (then `unavailable`).
-    pub(crate) async fn push(&self, state: &Arc<AppState>, instance: &str, relayed: String, sender: &Conn, to: &str) -> Result<(), ProtocolError> {
+    pub(crate) async fn push(
+        &self,
+        state: &Arc<AppState>,
+        instance: &str,
+        mut relayed: String,
+        sender: &Conn,
+        to: &str,
+    ) -> Result<(), ProtocolError> {
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
-        let mut relayed = relayed;
         let mut waited = false;
         loop {
             let room = match self.try_push(state, instance, relayed, sender, to) {

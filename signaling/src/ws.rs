@@ -86,7 +86,7 @@ enum Outgoing {
 ///
 /// The queue is a plain locked `VecDeque`, not a channel: an idle connection's queue
 /// then costs nothing (a tokio mpsc channel allocates 1.5 KiB up front, a quarter of an
-/// idle connection's memory). Its task is woken through one `AtomicWaker` and two
+/// idle connection's memory). Its task is woken through one `AtomicWaker` and three
 /// flags, not `Notify`s: the task's loop polls them on every wake-up, and registering
 /// with a `Notify` and leaving it again each time cost ~5 % of the server's CPU when
 /// relaying.
@@ -101,7 +101,7 @@ pub(crate) struct Link {
     overflowed: AtomicBool,
     /// Set once: the server is shutting down.
     restart: AtomicBool,
-    /// The connection's task, woken for either flag.
+    /// The connection's task, woken when any of the three flags is set.
     task: AtomicWaker,
     /// The room and id it joined as (a connection joins once).
     member: OnceLock<(String, String)>,
