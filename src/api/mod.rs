@@ -15,8 +15,9 @@ pub use transfer::{FileOffer, Transfer};
 
 /// Runs when the module is instantiated (`init()`): a panic then reaches the console
 /// as a message and a stack instead of `RuntimeError: unreachable`, the storage
-/// worker starts before a join needs it, and the join path is compiled once the page
-/// is idle (then the message path optimised, if no join started meanwhile).
+/// worker starts before a join needs it, and once the page is idle the join path is
+/// compiled and the first join's connection made (then the message path optimised, if
+/// no join started meanwhile).
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
@@ -26,7 +27,10 @@ fn start() {
         gloo_timers::future::TimeoutFuture::new(0).await;
         rehearse_join();
         gloo_timers::future::TimeoutFuture::new(0).await;
-        crate::web::prewarm_rtc();
+        // The first join's connection, unless a join already made its own.
+        if !JOIN_STARTED.get() {
+            crate::web::SpareConn::premake();
+        }
         // The message path later, and only on a page that has not joined yet: a join
         // under way would wait for it, and for V8's optimising threads it wakes.
         gloo_timers::future::TimeoutFuture::new(MESSAGE_REHEARSAL_DELAY_MS).await;

@@ -119,9 +119,9 @@ impl Peer {
         // The identity's lock request goes out before the spare connection is made, so
         // the browser grants it meanwhile: a join signs the server's challenge with it.
         let claim = settings.persistent_identity.then(Identity::start_claim);
-        // Meanwhile, the first peer's connection (the signaling server's ICE servers are
-        // added once it names them).
-        let spare = SpareConn::new(&settings.ice);
+        // The first peer's connection: the one `init()` made if it is still there, or
+        // one made meanwhile (the ICE servers are set once the server names its own).
+        let spare = SpareConn::take_premade().or_else(|| SpareConn::new(&settings.ice));
         let identity = match claim {
             Some(claim) => claim.finish().await?,
             None => Identity::ephemeral()?,

@@ -113,6 +113,30 @@ impl SpareConn {
         let rtc = RtcConn::new(&config, relay_configured, connection_events(route.clone())).ok()?;
         Some(SpareConn { rtc, route })
     }
+
+    /// Made while the page is idle after `init()`, for the first join to take: built
+    /// during a join, a connection delays the server's handshake (2-tab joins were
+    /// welcomed ~2 ms later). It also starts the browser's WebRTC machinery (threads,
+    /// network list), which a page's first `RTCPeerConnection` pays for. Unused, it is
+    /// closed after [`PREMADE_TTL_MS`].
+    pub(crate) fn premake() {
+        let Some(spare) = SpareConn::new(&IceSettings::new(js_sys::Array::new(), None)) else { return };
+        PREMADE.with(|premade| *premade.borrow_mut() = Some(spare));
+        Timeout::new(PREMADE_TTL_MS, || drop(SpareConn::take_premade())).forget();
+    }
+
+    /// The premade spare, if it is still there. It has no ICE servers yet: the
+    /// connection that takes it sets them before its first description gathers.
+    pub(crate) fn take_premade() -> Option<SpareConn> {
+        PREMADE.with(|premade| premade.borrow_mut().take())
+    }
+}
+
+/// How long a premade spare waits for a join before it is closed.
+const PREMADE_TTL_MS: u32 = 60_000;
+
+thread_local! {
+    static PREMADE: RefCell<Option<SpareConn>> = const { RefCell::new(None) };
 }
 
 /// A started driver: resolves when the server first welcomes us, and when storage is

@@ -17,7 +17,6 @@ mod wake_lock;
 pub(crate) use driver::{Driver, DriverConfig, SpareConn};
 pub(crate) use error::describe;
 pub(crate) use ice::IceSettings;
-pub(crate) use rtc::prewarm as prewarm_rtc;
 pub(crate) use socket::EarlySocket;
 pub(crate) use store::prestart as prestart_storage;
 pub(crate) use text::to_rust_string;

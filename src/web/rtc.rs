@@ -74,14 +74,6 @@ pub(crate) struct RtcConn {
     gathered: Rc<Candidates>,
 }
 
-/// Starts the browser's WebRTC machinery (its threads, the network list): a page's
-/// first `RTCPeerConnection` costs that, otherwise on the path of its first connection.
-pub(crate) fn prewarm() {
-    if let Ok(pc) = RtcPeerConnection::new() {
-        pc.close();
-    }
-}
-
 fn negotiated_channel(pc: &RtcPeerConnection, label: &str, id: u16) -> RtcDataChannel {
     let init = RtcDataChannelInit::new();
     init.set_negotiated(true);
