@@ -198,3 +198,38 @@ test("the package's entry: Peer.join before init() says to call init(), and work
     await server.stop();
   }
 });
+
+test("the first join takes the connection init() made while the page was idle", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  // Every RTCPeerConnection the page builds, from before the module loads.
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    window.builtConnections = [];
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = function (...args) {
+      const pc = new Native(...args);
+      window.builtConnections.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+  });
+  const a = await sharedApiPage(browser, server, context);
+  const b = await apiPage(server);
+  try {
+    // Made once init()'s page is idle, before any join.
+    await a.page.waitForFunction(() => window.builtConnections.length === 1, null, { timeout: 10000 });
+    assert.equal(await a.page.evaluate(() => window.builtConnections[0].connectionState), "new");
+    await join(b.page, ws, "premade", "b");
+    const idB = await b.page.evaluate(() => window.peer.id);
+    await join(a.page, ws, "premade", "a");
+    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
+    // The join built none of its own: its first peer came over the premade one.
+    const built = await a.page.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
+    assert.deepEqual(built, ["connected"]);
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
