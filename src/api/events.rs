@@ -361,6 +361,21 @@ impl EventSink for ListenerSink {
 }
 
 impl ListenerSink {
+    /// A join's events delivered to a sink no one listens to, so that V8 has compiled
+    /// their way to the page before a join (see `api::rehearse_join`).
+    pub(crate) fn rehearse() {
+        let sink = ListenerSink(Rc::new(PeerState::default()));
+        let id = crate::core::PeerId::new("rehearsal");
+        let events = [
+            Event::Signaling { state: crate::core::SignalingState::Connected, reason: None },
+            Event::PeerConnecting { id: id.clone(), name: None },
+            Event::PeerJoined { id, name: Some("rehearsal".into()) },
+        ];
+        for event in events {
+            sink.deliver(Delivery { event, file: None });
+        }
+    }
+
     #[inline(never)]
     fn deliver_other(&self, event: Event, file: Option<web_sys::Blob>) {
         let shared = &self.0;

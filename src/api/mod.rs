@@ -67,4 +67,5 @@ fn rehearse_join() {
     let _ = options::parse(sample.into());
     crate::web::identity::warm_storage();
     crate::core::rehearsal::rehearse();
+    events::ListenerSink::rehearse();
 }

@@ -89,6 +89,8 @@ pub fn rehearse_with_burst(burst: usize) -> Rehearsed {
             while let Some(output) = actors[n].mesh.poll_output() {
                 perform(&mut actors, n, output, &mut to_actor, &mut welcomed);
             }
+            // A driver asks after every batch of outputs when to wake the core next.
+            let _ = actors[n].mesh.poll_timeout();
             // The end of the task: what was collected goes out.
             if let (Some(conn), Some(frame)) = (actors[n].conn, actors[n].batch.take()) {
                 deliver(n, conn, frame, &mut to_actor);
