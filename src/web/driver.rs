@@ -121,22 +121,35 @@ impl SpareConn {
     /// closed after [`PREMADE_TTL_MS`].
     pub(crate) fn premake() {
         let Some(spare) = SpareConn::new(&IceSettings::new(js_sys::Array::new(), None)) else { return };
-        PREMADE.with(|premade| *premade.borrow_mut() = Some(spare));
-        Timeout::new(PREMADE_TTL_MS, || drop(SpareConn::take_premade())).forget();
+        // Closes the spare and keeps the timer: a timer is not dropped in its own callback.
+        let expiry = Timeout::new(PREMADE_TTL_MS, || {
+            PREMADE.with(|premade| {
+                if let Some(premade) = premade.borrow_mut().as_mut() {
+                    premade.spare = None;
+                }
+            });
+        });
+        PREMADE.with(|premade| *premade.borrow_mut() = Some(Premade { spare: Some(spare), _expiry: expiry }));
     }
 
-    /// The premade spare, if it is still there. It has no ICE servers yet: the
-    /// connection that takes it sets them before its first description gathers.
+    /// The premade spare, if it is still there (its timer goes with it). It has no ICE
+    /// servers yet: the connection that takes it sets them before its first description
+    /// gathers.
     pub(crate) fn take_premade() -> Option<SpareConn> {
-        PREMADE.with(|premade| premade.borrow_mut().take())
+        PREMADE.with(|premade| premade.borrow_mut().take()).and_then(|premade| premade.spare)
     }
 }
 
 /// How long a premade spare waits for a join before it is closed.
 const PREMADE_TTL_MS: u32 = 60_000;
 
+struct Premade {
+    spare: Option<SpareConn>,
+    _expiry: Timeout,
+}
+
 thread_local! {
-    static PREMADE: RefCell<Option<SpareConn>> = const { RefCell::new(None) };
+    static PREMADE: RefCell<Option<Premade>> = const { RefCell::new(None) };
 }
 
 /// A started driver: resolves when the server first welcomes us, and when storage is

@@ -199,10 +199,9 @@ test("the package's entry: Peer.join before init() says to call init(), and work
   }
 });
 
-test("the first join takes the connection init() made while the page was idle", async () => {
-  const server = await startServer(await freePort());
-  const ws = `ws://127.0.0.1:${server.port}/ws`;
-  // Every RTCPeerConnection the page builds, from before the module loads.
+/** A context whose pages record every RTCPeerConnection they build, from before the
+ *  module loads. */
+async function countingConnections() {
   const context = await browser.newContext();
   await context.addInitScript(() => {
     window.builtConnections = [];
@@ -214,7 +213,13 @@ test("the first join takes the connection init() made while the page was idle", 
     };
     window.RTCPeerConnection.prototype = Native.prototype;
   });
-  const a = await sharedApiPage(browser, server, context);
+  return context;
+}
+
+test("the first join takes the connection init() made while the page was idle", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const a = await sharedApiPage(browser, server, await countingConnections());
   const b = await apiPage(server);
   try {
     // Made once init()'s page is idle, before any join.
@@ -227,6 +232,33 @@ test("the first join takes the connection init() made while the page was idle", 
     // The join built none of its own: its first peer came over the premade one.
     const built = await a.page.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
     assert.deepEqual(built, ["connected"]);
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
+
+test("a connection init() made is closed after a minute without a join, and a later join makes its own", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const context = await countingConnections();
+  // The page's timers on a clock the test moves (it runs on by itself meanwhile).
+  await context.clock.install();
+  const a = await sharedApiPage(browser, server, context);
+  const b = await apiPage(server);
+  try {
+    await a.page.waitForFunction(() => window.builtConnections.length === 1, null, { timeout: 10000 });
+    await a.page.clock.fastForward(59_000);
+    assert.equal(await a.page.evaluate(() => window.builtConnections[0].signalingState), "stable");
+    await a.page.clock.fastForward(2_000);
+    assert.equal(await a.page.evaluate(() => window.builtConnections[0].signalingState), "closed");
+    await join(b.page, ws, "late", "b");
+    const idB = await b.page.evaluate(() => window.peer.id);
+    await join(a.page, ws, "late", "a");
+    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
+    const built = await a.page.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
+    assert.deepEqual(built, ["closed", "connected"]);
   } finally {
     await a.context.close();
     await b.context.close();
