@@ -96,10 +96,11 @@ struct State {
 /// description).
 type Route = OnceCell<(Weak<Driver>, ConnId)>;
 
-/// A connection made while the join is under way (the server's handshake, the
-/// identity's claim), for the first peer: building one (the browser's object, two
-/// channels, their listeners) is a few ms of the main thread, otherwise spent between
-/// the welcome and the first offer, and again between that offer and its answer.
+/// A connection made before the first peer needs it: at `init()` ([`SpareConn::premake`])
+/// or while the join is under way (the server's handshake, the identity's claim).
+/// Building one (the browser's object, two channels, their listeners) is a few ms of
+/// the main thread, otherwise spent between the welcome and the first offer, and again
+/// between that offer and its answer.
 pub(crate) struct SpareConn {
     rtc: RtcConn,
     route: Rc<Route>,
