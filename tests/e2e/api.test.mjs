@@ -216,6 +216,16 @@ async function countingConnections() {
   return context;
 }
 
+/** `b` joins `room`, then `a` (a counting page) until it has met `b`; the states of
+ *  every connection `a` built. */
+async function meetAndListConnections(a, b, ws, room) {
+  await join(b, ws, room, "b");
+  const idB = await b.evaluate(() => window.peer.id);
+  await join(a, ws, room, "a");
+  await waitForEvent(a, "e.type === 'peer-joined' && e.id === arg", idB);
+  return a.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
+}
+
 test("the first join takes the connection init() made while the page was idle", async () => {
   const server = await startServer(await freePort());
   const ws = `ws://127.0.0.1:${server.port}/ws`;
@@ -225,13 +235,8 @@ test("the first join takes the connection init() made while the page was idle", 
     // Made once init()'s page is idle, before any join.
     await a.page.waitForFunction(() => window.builtConnections.length === 1, null, { timeout: 10000 });
     assert.equal(await a.page.evaluate(() => window.builtConnections[0].connectionState), "new");
-    await join(b.page, ws, "premade", "b");
-    const idB = await b.page.evaluate(() => window.peer.id);
-    await join(a.page, ws, "premade", "a");
-    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
     // The join built none of its own: its first peer came over the premade one.
-    const built = await a.page.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
-    assert.deepEqual(built, ["connected"]);
+    assert.deepEqual(await meetAndListConnections(a.page, b.page, ws, "premade"), ["connected"]);
   } finally {
     await a.context.close();
     await b.context.close();
@@ -253,12 +258,7 @@ test("a connection init() made is closed after a minute without a join, and a la
     assert.equal(await a.page.evaluate(() => window.builtConnections[0].signalingState), "stable");
     await a.page.clock.fastForward(2_000);
     assert.equal(await a.page.evaluate(() => window.builtConnections[0].signalingState), "closed");
-    await join(b.page, ws, "late", "b");
-    const idB = await b.page.evaluate(() => window.peer.id);
-    await join(a.page, ws, "late", "a");
-    await waitForEvent(a.page, "e.type === 'peer-joined' && e.id === arg", idB);
-    const built = await a.page.evaluate(() => window.builtConnections.map((pc) => pc.connectionState));
-    assert.deepEqual(built, ["closed", "connected"]);
+    assert.deepEqual(await meetAndListConnections(a.page, b.page, ws, "late"), ["closed", "connected"]);
   } finally {
     await a.context.close();
     await b.context.close();
