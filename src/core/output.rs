@@ -390,7 +390,10 @@ pub enum FileOp {
     },
 }
 
-/// Storage of files being received.
+/// Storage of files being received. A transfer's operations must be performed in the
+/// order given: its writes, commits and finish may follow `Open` before
+/// [`Input::StoreOpened`](super::Input::StoreOpened) is reported, and a failed open
+/// fails them (the core then fails the transfer).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {
     /// Look for a partial download stored under `key`; report

@@ -87,7 +87,8 @@ enum DownPhase {
     /// Waiting for the block hashes from `manifest_from`.
     Manifest,
     Probing,
-    Opening,
+    /// Storage is open or opening (the driver performs store operations in order, so
+    /// blocks may be written before it reports the open).
     Receiving,
     Finishing,
 }
@@ -180,7 +181,7 @@ impl Download {
     }
 
     pub(crate) fn has_store(&self) -> bool {
-        matches!(self.phase, DownPhase::Opening | DownPhase::Receiving | DownPhase::Finishing)
+        matches!(self.phase, DownPhase::Receiving | DownPhase::Finishing)
     }
 
     pub(crate) fn involves(&self, peer: &PeerId) -> bool {
@@ -255,25 +256,24 @@ impl Download {
         }
         self.meter.set(net.now, self.done_bytes());
         self.meter.restart();
-        self.phase = DownPhase::Opening;
+        self.phase = DownPhase::Receiving;
         let head = self.hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
         let key = content_key(self.meta.size, &head);
         // No sender to resume with by itself: any holder will do next time.
         net.output(Output::Store(StoreOp::Open { id, key, from: None, meta: self.meta.clone() }));
-        Step::Go
-    }
-
-    pub(crate) fn opened(&mut self, id: TransferId, net: &mut Net<'_>, result: Result<(), StoreError>) -> Step {
-        if self.phase != DownPhase::Opening {
-            return Step::Go;
-        }
-        if let Err(err) = result {
-            return Step::Fail(store_error(err), true);
-        }
-        self.phase = DownPhase::Receiving;
+        // Blocks are asked for at once, not after the open (a few ms of the storage
+        // worker): they are written after it in any case.
         self.missing = (0..self.status.len() as u32).filter(|&b| self.status[b as usize] == BlockState::Missing).collect();
         self.schedule(id, net);
         self.maybe_finish(id, net)
+    }
+
+    /// Storage opened, or could not: then the download fails.
+    pub(crate) fn opened(&mut self, result: Result<(), StoreError>) -> Step {
+        match result {
+            Err(err) if self.has_store() => Step::Fail(store_error(err), true),
+            _ => Step::Go,
+        }
     }
 
     /// Asks every live source for blocks until its window is full; in the end game
@@ -521,7 +521,7 @@ mod tests {
     }
 
     /// A download of 10 blocks from the harness's one peer, its manifest in and its
-    /// storage open.
+    /// storage opening (not reported open: blocks are asked for at once).
     fn receiving(h: &mut Harness) -> (TransferId, Download, Vec<Hash>) {
         let peer = h.peer();
         let manifest = hashes(10);
@@ -531,7 +531,6 @@ mod tests {
             Download::start(id, &mut h.net(), meta, content_hash(10 * BLOCK_SIZE, &manifest), &[(peer.clone(), ShareId(1))]).expect("started");
         assert_eq!(d.manifest(id, &mut h.net(), &peer, manifest.clone()), Step::Go);
         d.probed(id, &mut h.net(), None);
-        d.opened(id, &mut h.net(), Ok(()));
         (id, d, manifest)
     }
 
@@ -568,5 +567,20 @@ mod tests {
         assert_eq!(d.source_left(id, &mut h.net(), &peer), Step::Go);
         assert!(d.paused_until().is_some());
         assert!(h.events().contains(&Event::TransferPaused { id }));
+    }
+
+    #[test]
+    fn storage_that_cannot_open_fails_the_download_and_an_open_changes_nothing() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let (_, mut d, _) = receiving(&mut h);
+        let work = h.driver_work();
+        assert!(matches!(work.as_slice(), [Output::Store(StoreOp::Probe { .. }), Output::Store(StoreOp::Open { .. })]), "{work:?}");
+        let gets = h.sent_services(&peer).into_iter().filter(|s| matches!(s, Service::Get { .. })).count();
+        assert_eq!(gets, 1, "the holder is asked for blocks before the open is reported");
+        assert_eq!(d.opened(Ok(())), Step::Go);
+        assert!(h.sent_services(&peer).is_empty() && h.driver_work().is_empty(), "the open asks for nothing more");
+        let failed = d.opened(Err(StoreError { full: false, message: "gone".into() }));
+        assert!(matches!(failed, Step::Fail(TransferError::Storage(_), true)), "{failed:?}");
     }
 }

@@ -379,8 +379,8 @@ impl Transfers {
     #[inline(never)] // see `Mesh::handle`
     pub(crate) fn store_opened(&mut self, net: &mut Net<'_>, id: TransferId, result: Result<(), StoreError>) {
         let step = match self.map.get_mut(&id) {
-            Some(Transfer::Receive(t)) => t.opened(id, net, result),
-            Some(Transfer::Download(d)) => d.opened(id, net, result),
+            Some(Transfer::Receive(t)) => t.opened(result),
+            Some(Transfer::Download(d)) => d.opened(result),
             _ => return,
         };
         self.apply(net, id, step);
