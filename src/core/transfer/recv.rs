@@ -31,9 +31,7 @@ enum RecvPhase {
     /// Every block verified; the driver is closing storage.
     Finishing,
     /// The sender left; waiting for it to offer again until then.
-    Paused {
-        until: Millis,
-    },
+    Paused { until: Millis },
 }
 
 #[derive(Debug)]
