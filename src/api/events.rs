@@ -65,7 +65,8 @@ export interface SendTransfer extends Transfer {
 export interface ReceiveTransfer extends Transfer {
   /** Always "receive". */
   readonly direction: "receive";
-  /** Resolves to the verified `File` (stored in OPFS where it can be). */
+  /** Resolves to the verified `File` (stored in OPFS where it can be; a file of at
+   *  most 1 MiB, which could not resume anyway, is kept in memory). */
   readonly done: Promise<File>;
 }
 

@@ -442,7 +442,8 @@ impl Peer {
     }
 
     /// Whether received files are stored on disk (OPFS) and downloads resume after a
-    /// reload; false where the browser lacks OPFS (files are then kept in memory).
+    /// reload; false where the browser lacks OPFS (files are then kept in memory). Files
+    /// of at most one 1 MiB block are kept in memory either way: nothing of them resumes.
     #[wasm_bindgen(getter, js_name = persistentStorage)]
     pub fn persistent_storage(&self) -> bool {
         self.driver.persistent_storage()

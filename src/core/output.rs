@@ -419,6 +419,10 @@ pub enum StoreOp {
         from: Option<PeerId>,
         /// What it is.
         meta: FileMeta,
+        /// Whether it must survive a reload, to resume: false for a file of at most one
+        /// block, which resumes from nothing (it is never probed for). The driver may
+        /// keep such a file in memory.
+        durable: bool,
     },
     /// Store the bulk frame the driver named `frame` at `offset` of transfer `id`'s file.
     Write {

@@ -660,7 +660,7 @@ impl Driver {
     fn perform_store(state: &mut State, op: StoreOp) {
         match op {
             StoreOp::Probe { id, key } => state.store.probe(id, &key),
-            StoreOp::Open { id, key, from, meta } => state.store.open(id, &key, from.as_ref(), &meta),
+            StoreOp::Open { id, key, from, meta, durable } => state.store.open(id, &key, from.as_ref(), &meta, durable),
             StoreOp::Write { id, offset, frame } => {
                 if let Some(buffer) = state.frames.remove(&frame) {
                     state.store.write(id, offset, buffer);

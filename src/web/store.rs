@@ -1,7 +1,8 @@
 //! Where received files go: the Origin Private File System through a worker holding
 //! synchronous access handles (bytes are written in place as they arrive and survive a
 //! reload, so downloads resume), or — where OPFS or a worker is not available — memory,
-//! as a Blob assembled at the end (no resume there). The worker loads from a file
+//! as a Blob assembled at the end (no resume there), as are files the core says need
+//! not be durable (of one block, which resume from nothing). The worker loads from a file
 //! shipped in the package, else from a `blob:` URL; one that cannot start (a strict
 //! Content-Security-Policy, say) means memory and a warning, never a hang.
 
@@ -129,8 +130,14 @@ impl Drop for Live {
     }
 }
 
+/// A file in memory: its parts by offset, assembled into a Blob at the end.
+type Parts = BTreeMap<u64, Uint8Array>;
+
 pub(crate) struct Store {
     backend: Backend,
+    /// Files the core said need not be durable (nothing of them can resume): kept in
+    /// memory whatever the backend, and never waiting for the worker.
+    in_memory: HashMap<TransferId, Parts>,
     on_reply: Rc<dyn Fn(StoreReply)>,
     /// Counts worker attempts, so a late event from an abandoned one is ignored.
     attempt: u32,
@@ -147,7 +154,7 @@ enum Backend {
         _deadline: Timeout,
     },
     Opfs(Live),
-    Memory(HashMap<TransferId, BTreeMap<u64, Uint8Array>>),
+    Memory(HashMap<TransferId, Parts>),
 }
 
 fn opfs_available() -> bool {
@@ -162,7 +169,8 @@ impl Store {
     /// gets every report, including [`StoreReply::Worker`], which the owner hands back
     /// to [`Store::worker_event`]. Until the worker is ready, operations wait.
     pub(crate) fn new(on_reply: impl Fn(StoreReply) + 'static) -> Store {
-        let mut store = Store { backend: Backend::Memory(HashMap::new()), on_reply: Rc::new(on_reply), attempt: 0, warning: None };
+        let mut store =
+            Store { backend: Backend::Memory(HashMap::new()), in_memory: HashMap::new(), on_reply: Rc::new(on_reply), attempt: 0, warning: None };
         if opfs_available() {
             store.warning = store.start(Source::File, Vec::new());
         }
@@ -312,6 +320,10 @@ impl Store {
 
     fn perform(&mut self, op: Op) {
         let on_reply = self.on_reply.clone();
+        if op.transfer().is_some_and(|id| self.in_memory.contains_key(&id)) {
+            memory_op(&mut self.in_memory, &*on_reply, op);
+            return;
+        }
         match &mut self.backend {
             Backend::Starting { pending, .. } => pending.push(op),
             Backend::Opfs(live) => Self::post_op(live, op),
@@ -358,7 +370,11 @@ impl Store {
         self.perform(Op::Probe { id, key: key.to_owned() });
     }
 
-    pub(crate) fn open(&mut self, id: TransferId, key: &str, from: Option<&PeerId>, meta: &FileMeta) {
+    /// Opens storage for a download; one that need not be `durable` is kept in memory.
+    pub(crate) fn open(&mut self, id: TransferId, key: &str, from: Option<&PeerId>, meta: &FileMeta, durable: bool) {
+        if !durable {
+            self.in_memory.insert(id, Parts::new());
+        }
         self.perform(Op::Open { id, key: key.to_owned(), from: from.cloned(), meta: meta.clone() });
     }
 
@@ -385,9 +401,21 @@ impl Store {
     }
 }
 
+impl Op {
+    /// The transfer it is for (cleanup is for none).
+    fn transfer(&self) -> Option<TransferId> {
+        match self {
+            Op::Probe { id, .. } | Op::Open { id, .. } | Op::Write { id, .. } | Op::Commit { id, .. } | Op::Finish { id } | Op::Close { id, .. } => {
+                Some(*id)
+            }
+            Op::Cleanup { .. } => None,
+        }
+    }
+}
+
 /// Memory storage: parts by offset, assembled into a Blob at the end; nothing to
 /// resume from.
-fn memory_op(files: &mut HashMap<TransferId, BTreeMap<u64, Uint8Array>>, on_reply: &dyn Fn(StoreReply), op: Op) {
+fn memory_op(files: &mut HashMap<TransferId, Parts>, on_reply: &dyn Fn(StoreReply), op: Op) {
     match op {
         Op::Probe { id, .. } => on_reply(StoreReply::Probed(id, None)),
         Op::Open { id, .. } => {

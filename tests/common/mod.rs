@@ -40,6 +40,8 @@ pub struct Stored {
     pub data: Vec<u8>,
     pub hashes: HashMap<u32, Hash>,
     pub complete: bool,
+    /// Opened as durable (kept across a reload); a file of one block is not.
+    pub durable: bool,
 }
 
 pub struct Node {
@@ -856,14 +858,15 @@ impl World {
         match op {
             StoreOp::Probe { id, key } => {
                 // A finished download is final: never reported as a partial.
-                let partial = node.store.get(&key).filter(|s| !s.complete).map(|s| Partial {
+                // Nor is one kept in memory (it would not outlive a reload).
+                let partial = node.store.get(&key).filter(|s| !s.complete && s.durable).map(|s| Partial {
                     from: s.from.clone(),
                     transfer: s.transfer,
                     blocks: s.hashes.iter().map(|(b, h)| (*b, *h)).collect(),
                 });
                 node.mesh.handle(now, Input::StoreProbed { id, partial });
             }
-            StoreOp::Open { id, key, from, meta } => {
+            StoreOp::Open { id, key, from, meta, durable } => {
                 if std::mem::take(&mut node.storage_full) {
                     node.mesh.handle(now, Input::StoreOpened { id, result: Err(StoreError { full: true, message: "quota exceeded".into() }) });
                     return;
@@ -876,6 +879,7 @@ impl World {
                 let stored = node.store.entry(key.clone()).or_insert_with(|| Stored { data: vec![0; meta.size as usize], ..Stored::default() });
                 stored.from = from.map(|p| p.as_str().to_owned());
                 stored.transfer = Some(id);
+                stored.durable = durable;
                 node.open_stores.insert(id, key);
                 node.mesh.handle(now, Input::StoreOpened { id, result: Ok(()) });
             }

@@ -408,6 +408,30 @@ test("files sent at once, of sizes that are not whole blocks, each arrive byte-i
   await b.context.close();
 });
 
+test("files of at most one block arrive byte-identical from memory, without storage; a larger one is stored", async () => {
+  const { a, b, idB } = await pair("one-block");
+  await b.page.evaluate(() => (window.autoAccept = true));
+  const sizes = { "empty.txt": 0, "note.txt": 1000, "photo.jpg": MiB, "longer.bin": MiB + 1 };
+  for (const [name, size] of Object.entries(sizes)) {
+    const digest = await makeFile(a.page, size, name);
+    await b.page.evaluate(() => (window.outcome = undefined));
+    await send(a, idB);
+    const got = await outcome(b.page);
+    assert.equal(got.ok, true, `${name}: ${JSON.stringify(got)}`);
+    assert.deepEqual([got.name, got.size, got.type, got.digest], [name, size, "application/x-test", digest], name);
+  }
+  // Nothing of a one-block file could resume: only the larger one has a directory.
+  const stored = await b.page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("meshdrop");
+    const names = [];
+    for await (const name of dir.keys()) names.push(name);
+    return names.length;
+  });
+  assert.equal(stored, 1, "one download stored in OPFS");
+  await a.context.close();
+  await b.context.close();
+});
+
 // Chromium collects a Blob's stream that nothing references, even mid-read, and then
 // its read never settles; the sender reads blocks from such streams. Collections are
 // forced here every few ms, as a busy page would have them: every read must still end.

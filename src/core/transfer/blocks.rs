@@ -13,6 +13,12 @@ pub const MAX_FILE_SIZE: u64 = 1 << 40;
 /// A BLAKE3 digest.
 pub type Hash = [u8; 32];
 
+/// Whether a partial download of a file of `size` bytes can be worth keeping: one of at
+/// most one block resumes from nothing (blocks are kept only once verified whole).
+pub fn resumable(size: u64) -> bool {
+    block_count(size) > 1
+}
+
 /// Blocks in a file of `size` bytes (a zero-byte file has none).
 pub fn block_count(size: u64) -> u32 {
     // MAX_FILE_SIZE / BLOCK_SIZE fits in u32; larger sizes are refused before this.

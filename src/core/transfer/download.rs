@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use super::blocks::{block_count, block_len, block_offset, content_hash, content_key, hash_block, Hash, MAX_FILE_SIZE};
+use super::blocks::{block_count, block_len, block_offset, content_hash, content_key, hash_block, resumable, Hash, MAX_FILE_SIZE};
 use super::frame::Control;
 use super::receive::{Broken, Header, Receiving};
 use super::{store_error, FileMeta, Partial, ProgressMeter, Step, StoreError, TransferError, TransferId};
@@ -240,6 +240,10 @@ impl Download {
         self.status = vec![BlockState::Missing; hashes.len()];
         self.hashes = hashes;
         self.phase = DownPhase::Probing;
+        if !resumable(size) {
+            // Nothing of it can be kept: open at once, as if the probe found nothing.
+            return self.probed(id, net, None);
+        }
         net.output(Output::Store(StoreOp::Probe { id, key: content_key(size, &head) }));
         Step::Go
     }
@@ -260,7 +264,8 @@ impl Download {
         let head = self.hashes.first().copied().unwrap_or_else(|| hash_block(&[]));
         let key = content_key(self.meta.size, &head);
         // No sender to resume with by itself: any holder will do next time.
-        net.output(Output::Store(StoreOp::Open { id, key, from: None, meta: self.meta.clone() }));
+        let durable = resumable(self.meta.size);
+        net.output(Output::Store(StoreOp::Open { id, key, from: None, meta: self.meta.clone(), durable }));
         // Blocks are asked for at once, not after the open (a few ms of the storage
         // worker): they are written after it in any case.
         self.missing = (0..self.status.len() as u32).filter(|&b| self.status[b as usize] == BlockState::Missing).collect();
@@ -575,12 +580,28 @@ mod tests {
         let peer = h.peer();
         let (_, mut d, _) = receiving(&mut h);
         let work = h.driver_work();
-        assert!(matches!(work.as_slice(), [Output::Store(StoreOp::Probe { .. }), Output::Store(StoreOp::Open { .. })]), "{work:?}");
+        assert!(matches!(work.as_slice(), [Output::Store(StoreOp::Probe { .. }), Output::Store(StoreOp::Open { durable: true, .. })]), "{work:?}");
         let gets = h.sent_services(&peer).into_iter().filter(|s| matches!(s, Service::Get { .. })).count();
         assert_eq!(gets, 1, "the holder is asked for blocks before the open is reported");
         assert_eq!(d.opened(Ok(())), Step::Go);
         assert!(h.sent_services(&peer).is_empty() && h.driver_work().is_empty(), "the open asks for nothing more");
         let failed = d.opened(Err(StoreError { full: false, message: "gone".into() }));
         assert!(matches!(failed, Step::Fail(TransferError::Storage(_), true)), "{failed:?}");
+    }
+
+    #[test]
+    fn content_of_one_block_opens_at_once_without_a_probe_and_is_not_durable() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let manifest = vec![hash_block(b"small")];
+        let meta = FileMeta { name: "f".into(), size: 5, mime: String::new() };
+        let id = TransferId(6);
+        let mut d = Download::start(id, &mut h.net(), meta, content_hash(5, &manifest), &[(peer.clone(), ShareId(1))]).expect("started");
+        assert_eq!(d.manifest(id, &mut h.net(), &peer, manifest), Step::Go);
+        let work = h.driver_work();
+        assert!(matches!(work.as_slice(), [Output::Store(StoreOp::Open { durable: false, .. })]), "{work:?}");
+        let gets: Vec<_> =
+            h.sent_services(&peer).into_iter().filter_map(|s| if let Service::Get { blocks, .. } = s { Some(blocks) } else { None }).collect();
+        assert_eq!(gets, vec![vec![0]]);
     }
 }

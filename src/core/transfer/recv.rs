@@ -4,7 +4,8 @@
 //! each once stored, and finish when the content hash over all blocks matches.
 
 use super::blocks::{
-    block_count, block_len, block_offset, content_hash, content_key, resume_response, resume_token, BlockSet, Hash, BLOCK_SIZE, MAX_FILE_SIZE,
+    block_count, block_len, block_offset, content_hash, content_key, resumable, resume_response, resume_token, BlockSet, Hash, BLOCK_SIZE,
+    MAX_FILE_SIZE,
 };
 use super::frame::{CancelCode, Control, Proof};
 use super::receive::{Broken, Header, Receiving};
@@ -94,8 +95,7 @@ impl Incoming {
             return None;
         }
         let key = content_key(size, &head);
-        net.output(Output::Store(StoreOp::Probe { id, key: key.clone() }));
-        let incoming = Incoming {
+        let mut incoming = Incoming {
             peer: from.clone(),
             phase: RecvPhase::Probing,
             key,
@@ -111,6 +111,12 @@ impl Incoming {
             meter: ProgressMeter::default(),
             meta: FileMeta { name, size, mime },
         };
+        if resumable(size) {
+            net.output(Output::Store(StoreOp::Probe { id, key: incoming.key.clone() }));
+        } else {
+            // Nothing of it can be kept: offered at once, as if the probe found nothing.
+            incoming.probed(id, net, None);
+        }
         Some((id, incoming))
     }
 
@@ -192,7 +198,8 @@ impl Incoming {
             self.hashes[block as usize] = Some(hash);
             self.committed.insert(block);
         }
-        net.output(Output::Store(StoreOp::Open { id, key: self.key.clone(), from: Some(self.peer.clone()), meta: self.meta.clone() }));
+        let durable = resumable(self.meta.size);
+        net.output(Output::Store(StoreOp::Open { id, key: self.key.clone(), from: Some(self.peer.clone()), meta: self.meta.clone(), durable }));
         if net.is_open(&self.peer) {
             self.send_accept(id, net);
         } else {
@@ -461,5 +468,27 @@ mod tests {
         assert!(h.sent_controls(&peer).is_empty(), "the open asks for nothing more");
         let failed = t.opened(Err(StoreError { full: true, message: "quota".into() }));
         assert!(matches!(failed, Step::Fail(TransferError::StorageFull(_), true)), "{failed:?}");
+    }
+
+    #[test]
+    fn a_file_of_one_block_is_offered_without_a_probe_and_kept_out_of_durable_storage() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        for (size, resumes) in [(0, false), (BLOCK_SIZE, false), (BLOCK_SIZE + 1, true)] {
+            let (id, mut t) = Incoming::offered(&mut h.net(), &peer, offer(size + 1, size), 0, 0).expect("offered");
+            let probed = h.driver_work();
+            if resumes {
+                assert!(matches!(probed.as_slice(), [Output::Store(StoreOp::Probe { .. })]), "{size}: {probed:?}");
+                assert!(h.events().is_empty(), "{size}: offered once the probe answers");
+                t.probed(id, &mut h.net(), None);
+            } else {
+                assert!(probed.is_empty(), "{size}: nothing to look for: {probed:?}");
+            }
+            let events = h.events();
+            assert!(matches!(events.as_slice(), [Event::FileOffer { have: 0, .. }]), "{size}: {events:?}");
+            t.accept(id, &mut h.net()).expect("accept");
+            let opened = h.driver_work();
+            assert!(matches!(opened.as_slice(), [Output::Store(StoreOp::Open { durable, .. })] if *durable == resumes), "{size}: {opened:?}");
+        }
     }
 }
