@@ -1,6 +1,7 @@
 // File transfer benchmark: meshdrop `sendFile` against a hand-written RTCDataChannel
-// (the ceiling) and PeerJS, same bytes, same machine, interleaved rounds; then memory
-// growth on both sides during a large meshdrop transfer.
+// (the ceiling) and PeerJS, same bytes, same machine, interleaved rounds; then small
+// files one after another on an open connection (latency, each implementation); then
+// memory growth on both sides during a large meshdrop transfer.
 // Usage: node bench/transfer.mjs [--mib 256] [--reps 5] [--memory-mib 1024] [--kinds raw,meshdrop,peerjs]
 //        [--cpu-profile 1]   (or `make bench`)
 // --cpu-profile 1: also records a Chromium CPU profile of both renderers' pages and
@@ -101,6 +102,12 @@ window.rawSdp = async (remote) => {
   await new Promise((r) => (pc.iceGatheringState === "complete" ? r() : pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r())));
   return pc.localDescription.toJSON();
 };
+// A file of \`size\` bytes no earlier one shares (its first 64 KiB random).
+window.smallFile = (size) => {
+  const bytes = new Uint8Array(size);
+  crypto.getRandomValues(bytes.subarray(0, Math.min(size, 65536)));
+  return new File([bytes], "small.bin");
+};
 window.rawOpen = () => new Promise((r) => (window.raw.dc.readyState === "open" ? r() : (window.raw.dc.onopen = r)));
 window.rawReceive = (total) => new Promise((resolve) => {
   let got = 0;
@@ -158,14 +165,19 @@ const RAW_SETTINGS = {
 /** Bytes a "warm" connection carries before the measured transfer. */
 const WARM_UP = 64 * MiB;
 
-async function runRaw(a, b, size, setting, warm) {
-  const { chunk, cap, low } = RAW_SETTINGS[setting];
+/** A raw channel from `a` to `b` (low threshold `low`), open. */
+async function openRawPair(a, b, low) {
   await a.evaluate((low) => window.rawPc(low), low);
   await b.evaluate((low) => window.rawPc(low), low);
   const offer = await a.evaluate(() => window.rawSdp());
   const answer = await b.evaluate((o) => window.rawSdp(o), offer);
   await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
   await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
+}
+
+async function runRaw(a, b, size, setting, warm) {
+  const { chunk, cap, low } = RAW_SETTINGS[setting];
+  await openRawPair(a, b, low);
   if (warm) {
     // No more than the file holds (a smaller --mib), or the receiver would wait forever.
     const n = Math.min(WARM_UP, size);
@@ -180,7 +192,10 @@ async function runRaw(a, b, size, setting, warm) {
   return (await done) - t0;
 }
 
-async function runMeshdrop(a, b, size, room, warm = false) {
+/** `b`, then `a`, join `room`; `b` accepts every offer, and `window.received` there
+ *  resolves with the time the latest one is done (`window.expect()` waits for the next).
+ *  Returns `b`'s id. */
+async function joinMeshdropPair(a, b, room) {
   const ws = `ws://127.0.0.1:${server.port}/ws`;
   await b.evaluate(async ({ ws, room }) => {
     const peer = await window.MeshdropPeer.join({ signalingUrl: ws, room, identity: "ephemeral" });
@@ -204,6 +219,11 @@ async function runMeshdrop(a, b, size, room, warm = false) {
     window.peer = peer;
     await new Promise((r) => (peer.peers().some((p) => p.id === bId) ? r() : peer.on("peer-joined", ({ id }) => id === bId && r())));
   }, { ws, room, bId });
+  return bId;
+}
+
+async function runMeshdrop(a, b, size, room, warm = false) {
+  const bId = await joinMeshdropPair(a, b, room);
   if (warm) {
     await a.evaluate(({ bId, n }) => window.peer.sendFile(bId, window.file.slice(0, n)).done, { bId, n: Math.min(WARM_UP, size) });
     await b.evaluate(() => window.received);
@@ -224,20 +244,20 @@ async function runMeshdrop(a, b, size, room, warm = false) {
 
 // PeerJS the way its docs show: register, connect by id, `conn.send(file)` with the
 // default binary serialization; the receiver's "data" event gets the whole file.
-async function runPeerjs(a, b, size, room) {
+/** PeerJS peers in `a` and `b`, `a` connected to `b`; `window.expectData(size)` in `b`
+ *  makes `window.received` resolve with the time `size` bytes arrive in one "data". */
+async function openPeerjsPair(a, b, room) {
   const config = { host: "127.0.0.1", port: peerjsPort, path: "/", config: { iceServers: [] } };
-  await b.evaluate(({ id, config, size }) => new Promise((resolve, reject) => {
+  await b.evaluate(({ id, config }) => new Promise((resolve, reject) => {
     const peer = new window.peerjs.Peer(id, config);
     window.pj = peer;
-    window.received = new Promise((done) =>
-      peer.on("connection", (conn) => conn.on("data", (data) => {
-        const n = data.byteLength ?? data.size;
-        if (n === size) done(Date.now());
-      })),
-    );
+    window.expectData = (size) => {
+      window.received = new Promise((done) => (window.onData = (data) => (data.byteLength ?? data.size) === size && done(Date.now())));
+    };
+    peer.on("connection", (conn) => conn.on("data", (data) => window.onData?.(data)));
     peer.on("open", resolve);
     peer.on("error", reject);
-  }), { id: `${room}-b`, config, size });
+  }), { id: `${room}-b`, config });
   await a.evaluate(({ id, to, config }) => new Promise((resolve, reject) => {
     const peer = new window.peerjs.Peer(id, config);
     window.pj = peer;
@@ -248,6 +268,11 @@ async function runPeerjs(a, b, size, room) {
     });
     peer.on("error", reject);
   }), { id: `${room}-a`, to: `${room}-b`, config });
+}
+
+async function runPeerjs(a, b, size, room) {
+  await openPeerjsPair(a, b, room);
+  await b.evaluate((size) => window.expectData(size), size);
   const t0 = await a.evaluate(() => {
     const t0 = Date.now();
     window.conn.send(window.file);
@@ -257,6 +282,47 @@ async function runPeerjs(a, b, size, room) {
   await a.evaluate(() => window.pj.destroy());
   await b.evaluate(() => window.pj.destroy());
   return t1 - t0;
+}
+
+/** Small files: sizes sent one after another on one open connection, each once per
+ *  round and kind; ms from the send call to the receiver holding the file. */
+const SMALL_SIZES = [1024, MiB, 4 * MiB];
+const SMALL_ROUNDS = 10;
+
+async function smallFiles(kind, a, b, room) {
+  const times = Object.fromEntries(SMALL_SIZES.map((size) => [size, []]));
+  const bId = kind === "raw" ? await openRawPair(a, b, 0) : kind === "meshdrop" ? await joinMeshdropPair(a, b, room) : await openPeerjsPair(a, b, room);
+  for (let round = 0; round < SMALL_ROUNDS; round++) {
+    for (const size of SMALL_SIZES) {
+      await a.evaluate((size) => (window.small = window.smallFile(size)), size);
+      let t0;
+      let t1;
+      if (kind === "raw") {
+        const done = b.evaluate((n) => window.rawReceive(n), size);
+        t0 = await a.evaluate(() => window.rawSend(window.small, 256 * 1024, 256 * 1024));
+        t1 = await done;
+      } else if (kind === "meshdrop") {
+        t0 = await a.evaluate((bId) => {
+          const t0 = Date.now();
+          window.transfer = window.peer.sendFile(bId, window.small);
+          return t0;
+        }, bId);
+        t1 = await b.evaluate(() => window.received);
+        await a.evaluate(() => window.transfer.done);
+        await b.evaluate(() => window.expect());
+      } else {
+        await b.evaluate((size) => window.expectData(size), size);
+        t0 = await a.evaluate(() => {
+          const t0 = Date.now();
+          window.conn.send(window.small);
+          return t0;
+        });
+        t1 = await b.evaluate(() => window.received);
+      }
+      times[size].push(t1 - t0);
+    }
+  }
+  return times;
 }
 
 const log = (...a) => process.env.BENCH_DEBUG && console.error(...a);
@@ -304,6 +370,22 @@ for (let rep = 0; rep < reps; rep++) {
     await a.close();
     await b.close();
   }
+}
+
+// Small files, each kind on a connection of its own (after the large transfers: the
+// same pages' setup as theirs).
+const small = {};
+for (const kind of kinds) {
+  const a = await openPage(sender, file);
+  const b = await openPage(receiver);
+  try {
+    small[kind] = await within(smallFiles(kind, a, b, `bench-small-${kind}-${Date.now()}`), deadlineMs(0), `small files, ${kind}`);
+    console.error(`small files, ${kind}: ${JSON.stringify(small[kind])}`);
+  } catch (err) {
+    console.error(err.message);
+  }
+  await a.close();
+  await b.close();
 }
 
 const mbps = (ms) => (sizeMiB * MiB) / 1e6 / (ms / 1000);
@@ -667,6 +749,26 @@ JavaScript and wasm on meshdrop's threads (V8 CPU profiles, 250 µs sampling; th
   }
   return out;
 }
+function smallReport() {
+  const shown = kinds.filter((kind) => small[kind]);
+  if (!shown.length) return "";
+  const name = { raw: "raw", meshdrop: "meshdrop", peerjs: "PeerJS" };
+  const cell = (kind, size) => {
+    const s = stats(small[kind][size]);
+    return `${s.median} (${s.min}–${s.max})`;
+  };
+  const vs = (other, size) => (small.meshdrop && small[other] ? (stats(small.meshdrop[size]).median / stats(small[other][size]).median).toFixed(2) : "–");
+  const kib = (size) => (size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`);
+  return `
+## Small files
+
+One file after another on a connection already open (${SMALL_ROUNDS} of each size per implementation, sizes alternating): ms from the send call to the receiver holding the file, as above (meshdrop: verified, and stored in OPFS past 1 MiB: a file of one block, which cannot resume, is kept in memory; raw: 256 KiB messages, bytes counted; PeerJS: its "data" event). Time ratios (lower is faster).
+
+| size | ${shown.map((k) => name[k]).join(" | ")} | meshdrop ÷ raw | meshdrop ÷ PeerJS |
+|---|${shown.map(() => "---:").join("|")}|---:|---:|
+${SMALL_SIZES.map((size) => `| ${kib(size)} | ${shown.map((k) => cell(k, size)).join(" | ")} | ${vs("raw", size)} | ${vs("peerjs", size)} |`).join("\n")}
+`;
+}
 const m = (b) => (b / MiB).toFixed(1);
 const chromiumVersion = execSync("/usr/bin/chromium --version 2>/dev/null").toString().trim();
 const report = `# meshdrop file transfer benchmark
@@ -679,7 +781,7 @@ Time from the send call to the receiver holding all bytes: meshdrop's receiver h
 | implementation | rounds | ms: median (min–max) | MB/s: median (min–max) | speed ÷ best raw (same mode) | speed ÷ PeerJS |
 |---|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
-${Object.keys(stalled).length ? `\nStalled (no result within ${deadlineMs(sizeMiB * MiB) / 1000} s; left out of the medians): ${Object.entries(stalled).map(([name, n]) => `${name} ${n} ×`).join(", ")}.\n` : ""}${memory ? `
+${smallReport()}${Object.keys(stalled).length ? `\nStalled (no result within ${deadlineMs(sizeMiB * MiB) / 1000} s; left out of the medians): ${Object.entries(stalled).map(([name, n]) => `${name} ${n} ×`).join(", ")}.\n` : ""}${memory ? `
 ## Memory during a ${memoryMiB} MiB transfer
 
 meshdrop ${memory.meshdrop.ms === null ? "stalled" : `${memory.meshdrop.ms} ms (${((memoryMiB * MiB) / 1e6 / (memory.meshdrop.ms / 1000)).toFixed(1)} MB/s)`}, receiver verifying and storing in OPFS; raw ${ceilings.fresh?.setting ?? "256K/256K/0"} ${memory.raw.ms === null ? "stalled" : `${memory.raw.ms} ms`}, receiver discarding; raw's sender reads the file with \`slice().arrayBuffer()\`. Peak growth over the value before the transfer, sampled every 250 ms. Renderer RSS is the page's renderer process (the page, its workers, Blink's and WebRTC's buffers). Of that, by Chromium's memory-infra dump (taken once a second): ArrayBuffers is the renderer's ArrayBuffer partition, where every received frame lives until a collection frees it (V8 starts one when about 64 MiB of them are dead), and malloc is Blink's and WebRTC's own allocations.
