@@ -16,7 +16,7 @@ pub use transfer::{FileOffer, Transfer};
 /// Runs when the module is instantiated (`init()`): a panic then reaches the console
 /// as a message and a stack instead of `RuntimeError: unreachable`, the storage
 /// worker starts before a join needs it, and once the page is idle the join path is
-/// compiled and the first join's connection made (then the message path optimised, if
+/// compiled, the first join's connection made and its identity claimed (then the message path optimised, if
 /// no join started meanwhile).
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
@@ -30,6 +30,7 @@ fn start() {
         // The first join's connection, unless a join already made its own.
         if !JOIN_STARTED.get() {
             crate::web::SpareConn::premake();
+            crate::web::identity::Identity::preclaim();
         }
         // The message path later, and only on a page that has not joined yet: a join
         // under way would wait for it, and for V8's optimising threads it wakes.

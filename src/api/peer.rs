@@ -116,9 +116,12 @@ impl Peer {
         // The server's handshake runs while the identity is claimed; a URL the browser
         // refuses fails here as it would at the driver's first attempt.
         let early_socket = settings.signaling_urls.first().and_then(|url| EarlySocket::connect(url).ok());
-        // The identity's lock request goes out before the spare connection is made, so
-        // the browser grants it meanwhile: a join signs the server's challenge with it.
-        let claim = settings.persistent_identity.then(Identity::start_claim);
+        // The identity `init()` claimed (unused by an ephemeral join: its lock goes back
+        // now), or a claim whose lock request goes out before the spare connection is
+        // made, so the browser grants it meanwhile: a join signs the server's challenge
+        // with it.
+        let preclaimed = Identity::take_preclaimed();
+        let claim = settings.persistent_identity.then(|| preclaimed.unwrap_or_else(Identity::start_claim));
         // The first peer's connection: the one `init()` made if it is still there, or
         // one made meanwhile (the ICE servers are set once the server names its own).
         let spare = SpareConn::take_premade().or_else(|| SpareConn::new(&settings.ice));

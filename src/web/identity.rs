@@ -9,6 +9,9 @@
 //!
 //! Also the keys the user verified (`Peer.verify`), per identity.
 
+use std::cell::RefCell;
+
+use gloo_timers::callback::Timeout;
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -53,6 +56,18 @@ pub(crate) fn remember_pin(owner: &str, peer: &str, key: &[u8; 32]) -> bool {
     save_pin(PINS, owner, peer, &meshdrop_signal::protocol::to_hex(key))
 }
 
+/// How long a preclaimed identity waits for a join before its lock is released.
+const PRECLAIM_TTL_MS: u32 = 60_000;
+
+struct Preclaimed {
+    claim: Option<Claim>,
+    _expiry: Timeout,
+}
+
+thread_local! {
+    static PRECLAIMED: RefCell<Option<Preclaimed>> = const { RefCell::new(None) };
+}
+
 /// A claimed secret and local key; dropping it releases the lock for the next tab.
 pub(crate) struct Identity {
     pub(crate) secret: String,
@@ -94,6 +109,29 @@ impl Identity {
     /// connection meanwhile).
     pub(crate) fn start_claim() -> Claim {
         Claim(claim_identity(IDENTITIES, "meshdrop.identities/v2").ok())
+    }
+
+    /// Claims the identity of the page's first join while the page is idle after
+    /// `init()`: a claim made during the join (a Web Lock granted through the browser
+    /// process, localStorage) kept the page busy while the server's handshake came
+    /// back, and two tabs joining at once were welcomed ~3 ms later. Unused, the lock
+    /// is released after [`PRECLAIM_TTL_MS`], for other tabs.
+    pub(crate) fn preclaim() {
+        let expiry = Timeout::new(PRECLAIM_TTL_MS, || {
+            PRECLAIMED.with(|preclaimed| {
+                if let Some(preclaimed) = preclaimed.borrow_mut().as_mut() {
+                    preclaimed.claim = None;
+                }
+            });
+        });
+        let claim = Identity::start_claim();
+        PRECLAIMED.with(|preclaimed| *preclaimed.borrow_mut() = Some(Preclaimed { claim: Some(claim), _expiry: expiry }));
+    }
+
+    /// The claim [`Identity::preclaim`] made, if it is still held (its timer goes with
+    /// it). Dropped unused, it releases the lock.
+    pub(crate) fn take_preclaimed() -> Option<Claim> {
+        PRECLAIMED.with(|preclaimed| preclaimed.borrow_mut().take()).and_then(|preclaimed| preclaimed.claim)
     }
 
     /// What `claimIdentity` resolved to: `{ secret, key, release }`.

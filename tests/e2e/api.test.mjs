@@ -265,3 +265,60 @@ test("a connection init() made is closed after a minute without a join, and a la
     await server.stop();
   }
 });
+
+/** The identity locks held in the page's origin (this context's tabs), once there are
+ *  `count` of them: the lock manager has no event, so it is asked every 20 ms (10 s at
+ *  most, then the last answer is returned). */
+function identityLocks(page, count) {
+  return page.evaluate(async (count) => {
+    const held = async () => (await navigator.locks.query()).held.map((lock) => lock.name).filter((name) => name.startsWith("meshdrop-identity:"));
+    for (let i = 0; i < 500; i++) {
+      const names = await held();
+      if (names.length === count) return names;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return held();
+  }, count);
+}
+
+test("the first join uses the identity init() claimed while the page was idle; an ephemeral join gives it back", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const a = await apiPage(server);
+  const b = await apiPage(server);
+  try {
+    // Claimed before any join.
+    const claimed = await identityLocks(a.page, 1);
+    assert.equal(claimed.length, 1, "init() claimed an identity");
+    await join(a.page, ws, "preclaim", "a");
+    assert.deepEqual(await identityLocks(a.page, 1), claimed, "the join kept the claimed identity and claimed no other");
+    assert.equal((await identityLocks(b.page, 1)).length, 1);
+    await b.page.evaluate((url) => window.meshdrop.Peer.join({ signalingUrl: url, room: "preclaim", identity: "ephemeral" }), ws);
+    assert.deepEqual(await identityLocks(b.page, 0), [], "the ephemeral join released the claimed identity");
+  } finally {
+    await a.context.close();
+    await b.context.close();
+    await server.stop();
+  }
+});
+
+test("an identity init() claimed is released after a minute without a join, and a later join claims it again", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const context = await browser.newContext();
+  await context.clock.install();
+  const a = await sharedApiPage(browser, server, context);
+  try {
+    const claimed = await identityLocks(a.page, 1);
+    assert.equal(claimed.length, 1, "init() claimed an identity");
+    await a.page.clock.fastForward(59_000);
+    assert.deepEqual(await identityLocks(a.page, 1), claimed, "still held before the minute is over");
+    await a.page.clock.fastForward(2_000);
+    assert.deepEqual(await identityLocks(a.page, 0), [], "released after a minute");
+    await join(a.page, ws, "late-claim", "a");
+    assert.deepEqual(await identityLocks(a.page, 1), claimed, "the join claimed the same stored identity");
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
