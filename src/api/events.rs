@@ -257,8 +257,8 @@ export interface JoinOptions {
   reconnectTimeoutMs?: number;
   /** How long a transfer waits for a peer that left to come back. Default 120000. */
   resumeTimeoutMs?: number;
-  /** Stored downloads (finished or partial) untouched for this long are removed when a
-   *  Peer joins. Default 86400000 (a day). */
+  /** Stored downloads (finished or partial) untouched for this long are removed a few
+   *  seconds after a Peer joins. Default 86400000 (a day). */
   storageMaxAgeMs?: number;
   /** "persistent" (default): this tab keeps its id across reloads (a secret kept in
    *  localStorage, held by one tab at a time with a Web Lock), which lets transfers

@@ -32,6 +32,13 @@ use crate::core::{
 /// How long a new connection's path report may wait for the page to be idle.
 const PATH_LOOKUP_MAX_DELAY_MS: u32 = 1000;
 
+/// How long after a join the storage cleanup waits before it looks for the page to be
+/// idle, and how long it then waits for that at most. Cleaning up at the join itself
+/// (the worker lists OPFS through the browser process) held up the server's handshake:
+/// two tabs joining at once were welcomed ~3 ms later and connected ~5 ms later.
+const STORAGE_CLEANUP_DELAY_MS: u32 = 2000;
+const STORAGE_CLEANUP_MAX_IDLE_WAIT_MS: u32 = 1000;
+
 /// A browser callback's work, queued for the pump.
 type Task = Box<dyn FnOnce(&mut State, Millis)>;
 
@@ -42,7 +49,7 @@ pub(crate) struct DriverConfig {
     pub(crate) ice: IceSettings,
     pub(crate) mesh: MeshConfig,
     pub(crate) seed: u64,
-    /// Remove stored downloads untouched for this long (at start).
+    /// Remove stored downloads untouched for this long (soon after the join).
     pub(crate) storage_max_age_ms: u64,
     /// The first URL's socket, if `join` opened it already.
     pub(crate) early_socket: Option<EarlySocket>,
@@ -189,10 +196,10 @@ impl Driver {
     pub(crate) fn start(config: DriverConfig, sink: Box<dyn EventSink>) -> Started {
         let (tx, rx) = oneshot::channel();
         let (settled_tx, settled_rx) = oneshot::channel();
+        let storage_max_age_ms = config.storage_max_age_ms;
         let driver = Rc::new_cyclic(|this: &Weak<Driver>| {
             let weak = this.clone();
             let mut store = Store::new(move |reply| Driver::input(&weak, move |state, now| Driver::stored(state, now, reply)));
-            store.cleanup(config.storage_max_age_ms);
             let store_warning = store.take_warning();
             let storage_settled = if store.starting() {
                 Some(settled_tx)
@@ -233,7 +240,19 @@ impl Driver {
             }
         });
         driver.pump();
+        Self::clean_storage_later(Rc::downgrade(&driver), storage_max_age_ms);
         Started { driver, joined: rx, storage: settled_rx }
+    }
+
+    /// Removes stored downloads untouched for `max_age_ms`, a while after the join
+    /// (none of them is in use: the storage worker keeps those it has open or a probe
+    /// found).
+    fn clean_storage_later(driver: Weak<Driver>, max_age_ms: u64) {
+        spawn_local(async move {
+            gloo_timers::future::TimeoutFuture::new(STORAGE_CLEANUP_DELAY_MS).await;
+            when_idle(STORAGE_CLEANUP_MAX_IDLE_WAIT_MS).await;
+            Driver::input(&driver, move |state, _| state.store.cleanup(max_age_ms));
+        });
     }
 
     /// Runs `f` on the core now (for calls that need an answer, like `send`), then pumps.

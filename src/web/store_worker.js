@@ -24,7 +24,7 @@ function release(buffer) {
 }
 
 const open = new Map(); // transfer id -> { key, slot, data, hashes, dataFile }
-const probed = new Map(); // transfer id -> the partial's directory name, for `open`
+const probed = new Map(); // transfer id -> the partial found: { key, slot }, for `open`
 
 // Looked up anew each time (only when a download opens, closes or is looked for): a
 // handle kept from before would point at nothing once the site's data is cleared, or
@@ -55,6 +55,13 @@ async function exists(dir, name) {
 function isOpen(key, slot) {
   for (const entry of open.values()) if (entry.key === key && entry.slot === slot) return true;
   return false;
+}
+
+// Open, or found by a probe for the `open` that follows: cleanup runs a while after a
+// join, and may come between them.
+function isInUse(key, slot) {
+  for (const entry of probed.values()) if (entry.key === key && entry.slot === slot) return true;
+  return isOpen(key, slot);
 }
 
 // The partial download of `key` to continue: this transfer's own if it has one, else
@@ -96,7 +103,7 @@ const ops = {
       probed.delete(id);
       return { op: "probed", id };
     }
-    probed.set(id, partial.slot);
+    probed.set(id, { key, slot: partial.slot });
     const { meta, hashes } = partial;
     return { op: "probed", id, from: meta.from ?? null, transfer: meta.transfer ?? null, hashes };
   },
@@ -105,7 +112,7 @@ const ops = {
     try {
       const keyDir = await (await root()).getDirectoryHandle(key, { create: true });
       // The partial the probe reported (the core counts its blocks), or a new one.
-      const slot = probed.get(id) ?? id;
+      const slot = probed.get(id)?.slot ?? id;
       probed.delete(id);
       const dir = await keyDir.getDirectoryHandle(slot, { create: true });
       // The three files at once: each is two round trips to the browser (~1 ms apiece in
@@ -202,7 +209,7 @@ const ops = {
       let left = 0;
       for await (const [slot, dir] of keyDir.entries()) {
         // Files of the layout before per-download directories count as stale.
-        if (dir.kind === "directory" && (isOpen(key, slot) || !(await stale(dir)))) {
+        if (dir.kind === "directory" && (isInUse(key, slot) || !(await stale(dir)))) {
           left++;
           continue;
         }
