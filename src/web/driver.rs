@@ -19,7 +19,7 @@ use web_sys::Blob;
 use super::blob::ReadBlocks;
 use super::error::describe;
 use super::ice::IceSettings;
-use super::platform::{now, when_idle};
+use super::platform::{keep_ahead, now, take_ahead, when_idle, AheadSlot};
 use super::rtc::{self, RtcConn, RtcEvent};
 use super::socket::{EarlySocket, Socket, SocketEvent};
 use super::store::{Store, StoreReply};
@@ -129,35 +129,22 @@ impl SpareConn {
     /// closed after [`PREMADE_TTL_MS`].
     pub(crate) fn premake() {
         let Some(spare) = SpareConn::new(&IceSettings::new(js_sys::Array::new(), None)) else { return };
-        // Closes the spare and keeps the timer: a timer is not dropped in its own callback.
-        let expiry = Timeout::new(PREMADE_TTL_MS, || {
-            PREMADE.with(|premade| {
-                if let Some(premade) = premade.borrow_mut().as_mut() {
-                    premade.spare = None;
-                }
-            });
-        });
-        PREMADE.with(|premade| *premade.borrow_mut() = Some(Premade { spare: Some(spare), _expiry: expiry }));
+        keep_ahead(&PREMADE, spare, PREMADE_TTL_MS);
     }
 
     /// The premade spare, if it is still there (its timer goes with it). It has no ICE
     /// servers yet: the connection that takes it sets them before its first description
     /// gathers.
     pub(crate) fn take_premade() -> Option<SpareConn> {
-        PREMADE.with(|premade| premade.borrow_mut().take()).and_then(|premade| premade.spare)
+        take_ahead(&PREMADE)
     }
 }
 
 /// How long a premade spare waits for a join before it is closed.
 const PREMADE_TTL_MS: u32 = 60_000;
 
-struct Premade {
-    spare: Option<SpareConn>,
-    _expiry: Timeout,
-}
-
 thread_local! {
-    static PREMADE: RefCell<Option<Premade>> = const { RefCell::new(None) };
+    static PREMADE: AheadSlot<SpareConn> = const { RefCell::new(None) };
 }
 
 /// A started driver: resolves when the server first welcomes us, and when storage is

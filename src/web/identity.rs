@@ -11,10 +11,11 @@
 
 use std::cell::RefCell;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+
+use super::platform::{keep_ahead, take_ahead, AheadSlot};
 
 #[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
@@ -59,13 +60,8 @@ pub(crate) fn remember_pin(owner: &str, peer: &str, key: &[u8; 32]) -> bool {
 /// How long a preclaimed identity waits for a join before its lock is released.
 const PRECLAIM_TTL_MS: u32 = 60_000;
 
-struct Preclaimed {
-    claim: Option<Claim>,
-    _expiry: Timeout,
-}
-
 thread_local! {
-    static PRECLAIMED: RefCell<Option<Preclaimed>> = const { RefCell::new(None) };
+    static PRECLAIMED: AheadSlot<Claim> = const { RefCell::new(None) };
 }
 
 /// A claimed secret and local key; dropping it releases the lock for the next tab.
@@ -117,21 +113,13 @@ impl Identity {
     /// back, and two tabs joining at once were welcomed ~3 ms later. Unused, the lock
     /// is released after [`PRECLAIM_TTL_MS`], for other tabs.
     pub(crate) fn preclaim() {
-        let expiry = Timeout::new(PRECLAIM_TTL_MS, || {
-            PRECLAIMED.with(|preclaimed| {
-                if let Some(preclaimed) = preclaimed.borrow_mut().as_mut() {
-                    preclaimed.claim = None;
-                }
-            });
-        });
-        let claim = Identity::start_claim();
-        PRECLAIMED.with(|preclaimed| *preclaimed.borrow_mut() = Some(Preclaimed { claim: Some(claim), _expiry: expiry }));
+        keep_ahead(&PRECLAIMED, Identity::start_claim(), PRECLAIM_TTL_MS);
     }
 
-    /// The claim [`Identity::preclaim`] made, if it is still held (its timer goes with
-    /// it). Dropped unused, it releases the lock.
+    /// The claim [`Identity::preclaim`] made, if it is still held. Dropped unused, it
+    /// releases the lock.
     pub(crate) fn take_preclaimed() -> Option<Claim> {
-        PRECLAIMED.with(|preclaimed| preclaimed.borrow_mut().take()).and_then(|preclaimed| preclaimed.claim)
+        take_ahead(&PRECLAIMED)
     }
 
     /// What `claimIdentity` resolved to: `{ secret, key, release }`.

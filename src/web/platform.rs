@@ -1,6 +1,10 @@
 //! Clock, idle time and randomness from whatever global scope we run in (window or
 //! worker).
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use gloo_timers::callback::Timeout;
 use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -71,4 +75,32 @@ pub(crate) fn insecure_context_warning() -> Option<String> {
          kept in memory and cannot resume after a reload. Serve the page over https (or from localhost)."
             .to_owned()
     })
+}
+
+/// Something `init()` prepares while the page is idle, for the first join to take:
+/// dropped if no join takes it in time (its timer stays, as a timer is not dropped in
+/// its own callback).
+pub(crate) struct Ahead<T> {
+    value: Option<T>,
+    _expiry: Timeout,
+}
+
+/// Where an [`Ahead`] value waits (a `thread_local!`).
+pub(crate) type AheadSlot<T> = RefCell<Option<Ahead<T>>>;
+
+/// Puts `value` in `slot` for [`take_ahead`], and drops it after `ttl_ms`.
+pub(crate) fn keep_ahead<T: 'static>(slot: &'static LocalKey<AheadSlot<T>>, value: T, ttl_ms: u32) {
+    let expiry = Timeout::new(ttl_ms, move || {
+        slot.with(|ahead| {
+            if let Some(ahead) = ahead.borrow_mut().as_mut() {
+                ahead.value = None;
+            }
+        });
+    });
+    slot.with(|ahead| *ahead.borrow_mut() = Some(Ahead { value: Some(value), _expiry: expiry }));
+}
+
+/// The value in `slot`, if it is still there (its timer goes with it).
+pub(crate) fn take_ahead<T: 'static>(slot: &'static LocalKey<AheadSlot<T>>) -> Option<T> {
+    slot.with(|ahead| ahead.borrow_mut().take()).and_then(|ahead| ahead.value)
 }
