@@ -16,8 +16,8 @@ pub use transfer::{FileOffer, Transfer};
 /// Runs when the module is instantiated (`init()`): a panic then reaches the console
 /// as a message and a stack instead of `RuntimeError: unreachable`, the storage
 /// worker starts before a join needs it, and once the page is idle the join path is
-/// compiled, the first join's connection made and its identity claimed (then the message path optimised, if
-/// no join started meanwhile).
+/// compiled, the first join's connection made and its identity claimed (then the
+/// message path optimised, if no join started meanwhile).
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();

@@ -1,5 +1,5 @@
 //! Clock, idle time and randomness from whatever global scope we run in (window or
-//! worker).
+//! worker), and the slot for what `init()` prepares ahead of a join.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
