@@ -34,9 +34,12 @@ pub const SIGNALING_IDLE_MS: u64 = 20_000;
 /// A `ping` not answered by any frame within this long means the link is dead: it is
 /// closed and joined again.
 pub const PONG_TIMEOUT_MS: u64 = 3_000;
-/// A WebSocket that has not opened and brought a `welcome` within this long is given
-/// up (and tried again, or the first join fails): a connect whose packets go nowhere
-/// hangs for minutes in a browser.
+/// A WebSocket that has not opened within this long is given up (and tried again, or
+/// the first join fails): a connect whose packets go nowhere hangs for minutes in a
+/// browser. Each step the server takes towards a welcome (the socket opened, its
+/// challenge) gives the next as long again, so a busy tab or server that answers slowly
+/// is waited for (a 32-tab join on two cores took up to 9 s to be welcomed): at most
+/// three times this in all.
 pub const SIGNALING_CONNECT_MS: u64 = 10_000;
 
 /// What the server told us about the room, for the peers.
@@ -149,8 +152,12 @@ impl SignalingLink {
     /// The WebSocket opened: ask for a nonce to sign, to join (again) with our key so
     /// the id stays the same; unless the driver `asked` already.
     #[inline(never)] // see `Mesh::handle`
-    pub(crate) fn opened(&mut self, asked: bool, out: &mut VecDeque<Output>) {
-        if self.state == State::Connecting && !asked {
+    pub(crate) fn opened(&mut self, now: Millis, asked: bool, out: &mut VecDeque<Output>) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.due = Some(now + SIGNALING_CONNECT_MS);
+        if !asked {
             send(out, &ClientMessage::Challenge);
         }
     }
@@ -225,7 +232,7 @@ impl SignalingLink {
             ServerEvent::Signal { from, data } if self.state != State::Closed => Some(RoomNews::Signal { from: PeerId::new(from), data }),
             ServerEvent::PeerJoined(_) | ServerEvent::Signal { .. } | ServerEvent::Pong => None,
             ServerEvent::Challenge { nonce } => {
-                self.challenged(&nonce, out);
+                self.challenged(now, &nonce, out);
                 None
             }
             ServerEvent::Error { code_text, message, .. } if code_text == REPLACED_ERROR => {
@@ -262,7 +269,7 @@ impl SignalingLink {
                     self.first_join_failed(now, out);
                     return None;
                 }
-                warn(out, format!("the signaling server did not welcome us within {SIGNALING_CONNECT_MS} ms; trying again"));
+                warn(out, format!("the signaling server did not welcome us (no step towards it within {SIGNALING_CONNECT_MS} ms); trying again"));
                 return self.schedule_reconnect(now, out);
             }
             State::Joined if overdue => {
@@ -290,10 +297,11 @@ impl SignalingLink {
     }
 
     /// The server's nonce: join, proving we hold the key our id derives from.
-    fn challenged(&mut self, nonce: &str, out: &mut VecDeque<Output>) {
+    fn challenged(&mut self, now: Millis, nonce: &str, out: &mut VecDeque<Output>) {
         if self.state != State::Connecting {
             return;
         }
+        self.due = Some(now + SIGNALING_CONNECT_MS);
         let join = &self.join;
         let key = to_hex(&join.identity.public_key());
         let proof = to_hex(&join.identity.join_proof(nonce, &join.room));
@@ -410,7 +418,7 @@ mod tests {
     #[test]
     fn a_challenge_is_answered_with_a_signed_join_and_the_welcome_becomes_news() {
         let (mut link, mut out) = link(1);
-        link.opened(false, &mut out);
+        link.opened(Millis(0), false, &mut out);
         assert_eq!(sent(&out), [CHALLENGE_REQUEST], "the core asks with the frame a driver may send for it");
         let nonce = "ab".repeat(32);
         assert!(link.frame(Millis(5), &format!(r#"{{"type":"challenge","nonce":"{nonce}"}}"#), &mut out).is_none());
@@ -426,7 +434,7 @@ mod tests {
     fn a_socket_the_driver_already_asked_on_gets_no_second_request_and_its_challenge_is_answered() {
         let (mut link, mut out) = link(1);
         out.clear();
-        link.opened(true, &mut out);
+        link.opened(Millis(0), true, &mut out);
         assert!(sent(&out).is_empty(), "asked once, by the driver: {:?}", sent(&out));
         link.frame(Millis(3), &format!(r#"{{"type":"challenge","nonce":"{}"}}"#, "cd".repeat(32)), &mut out);
         let frames = sent(&out);
@@ -438,7 +446,7 @@ mod tests {
     #[test]
     fn an_idle_link_is_pinged_and_one_that_stays_silent_fails_over_to_the_next_server() {
         let (mut link, mut out) = link(2);
-        link.opened(false, &mut out);
+        link.opened(Millis(0), false, &mut out);
         link.frame(Millis(0), WELCOME, &mut out);
         out.clear();
         assert_eq!(link.deadline(), Some(Millis(SIGNALING_IDLE_MS)));
@@ -452,6 +460,40 @@ mod tests {
         out.clear();
         link.timeout(retry, &mut out);
         assert_eq!(opens(&out), [1], "the next server");
+    }
+
+    fn failed(out: &VecDeque<Output>) -> bool {
+        out.iter().any(|o| matches!(o, Output::Event(Event::JoinFailed(JoinError::Unreachable))))
+    }
+
+    #[test]
+    fn a_server_that_answers_slowly_is_waited_for_step_by_step() {
+        let (mut link, mut out) = link(1);
+        let step = SIGNALING_CONNECT_MS - 1;
+        assert_eq!(link.deadline(), Some(Millis(SIGNALING_CONNECT_MS)), "the socket has this long to open");
+        link.opened(Millis(step), false, &mut out);
+        assert_eq!(link.deadline(), Some(Millis(step + SIGNALING_CONNECT_MS)), "and the challenge as long again");
+        link.timeout(Millis(SIGNALING_CONNECT_MS), &mut out);
+        let nonce = "ab".repeat(32);
+        link.frame(Millis(2 * step), &format!(r#"{{"type":"challenge","nonce":"{nonce}"}}"#), &mut out);
+        // A frame that is not a step (ICE servers) gives no more time.
+        link.frame(Millis(3 * step - 1), r#"{"type":"ice-servers","iceServers":[]}"#, &mut out);
+        assert_eq!(link.deadline(), Some(Millis(2 * step + SIGNALING_CONNECT_MS)));
+        link.timeout(Millis(2 * SIGNALING_CONNECT_MS), &mut out);
+        assert!(!failed(&out), "{out:?}");
+        assert!(matches!(link.frame(Millis(3 * step), WELCOME, &mut out), Some(RoomNews::Welcomed { .. })));
+        assert_eq!(link.state(), SignalingState::Connected);
+    }
+
+    #[test]
+    fn a_server_that_opens_and_then_says_nothing_is_given_up() {
+        let (mut link, mut out) = link(1);
+        link.opened(Millis(100), false, &mut out);
+        link.timeout(Millis(100 + SIGNALING_CONNECT_MS - 1), &mut out);
+        assert!(!failed(&out));
+        link.timeout(Millis(100 + SIGNALING_CONNECT_MS), &mut out);
+        assert!(failed(&out), "{out:?}");
+        assert!(link.is_closed());
     }
 
     #[test]

@@ -117,8 +117,8 @@ impl Mesh {
     /// measured with `--trace-wasm-compilation-times`); now only what runs hot is.
     pub fn handle(&mut self, now: Millis, input: Input<'_>) {
         match input {
-            Input::SignalingOpened => self.link.opened(false, &mut self.outputs),
-            Input::SignalingOpenedAsked => self.link.opened(true, &mut self.outputs),
+            Input::SignalingOpened => self.link.opened(now, false, &mut self.outputs),
+            Input::SignalingOpenedAsked => self.link.opened(now, true, &mut self.outputs),
             Input::SignalingClosed { close } => {
                 let news = self.link.closed(now, close.as_ref().map(|(code, reason)| (*code, reason.as_ref())), &mut self.outputs);
                 self.room_news(now, news);
