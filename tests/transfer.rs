@@ -396,3 +396,38 @@ fn an_unanswered_offer_does_not_stall_an_accepted_one() {
         assert!(!w.nodes[n[1]].delivered.contains_key(&waiting));
     }
 }
+
+#[test]
+fn a_one_block_file_is_read_once_and_offers_hold_at_most_eight_blocks_meanwhile() {
+    // Read to hash it for the offer, the block goes out on accept without a second read.
+    let (mut w, n) = World::connected("r", &["a", "b", "c"]);
+    let bytes = pattern(1024, 9);
+    let id = transfer(&mut w, n[0], n[1], &bytes);
+    assert_eq!(w.nodes[n[1]].delivered.get(&id), Some(&bytes));
+    assert_eq!(w.nodes[n[0]].reads, vec![(id, 0)]);
+    assert_eq!(w.held_bytes(n[0]), 0, "let go once sent");
+    // Ten unanswered one-block offers: the driver keeps eight blocks, no more; the other
+    // two are read again when accepted. Every file arrives intact.
+    w.nodes[n[0]].reads.clear();
+    let files: Vec<_> = (0..10u8).map(|i| (n[1 + usize::from(i % 2)], pattern(B - usize::from(i), i))).collect();
+    let ids: Vec<_> = files.iter().map(|(to, bytes)| w.send_file(n[0], *to, "f", bytes.clone())).collect();
+    w.settle();
+    let held = w.held_bytes(n[0]);
+    assert!(held <= 8 * B && held > 7 * B, "{held} bytes held");
+    for (id, (to, _)) in ids.iter().zip(&files) {
+        accept(&mut w, *to, *id);
+    }
+    for (id, (to, bytes)) in ids.iter().zip(&files) {
+        assert_eq!(w.nodes[*to].delivered.get(id), Some(bytes));
+    }
+    assert_eq!(w.nodes[n[0]].reads.len(), 12, "10 for the offers, 2 again: {:?}", w.nodes[n[0]].reads);
+    assert_eq!(w.held_bytes(n[0]), 0);
+    // An offer declined lets its block go too.
+    let id = w.send_file(n[0], n[1], "no", pattern(100, 1));
+    w.settle();
+    assert_eq!(w.held_bytes(n[0]), 100);
+    let now = w.now;
+    w.nodes[n[1]].mesh.reject_file(now, id, "no thanks");
+    w.settle();
+    assert_eq!(w.held_bytes(n[0]), 0);
+}

@@ -450,8 +450,14 @@ impl ListenerSink {
     }
 }
 
-/// The stored bytes under the sender's name and type (no copy: a File over the Blob).
+/// The stored bytes under the sender's name and type (no copy: a File over the Blob),
+/// or the stored File itself when it has them already (files kept in memory).
 fn named_file(blob: &web_sys::Blob, meta: &crate::core::FileMeta) -> JsValue {
+    if let Some(file) = blob.dyn_ref::<File>() {
+        if file.name() == meta.name && file.type_() == meta.mime {
+            return file.clone().into();
+        }
+    }
     let options = FilePropertyBag::new();
     options.set_type(&meta.mime);
     File::new_with_blob_sequence_and_options(&Array::of1(blob), &meta.name, &options).map_or_else(|_| blob.clone().into(), Into::into)

@@ -59,9 +59,13 @@ export function startStoreWorker() {
 }
 
 // --- Screen Wake Lock while transferring (src/web/wake_lock.rs) ---
+// Taken once transfers have run for a second: no screen sleeps sooner, and asking for
+// a lock (and giving it back) cost each small file ~0.5 ms on both sides.
+const WAKE_LOCK_AFTER_MS = 1000;
 let wanted = false;
 let sentinel = null;
 let listening = false;
+let pending = null;
 async function acquire() {
   if (!wanted || sentinel || typeof document === "undefined" || document.visibilityState !== "visible" || !navigator.wakeLock) return;
   try {
@@ -76,12 +80,20 @@ async function acquire() {
 export function setWakeLock(on) {
   if (on === wanted) return;
   wanted = on;
-  if (!listening && typeof document !== "undefined") {
-    listening = true;
-    document.addEventListener("visibilitychange", acquire);
+  if (on) {
+    pending = setTimeout(() => {
+      pending = null;
+      if (!listening && typeof document !== "undefined") {
+        listening = true;
+        document.addEventListener("visibilitychange", acquire);
+      }
+      acquire();
+    }, WAKE_LOCK_AFTER_MS);
+    return;
   }
-  if (on) acquire();
-  else if (sentinel) { sentinel.release(); sentinel = null; }
+  clearTimeout(pending);
+  pending = null;
+  if (sentinel) { sentinel.release(); sentinel = null; }
 }
 
 // --- Identities and pinned keys in localStorage, held with Web Locks (src/web/identity.rs) ---

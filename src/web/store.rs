@@ -15,7 +15,7 @@ use gloo_timers::callback::Timeout;
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Blob, BlobPropertyBag, MessageEvent, Url, Worker};
+use web_sys::{Blob, BlobPropertyBag, File, FilePropertyBag, MessageEvent, Url, Worker};
 
 use super::error::describe;
 use crate::core::{FileMeta, Hash, Partial, PeerId, StoreError, TransferId};
@@ -130,8 +130,13 @@ impl Drop for Live {
     }
 }
 
-/// A file in memory: its parts by offset, assembled into a Blob at the end.
-type Parts = BTreeMap<u64, Uint8Array>;
+/// A file in memory: its parts by offset, assembled at the end into a File under the
+/// sender's name and type (one copy into the browser's blob storage, not two).
+#[derive(Default)]
+struct Parts {
+    by_offset: BTreeMap<u64, Uint8Array>,
+    meta: Option<FileMeta>,
+}
 
 pub(crate) struct Store {
     backend: Backend,
@@ -373,7 +378,7 @@ impl Store {
     /// Opens storage for a download; one that need not be `durable` is kept in memory.
     pub(crate) fn open(&mut self, id: TransferId, key: &str, from: Option<&PeerId>, meta: &FileMeta, durable: bool) {
         if !durable {
-            self.in_memory.insert(id, Parts::new());
+            self.in_memory.insert(id, Parts::default());
         }
         self.perform(Op::Open { id, key: key.to_owned(), from: from.cloned(), meta: meta.clone() });
     }
@@ -418,20 +423,28 @@ impl Op {
 fn memory_op(files: &mut HashMap<TransferId, Parts>, on_reply: &dyn Fn(StoreReply), op: Op) {
     match op {
         Op::Probe { id, .. } => on_reply(StoreReply::Probed(id, None)),
-        Op::Open { id, .. } => {
-            files.entry(id).or_default();
+        Op::Open { id, meta, .. } => {
+            files.entry(id).or_default().meta = Some(meta);
             on_reply(StoreReply::Opened(id, Ok(())));
         }
         Op::Write { id, offset, buffer } => {
             if let Some(parts) = files.get_mut(&id) {
-                parts.insert(offset, Uint8Array::new(&buffer));
+                parts.by_offset.insert(offset, Uint8Array::new(&buffer));
             }
         }
         Op::Commit { id, block, .. } => on_reply(StoreReply::Committed(id, block)),
         Op::Finish { id } => {
-            let parts: Array = files.remove(&id).unwrap_or_default().into_values().collect();
-            let blob = Blob::new_with_u8_array_sequence(&parts).map_err(|e| StoreError { full: false, message: describe(&e) });
-            on_reply(StoreReply::Finished(id, blob));
+            let Parts { by_offset, meta } = files.remove(&id).unwrap_or_default();
+            let parts: Array = by_offset.into_values().collect();
+            let blob = match meta {
+                Some(meta) => {
+                    let options = FilePropertyBag::new();
+                    options.set_type(&meta.mime);
+                    File::new_with_u8_array_sequence_and_options(&parts, &meta.name, &options).map(Into::into)
+                }
+                None => Blob::new_with_u8_array_sequence(&parts),
+            };
+            on_reply(StoreReply::Finished(id, blob.map_err(|e| StoreError { full: false, message: describe(&e) })));
         }
         Op::Close { id, .. } => {
             files.remove(&id);

@@ -1,6 +1,7 @@
-//! A Screen Wake Lock while files are on their way: a device that sleeps mid-transfer
-//! drops the connection. Where the API is missing (or the page is hidden, when
-//! browsers refuse it) nothing happens; it is taken again when the page is shown.
+//! A Screen Wake Lock while files are on their way, from a second into a transfer: a
+//! device that sleeps mid-transfer drops the connection. Where the API is missing (or
+//! the page is hidden, when browsers refuse it) nothing happens; it is taken again
+//! when the page is shown.
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

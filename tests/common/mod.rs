@@ -50,6 +50,8 @@ pub struct Node {
     /// Files this node sends, by transfer.
     pub files: HashMap<TransferId, Vec<u8>>,
     held: HashMap<(TransferId, u32), Vec<u8>>,
+    /// Every block read from this node's files, by transfer and block, in order.
+    pub reads: Vec<(TransferId, u32)>,
     pub store: HashMap<String, Stored>,
     open_stores: HashMap<TransferId, String>,
     /// Files delivered to this node.
@@ -277,6 +279,7 @@ impl World {
             config,
             files: HashMap::new(),
             held: HashMap::new(),
+            reads: Vec::new(),
             store: HashMap::new(),
             open_stores: HashMap::new(),
             delivered: HashMap::new(),
@@ -841,6 +844,7 @@ impl World {
                     FileSource::Shared(share) => node.shares.get(&share).expect("read of a file that is not shared"),
                 };
                 let bytes = file[offset as usize..(offset + len) as usize].to_vec();
+                node.reads.push((id, block));
                 // The driver holds what it read until it is told to let it go.
                 node.held.insert((id, block), bytes.clone());
                 node.mesh.handle(now, Input::BlockRead { id, block, bytes: bytes.into() });
@@ -915,6 +919,11 @@ impl World {
     }
 
     /// Offers `bytes` from node `from` to node `to`.
+    /// Bytes the driver of node `n` holds from reads, not yet let go.
+    pub fn held_bytes(&self, n: usize) -> usize {
+        self.nodes[n].held.values().map(Vec::len).sum()
+    }
+
     pub fn send_file(&mut self, from: usize, to: usize, name: &str, bytes: Vec<u8>) -> TransferId {
         let peer = pid(&self.nodes[from], &self.nodes[to].id());
         let now = self.now;

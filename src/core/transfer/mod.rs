@@ -58,6 +58,9 @@ pub(crate) const WINDOW_BLOCKS: u32 = 8;
 /// Bytes read ahead of the bulk channel per peer, so the next block is ready before
 /// the current one drains.
 pub(crate) const READ_AHEAD: u64 = 2 * BLOCK_SIZE;
+/// What a sender may keep of one-block files it hashed until their offers are answered
+/// (`send.rs`): a block's buffer each, so eight offers; others read again on accept.
+pub(crate) const OFFERS_HELD_MAX_BYTES: u64 = 8 * BLOCK_SIZE;
 /// Progress events at most this often per transfer (at least 4 a second while bytes flow).
 pub(crate) const PROGRESS_INTERVAL_MS: u64 = 200;
 
@@ -344,8 +347,10 @@ impl Transfers {
     /// A block was read ([`FileOp::Read`]); the driver holds its bytes.
     #[inline(never)] // see `Mesh::handle`
     pub(crate) fn block_read(&mut self, net: &mut Net<'_>, id: TransferId, block: u32, bytes: &[u8]) {
+        let held: u64 = self.map.values().map(|t| if let Transfer::Send(o) = t { o.held_bytes() } else { 0 }).sum();
+        let may_hold = held + BLOCK_SIZE <= OFFERS_HELD_MAX_BYTES;
         let (peer, step) = match self.map.get_mut(&id) {
-            Some(Transfer::Send(t)) => (t.peer.clone(), t.block_read(id, net, block, bytes)),
+            Some(Transfer::Send(t)) => (t.peer.clone(), t.block_read(id, net, block, bytes, may_hold)),
             Some(Transfer::Serve(s)) => {
                 let step = s.block_read(id, net, block, bytes);
                 if matches!(step, Step::Fail(TransferError::Unreadable(_), _)) {

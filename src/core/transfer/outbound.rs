@@ -50,7 +50,7 @@ impl Transfers {
                     Some(Transfer::Send(o)) => match o.next_action() {
                         Some(action) => {
                             o.act(id, net, action);
-                            (true, matches!(action, Action::Read(..)))
+                            (true, matches!(action, Action::Read(..) | Action::SendHeld(..)))
                         }
                         None => {
                             o.maybe_end(id, net);

@@ -37,6 +37,8 @@ pub(crate) enum Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     Read(u32, Purpose),
+    /// Send the block whose bytes the driver still holds from hashing it for the offer.
+    SendHeld(u32, Hash),
     /// Tell the receiver the hash of a block it has, so it can check its copy.
     Announce(u32, Hash),
 }
@@ -62,6 +64,9 @@ pub(crate) struct Outgoing {
     token: Option<Hash>,
     /// The nonce of our latest offer.
     nonce: u64,
+    /// The driver still holds the file's only block, read to hash it for the offer: on
+    /// accept it goes out without a second read (a small file's read took ~1.5 ms).
+    held: bool,
 }
 
 impl Outgoing {
@@ -81,6 +86,7 @@ impl Outgoing {
             meter: ProgressMeter::default(),
             token: None,
             nonce: 0,
+            held: false,
             meta,
         }
     }
@@ -103,6 +109,16 @@ impl Outgoing {
 
     pub(crate) fn sending(&self) -> bool {
         self.phase == SendPhase::Sending
+    }
+
+    /// What the driver may hold for this transfer before it was accepted: a whole
+    /// block's buffer, however small the file (the driver reads into block-sized buffers).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        if self.held {
+            BLOCK_SIZE
+        } else {
+            0
+        }
     }
 
     pub(crate) fn reading_bytes(&self) -> u64 {
@@ -137,8 +153,9 @@ impl Outgoing {
         net.send_control(&self.peer, &offer);
     }
 
-    /// A block asked for with [`FileOp::Read`] was read.
-    pub(crate) fn block_read(&mut self, id: TransferId, net: &mut Net<'_>, block: u32, bytes: &[u8]) -> Step {
+    /// A block asked for with [`FileOp::Read`] was read. `may_hold`: the driver may
+    /// keep a one-block file's bytes until the offer is answered.
+    pub(crate) fn block_read(&mut self, id: TransferId, net: &mut Net<'_>, block: u32, bytes: &[u8], may_hold: bool) -> Step {
         let Some(at) = self.reading.iter().position(|(b, _)| *b == block) else {
             net.output(Output::File(FileOp::ReleaseBlock { id, block }));
             return Step::Go;
@@ -155,8 +172,9 @@ impl Outgoing {
         *known = Some(hash);
         let keep = match self.phase {
             SendPhase::Hashing => {
+                self.held = may_hold && self.blocks == 1;
                 self.offer(id, net);
-                false
+                self.held
             }
             SendPhase::Sending => {
                 let data = purpose == Purpose::Send;
@@ -194,6 +212,10 @@ impl Outgoing {
                 };
                 if !proven {
                     return Step::Fail(TransferError::Protocol("the peer resuming this transfer is not the one that accepted it".into()), true);
+                }
+                if self.held && have.contains(0) {
+                    self.held = false;
+                    net.output(Output::File(FileOp::ReleaseBlock { id, block: 0 }));
                 }
                 self.meter.restart();
                 self.meter.set(net.now, have.bytes(self.meta.size));
@@ -250,6 +272,7 @@ impl Outgoing {
             (true, Some(hash)) => Action::Announce(block, hash),
             (true, None) => Action::Read(block, Purpose::Hash),
             (false, _) if window_full => return None,
+            (false, Some(hash)) if self.held => Action::SendHeld(block, hash),
             (false, _) => Action::Read(block, Purpose::Send),
         };
         self.next += 1;
@@ -259,6 +282,11 @@ impl Outgoing {
     pub(crate) fn act(&mut self, id: TransferId, net: &mut Net<'_>, action: Action) {
         match action {
             Action::Read(block, purpose) => self.read(id, net, block, purpose),
+            Action::SendHeld(block, hash) => {
+                self.held = false;
+                self.unacked += 1;
+                send_block(net, &self.peer, id, block, block_len(self.meta.size, block) as u32, true, hash);
+            }
             Action::Announce(block, hash) => {
                 let header = BulkHeader::Block { id, block, len: block_len(self.meta.size, block) as u32, data: false, hash };
                 net.send_bulk(&self.peer, vec![BulkItem::Frame { id, bytes: header.encode() }]);
@@ -295,6 +323,7 @@ impl Outgoing {
             SendPhase::Offered | SendPhase::Sending => {}
         }
         self.phase = SendPhase::Paused { until };
+        self.held = false;
         self.reading.clear();
         self.unacked = 0;
         self.meter.restart();
@@ -339,7 +368,7 @@ mod tests {
         let mut out = Outgoing::new(peer.clone(), meta);
         out.start(id, &mut h.net());
         assert_eq!(reads(&mut h), vec![0], "block 0 is read for the head hash");
-        assert_eq!(out.block_read(id, &mut h.net(), 0, block(&bytes, 0)), Step::Go);
+        assert_eq!(out.block_read(id, &mut h.net(), 0, block(&bytes, 0), false), Step::Go);
         assert!(matches!(h.sent_controls(&peer).as_slice(), [Control::Offer { size, .. }] if *size == 10 * BLOCK_SIZE));
         // The receiver holds block 0 already (from an earlier partial).
         let mut have = BlockSet::new(10);
@@ -355,7 +384,7 @@ mod tests {
         assert_eq!(actions[0], Action::Announce(0, hash_block(block(&bytes, 0))));
         assert_eq!(actions.len(), 1 + WINDOW_BLOCKS as usize);
         for b in reads(&mut h) {
-            out.block_read(id, &mut h.net(), b, block(&bytes, b));
+            out.block_read(id, &mut h.net(), b, block(&bytes, b), false);
         }
         assert_eq!(out.next_action(), None, "the window is full until acks come");
         for b in 1..=8 {
@@ -365,7 +394,7 @@ mod tests {
             out.act(id, &mut h.net(), action);
         }
         for b in reads(&mut h) {
-            out.block_read(id, &mut h.net(), b, block(&bytes, b));
+            out.block_read(id, &mut h.net(), b, block(&bytes, b), false);
         }
         out.maybe_end(id, &mut h.net());
         let bulk = h.sent_bulk();
@@ -384,7 +413,7 @@ mod tests {
         let (meta, bytes) = file(2);
         let mut out = Outgoing::new(peer.clone(), meta);
         out.start(id, &mut h.net());
-        out.block_read(id, &mut h.net(), 0, block(&bytes, 0));
+        out.block_read(id, &mut h.net(), 0, block(&bytes, 0), false);
         let bitmap = BlockSet::new(2).as_bytes().to_vec();
         assert_eq!(out.on_control(id, &mut h.net(), Control::Accept { id, have: bitmap.clone(), proof: Proof::Token([1; 32]) }), Step::Go);
         // The peer left and came back: the new accept must answer the new nonce.
@@ -395,7 +424,7 @@ mod tests {
         // A bitmap of the wrong length is refused as well.
         let mut other = Outgoing::new(peer, file(2).0);
         other.start(id, &mut h.net());
-        other.block_read(id, &mut h.net(), 0, block(&bytes, 0));
+        other.block_read(id, &mut h.net(), 0, block(&bytes, 0), false);
         let step = other.on_control(id, &mut h.net(), Control::Accept { id, have: vec![0; 9], proof: Proof::Token([1; 32]) });
         assert!(matches!(step, Step::Fail(TransferError::Protocol(_), true)));
     }
