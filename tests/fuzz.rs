@@ -239,6 +239,11 @@ fn drain(mesh: &mut Mesh, now: Millis, reached: &mut Reached) -> usize {
             Output::Store(StoreOp::Open { id, .. }) => mesh.handle(now, Input::StoreOpened { id, result: Ok(()) }),
             Output::Store(StoreOp::Commit { id, block, .. }) => mesh.handle(now, Input::BlockCommitted { id, block }),
             Output::Store(StoreOp::Finish { id }) => mesh.handle(now, Input::StoreFinished { id, result: Ok(()) }),
+            Output::Store(StoreOp::Put { id, offset, bytes }) => {
+                let size = reached.accepted.get(&id).copied().expect("a put for a transfer not accepted");
+                assert!(offset + bytes.len() as u64 <= size, "{} bytes put at {offset} of {size}", bytes.len());
+                reached.stored += bytes.len() as u64;
+            }
             Output::Store(StoreOp::Write { id, offset, frame }) => {
                 // The only frame in hand is the one just handed in.
                 let len = reached.last_frame.filter(|(f, _)| *f == frame).map(|(_, len)| len);

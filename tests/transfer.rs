@@ -9,6 +9,8 @@ use meshdrop::core::transfer::blocks::{content_hash, hash_block, BLOCK_SIZE};
 use meshdrop::core::{Event, TransferError, TransferId};
 
 const B: usize = BLOCK_SIZE as usize;
+/// The largest file an offer carries whole, to a peer that takes that (every node here).
+const INLINE: usize = 16 * 1024;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8 ^ seed).collect()
@@ -60,7 +62,7 @@ fn transfer(w: &mut World, a: usize, b: usize, bytes: &[u8]) -> TransferId {
 
 #[test]
 fn files_of_every_edge_size_arrive_intact() {
-    for len in [0, 1, B - 1, B, B + 1, 3 * B, 2 * B + B / 2] {
+    for len in [0, 1, INLINE, INLINE + 1, B - 1, B, B + 1, 3 * B, 2 * B + B / 2] {
         let (mut w, n) = World::connected("r", &["a", "b"]);
         let bytes = pattern(len, 3);
         let id = transfer(&mut w, n[0], n[1], &bytes);
@@ -68,7 +70,10 @@ fn files_of_every_edge_size_arrive_intact() {
         let hash = expected_hash(&bytes);
         assert_eq!(done(&w.nodes[n[1]].take_events()), vec![(id, hash)], "size {len}");
         assert_eq!(done(&w.nodes[n[0]].take_events()), vec![(id, hash)], "size {len}");
-        assert_eq!(w.nodes[n[0]].bulk_data_sent, len as u64, "every byte sent once");
+        // Every byte sent once: with the offer if the file is small, else on the bulk channel.
+        let inline = (1..=INLINE).contains(&len);
+        assert_eq!(w.nodes[n[0]].bulk_data_sent, if inline { 0 } else { len as u64 }, "size {len}");
+        assert_eq!(w.nodes[n[1]].puts, usize::from(inline), "size {len}");
     }
 }
 
@@ -401,7 +406,7 @@ fn an_unanswered_offer_does_not_stall_an_accepted_one() {
 fn a_one_block_file_is_read_once_and_offers_hold_at_most_eight_blocks_meanwhile() {
     // Read to hash it for the offer, the block goes out on accept without a second read.
     let (mut w, n) = World::connected("r", &["a", "b", "c"]);
-    let bytes = pattern(1024, 9);
+    let bytes = pattern(INLINE + 1, 9);
     let id = transfer(&mut w, n[0], n[1], &bytes);
     assert_eq!(w.nodes[n[1]].delivered.get(&id), Some(&bytes));
     assert_eq!(w.nodes[n[0]].reads, vec![(id, 0)]);
@@ -423,11 +428,32 @@ fn a_one_block_file_is_read_once_and_offers_hold_at_most_eight_blocks_meanwhile(
     assert_eq!(w.nodes[n[0]].reads.len(), 12, "10 for the offers, 2 again: {:?}", w.nodes[n[0]].reads);
     assert_eq!(w.held_bytes(n[0]), 0);
     // An offer declined lets its block go too.
-    let id = w.send_file(n[0], n[1], "no", pattern(100, 1));
+    let id = w.send_file(n[0], n[1], "no", pattern(INLINE + 100, 1));
     w.settle();
-    assert_eq!(w.held_bytes(n[0]), 100);
+    assert_eq!(w.held_bytes(n[0]), INLINE + 100);
     let now = w.now;
     w.nodes[n[1]].mesh.reject_file(now, id, "no thanks");
     w.settle();
     assert_eq!(w.held_bytes(n[0]), 0);
+}
+
+#[test]
+fn a_small_file_comes_with_its_offer_and_is_there_the_moment_it_is_accepted() {
+    let (mut w, n) = World::connected("r", &["a", "b"]);
+    let bytes = pattern(INLINE, 4);
+    let id = w.send_file(n[0], n[1], "note.txt", bytes.clone());
+    w.settle();
+    assert_eq!(offers(&w.nodes[n[1]].take_events()), vec![id]);
+    assert_eq!(w.held_bytes(n[0]), 0, "the offer carries it: the sender keeps nothing");
+    // Accepted, it is stored and done without a byte on the bulk channel.
+    let now = w.now;
+    w.nodes[n[1]].mesh.accept_file(now, id).expect("accept");
+    let events = w.nodes[n[1]].take_events();
+    assert!(done(&events).is_empty(), "the store reports first: {events:?}");
+    w.settle();
+    let hash = expected_hash(&bytes);
+    assert_eq!(w.nodes[n[1]].delivered.get(&id), Some(&bytes));
+    assert_eq!(done(&w.nodes[n[1]].take_events()), vec![(id, hash)]);
+    assert_eq!(done(&w.nodes[n[0]].take_events()), vec![(id, hash)], "the sender is done on the receiver's word");
+    assert_eq!((w.nodes[n[0]].bulk_data_sent, w.nodes[n[0]].reads.len()), (0, 1), "read once, to hash and offer it");
 }

@@ -323,9 +323,10 @@ impl Mesh {
                 net.send_service(peer, &Service::Pong);
             }
             Service::Pong => {}
-            Service::Features { batches } => {
+            Service::Features { batches, inline_offers } => {
                 if let Some(session) = self.peers.open_session(peer) {
                     session.takes_batches = batches;
+                    session.takes_inline_offers = inline_offers;
                 }
             }
             // One per connection, first, and handled then: a later one is noise.

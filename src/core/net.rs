@@ -45,6 +45,12 @@ impl<'a> Net<'a> {
         s.transmit(frames, false, self.out)
     }
 
+    /// Whether an offer frame of `len` bytes may carry its file to `peer`: it said it
+    /// takes those, and the frame fits in one message to it.
+    pub(crate) fn takes_inline_offer(&self, peer: &PeerId, len: usize) -> bool {
+        self.peers.session(peer).is_some_and(|s| s.takes_inline_offers && len <= s.max_frame())
+    }
+
     /// Sends a transfer control frame if the peer's channel is open (if not, the
     /// transfer is paused or ending anyway). Control frames are small and few (one ack
     /// per MiB): never refused.

@@ -433,6 +433,16 @@ pub enum StoreOp {
         /// The frame, as [`Input::BulkFrame`](super::Input::BulkFrame) named it.
         frame: FrameId,
     },
+    /// Store `bytes` at `offset` of transfer `id`'s file: a small file that came whole
+    /// with its offer.
+    Put {
+        /// The transfer.
+        id: TransferId,
+        /// Where in the file.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
     /// Every byte of `block` has been written: record its hash after them; report
     /// [`Input::BlockCommitted`](super::Input::BlockCommitted).
     Commit {

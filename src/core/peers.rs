@@ -428,7 +428,7 @@ impl Peers {
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         s.verified();
         // Once the peer proved itself: what we take beyond the first protocol.
-        let features = encode_service(&Service::Features { batches: true }.encode(), s.max_frame());
+        let features = encode_service(&Service::Features { batches: true, inline_offers: true }.encode(), s.max_frame());
         s.transmit(features, true, out);
         self.schedule.connected(&peer);
         let name = self.roster.get(&peer).cloned().flatten();

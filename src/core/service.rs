@@ -123,11 +123,14 @@ pub(crate) enum Service {
     Features {
         /// Batches of frames (`wire::kind::BATCH`).
         batches: bool,
+        /// Offers that carry a small file whole (transfer control type 8).
+        inline_offers: bool,
     },
 }
 
-/// `Features` flags.
+/// `Features` flags (a peer ignores those it does not know).
 const TAKES_BATCHES: u8 = 1;
+const TAKES_INLINE_OFFERS: u8 = 2;
 
 impl Service {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -192,9 +195,10 @@ impl Service {
                 }
             }
             Service::Ping => out.push(9),
-            Service::Features { batches } => {
+            Service::Features { batches, inline_offers } => {
                 out.push(13);
-                out.push(if *batches { TAKES_BATCHES } else { 0 });
+                let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+                out.push(flag(*batches, TAKES_BATCHES) | flag(*inline_offers, TAKES_INLINE_OFFERS));
             }
             Service::Pong => out.push(10),
             Service::Bind { key, signature, mac } => {
@@ -253,7 +257,10 @@ impl Service {
                 }
             }
             9 => Service::Ping,
-            13 => Service::Features { batches: r.u8()? & TAKES_BATCHES != 0 },
+            13 => {
+                let flags = r.u8()?;
+                Service::Features { batches: flags & TAKES_BATCHES != 0, inline_offers: flags & TAKES_INLINE_OFFERS != 0 }
+            }
             10 => Service::Pong,
             12 => {
                 let (key, signature) = (r.array()?, r.array()?);
@@ -310,8 +317,9 @@ mod tests {
             Service::Drop { transfer: TransferId(5), blocks: vec![40] },
             Service::Ping,
             Service::Pong,
-            Service::Features { batches: true },
-            Service::Features { batches: false },
+            Service::Features { batches: true, inline_offers: true },
+            Service::Features { batches: false, inline_offers: false },
+            Service::Features { batches: true, inline_offers: false },
         ]
     }
 
@@ -344,8 +352,9 @@ mod tests {
 
     #[test]
     fn unknown_feature_flags_are_ignored() {
-        assert_eq!(Service::decode(&[13, 0xff]), Ok(Service::Features { batches: true }));
-        assert_eq!(Service::decode(&[13, 0xfe]), Ok(Service::Features { batches: false }));
+        assert_eq!(Service::decode(&[13, 0xff]), Ok(Service::Features { batches: true, inline_offers: true }));
+        assert_eq!(Service::decode(&[13, 0xfc]), Ok(Service::Features { batches: false, inline_offers: false }));
+        assert_eq!(Service::decode(&[13, 0x01]), Ok(Service::Features { batches: true, inline_offers: false }));
     }
 
     #[test]

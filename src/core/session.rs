@@ -61,6 +61,8 @@ pub(crate) struct Session {
     pub(crate) proof: ConnectionProof,
     /// The peer said it takes batches of frames (service message `Features`).
     pub(crate) takes_batches: bool,
+    /// The peer said it takes offers that carry a small file whole (`Features`).
+    pub(crate) takes_inline_offers: bool,
 }
 
 impl Session {
@@ -85,6 +87,7 @@ impl Session {
             channel_up: false,
             proof: ConnectionProof::default(),
             takes_batches: false,
+            takes_inline_offers: false,
         }
     }
 

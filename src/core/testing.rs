@@ -78,6 +78,13 @@ impl Harness {
         self.peer.clone()
     }
 
+    /// The peer says (as its `features` would) that it takes offers carrying a file.
+    pub(crate) fn peer_takes_inline_offers(&mut self) {
+        if let Some(s) = self.peers.open_session(&self.peer) {
+            s.takes_inline_offers = true;
+        }
+    }
+
     /// Takes every output so far, the channel draining as a real one would.
     fn collect(&mut self) {
         while let Some(output) = self.out.pop_front() {

@@ -672,6 +672,7 @@ impl Driver {
                     state.store.write(id, offset, buffer);
                 }
             }
+            StoreOp::Put { id, offset, bytes } => state.store.write(id, offset, Uint8Array::from(bytes.as_slice()).buffer()),
             StoreOp::Commit { id, block, hash } => state.store.commit(id, block, &hash),
             StoreOp::Finish { id } => state.store.finish(id),
             StoreOp::Close { id, delete } => state.store.close(id, delete),

@@ -52,6 +52,8 @@ pub struct Node {
     held: HashMap<(TransferId, u32), Vec<u8>>,
     /// Every block read from this node's files, by transfer and block, in order.
     pub reads: Vec<(TransferId, u32)>,
+    /// Files stored whole from their offers ([`StoreOp::Put`]).
+    pub puts: usize,
     pub store: HashMap<String, Stored>,
     open_stores: HashMap<TransferId, String>,
     /// Files delivered to this node.
@@ -280,6 +282,7 @@ impl World {
             files: HashMap::new(),
             held: HashMap::new(),
             reads: Vec::new(),
+            puts: 0,
             store: HashMap::new(),
             open_stores: HashMap::new(),
             delivered: HashMap::new(),
@@ -895,6 +898,15 @@ impl World {
                 assert!(end <= stored.data.len(), "write past the end of the file");
                 stored.data[offset as usize..end].copy_from_slice(&bytes);
                 node.writes.push(Write { from, id, offset, len: bytes.len() as u64 });
+            }
+            StoreOp::Put { id, offset, bytes } => {
+                // A small file that came whole with its offer.
+                let key = node.open_stores.get(&id).expect("store for a transfer with no open store");
+                let stored = node.store.get_mut(key).expect("open store exists");
+                let end = offset as usize + bytes.len();
+                assert!(end <= stored.data.len(), "put past the end of the file");
+                stored.data[offset as usize..end].copy_from_slice(&bytes);
+                node.puts += 1;
             }
             StoreOp::Commit { id, block, hash } => {
                 let key = &node.open_stores[&id];

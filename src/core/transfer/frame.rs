@@ -17,6 +17,8 @@
 //!   7 cancel    code u8 (1 cancelled, 2 hash mismatch, 3 storage full, 4 storage,
 //!               5 unreadable, 6 protocol, 7 not shared, 8 busy), reason
 //!               (u16 length + utf-8)
+//!   8 offer     an offer's fields, then the whole file (1 to 16 KiB): a one-block
+//!               file, to a peer whose `features` said it takes these
 //! bulk     [0x16][transfer: u64][block: u32][length: u32][flags: u8][hash [32]]
 //!               flags bit 0: the block's bytes follow as raw frames; else the header
 //!               only tells the block's hash (the receiver has the bytes)
@@ -31,6 +33,9 @@ use super::TransferId;
 use crate::core::wire::kind::{BLOCK_HEADER as BLOCK, TRANSFER_CONTROL as CONTROL, TRANSFER_END as END};
 
 const MAX_TEXT: usize = 1024;
+/// The largest file an offer carries whole (control type 8): its receiver has it the
+/// moment it accepts. Offers wait in bounded numbers (`recv.rs`), so their bytes do too.
+pub(crate) const INLINE_OFFER_MAX: usize = 16 * 1024;
 
 /// Why a transfer ended early, on the wire and in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +76,43 @@ impl CancelCode {
 /// A control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
-    Offer { id: TransferId, size: u64, block_size: u32, head: Hash, hash: Option<Hash>, name: String, mime: String, nonce: u64 },
-    Accept { id: TransferId, have: Vec<u8>, proof: Proof },
-    Reject { id: TransferId, reason: String },
-    Ack { id: TransferId, block: u32 },
-    Want { id: TransferId, block: u32 },
-    Complete { id: TransferId },
-    Cancel { id: TransferId, code: CancelCode, reason: String },
+    /// `data`: the whole file, when it is small and the peer takes it so.
+    Offer {
+        id: TransferId,
+        size: u64,
+        block_size: u32,
+        head: Hash,
+        hash: Option<Hash>,
+        name: String,
+        mime: String,
+        nonce: u64,
+        data: Option<Vec<u8>>,
+    },
+    Accept {
+        id: TransferId,
+        have: Vec<u8>,
+        proof: Proof,
+    },
+    Reject {
+        id: TransferId,
+        reason: String,
+    },
+    Ack {
+        id: TransferId,
+        block: u32,
+    },
+    Want {
+        id: TransferId,
+        block: u32,
+    },
+    Complete {
+        id: TransferId,
+    },
+    Cancel {
+        id: TransferId,
+        code: CancelCode,
+        reason: String,
+    },
 }
 
 /// How a receiver shows it is the one that accepted a transfer before (the signaling
@@ -112,6 +147,9 @@ pub enum FrameError {
     /// Text that is not UTF-8 or too long.
     #[error("bad text in transfer frame")]
     Text,
+    /// An offer's file bytes that are empty or more than an offer may carry.
+    #[error("an offer carries 1 to 16384 bytes of its file")]
+    Inline,
 }
 
 impl Control {
@@ -131,7 +169,8 @@ impl Control {
         let mut out = Vec::with_capacity(64);
         out.push(CONTROL);
         let (kind, id) = match self {
-            Control::Offer { id, .. } => (1, id),
+            Control::Offer { id, data: None, .. } => (1, id),
+            Control::Offer { id, data: Some(_), .. } => (8, id),
             Control::Accept { id, .. } => (2, id),
             Control::Reject { id, .. } => (3, id),
             Control::Ack { id, .. } => (4, id),
@@ -142,7 +181,7 @@ impl Control {
         out.push(kind);
         out.extend_from_slice(&id.0.to_be_bytes());
         match self {
-            Control::Offer { size, block_size, head, hash, name, mime, nonce, .. } => {
+            Control::Offer { size, block_size, head, hash, name, mime, nonce, data, .. } => {
                 out.extend_from_slice(&size.to_be_bytes());
                 out.extend_from_slice(&block_size.to_be_bytes());
                 out.extend_from_slice(head);
@@ -156,6 +195,9 @@ impl Control {
                 put_text(&mut out, name);
                 put_text(&mut out, mime);
                 out.extend_from_slice(&nonce.to_be_bytes());
+                if let Some(data) = data {
+                    out.extend_from_slice(data);
+                }
             }
             Control::Accept { have, proof, .. } => {
                 out.extend_from_slice(&(have.len() as u32).to_be_bytes());
@@ -184,7 +226,7 @@ impl Control {
         let kind = r.u8()?;
         let id = TransferId(r.u64()?);
         let control = match kind {
-            1 => {
+            1 | 8 => {
                 let size = r.u64()?;
                 let block_size = r.u32()?;
                 let head = r.hash()?;
@@ -192,8 +234,15 @@ impl Control {
                     0 => None,
                     _ => Some(r.hash()?),
                 };
-                let (name, mime) = (r.text()?, r.text()?);
-                Control::Offer { id, size, block_size, head, hash, name, mime, nonce: r.u64()? }
+                let (name, mime, nonce) = (r.text()?, r.text()?, r.u64()?);
+                let data = match kind {
+                    8 => match r.rest() {
+                        bytes if bytes.is_empty() || bytes.len() > INLINE_OFFER_MAX => return Err(FrameError::Inline),
+                        bytes => Some(bytes.to_vec()),
+                    },
+                    _ => None,
+                };
+                Control::Offer { id, size, block_size, head, hash, name, mime, nonce, data }
             }
             2 => {
                 let len = r.u32()? as usize;
@@ -332,6 +381,7 @@ mod tests {
                 name: "vidéo.mp4".into(),
                 mime: "video/mp4".into(),
                 nonce: 7,
+                data: None,
             },
             Control::Offer {
                 id,
@@ -342,6 +392,7 @@ mod tests {
                 name: String::new(),
                 mime: String::new(),
                 nonce: u64::MAX,
+                data: None,
             },
             Control::Accept { id, have: vec![0b101, 0], proof: Proof::Token([4; 32]) },
             Control::Accept { id, have: vec![], proof: Proof::Response([5; 32]) },
@@ -357,6 +408,34 @@ mod tests {
     fn control_frames_round_trip() {
         for control in all_controls() {
             assert_eq!(Control::decode(&control.encode()), Ok(control));
+        }
+    }
+
+    #[test]
+    fn an_offer_carries_a_small_file_whole_and_no_more() {
+        let offer = |data: Vec<u8>| Control::Offer {
+            id: TransferId(3),
+            size: data.len() as u64,
+            block_size: 1 << 20,
+            head: [1; 32],
+            hash: Some([2; 32]),
+            name: "a.txt".into(),
+            mime: "text/plain".into(),
+            nonce: 9,
+            data: Some(data),
+        };
+        for len in [1, 1000, INLINE_OFFER_MAX] {
+            let control = offer(vec![7; len]);
+            let frame = control.encode();
+            assert_eq!(frame[1], 8, "its own type: a receiver that does not take these never gets one");
+            assert_eq!(Control::decode(&frame), Ok(control));
+        }
+        let fields = offer(vec![7; 1]).encode().len() - 1;
+        let empty = &offer(vec![7; 1]).encode()[..fields];
+        assert_eq!(Control::decode(empty), Err(FrameError::Inline));
+        assert_eq!(Control::decode(&offer(vec![7; INLINE_OFFER_MAX + 1]).encode()), Err(FrameError::Inline));
+        for cut in 0..fields {
+            assert!(Control::decode(&offer(vec![7; 5]).encode()[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -391,7 +470,8 @@ mod tests {
     fn long_names_are_cut_on_a_character_boundary() {
         let id = TransferId(1);
         let name = "é".repeat(MAX_TEXT);
-        let frame = Control::Offer { id, size: 1, block_size: 1, head: [0; 32], hash: None, name, mime: String::new(), nonce: 0 }.encode();
+        let frame =
+            Control::Offer { id, size: 1, block_size: 1, head: [0; 32], hash: None, name, mime: String::new(), nonce: 0, data: None }.encode();
         match Control::decode(&frame) {
             Ok(Control::Offer { name, .. }) => assert!(name.len() <= MAX_TEXT && name.chars().all(|c| c == 'é')),
             other => panic!("{other:?}"),

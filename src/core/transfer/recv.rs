@@ -4,8 +4,8 @@
 //! each once stored, and finish when the content hash over all blocks matches.
 
 use super::blocks::{
-    block_count, block_len, block_offset, content_hash, content_key, resumable, resume_response, resume_token, BlockSet, Hash, BLOCK_SIZE,
-    MAX_FILE_SIZE,
+    block_count, block_len, block_offset, content_hash, content_key, hash_block, resumable, resume_response, resume_token, BlockSet, Hash,
+    BLOCK_SIZE, MAX_FILE_SIZE,
 };
 use super::frame::{CancelCode, Control, Proof};
 use super::receive::{Broken, Header, Receiving};
@@ -62,6 +62,10 @@ pub(crate) struct Incoming {
     /// The nonce of the sender's latest offer.
     nonce: u64,
     pub(crate) meter: ProgressMeter,
+    /// The whole file, verified, from an offer that carried it: stored on accept.
+    inline: Option<Vec<u8>>,
+    /// Accepted with the file from the offer: our accept says we have it.
+    took_inline: bool,
 }
 
 /// Refuses an offer with a reason the sender sees.
@@ -76,7 +80,7 @@ impl Incoming {
     /// A new offer from `from`, who has `mine` offers waiting for an answer here (of
     /// `all`): the transfer, or nothing if it was refused.
     pub(crate) fn offered(net: &mut Net<'_>, from: &PeerId, offer: Control, mine: usize, all: usize) -> Option<(TransferId, Incoming)> {
-        let Control::Offer { id, size, block_size, head, hash, name, mime, nonce } = offer else { return None };
+        let Control::Offer { id, size, block_size, head, hash, name, mime, nonce, data } = offer else { return None };
         let reason = if u64::from(block_size) != BLOCK_SIZE {
             Some((CancelCode::Protocol, format!("unsupported block size {block_size}")))
         } else if size > MAX_FILE_SIZE {
@@ -88,7 +92,7 @@ impl Incoming {
         } else if all >= MAX_PENDING_OFFERS {
             Some((CancelCode::Busy, format!("the receiver has {MAX_PENDING_OFFERS} offers waiting for an answer")))
         } else {
-            None
+            data.as_deref().and_then(|data| inline_problem(data, size, &head, hash.as_ref())).map(|why| (CancelCode::Protocol, why))
         };
         if let Some((code, reason)) = reason {
             refuse(net, from, id, code, &reason);
@@ -110,6 +114,8 @@ impl Incoming {
             nonce,
             meter: ProgressMeter::default(),
             meta: FileMeta { name, size, mime },
+            inline: data,
+            took_inline: false,
         };
         if resumable(size) {
             net.output(Output::Store(StoreOp::Probe { id, key: incoming.key.clone() }));
@@ -200,6 +206,15 @@ impl Incoming {
         }
         let durable = resumable(self.meta.size);
         net.output(Output::Store(StoreOp::Open { id, key: self.key.clone(), from: Some(self.peer.clone()), meta: self.meta.clone(), durable }));
+        if let Some(data) = self.inline.take() {
+            // The offer brought it, verified: stored now, ended by its content hash.
+            let hash = hash_block(&data);
+            self.hashes[0] = Some(hash);
+            self.end_hash = Some(content_hash(self.meta.size, [&hash]));
+            self.took_inline = true;
+            net.output(Output::Store(StoreOp::Put { id, offset: 0, bytes: data }));
+            net.output(Output::Store(StoreOp::Commit { id, block: 0, hash }));
+        }
         if net.is_open(&self.peer) {
             self.send_accept(id, net);
         } else {
@@ -219,7 +234,11 @@ impl Incoming {
     fn send_accept(&self, id: TransferId, net: &mut Net<'_>) {
         let token = resume_token(&net.config.local_key, id.0, self.peer.as_str());
         let proof = if self.resuming { Proof::Response(resume_response(&token, self.nonce)) } else { Proof::Token(token) };
-        let accept = Control::Accept { id, have: self.committed.as_bytes().to_vec(), proof };
+        let mut have = self.committed.clone();
+        if self.took_inline {
+            have.insert(0);
+        }
+        let accept = Control::Accept { id, have: have.as_bytes().to_vec(), proof };
         net.send_control(&self.peer, &accept);
     }
 
@@ -335,12 +354,26 @@ impl Incoming {
                     }
                 }
                 self.phase = RecvPhase::Paused { until };
+                self.took_inline = false;
                 net.emit(Event::TransferPaused { id });
                 Step::Go
             }
             RecvPhase::Finishing | RecvPhase::Paused { .. } => Step::Go,
         }
     }
+}
+
+/// What is wrong with the file an offer carried whole, if anything: it must be the
+/// offered file (its size, its head hash, the content hash if one was given).
+fn inline_problem(data: &[u8], size: u64, head: &Hash, hash: Option<&Hash>) -> Option<String> {
+    if data.len() as u64 != size {
+        return Some(format!("an offer carried {} bytes of a {size}-byte file", data.len()));
+    }
+    let digest = hash_block(data);
+    if digest != *head || hash.is_some_and(|hash| *hash != content_hash(size, [&digest])) {
+        return Some("the file an offer carried does not match its hash".into());
+    }
+    None
 }
 
 impl Receiving for Incoming {
@@ -380,7 +413,6 @@ impl Receiving for Incoming {
 mod tests {
     use super::*;
     use crate::core::testing::Harness;
-    use crate::core::transfer::blocks::hash_block;
 
     fn offer(id: u64, size: u64) -> Control {
         Control::Offer {
@@ -392,6 +424,7 @@ mod tests {
             name: "f".into(),
             mime: String::new(),
             nonce: 5,
+            data: None,
         }
     }
 
@@ -490,5 +523,44 @@ mod tests {
             let opened = h.driver_work();
             assert!(matches!(opened.as_slice(), [Output::Store(StoreOp::Open { durable, .. })] if *durable == resumes), "{size}: {opened:?}");
         }
+    }
+
+    #[test]
+    fn an_offer_that_carries_other_bytes_than_it_names_is_refused() {
+        let mut h = Harness::with_peer("b");
+        let peer = h.peer();
+        let file = vec![5u8; 300];
+        let head = hash_block(&file);
+        let carrying = |id: u64, size: u64, head: Hash, hash: Option<Hash>, data: &[u8]| Control::Offer {
+            id: TransferId(id),
+            size,
+            block_size: BLOCK_SIZE as u32,
+            head,
+            hash,
+            name: "f".into(),
+            mime: String::new(),
+            nonce: 5,
+            data: Some(data.to_vec()),
+        };
+        let good = content_hash(300, [&head]);
+        for bad in [
+            carrying(1, 301, head, None, &file),
+            carrying(2, 300, [1; 32], None, &file),
+            carrying(3, 300, head, Some([2; 32]), &file),
+            carrying(4, 300, head, Some(good), &file[..299]),
+        ] {
+            assert!(Incoming::offered(&mut h.net(), &peer, bad, 0, 0).is_none());
+        }
+        let codes: Vec<_> =
+            h.sent_controls(&peer).into_iter().map(|c| if let Control::Cancel { code, .. } = c { code } else { panic!("{c:?}") }).collect();
+        assert_eq!(codes, vec![CancelCode::Protocol; 4]);
+        assert!(h.events().iter().all(|e| !matches!(e, Event::FileOffer { .. })));
+        // The file it names: offered, and on accept stored whole, the accept saying so.
+        let (id, mut t) = Incoming::offered(&mut h.net(), &peer, carrying(5, 300, head, Some(good), &file), 0, 0).expect("offered");
+        assert!(matches!(h.events().as_slice(), [Event::FileOffer { .. }]));
+        t.accept(id, &mut h.net()).expect("accept");
+        let work = h.driver_work();
+        assert!(work.iter().any(|o| matches!(o, Output::Store(StoreOp::Put { offset: 0, bytes, .. }) if *bytes == file)), "{work:?}");
+        assert!(matches!(h.sent_controls(&peer).as_slice(), [Control::Accept { have, .. }] if have == &[1]));
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::blocks::{block_count, block_len, content_hash, hash_block, resume_response, BlockSet, Hash, BLOCK_SIZE};
-use super::frame::{BulkHeader, Control, Proof};
+use super::frame::{BulkHeader, Control, Proof, INLINE_OFFER_MAX};
 use super::{read_block, send_block, BulkItem, FileMeta, ProgressMeter, Step, TransferError, TransferId, WINDOW_BLOCKS};
 use crate::core::net::Net;
 use crate::core::output::{Event, FileOp, FileSource, Output};
@@ -67,6 +67,8 @@ pub(crate) struct Outgoing {
     /// The driver still holds the file's only block, read to hash it for the offer: on
     /// accept it goes out without a second read (a small file's read took ~1.5 ms).
     held: bool,
+    /// Our latest offer carried the whole file.
+    inline: bool,
 }
 
 impl Outgoing {
@@ -87,6 +89,7 @@ impl Outgoing {
             token: None,
             nonce: 0,
             held: false,
+            inline: false,
             meta,
         }
     }
@@ -94,7 +97,7 @@ impl Outgoing {
     /// Reads the first block for the offer's head hash (an empty file offers at once).
     pub(crate) fn start(&mut self, id: TransferId, net: &mut Net<'_>) {
         if self.blocks == 0 {
-            self.offer(id, net);
+            self.offer(id, net, None);
         } else {
             self.read(id, net, 0, Purpose::Hash);
         }
@@ -130,8 +133,11 @@ impl Outgoing {
         read_block(net, id, FileSource::Sending, self.meta.size, block);
     }
 
-    fn offer(&mut self, id: TransferId, net: &mut Net<'_>) {
+    /// Offers the file; `file`: all of it, which goes with the offer if it is small and
+    /// the peer takes that (then it has the file the moment it accepts).
+    fn offer(&mut self, id: TransferId, net: &mut Net<'_>, file: Option<&[u8]>) {
         self.phase = SendPhase::Offered;
+        self.inline = false;
         if !net.is_open(&self.peer) {
             let until = net.now + net.config.resume_timeout_ms;
             self.pause(id, net, until);
@@ -140,7 +146,7 @@ impl Outgoing {
         self.nonce = net.random();
         let head = if self.blocks == 0 { hash_block(&[]) } else { self.hashes[0].unwrap_or_default() };
         let hash = self.hashes.iter().copied().collect::<Option<Vec<_>>>().map(|all| content_hash(self.meta.size, &all));
-        let offer = Control::Offer {
+        let mut offer = Control::Offer {
             id,
             size: self.meta.size,
             block_size: BLOCK_SIZE as u32,
@@ -149,7 +155,15 @@ impl Outgoing {
             name: self.meta.name.clone(),
             mime: self.meta.mime.clone(),
             nonce: self.nonce,
+            data: file.filter(|file| !file.is_empty() && file.len() <= INLINE_OFFER_MAX).map(<[u8]>::to_vec),
         };
+        if let Control::Offer { data: data @ Some(_), .. } = &mut offer {
+            if net.takes_inline_offer(&self.peer, offer_len(data)) {
+                self.inline = true;
+            } else {
+                *data = None;
+            }
+        }
         net.send_control(&self.peer, &offer);
     }
 
@@ -172,8 +186,9 @@ impl Outgoing {
         *known = Some(hash);
         let keep = match self.phase {
             SendPhase::Hashing => {
-                self.held = may_hold && self.blocks == 1;
-                self.offer(id, net);
+                let whole = (self.blocks == 1).then_some(bytes);
+                self.offer(id, net, whole);
+                self.held = self.phase == SendPhase::Offered && !self.inline && may_hold && self.blocks == 1;
                 self.held
             }
             SendPhase::Sending => {
@@ -226,6 +241,11 @@ impl Outgoing {
                 self.reading.clear();
                 self.unacked = 0;
                 self.end_sent = false;
+                if self.inline && self.have.is_full() {
+                    // It took the file from the offer: nothing to send; its complete ends it.
+                    self.next = self.blocks;
+                    self.end_sent = true;
+                }
                 net.emit(Event::TransferResumed { id });
                 Step::Go
             }
@@ -310,7 +330,7 @@ impl Outgoing {
     /// The peer came back: offer again, if we were waiting for it.
     pub(crate) fn peer_back(&mut self, id: TransferId, net: &mut Net<'_>) -> Step {
         if matches!(self.phase, SendPhase::Paused { .. }) {
-            self.offer(id, net);
+            self.offer(id, net, None);
         }
         Step::Go
     }
@@ -324,6 +344,7 @@ impl Outgoing {
         }
         self.phase = SendPhase::Paused { until };
         self.held = false;
+        self.inline = false;
         self.reading.clear();
         self.unacked = 0;
         self.meter.restart();
@@ -331,6 +352,13 @@ impl Outgoing {
         net.emit(Event::TransferPaused { id });
         Step::Go
     }
+}
+
+/// The length of an offer frame carrying `data` (the fields before it are at most
+/// ~2.1 KiB: two texts of 1 KiB and fixed fields).
+fn offer_len(data: &Option<Vec<u8>>) -> usize {
+    const FIELDS_MAX: usize = 2 + 8 + 8 + 4 + 32 + 33 + 2 * (2 + 1024) + 8;
+    FIELDS_MAX + data.as_ref().map_or(0, Vec::len)
 }
 
 #[cfg(test)]
@@ -427,5 +455,40 @@ mod tests {
         other.block_read(id, &mut h.net(), 0, block(&bytes, 0), false);
         let step = other.on_control(id, &mut h.net(), Control::Accept { id, have: vec![0; 9], proof: Proof::Token([1; 32]) });
         assert!(matches!(step, Step::Fail(TransferError::Protocol(_), true)));
+    }
+
+    #[test]
+    fn a_small_file_goes_with_its_offer_only_to_a_peer_that_takes_that() {
+        let (meta, bytes) = (FileMeta { name: "f".into(), size: 2000, mime: String::new() }, vec![3u8; 2000]);
+        for takes in [false, true] {
+            let mut h = Harness::with_peer("b");
+            if takes {
+                h.peer_takes_inline_offers();
+            }
+            let peer = h.peer();
+            let id = TransferId(7);
+            let mut out = Outgoing::new(peer.clone(), meta.clone());
+            out.start(id, &mut h.net());
+            out.block_read(id, &mut h.net(), 0, &bytes, true);
+            let offers = h.sent_controls(&peer);
+            assert!(matches!(offers.as_slice(), [Control::Offer { data, .. }] if data.is_some() == takes), "{offers:?}");
+            // The block is kept for a plain offer, and let go when the offer carried it.
+            let released = h.driver_work().iter().any(|o| matches!(o, Output::File(FileOp::ReleaseBlock { block: 0, .. })));
+            assert_eq!(released, takes);
+            // Its accept (the receiver has it all) leaves nothing to send.
+            let mut have = BlockSet::new(1);
+            have.insert(0);
+            out.on_control(id, &mut h.net(), Control::Accept { id, have: have.as_bytes().to_vec(), proof: Proof::Token([1; 32]) });
+            while let Some(action) = out.next_action() {
+                out.act(id, &mut h.net(), action);
+            }
+            out.maybe_end(id, &mut h.net());
+            let bulk = h.sent_bulk();
+            assert_eq!(bulk.is_empty(), takes, "{bulk:?}");
+            let hash = content_hash(2000, [&hash_block(&bytes)]);
+            if takes {
+                assert_eq!(out.on_control(id, &mut h.net(), Control::Complete { id }), Step::Done(hash));
+            }
+        }
     }
 }
