@@ -132,7 +132,7 @@ for (const [x, y] of both) {
 }
 
 for (const [x, y] of [...both, ["firefox", "firefox"]]) {
-  test(`a 20 MiB file ${x} → ${y}, verified, stored to OPFS`, async () => {
+  test(`a 20 MiB file ${x} → ${y}, verified, stored to OPFS; a 3 KiB one that comes with its offer`, async () => {
     const [a, b] = await room([x, y], "file");
     try {
       assert.equal(b.info.persistent, true, `${y} stores to OPFS`);
@@ -140,6 +140,12 @@ for (const [x, y] of [...both, ["firefox", "firefox"]]) {
       await a.evaluate((id) => window.lib.sendTo(id), b.info.id);
       const got = await b.waitFor(() => window.received[0] ?? window.failures[0], null, 60000);
       assert.deepEqual(got, { name: "twenty.bin", digest });
+      assert.equal(await a.waitFor(() => window.sent), "ok");
+      // Small enough to go whole with its offer (transfer control type 8).
+      const small = await a.evaluate((args) => window.lib.makeFile(args), { size: 3000, name: "note.txt", seed: 3 });
+      await a.evaluate((id) => window.lib.sendTo(id), b.info.id);
+      const note = await b.waitFor(() => window.received[1] ?? window.failures[0], null, 20000);
+      assert.deepEqual(note, { name: "note.txt", digest: small });
       assert.equal(await a.waitFor(() => window.sent), "ok");
     } finally {
       await closeRoom([a, b]);
