@@ -36,6 +36,9 @@ const MAX_TEXT: usize = 1024;
 /// The largest file an offer carries whole (control type 8): its receiver has it the
 /// moment it accepts. Offers wait in bounded numbers (`recv.rs`), so their bytes do too.
 pub(crate) const INLINE_OFFER_MAX: usize = 16 * 1024;
+/// The most an offer's frame holds before the file it may carry: its fixed fields and
+/// two texts of at most `MAX_TEXT` bytes.
+pub(crate) const OFFER_FIELDS_MAX: usize = 2 + 8 + 8 + 4 + 32 + 1 + 32 + 2 * (2 + MAX_TEXT) + 8;
 
 /// Why a transfer ended early, on the wire and in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +440,19 @@ mod tests {
         for cut in 0..fields {
             assert!(Control::decode(&offer(vec![7; 5]).encode()[..cut]).is_err(), "cut at {cut}");
         }
+        // The longest fields an offer can have: what a sender allows for before the file.
+        let longest = Control::Offer {
+            id: TransferId(1),
+            size: 1,
+            block_size: 1,
+            head: [0; 32],
+            hash: Some([0; 32]),
+            name: "n".repeat(MAX_TEXT + 5),
+            mime: "m".repeat(MAX_TEXT + 5),
+            nonce: 0,
+            data: None,
+        };
+        assert_eq!(longest.encode().len(), OFFER_FIELDS_MAX);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::blocks::{block_count, block_len, content_hash, hash_block, resume_response, BlockSet, Hash, BLOCK_SIZE};
-use super::frame::{BulkHeader, Control, Proof, INLINE_OFFER_MAX};
+use super::frame::{BulkHeader, Control, Proof, INLINE_OFFER_MAX, OFFER_FIELDS_MAX};
 use super::{read_block, send_block, BulkItem, FileMeta, ProgressMeter, Step, TransferError, TransferId, WINDOW_BLOCKS};
 use crate::core::net::Net;
 use crate::core::output::{Event, FileOp, FileSource, Output};
@@ -137,7 +137,6 @@ impl Outgoing {
     /// the peer takes that (then it has the file the moment it accepts).
     fn offer(&mut self, id: TransferId, net: &mut Net<'_>, file: Option<&[u8]>) {
         self.phase = SendPhase::Offered;
-        self.inline = false;
         if !net.is_open(&self.peer) {
             let until = net.now + net.config.resume_timeout_ms;
             self.pause(id, net, until);
@@ -146,7 +145,11 @@ impl Outgoing {
         self.nonce = net.random();
         let head = if self.blocks == 0 { hash_block(&[]) } else { self.hashes[0].unwrap_or_default() };
         let hash = self.hashes.iter().copied().collect::<Option<Vec<_>>>().map(|all| content_hash(self.meta.size, &all));
-        let mut offer = Control::Offer {
+        let data = file
+            .filter(|file| !file.is_empty() && file.len() <= INLINE_OFFER_MAX && net.takes_inline_offer(&self.peer, OFFER_FIELDS_MAX + file.len()))
+            .map(<[u8]>::to_vec);
+        self.inline = data.is_some();
+        let offer = Control::Offer {
             id,
             size: self.meta.size,
             block_size: BLOCK_SIZE as u32,
@@ -155,15 +158,8 @@ impl Outgoing {
             name: self.meta.name.clone(),
             mime: self.meta.mime.clone(),
             nonce: self.nonce,
-            data: file.filter(|file| !file.is_empty() && file.len() <= INLINE_OFFER_MAX).map(<[u8]>::to_vec),
+            data,
         };
-        if let Control::Offer { data: data @ Some(_), .. } = &mut offer {
-            if net.takes_inline_offer(&self.peer, offer_len(data)) {
-                self.inline = true;
-            } else {
-                *data = None;
-            }
-        }
         net.send_control(&self.peer, &offer);
     }
 
@@ -352,13 +348,6 @@ impl Outgoing {
         net.emit(Event::TransferPaused { id });
         Step::Go
     }
-}
-
-/// The length of an offer frame carrying `data` (the fields before it are at most
-/// ~2.1 KiB: two texts of 1 KiB and fixed fields).
-fn offer_len(data: &Option<Vec<u8>>) -> usize {
-    const FIELDS_MAX: usize = 2 + 8 + 8 + 4 + 32 + 33 + 2 * (2 + 1024) + 8;
-    FIELDS_MAX + data.as_ref().map_or(0, Vec::len)
 }
 
 #[cfg(test)]
