@@ -451,6 +451,9 @@ const samples = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/
 const setupCpu = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const casts = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 const failures = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
+/** Each round's median all-open time over its tabs and its CPU, by round (a failed round
+ *  leaves a hole): ratios to raw paired by round. */
+const byRound = Object.fromEntries(sizes.flatMap((n) => KINDS.map((k) => [`${k}/${n}`, []])));
 for (let rep = 0; rep < reps; rep++) {
   // Interleaved: sizes and implementations rotate, so drift hits all alike.
   const order = KINDS.map((_, i) => KINDS[(i + rep) % KINDS.length]);
@@ -469,6 +472,7 @@ for (let rep = 0; rep < reps; rep++) {
       samples[`${kind}/${n}`].push(...setup);
       setupCpu[`${kind}/${n}`].push(setupCpuMs);
       casts[`${kind}/${n}`].push(broadcast);
+      byRound[`${kind}/${n}`][rep] = { all: stats(setup.map((r) => r.all)).median, cpu: setupCpuMs };
       console.error(`${kind} ${n} peers, round ${rep + 1}: all connected ${Math.max(...setup.map((r) => r.all)).toFixed(0)} ms, burst ${broadcast.burstMs.toFixed(0)} ms, second burst ${broadcast.secondBurstMs.toFixed(0)} ms`);
     }
   }
@@ -478,6 +482,14 @@ for (const n of sizes) {
   const median = (kind, key) => stats((samples[`${kind}/${n}`] ?? []).map((r) => r[key]))?.median ?? NaN;
   const castMedian = (kind, key) => stats((casts[`${kind}/${n}`] ?? []).map((r) => r[key]))?.median ?? NaN;
   const ratioText = (x) => (Number.isFinite(x) ? x.toFixed(2) : "–");
+  /** `kind`'s `key` ÷ raw's, round by round (both ran within a minute of each other, so a
+   *  slow stretch of the machine slows both and cancels): median (min–max). */
+  const pairedText = (kind, key) => {
+    const raw = byRound[`raw/${n}`] ?? [];
+    const ratios = (byRound[`${kind}/${n}`] ?? []).map((r, i) => (r && raw[i] ? r[key] / raw[i][key] : undefined)).filter((x) => Number.isFinite(x));
+    const st = ratios.length ? stats(ratios) : null;
+    return st ? `${st.median.toFixed(2)} (${st.min.toFixed(2)}–${st.max.toFixed(2)})` : "–";
+  };
   for (const kind of KINDS) {
     const s = samples[`${kind}/${n}`];
     const ratio = ratioText(median(kind, "all") / median("raw", "all"));
@@ -491,7 +503,7 @@ for (const n of sizes) {
     const mainMedian = (k, key) => stats((samples[`${k}/${n}`] ?? []).map((r) => r.main?.[key]).filter((t) => t !== undefined))?.median;
     const fmt1 = (st) => (st ? `${st.median.toFixed(1)} (${st.min.toFixed(1)}–${st.max.toFixed(1)})` : "–");
     mainRows.push(`| ${n} | ${kind} | ${fmt1(main("cpu"))} | ${ratioText(mainMedian(kind, "cpu") / mainMedian("raw", "cpu"))} | ${fmt1(main("js"))} | ${fmt1(main("wasm"))} |`);
-    rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${fmt(cpu)} | ${cpuRatio} |`);
+    rows.push(`| ${n} | ${kind} | ${rounds} | ${s.length} | ${fmt(stats(s.map((r) => r.joinedAt)))} | ${fmt(stats(s.map((r) => r.first)))} | ${fmt(stats(s.map((r) => r.all)))} | ${ratio} | ${pairedText(kind, "all")} | ${fmt(cpu)} | ${cpuRatio} | ${pairedText(kind, "cpu")} |`);
     const c = casts[`${kind}/${n}`];
     const rate = (r) => r.messages / (r.burstMs / 1000);
     const burstRatio = ratioText(castMedian("raw", "burstMs") / castMedian(kind, "burstMs"));
@@ -523,11 +535,11 @@ const chromium = (await import("node:child_process")).execSync("/usr/bin/chromiu
 const report = `# meshdrop mesh benchmark
 
 ${new Date().toISOString()} · ${chromium} (headless, one browser, one tab per peer) · loopback · ${reps} interleaved rounds per size, every peer of every round is a sample.
-All peers of a room call \`Peer.join\` at the same moment (an instant set ahead, which each tab waits for), ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\` and the common start's lead: 200 ms + 20 ms a tab)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time).
+All peers of a room call \`Peer.join\` at the same moment (an instant set ahead, which each tab waits for), ${settleMs > 0 ? `${settleMs} ms after every page loaded its library (\`init()\` done: a page where the user joins later)` : "as soon as every page has loaded its library (right after \`init()\` and the common start's lead: 200 ms + 20 ms a tab)"}. Times in ms from that call: median (min–max). CPU: every Chromium process's, from /proc, from just before the joins until every tab is connected (on two cores setup is CPU-bound; CPU varies less than time). "Paired by round": each round's value (its tabs' median time, its CPU) ÷ raw's in the same round, median (min–max) over the rounds; the implementations of a round run within a minute of each other, so a slow stretch of the machine moves these ratios less than the ratio of medians beside them.
 "raw" is the ceiling: a hand-written RTCPeerConnection with a negotiated data channel and trickle ICE through the same server; "simple-peer" uses that server too; "peerjs" uses its own PeerServer (npm \`peer\`) on loopback, registers, then connects to ids agreed in advance ("welcomed" = registered). All code in bench/mesh.mjs.
 
-| peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | Chromium CPU ms, join → all open (per round) | CPU ÷ raw |
-|---:|---|---|---:|---:|---:|---:|---:|---:|---:|
+| peers | implementation | rounds connected | samples | welcomed | first channel open (\`peer-joined\`) | all channels open | all-open time ÷ raw | paired by round | Chromium CPU ms, join → all open (per round) | CPU ÷ raw | paired by round |
+|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 
 ${

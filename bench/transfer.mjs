@@ -346,6 +346,8 @@ for (const mode of ["fresh", "warm"]) {
 }
 const label = (v) => (v.kind === "raw" ? `raw ${v.setting}` : v.kind) + ` (${v.mode})`;
 const samples = Object.fromEntries(variants.map((v) => [label(v), []]));
+/** The same times by round (a stalled run leaves a hole), for ratios paired by round. */
+const byRound = Object.fromEntries(variants.map((v) => [label(v), []]));
 /** Runs that stalled, by variant: left out of the medians, listed in the report. */
 const stalled = {};
 const file = makeFile(sizeMiB);
@@ -362,6 +364,7 @@ for (let rep = 0; rep < reps; rep++) {
     try {
       const ms = await within(run, deadlineMs(sizeMiB * MiB), label(v));
       samples[label(v)].push(ms);
+      byRound[label(v)][rep] = ms;
       console.error(`${label(v)} round ${rep + 1}: ${ms} ms (${((sizeMiB * MiB) / 1e6 / (ms / 1000)).toFixed(1)} MB/s)`);
     } catch (err) {
       stalled[label(v)] = (stalled[label(v)] ?? 0) + 1;
@@ -397,6 +400,14 @@ const bestRaw = (mode) =>
     .filter((r) => r.ms)
     .sort((x, y) => x.ms - y.ms)[0];
 const ceilings = { fresh: bestRaw("fresh"), warm: bestRaw("warm") };
+/** `name`'s speed ÷ `other`'s, round by round: the two ran minutes apart in every round,
+ *  so a slow stretch of the machine (VM steal here drifts between runs and within one)
+ *  slows both, and cancels. Median (min–max) over the rounds both finished. */
+const pairedRatio = (name, other) => {
+  const ratios = (byRound[name] ?? []).map((ms, i) => (ms && byRound[other]?.[i] ? byRound[other][i] / ms : undefined)).filter((r) => r !== undefined);
+  return ratios.length ? stats(ratios) : null;
+};
+const ratioRange = (r) => (r ? `${r.median.toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})` : "–");
 
 // Memory: sample both renderers while a large file goes through meshdrop.
 /** Chromium's processes: { pid, type } ("browser", "renderer", "GPU", a utility's service). */
@@ -704,17 +715,20 @@ await rm(work, { recursive: true, force: true });
 const peerjsMedian = median("peerjs (fresh)");
 const rows = variants.map((v) => {
   const name = label(v);
-  if (!samples[name].length) return `| ${name} | 0 | stalled | – | – | – |`;
+  if (!samples[name].length) return `| ${name} | 0 | stalled | – | – | – | – |`;
   const s = stats(samples[name]);
   const ceiling = ceilings[v.mode];
   const vsRaw = ceiling ? (ceiling.ms / s.median).toFixed(2) : "–";
   const vsPeerjs = peerjsMedian ? (peerjsMedian / s.median).toFixed(2) : "–";
   const best = v.kind === "raw" && ceiling?.setting === v.setting ? " **best**" : "";
-  return `| ${name}${best} | ${samples[name].length} | ${s.median} (${s.min}–${s.max}) | ${mbps(s.median).toFixed(1)} (${mbps(s.max).toFixed(1)}–${mbps(s.min).toFixed(1)}) | ${vsRaw} | ${vsPeerjs} |`;
+  const paired = ceiling ? ratioRange(pairedRatio(name, `raw ${ceiling.setting} (${v.mode})`)) : "–";
+  return `| ${name}${best} | ${samples[name].length} | ${s.median} (${s.min}–${s.max}) | ${mbps(s.median).toFixed(1)} (${mbps(s.max).toFixed(1)}–${mbps(s.min).toFixed(1)}) | ${vsRaw} | ${paired} | ${vsPeerjs} |`;
 });
 const ratio = (mode) => {
   const mesh = median(`meshdrop (${mode})`);
-  return mesh && ceilings[mode] ? `${(ceilings[mode].ms / mesh).toFixed(2)} × the best raw (${ceilings[mode].setting})` : "–";
+  if (!mesh || !ceilings[mode]) return "–";
+  const paired = pairedRatio(`meshdrop (${mode})`, `raw ${ceilings[mode].setting} (${mode})`);
+  return `${(ceilings[mode].ms / mesh).toFixed(2)} × the best raw (${ceilings[mode].setting}), ${ratioRange(paired)} paired by round`;
 };
 
 function profileReport({ raw, meshdrop }) {
@@ -774,12 +788,12 @@ const chromiumVersion = execSync("/usr/bin/chromium --version 2>/dev/null").toSt
 const report = `# meshdrop file transfer benchmark
 
 ${new Date().toISOString()} · ${chromiumVersion} (headless; sender and receiver in two contexts of one browser, the receiver's with an on-disk profile) · loopback · ${sizeMiB} MiB file on disk, picked through <input type=file> · ${reps} interleaved rounds.
-Time from the send call to the receiver holding all bytes: meshdrop's receiver has verified every block and the content hash and stored the file in OPFS (its \`done\` resolved to the File); raw's receiver counted the bytes and discarded them; PeerJS's receiver got its "data" event. "fresh": the transfer is the connection's first; "warm": the connection carried ${Math.min(WARM_UP / MiB, sizeMiB)} MiB first. The raw baseline is swept over message size / most buffered / low threshold; the ceiling for each mode is the best of those settings in this run. Speed ratios are of medians within this run (higher is faster). Code: bench/transfer.mjs.
+Time from the send call to the receiver holding all bytes: meshdrop's receiver has verified every block and the content hash and stored the file in OPFS (its \`done\` resolved to the File); raw's receiver counted the bytes and discarded them; PeerJS's receiver got its "data" event. "fresh": the transfer is the connection's first; "warm": the connection carried ${Math.min(WARM_UP / MiB, sizeMiB)} MiB first. The raw baseline is swept over message size / most buffered / low threshold; the ceiling for each mode is the best of those settings in this run. Speed ratios are of medians within this run (higher is faster); "paired by round" divides the two speeds of each round (every variant runs once per round, in a rotating order, minutes apart) and gives the median (min–max) of those ratios, which a machine whose speed drifts during the run moves less. Code: bench/transfer.mjs.
 
 **meshdrop: fresh ${ratio("fresh")}; warm ${ratio("warm")}.**
 
-| implementation | rounds | ms: median (min–max) | MB/s: median (min–max) | speed ÷ best raw (same mode) | speed ÷ PeerJS |
-|---|---:|---:|---:|---:|---:|
+| implementation | rounds | ms: median (min–max) | MB/s: median (min–max) | speed ÷ best raw (same mode) | paired by round | speed ÷ PeerJS |
+|---|---:|---:|---:|---:|---:|---:|
 ${rows.join("\n")}
 ${smallReport()}${Object.keys(stalled).length ? `\nStalled (no result within ${deadlineMs(sizeMiB * MiB) / 1000} s; left out of the medians): ${Object.entries(stalled).map(([name, n]) => `${name} ${n} ×`).join(", ")}.\n` : ""}${memory ? `
 ## Memory during a ${memoryMiB} MiB transfer
