@@ -470,6 +470,9 @@ impl Peer {
     pub fn leave(&self) -> PromiseVoid {
         self.driver.with_mesh(|mesh, now| mesh.leave(now));
         self.identity.borrow_mut().take();
+        // A page that joins again (another room, say) then finds its storage worker
+        // started, as its first join did: a join that starts one waits ~25 ms for it.
+        crate::web::prestart_storage();
         Promise::resolve(&JsValue::UNDEFINED).unchecked_into()
     }
 }

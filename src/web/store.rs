@@ -35,10 +35,10 @@ extern "C" {
     fn start_store_worker_file() -> Result<Worker, JsValue>;
 }
 
-/// A worker started when the module loads (`init()`), before a `Peer.join` needs one:
-/// started during a join, it cost that join 25–40 ms on a two-core machine (join →
-/// welcome: median 73 ms with it, 46 ms without). The first store takes it over, with
-/// whatever it said meanwhile; later stores start their own.
+/// A worker started when the module loads (`init()`), and again when a `Peer` leaves,
+/// before a `Peer.join` needs one: started during a join, it cost that join 25–40 ms on
+/// a two-core machine (join → welcome: median 73 ms with it, 46 ms without). The next
+/// store takes it over, with whatever it said meanwhile.
 struct Spare {
     worker: Worker,
     said: Rc<RefCell<Option<WorkerEvent>>>,
@@ -49,10 +49,10 @@ thread_local! {
     static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
 }
 
-/// Starts the spare worker, where there is OPFS. One that cannot even be constructed is
-/// left to the first store, which tries again and says why.
+/// Starts the spare worker, where there is OPFS, unless one is waiting already. One that
+/// cannot even be constructed is left to the next store, which tries again and says why.
 pub(crate) fn prestart() {
-    if !opfs_available() {
+    if !opfs_available() || SPARE.with(|spare| spare.borrow().is_some()) {
         return;
     }
     let Ok(worker) = start_store_worker_file() else { return };

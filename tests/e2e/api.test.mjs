@@ -244,6 +244,27 @@ test("the first join takes the connection init() made while the page was idle", 
   }
 });
 
+test("a page that left joins again with its storage worker already started", async () => {
+  const server = await startServer(await freePort());
+  const ws = `ws://127.0.0.1:${server.port}/ws`;
+  const { page, context } = await apiPage(server);
+  try {
+    const started = [];
+    page.on("worker", (worker) => started.push(worker.url()));
+    await join(page, ws, "rejoin-first", "a");
+    const next = page.waitForEvent("worker", { timeout: 10000 });
+    await page.evaluate(() => window.peer.leave());
+    assert.match((await next).url(), /store_worker\.js$/, "leaving starts the next join's storage worker");
+    const startedBeforeRejoin = started.length;
+    await join(page, ws, "rejoin-second", "a");
+    assert.equal(started.length, startedBeforeRejoin, "the second join started no worker of its own");
+    assert.equal(await page.evaluate(() => window.peer.persistentStorage), true, "its downloads go to OPFS, through that worker");
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
 test("a connection init() made is closed after a minute without a join, and a later join makes its own", async () => {
   const server = await startServer(await freePort());
   const ws = `ws://127.0.0.1:${server.port}/ws`;
