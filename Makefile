@@ -62,6 +62,7 @@ test-e2e: wasm server
 ## bench: side-by-side benchmarks; results in bench/results/
 bench: tools-test build
 	node bench/transfer.mjs --cpu-profile 1
+	node bench/engines.mjs
 	node bench/hash.mjs
 	node bench/mesh.mjs
 	node bench/mesh.mjs --sizes 2,8 --reps 5 --settle 1000 --phases 1
