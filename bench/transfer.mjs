@@ -544,17 +544,19 @@ async function startCpuProfiles(page) {
   let nextId = 1;
   cdp.on("Target.receivedMessageFromTarget", (e) => {
     const m = JSON.parse(e.message);
-    replies.get(m.id)?.(m.result);
+    replies.get(m.id)?.(m.result ?? { error: m.error });
   });
   const workerSessions = [];
   cdp.on("Target.attachedToTarget", (e) => e.targetInfo.type === "worker" && workerSessions.push({ sessionId: e.sessionId, url: e.targetInfo.url }));
   await cdp.send("Target.setAutoAttach", { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
   for (let i = 0; i < 100 && workerSessions.length < page.workers().length; i++) await new Promise((r) => setTimeout(r, 20));
+  // A worker that ended meanwhile answers with an error, or not at all.
   const inWorker = (sessionId, method, params = {}) =>
     new Promise((resolve) => {
       const id = nextId++;
-      replies.set(id, resolve);
-      cdp.send("Target.sendMessageToTarget", { sessionId, message: JSON.stringify({ id, method, params }) });
+      const timer = setTimeout(() => resolve({ error: "no reply" }), 5000);
+      replies.set(id, (reply) => (clearTimeout(timer), resolve(reply)));
+      cdp.send("Target.sendMessageToTarget", { sessionId, message: JSON.stringify({ id, method, params }) }).catch((err) => resolve({ error: err.message }));
     });
   const INTERVAL_US = 250;
   await cdp.send("Profiler.enable");
@@ -567,7 +569,11 @@ async function startCpuProfiles(page) {
   }
   return async () => {
     const profiles = [{ thread: "page", profile: (await cdp.send("Profiler.stop")).profile }];
-    for (const w of workerSessions) profiles.push({ thread: `worker ${path.basename(w.url)}`, profile: (await inWorker(w.sessionId, "Profiler.stop")).profile });
+    for (const w of workerSessions) {
+      const reply = await inWorker(w.sessionId, "Profiler.stop");
+      if (reply.profile) profiles.push({ thread: `worker ${path.basename(w.url)}`, profile: reply.profile });
+      else console.error(`bench: no CPU profile from worker ${w.url}: ${JSON.stringify(reply.error)}`);
+    }
     await cdp.detach();
     return profiles;
   };
