@@ -16,7 +16,7 @@ import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { closeAll, openPage as openEnginePage } from "../tests/e2e/engines.mjs";
 import { freePort, ROOT, startServer } from "../tests/e2e/helpers.mjs";
-import { RAW_CHANNEL, RAW_SETTINGS } from "./raw-channel.mjs";
+import { openRawPair, RAW_CHANNEL, RAW_SETTINGS } from "./raw-channel.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -78,12 +78,7 @@ async function openPage(engine, name, withFile) {
 
 async function runRaw(a, b, setting) {
   const { chunk, cap, low } = RAW_SETTINGS[setting];
-  await a.evaluate((low) => window.rawPc(low), low);
-  await b.evaluate((low) => window.rawPc(low), low);
-  const offer = await a.evaluate(() => window.rawSdp());
-  const answer = await b.evaluate((o) => window.rawSdp(o), offer);
-  await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
-  await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
+  await openRawPair(a, b, low);
   const done = b.evaluate((n) => window.rawReceive(n), sizeMiB * MiB);
   done.catch(() => {}); // awaited below; the send may fail first (pages closed)
   const t0 = await a.evaluate(({ chunk, cap }) => window.rawSend(window.file, chunk, cap), { chunk, cap });

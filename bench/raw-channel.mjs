@@ -53,3 +53,14 @@ window.rawSend = async (file, chunk, cap) => {
   return t0;
 };
 `;
+
+/** A raw channel from page `a` to page `b` (low threshold `low`), open: both pages have
+ *  RAW_CHANNEL and an `evaluate(fn, arg)` (Playwright's and puppeteer's pages do). */
+export async function openRawPair(a, b, low) {
+  await a.evaluate((low) => window.rawPc(low), low);
+  await b.evaluate((low) => window.rawPc(low), low);
+  const offer = await a.evaluate(() => window.rawSdp());
+  const answer = await b.evaluate((o) => window.rawSdp(o), offer);
+  await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
+  await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
+}

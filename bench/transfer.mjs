@@ -21,7 +21,7 @@ import path from "node:path";
 import { PeerServer } from "peer";
 import { chromium } from "playwright-core";
 import { CHROMIUM_ARGS, freePort, ROOT, startServer } from "../tests/e2e/helpers.mjs";
-import { RAW_CHANNEL, RAW_SETTINGS } from "./raw-channel.mjs";
+import { openRawPair, RAW_CHANNEL, RAW_SETTINGS } from "./raw-channel.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -118,16 +118,6 @@ async function openPage(context, withFile) {
 
 /** Bytes a "warm" connection carries before the measured transfer. */
 const WARM_UP = 64 * MiB;
-
-/** A raw channel from `a` to `b` (low threshold `low`), open. */
-async function openRawPair(a, b, low) {
-  await a.evaluate((low) => window.rawPc(low), low);
-  await b.evaluate((low) => window.rawPc(low), low);
-  const offer = await a.evaluate(() => window.rawSdp());
-  const answer = await b.evaluate((o) => window.rawSdp(o), offer);
-  await a.evaluate((s) => window.raw.pc.setRemoteDescription(s), answer);
-  await Promise.all([a.evaluate(() => window.rawOpen()), b.evaluate(() => window.rawOpen())]);
-}
 
 async function runRaw(a, b, size, setting, warm) {
   const { chunk, cap, low } = RAW_SETTINGS[setting];
